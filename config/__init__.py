@@ -1,0 +1,121 @@
+"""Settings, read from the environment once, in one place.
+
+`load_settings()` returns the Flask config mapping for `create_app`. Production refuses to
+start without its secrets and names the missing one; development generates local secrets,
+keeps them in `instance/dev-secrets.json` so that a restart (and `flask line call`) uses the
+same ones, and says so.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+log = logging.getLogger(__name__)
+
+CONFIG_DIR = Path(__file__).resolve().parent
+PROJECT_DIR = CONFIG_DIR.parent
+DEFAULT_LINE_CONFIG = CONFIG_DIR / "line.yaml"
+CALLER_NUMBER_MODES = ("raw", "hash", "none")
+SECRETS = ("SECRET_KEY", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN")
+
+
+class SettingsError(RuntimeError):
+    """The environment does not describe a line that can start; the message says why."""
+
+
+def normalize_database_url(url: str) -> str:
+    """Use psycopg 3 for PostgreSQL whatever spelling the operator's platform gives."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _dev_secrets(instance_dir: Path) -> dict[str, str]:
+    path = instance_dir / "dev-secrets.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    made = {
+        "SECRET_KEY": secrets.token_hex(32),
+        "TWILIO_ACCOUNT_SID": "AC" + secrets.token_hex(16),
+        "TWILIO_AUTH_TOKEN": secrets.token_hex(16),
+    }
+    instance_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(made, indent=2))
+    path.chmod(0o600)
+    log.warning("development: generated local secrets in %s", path)
+    return made
+
+
+def load_settings(env: dict[str, str] | None = None, instance_dir: Path | None = None) -> dict:
+    """Read the line's settings from `env` (default: the process environment).
+
+    Raises SettingsError naming the first setting that is missing or wrong.
+    """
+    env = dict(os.environ if env is None else env)
+    instance_dir = Path(env.get("INSTANCE_DIR") or instance_dir or PROJECT_DIR / "instance")
+    app_env = env.get("APP_ENV", "production").strip().lower()
+    if app_env not in ("production", "development", "test"):
+        raise SettingsError(f"APP_ENV must be production, development or test, not {app_env!r}")
+
+    found = {name: env.get(name, "").strip() for name in SECRETS}
+    missing = [name for name, value in found.items() if not value]
+    if missing and app_env == "production":
+        raise SettingsError(
+            f"{missing[0]} is not set: production needs {', '.join(SECRETS)} "
+            "(see .env.example)"
+        )
+    if missing:
+        generated = _dev_secrets(instance_dir)
+        for name in missing:
+            found[name] = generated[name]
+        log.warning("%s: using generated local %s", app_env, ", ".join(missing))
+
+    caller_numbers = env.get("CALLER_NUMBERS", "hash").strip().lower()
+    if caller_numbers not in CALLER_NUMBER_MODES:
+        raise SettingsError(f"CALLER_NUMBERS must be one of raw, hash, none, not {caller_numbers!r}")
+
+    timezone = env.get("LINE_TIMEZONE", "UTC").strip() or "UTC"
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(f"LINE_TIMEZONE {timezone!r} is not an IANA time zone name") from None
+
+    line_config = Path(env.get("LINE_CONFIG") or DEFAULT_LINE_CONFIG)
+    if not line_config.is_file():
+        raise SettingsError(f"LINE_CONFIG {str(line_config)!r} is not a file")
+
+    database_url = env.get("DATABASE_URL") or f"sqlite:///{instance_dir / 'commentline.db'}"
+    public_base = env.get("PUBLIC_BASE_URL", "").strip().rstrip("/")
+    if public_base and not public_base.startswith(("http://", "https://")):
+        raise SettingsError("PUBLIC_BASE_URL must start with http:// or https://")
+
+    try:
+        trusted_proxies = int(env.get("TRUSTED_PROXIES", "0") or 0)
+    except ValueError:
+        raise SettingsError("TRUSTED_PROXIES must be a whole number of proxy hops") from None
+
+    return {
+        "APP_ENV": app_env,
+        "DEBUG": False,
+        "TESTING": app_env == "test",
+        "SECRET_KEY": found["SECRET_KEY"],
+        "TWILIO_ACCOUNT_SID": found["TWILIO_ACCOUNT_SID"],
+        "TWILIO_AUTH_TOKEN": found["TWILIO_AUTH_TOKEN"],
+        "CALLER_HASH_KEY": env.get("CALLER_HASH_KEY", "").strip() or found["SECRET_KEY"],
+        "CALLER_NUMBERS": caller_numbers,
+        "LINE_TIMEZONE": timezone,
+        "LINE_CONFIG": str(line_config),
+        "PUBLIC_BASE_URL": public_base,
+        "TRUSTED_PROXIES": trusted_proxies,
+        "SQLALCHEMY_DATABASE_URI": normalize_database_url(database_url),
+        "INSTANCE_DIR": str(instance_dir),
+        # Twilio's bodies are a few kB; anything near this is not Twilio.
+        "MAX_CONTENT_LENGTH": int(env.get("MAX_CONTENT_LENGTH", 64 * 1024)),
+        "LINE_CACHE_SECONDS": float(env.get("LINE_CACHE_SECONDS", "1")),
+    }

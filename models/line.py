@@ -1,0 +1,325 @@
+"""The line's script (languages, wording, topics): stored in the database, edited by staff,
+loaded from `config/line.yaml` into an empty line, and cached per process by version."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import JSON, Boolean, Integer, String, func, select, update
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .base import db, utcnow
+
+WORDING_KEYS = (
+    "greeting", "language_option", "topic_intro", "topic_option", "repeat_hint", "stance",
+    "record", "no_input", "invalid", "no_comment", "reference", "thanks", "another",
+    "goodbye", "trouble",
+)
+KEYPAD = set("0123456789")
+
+
+class ScriptError(ValueError):
+    """The line's script is not usable; the message says where."""
+
+
+class LineSettings(db.Model):
+    """One row: the line-wide part of the script, and the version every edit bumps."""
+
+    __tablename__ = "line_settings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    languages: Mapped[list] = mapped_column(JSON)
+    wording: Mapped[dict] = mapped_column(JSON)
+    general_topic: Mapped[str] = mapped_column(String(64))
+    record_max_seconds: Mapped[int] = mapped_column(Integer, default=180)
+    menu_timeout_seconds: Mapped[int] = mapped_column(Integer, default=6)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Topic(db.Model):
+    __tablename__ = "topics"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    digit: Mapped[str] = mapped_column(String(1))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    stance: Mapped[bool] = mapped_column(Boolean, default=False)
+    names: Mapped[dict] = mapped_column(JSON)
+    prompts: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+# --- the script as read from a file -------------------------------------------------------
+
+
+def read_script_file(path: str | Path) -> dict[str, Any]:
+    """Parse and check a script file; raise ScriptError saying what is wrong and where."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ScriptError(f"{path}: cannot read the line's script: {exc}") from None
+    try:
+        return check_script(data)
+    except ScriptError as exc:
+        raise ScriptError(f"{path}: {exc}") from None
+
+
+def check_script(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ScriptError("the script must be a mapping")
+    languages = data.get("languages") or []
+    if not languages:
+        raise ScriptError("at least one language is needed")
+    codes, digits = [], set()
+    for lang in languages:
+        code, digit = str(lang.get("code", "")), str(lang.get("digit", ""))
+        if not code or digit not in KEYPAD or digit in digits or not lang.get("voice"):
+            raise ScriptError(f"language {lang!r} needs a code, a voice and its own digit")
+        codes.append(code)
+        digits.add(digit)
+    wording = data.get("wording") or {}
+    for code in codes:
+        missing = [key for key in WORDING_KEYS if not (wording.get(code) or {}).get(key)]
+        if missing:
+            raise ScriptError(f"wording for {code} lacks {', '.join(missing)}")
+    topics = data.get("topics") or []
+    if not topics:
+        raise ScriptError("at least one topic is needed")
+    seen_slugs, seen_digits = set(), set()
+    for topic in topics:
+        slug, digit = str(topic.get("slug", "")), str(topic.get("digit", ""))
+        if not slug or slug in seen_slugs:
+            raise ScriptError(f"topic {topic!r} needs a slug of its own")
+        enabled = topic.get("enabled", True)
+        if digit not in KEYPAD or (enabled and digit in seen_digits):
+            raise ScriptError(f"topic {slug!r} needs a digit 0-9 no other topic uses")
+        names = topic.get("name") or {}
+        if any(not names.get(code) for code in codes):
+            raise ScriptError(f"topic {slug!r} needs a name in each of {', '.join(codes)}")
+        seen_slugs.add(slug)
+        if enabled:
+            seen_digits.add(digit)
+    general = data.get("general_topic")
+    if general not in seen_slugs:
+        raise ScriptError(f"general_topic {general!r} is not one of the topics")
+    return data
+
+
+# --- the script as callers hear it ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Language:
+    code: str
+    digit: str
+    voice: str
+
+
+@dataclass(frozen=True)
+class TopicScript:
+    id: int
+    slug: str
+    digit: str
+    stance: bool
+    names: tuple[tuple[str, str], ...]
+    prompts: tuple[tuple[str, str], ...] = ()
+    enabled: bool = True
+
+    def name(self, language: str) -> str:
+        return dict(self.names).get(language) or self.names[0][1]
+
+    def prompt(self, language: str) -> str | None:
+        return dict(self.prompts).get(language)
+
+
+@dataclass(frozen=True)
+class LineScript:
+    """What callers hear now: immutable, hashable by version, shared by every request."""
+
+    version: int
+    languages: tuple[Language, ...]
+    topics: tuple[TopicScript, ...]  # every topic; the menu offers the enabled ones, in order
+    general_topic: str
+    record_max_seconds: int
+    menu_timeout_seconds: int
+    wording: dict = field(hash=False, compare=False)
+
+    def __hash__(self) -> int:
+        return hash(self.version)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LineScript) and other.version == self.version
+
+    def language(self, code: str | None) -> Language:
+        for lang in self.languages:
+            if lang.code == code:
+                return lang
+        return self.languages[0]
+
+    def language_for_digit(self, digit: str) -> Language | None:
+        return next((lang for lang in self.languages if lang.digit == digit), None)
+
+    @property
+    def menu(self) -> tuple[TopicScript, ...]:
+        return tuple(t for t in self.topics if t.enabled)
+
+    def topic_for_digit(self, digit: str) -> TopicScript | None:
+        return next((t for t in self.topics if t.enabled and t.digit == digit), None)
+
+    def topic(self, slug: str | None) -> TopicScript | None:
+        return next((t for t in self.topics if t.slug == slug), None)
+
+    def general(self) -> TopicScript:
+        return self.topic(self.general_topic) or self.menu[-1]
+
+    def say(self, language: str, key: str, **values: str) -> str:
+        text = self.wording.get(language, {}).get(key) or self.wording[self.languages[0].code][key]
+        return text.format(**values) if values else text
+
+
+def build_script(settings: LineSettings, topics: list[Topic]) -> LineScript:
+    ordered = sorted(topics, key=lambda t: (t.position, t.digit))
+    return LineScript(
+        version=settings.version,
+        languages=tuple(Language(lang["code"], lang["digit"], lang["voice"]) for lang in settings.languages),
+        topics=tuple(
+            TopicScript(t.id, t.slug, t.digit, t.stance, tuple(t.names.items()),
+                        tuple((t.prompts or {}).items()), t.enabled)
+            for t in ordered
+        ),
+        general_topic=settings.general_topic,
+        record_max_seconds=settings.record_max_seconds,
+        menu_timeout_seconds=settings.menu_timeout_seconds,
+        wording=settings.wording,
+    )
+
+
+class ScriptCache:
+    """The current script, read once per process and again only when its version changes
+    (checked at most every `ttl` seconds)."""
+
+    def __init__(self, ttl: float = 1.0) -> None:
+        self.ttl = ttl
+        self._script: LineScript | None = None
+        self._checked = 0.0
+        self._lock = threading.Lock()
+
+    def get(self, session) -> LineScript:
+        now = time.monotonic()
+        script = self._script
+        if script is not None and now - self._checked < self.ttl:
+            return script
+        try:
+            version = session.execute(select(LineSettings.version).where(LineSettings.id == 1)).scalar()
+        except SQLAlchemyError:
+            if script is None:
+                raise
+            session.rollback()
+            return script  # the database is away: callers hear the script we last read
+        if version is None:
+            raise ScriptError("the line has no script yet: run `flask line load`")
+        if script is None or script.version != version:
+            settings = session.get(LineSettings, 1)
+            script = build_script(settings, list(session.scalars(select(Topic))))
+        with self._lock:
+            self._script, self._checked = script, now
+        return script
+
+    def forget(self) -> None:
+        with self._lock:
+            self._script = None
+
+
+# --- loading and syncing ---------------------------------------------------------------------
+
+
+def script_from_file(data: dict) -> LineScript:
+    """A script built from a checked file alone, for answering callers when the database
+    cannot be read. Its topics have no ids: facts taken with it are keyed by slug."""
+    settings = LineSettings(id=1, version=0, **_settings_values(data))
+    topics = [Topic(id=None, slug=t["slug"], **_topic_values(t, i)) for i, t in enumerate(data["topics"])]
+    return build_script(settings, topics)
+
+
+def line_is_empty(session) -> bool:
+    return session.execute(select(func.count()).select_from(LineSettings)).scalar() == 0
+
+
+def _settings_values(data: dict) -> dict:
+    return {
+        "languages": [{"code": str(l["code"]), "digit": str(l["digit"]), "voice": l["voice"]} for l in data["languages"]],
+        "wording": data["wording"],
+        "general_topic": data["general_topic"],
+        "record_max_seconds": int(data.get("record_max_seconds", 180)),
+        "menu_timeout_seconds": int(data.get("menu_timeout_seconds", 6)),
+    }
+
+
+def _topic_values(topic: dict, position: int) -> dict:
+    return {
+        "digit": str(topic["digit"]),
+        "position": position,
+        "enabled": bool(topic.get("enabled", True)),
+        "stance": bool(topic.get("stance", False)),
+        "names": dict(topic["name"]),
+        "prompts": dict(topic.get("prompt") or {}),
+    }
+
+
+def load_script(session, data: dict) -> bool:
+    """Put the script into an empty line; return False (and change nothing) if it has one."""
+    if not line_is_empty(session):
+        return False
+    session.add(LineSettings(id=1, version=1, **_settings_values(data)))
+    for position, topic in enumerate(data["topics"]):
+        session.add(Topic(slug=topic["slug"], **_topic_values(topic, position)))
+    return True
+
+
+def sync_script(session, data: dict) -> list[str]:
+    """Apply a script file to the stored line, matching topics by slug. Topics the file no
+    longer names are switched off, never deleted (their counts stay). Returns what changed."""
+    if load_script(session, data):
+        return ["loaded the script into an empty line"]
+    changes = []
+    settings = session.get(LineSettings, 1)
+    for key, value in _settings_values(data).items():
+        if getattr(settings, key) != value:
+            setattr(settings, key, value)
+            changes.append(f"line: {key} changed")
+    stored = {t.slug: t for t in session.scalars(select(Topic))}
+    named = set()
+    for position, topic in enumerate(data["topics"]):
+        named.add(topic["slug"])
+        values = _topic_values(topic, position)
+        row = stored.get(topic["slug"])
+        if row is None:
+            session.add(Topic(slug=topic["slug"], **values))
+            changes.append(f"topic {topic['slug']}: added")
+            continue
+        for key, value in values.items():
+            if getattr(row, key) != value:
+                setattr(row, key, value)
+                changes.append(f"topic {row.slug}: {key} changed")
+    for slug, row in stored.items():
+        if slug not in named and row.enabled:
+            row.enabled = False
+            changes.append(f"topic {slug}: switched off (not in the file)")
+    if changes:
+        bump_version(session)
+    return changes
+
+
+def bump_version(session) -> None:
+    """Every edit to the script calls this, so that each process reloads it."""
+    session.execute(update(LineSettings).where(LineSettings.id == 1).values(version=LineSettings.version + 1))

@@ -1,0 +1,150 @@
+"""The JSON API for staff tools, under `/api/v1`, with `Authorization: Bearer <token>`."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from flask import Blueprint, Response, abort, current_app, g, jsonify, request
+from sqlalchemy import select
+from werkzeug.exceptions import HTTPException
+
+from models import Recording, Topic, Transcription, db, utcnow
+from models.line import LineScript
+from models.recordings import NOT_A_COMMENT
+from models.tally import tally
+from models.tokens import find_token
+
+from .windows import BadWindow, parse_window
+
+api = Blueprint("api", __name__, url_prefix="/api/v1")
+COUNTS_CSV_HEADER = ["slug", "digit", "name", "calls", "callers", "comments", "support", "oppose", "other"]
+MAX_PAGE = 200
+
+
+@api.before_request
+def require_token() -> None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    row = find_token(db.session, token.strip()) if scheme.lower() == "bearer" else None
+    if row is None:
+        abort(401, description="A valid bearer token is required (see `flask tokens create`).")
+    row.last_used_at = utcnow()
+    db.session.commit()
+    g.api_token = row
+
+
+@api.errorhandler(HTTPException)
+def json_error(error: HTTPException):
+    response = jsonify(error=error.description)
+    response.status_code = error.code
+    if error.code == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="comment-line"'
+    return response
+
+
+def window():
+    try:
+        return parse_window(request.args.get("since"), request.args.get("until"),
+                            current_app.config["LINE_TIMEZONE"])
+    except BadWindow as exc:
+        abort(400, description=str(exc))
+
+
+def current_tally():
+    since, until = window()
+    return tally(db.session, since, until, callers_known=current_app.config["CALLER_NUMBERS"] != "none")
+
+
+@api.get("/line")
+def line():
+    script: LineScript = current_app.extensions["line_script"].get(db.session)
+    first = script.languages[0].code
+    return jsonify(
+        languages=[{"code": lang.code, "digit": lang.digit} for lang in script.languages],
+        topics=[{"slug": t.slug, "digit": t.digit, "name": t.name(first), "stance": t.stance} for t in script.menu],
+    )
+
+
+@api.get("/counts")
+def counts():
+    return jsonify(current_tally().as_dict())
+
+
+@api.get("/counts.csv")
+def counts_csv():
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(COUNTS_CSV_HEADER)
+    for t in current_tally().topics:
+        writer.writerow([t.slug, t.digit, t.name, t.calls, "" if t.callers is None else t.callers, t.comments,
+                         t.stance["support"], t.stance["oppose"], t.stance["other"]])
+    return Response(out.getvalue(), mimetype="text/csv",
+                    headers={"Content-Disposition": "attachment; filename=counts.csv"})
+
+
+def _limit() -> int:
+    value = request.args.get("limit", "50")
+    if not value.isdigit() or not 1 <= int(value) <= MAX_PAGE:
+        abort(400, description=f"limit must be a whole number from 1 to {MAX_PAGE}")
+    return int(value)
+
+
+@api.get("/comments")
+def comments():
+    """Comments newest first; `next_cursor` fetches the next page."""
+    since, until = window()
+    limit = _limit()
+    query = select(Recording, Topic.slug).outerjoin(Topic, Topic.id == Recording.topic_id)
+    if request.args.get("topic"):
+        query = query.where(Topic.slug == request.args["topic"])
+    if since is not None:
+        query = query.where(Recording.created_at >= since)
+    if until is not None:
+        query = query.where(Recording.created_at < until)
+    cursor = request.args.get("cursor")
+    if cursor:
+        if not cursor.isdigit():
+            abort(400, description="cursor must be a value from next_cursor")
+        query = query.where(Recording.id < int(cursor))
+    rows = db.session.execute(query.order_by(Recording.id.desc()).limit(limit + 1)).all()
+    page = rows[:limit]
+    transcripts = _transcripts([r.recording_sid for r, _ in page])
+    items = [_comment(recording, slug, transcripts.get(recording.recording_sid)) for recording, slug in page]
+    next_cursor = str(page[-1][0].id) if len(rows) > limit else None
+    return jsonify(comments=items, next_cursor=next_cursor)
+
+
+def _transcripts(sids: list[str]) -> dict[str, Transcription]:
+    """The best transcript per recording: staff corrections, then the first completed one."""
+    if not sids:
+        return {}
+    rank = {"staff": 0, "whisper": 1, "twilio": 2}
+    best: dict[str, Transcription] = {}
+    for t in db.session.scalars(select(Transcription).where(Transcription.recording_sid.in_(sids))):
+        current = best.get(t.recording_sid)
+        if t.status == "completed" and (current is None or rank.get(t.source, 9) < rank.get(current.source, 9)):
+            best[t.recording_sid] = t
+    return best
+
+
+def _comment(recording: Recording, slug: str | None, transcript: Transcription | None) -> dict:
+    if recording.status in NOT_A_COMMENT:
+        status = recording.status
+    elif recording.action_at is None and recording.status is None:
+        status = "pending"
+    else:
+        status = recording.status or "recorded"
+    return {
+        "reference": recording.reference,
+        "recording_sid": recording.recording_sid,
+        "call_sid": recording.call_sid,
+        "topic": slug,
+        "stance": recording.stance,
+        "language": recording.language,
+        "duration": recording.duration,
+        "status": status,
+        "recorded_at": recording.created_at.isoformat() + "Z",
+        "transcript": transcript.text if transcript else None,
+        "transcript_source": transcript.source if transcript else None,
+    }

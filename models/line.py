@@ -3,6 +3,8 @@ loaded from `config/line.yaml` into an empty line, and cached per process by ver
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -144,9 +146,11 @@ class TopicScript:
 
 @dataclass(frozen=True)
 class LineScript:
-    """What callers hear now: immutable, hashable by version, shared by every request."""
+    """What callers hear now: immutable, shared by every request, and hashable by its
+    content's fingerprint (so TwiML cached for one script is never served for another)."""
 
     version: int
+    fingerprint: str
     languages: tuple[Language, ...]
     topics: tuple[TopicScript, ...]  # every topic; the menu offers the enabled ones, in order
     general_topic: str
@@ -155,10 +159,10 @@ class LineScript:
     wording: dict = field(hash=False, compare=False)
 
     def __hash__(self) -> int:
-        return hash(self.version)
+        return hash(self.fingerprint)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, LineScript) and other.version == self.version
+        return isinstance(other, LineScript) and other.fingerprint == self.fingerprint
 
     def language(self, code: str | None) -> Language:
         for lang in self.languages:
@@ -189,8 +193,10 @@ class LineScript:
 
 def build_script(settings: LineSettings, topics: list[Topic]) -> LineScript:
     ordered = sorted(topics, key=lambda t: (t.position, t.digit))
+    content = [_settings_values_of(settings), [(t.id, t.slug, _topic_values_of(t)) for t in ordered]]
     return LineScript(
         version=settings.version,
+        fingerprint=hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest(),
         languages=tuple(Language(lang["code"], lang["digit"], lang["voice"]) for lang in settings.languages),
         topics=tuple(
             TopicScript(t.id, t.slug, t.digit, t.stance, tuple(t.names.items()),
@@ -263,6 +269,15 @@ def _settings_values(data: dict) -> dict:
         "record_max_seconds": int(data.get("record_max_seconds", 180)),
         "menu_timeout_seconds": int(data.get("menu_timeout_seconds", 6)),
     }
+
+
+def _settings_values_of(row: LineSettings) -> dict:
+    return {key: getattr(row, key) for key in
+            ("languages", "wording", "general_topic", "record_max_seconds", "menu_timeout_seconds")}
+
+
+def _topic_values_of(row: Topic) -> dict:
+    return {key: getattr(row, key) for key in ("digit", "position", "enabled", "stance", "names", "prompts")}
 
 
 def _topic_values(topic: dict, position: int) -> dict:

@@ -118,4 +118,6 @@ def load_settings(env: dict[str, str] | None = None, instance_dir: Path | None =
         # Twilio's bodies are a few kB; anything near this is not Twilio.
         "MAX_CONTENT_LENGTH": int(env.get("MAX_CONTENT_LENGTH", 64 * 1024)),
         "LINE_CACHE_SECONDS": float(env.get("LINE_CACHE_SECONDS", "1")),
+        "TWILIO_API_BASE": (env.get("TWILIO_API_BASE") or "https://api.twilio.com").rstrip("/"),
+        "RECORDINGS_DIR": env.get("RECORDINGS_DIR") or str(instance_dir / "recordings"),
     }

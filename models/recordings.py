@@ -61,6 +61,12 @@ class Recording(db.Model):
     created_at: Mapped[datetime] = mapped_column(index=True)
     action_at: Mapped[datetime | None]
     status_at: Mapped[datetime | None]
+    # Our own copy of the audio (see storage/), once the worker has fetched it.
+    storage_key: Mapped[str | None] = mapped_column(String(255))
+    content_type: Mapped[str | None] = mapped_column(String(64))
+    size_bytes: Mapped[int | None] = mapped_column(Integer)
+    checksum: Mapped[str | None] = mapped_column(String(64))
+    stored_at: Mapped[datetime | None]
 
     @property
     def reference(self) -> str:

@@ -8,6 +8,17 @@ from .setup import init_app
 from .tokens import ApiToken
 
 __all__ = [
-    "ApiToken", "Base", "Call", "CallTopic", "Choice", "LineSettings", "Recording", "Topic",
-    "Transcription", "db", "init_app", "insert_for", "utcnow",
+    "ApiToken",
+    "Base",
+    "Call",
+    "CallTopic",
+    "Choice",
+    "LineSettings",
+    "Recording",
+    "Topic",
+    "Transcription",
+    "db",
+    "init_app",
+    "insert_for",
+    "utcnow",
 ]

@@ -23,12 +23,24 @@ FINAL_CALL_STATUSES = ("completed", "busy", "failed", "no-answer", "canceled")
 STANCES = {"1": "support", "2": "oppose", "3": "other"}
 # Values Twilio puts in `From` when the caller's number is withheld or unknown.
 WITHHELD_NUMBERS = {
-    "", "anonymous", "unknown", "restricted", "private", "blocked", "unavailable",
-    "+266696687", "+86282452253", "+7378742833", "+2562533",
+    "",
+    "anonymous",
+    "unknown",
+    "restricted",
+    "private",
+    "blocked",
+    "unavailable",
+    "+266696687",
+    "+86282452253",
+    "+7378742833",
+    "+2562533",
 }
 LOCATION_FIELDS = {
-    "FromCity": "from_city", "FromState": "from_state", "FromZip": "from_zip",
-    "FromCountry": "from_country", "CallerName": "caller_name",
+    "FromCity": "from_city",
+    "FromState": "from_state",
+    "FromZip": "from_zip",
+    "FromCountry": "from_country",
+    "CallerName": "caller_name",
 }
 
 
@@ -129,14 +141,22 @@ def note_call_status(session, values: dict, *, status: str, duration: int | None
 
 
 def note_choice(
-    session, call_sid: str, step: int, kind: str, *, at: datetime,
-    topic_id: int | None = None, language: str | None = None, stance: str | None = None,
+    session,
+    call_sid: str,
+    step: int,
+    kind: str,
+    *,
+    at: datetime,
+    topic_id: int | None = None,
+    language: str | None = None,
+    stance: str | None = None,
 ) -> None:
     """Store a keypress as a fact keyed on (call, step), and keep `call_topics` in step."""
     session.execute(
         insert_for(session, Choice)
-        .values(call_sid=call_sid, step=step, kind=kind, topic_id=topic_id,
-                language=language, stance=stance, chosen_at=at)
+        .values(
+            call_sid=call_sid, step=step, kind=kind, topic_id=topic_id, language=language, stance=stance, chosen_at=at
+        )
         .on_conflict_do_nothing(index_elements=["call_sid", "step"])
     )
     if topic_id is None:

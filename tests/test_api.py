@@ -56,8 +56,9 @@ def test_counts_windows_filter_on_the_calls_first_webhook(twilio, api, app):
     old = play(twilio, ["1", "3"])
     play(twilio, ["1", "3"])
     with app.app_context():
-        db.session.execute(update(Call).where(Call.call_sid == old.sid)
-                           .values(started_at=datetime(2026, 11, 2, 4, 30)))  # 23:30 on the 1st in New York
+        db.session.execute(
+            update(Call).where(Call.call_sid == old.sid).values(started_at=datetime(2026, 11, 2, 4, 30))
+        )  # 23:30 on the 1st in New York
         db.session.commit()
     assert api("/api/v1/counts", since="2026-11-02", until="2026-11-03").json["calls"] == 1
     assert api("/api/v1/counts", since="2026-11-02T04:30:00Z", until="2026-11-02T04:30:01Z").json["calls"] == 1

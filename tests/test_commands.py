@@ -75,8 +75,9 @@ def test_line_sync_matches_topics_by_slug_and_never_deletes(runner, app, tmp_pat
     data = yaml.safe_load(open(app.config["LINE_CONFIG"]))
     data["topics"][0]["name"]["en-US"] = "the revised city budget"
     data["topics"] = [t for t in data["topics"] if t["slug"] != "housing"]
-    data["topics"].append({"slug": "parks", "digit": "4", "stance": False,
-                           "name": {"en-US": "parks", "es-US": "los parques"}})
+    data["topics"].append(
+        {"slug": "parks", "digit": "4", "stance": False, "name": {"en-US": "parks", "es-US": "los parques"}}
+    )
     path = tmp_path / "line.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True))
     dry = runner.invoke(args=["line", "sync", "--file", str(path), "--dry-run"])

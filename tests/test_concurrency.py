@@ -61,18 +61,27 @@ def test_fifty_duplicate_pairs_at_once_count_once(served_line, app):
     calls = []
     for i in range(CALLS):
         topic = TOPICS[i % 4]
-        calls.append({
-            "params": {"CallSid": f"CA{i:032x}", "AccountSid": ACCOUNT, "From": f"+1503555{i % 20:04d}",
-                       "To": "+15035550199", "Direction": "inbound"},
-            "language": "1" if i % 2 else "2", "topic": topic,
-            "stance": str(i % 3 + 1) if topic in STANCE_TOPICS else None,
-            "recording": f"RE{i:032x}", "seconds": 0 if i % 10 == 0 else 5 + i,
-        })
+        calls.append(
+            {
+                "params": {
+                    "CallSid": f"CA{i:032x}",
+                    "AccountSid": ACCOUNT,
+                    "From": f"+1503555{i % 20:04d}",
+                    "To": "+15035550199",
+                    "Direction": "inbound",
+                },
+                "language": "1" if i % 2 else "2",
+                "topic": topic,
+                "stance": str(i % 3 + 1) if topic in STANCE_TOPICS else None,
+                "recording": f"RE{i:032x}",
+                "seconds": 0 if i % 10 == 0 else 5 + i,
+            }
+        )
 
     def step(posts_for):
         posts = [posts_for(c) for c in calls]
         responses = burst(twice(posts))
-        for c, (first, second) in zip(calls, zip(responses[::2], responses[1::2]), strict=True):
+        for c, (first, second) in zip(calls, zip(responses[::2], responses[1::2], strict=True), strict=True):
             assert first.text == second.text  # a retry hears exactly the same
             c["body"] = first.text
 
@@ -83,16 +92,36 @@ def test_fifty_duplicate_pairs_at_once_count_once(served_line, app):
     responses = burst(twice([(action_of(c["body"]), {**c["params"], "Digits": c["stance"]}) for c in with_stance]))
     for c, response in zip(with_stance, responses[::2], strict=True):
         c["body"] = response.text
-    step(lambda c: (action_of(c["body"]), {**c["params"], "Digits": "#", "RecordingSid": c["recording"],
-                                           "RecordingUrl": recording_url(c["recording"]),
-                                           "RecordingDuration": str(c["seconds"])}))
-    step(lambda c: (line.base + "/twilio/recording-status",
-                    {**c["params"], "RecordingSid": c["recording"], "RecordingStatus": "completed",
-                     "RecordingUrl": recording_url(c["recording"]), "RecordingDuration": str(c["seconds"])}))
+    step(
+        lambda c: (
+            action_of(c["body"]),
+            {
+                **c["params"],
+                "Digits": "#",
+                "RecordingSid": c["recording"],
+                "RecordingUrl": recording_url(c["recording"]),
+                "RecordingDuration": str(c["seconds"]),
+            },
+        )
+    )
+    step(
+        lambda c: (
+            line.base + "/twilio/recording-status",
+            {
+                **c["params"],
+                "RecordingSid": c["recording"],
+                "RecordingStatus": "completed",
+                "RecordingUrl": recording_url(c["recording"]),
+                "RecordingDuration": str(c["seconds"]),
+            },
+        )
+    )
     step(lambda c: (line.base + "/twilio/status", {**c["params"], "CallStatus": "completed", "CallDuration": "60"}))
 
-    expected = {slug: {"calls": 0, "comments": 0, "callers": set(), "support": 0, "oppose": 0, "other": 0}
-                for slug in SLUGS.values()}
+    expected = {
+        slug: {"calls": 0, "comments": 0, "callers": set(), "support": 0, "oppose": 0, "other": 0}
+        for slug in SLUGS.values()
+    }
     for c in calls:
         e = expected[SLUGS[c["topic"]]]
         e["calls"] += 1

@@ -111,11 +111,17 @@ def test_recording_callbacks_in_any_order_complete_one_comment(twilio, api, app,
     assert (budget["calls"], budget["comments"], budget["stance"]["oppose"]) == (1, 1, 1)
     with app.app_context():
         recording = db.session.scalar(select(Recording))
-        assert (recording.topic_id is not None, recording.stance, recording.duration, recording.status) == \
-            (True, "oppose", 33, "completed")
+        assert (recording.topic_id is not None, recording.stance, recording.duration, recording.status) == (
+            True,
+            "oppose",
+            33,
+            "completed",
+        )
         assert db.session.scalar(select(Transcription.text)) == "I oppose the budget."
     comments = api("/api/v1/comments").json["comments"]
-    assert [(c["topic"], c["transcript"], c["status"]) for c in comments] == [("budget", "I oppose the budget.", "completed")]
+    assert [(c["topic"], c["transcript"], c["status"]) for c in comments] == [
+        ("budget", "I oppose the budget.", "completed")
+    ]
 
 
 def test_every_webhook_twice_counts_once(twilio, api, app):
@@ -200,8 +206,13 @@ def test_recording_sid_taken_from_url_when_missing(twilio, app):
     call = play_to_record(twilio, ("1", "3"))
     url = call.reply.record.get("action")
     sid = "RE" + "c" * 32
-    call.post(url, CallStatus="in-progress", Digits="#", RecordingDuration="6",
-              RecordingUrl=f"https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/{sid}")
+    call.post(
+        url,
+        CallStatus="in-progress",
+        Digits="#",
+        RecordingDuration="6",
+        RecordingUrl=f"https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/{sid}",
+    )
     with app.app_context():
         assert db.session.scalar(select(Recording.recording_sid)) == sid
 
@@ -230,8 +241,11 @@ def test_caller_numbers_setting(settings, mode):
         db.session.commit()
         stored = {c.from_number for c in db.session.scalars(select(Call))}
         hashes = {c.caller_hash for c in db.session.scalars(select(Call))}
-    housing = next(t for t in client.get("/api/v1/counts", headers={"Authorization": f"Bearer {token}"}).json["topics"]
-                   if t["slug"] == "housing")
+    housing = next(
+        t
+        for t in client.get("/api/v1/counts", headers={"Authorization": f"Bearer {token}"}).json["topics"]
+        if t["slug"] == "housing"
+    )
     assert housing["calls"] == 5
     if mode == "raw":
         assert "+15035550100" in stored and housing["callers"] == 2

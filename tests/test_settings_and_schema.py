@@ -36,12 +36,15 @@ def test_development_generates_local_secrets_once_and_says_so(tmp_path, caplog):
     assert first["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path / 'commentline.db'}"
 
 
-@pytest.mark.parametrize("name,value,message", [
-    ("CALLER_NUMBERS", "some", "CALLER_NUMBERS must be one of"),
-    ("LINE_TIMEZONE", "Mars/Olympus", "not an IANA time zone"),
-    ("LINE_CONFIG", "/nowhere.yaml", "is not a file"),
-    ("PUBLIC_BASE_URL", "line.example.org", "must start with http"),
-])
+@pytest.mark.parametrize(
+    "name,value,message",
+    [
+        ("CALLER_NUMBERS", "some", "CALLER_NUMBERS must be one of"),
+        ("LINE_TIMEZONE", "Mars/Olympus", "not an IANA time zone"),
+        ("LINE_CONFIG", "/nowhere.yaml", "is not a file"),
+        ("PUBLIC_BASE_URL", "line.example.org", "must start with http"),
+    ],
+)
 def test_bad_settings_are_named(tmp_path, name, value, message):
     with pytest.raises(SettingsError, match=message):
         load_settings({"APP_ENV": "development", "INSTANCE_DIR": str(tmp_path), name: value})
@@ -56,10 +59,23 @@ def test_database_urls_use_psycopg3():
 def test_env_example_lists_every_setting():
     from config import PROJECT_DIR
 
-    listed = {line.split("=")[0] for line in (PROJECT_DIR / ".env.example").read_text().splitlines()
-              if line and not line.startswith("#")}
-    for name in ("APP_ENV", "DATABASE_URL", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "SECRET_KEY",
-                 "CALLER_NUMBERS", "LINE_TIMEZONE", "LINE_CONFIG", "PUBLIC_BASE_URL", "TRUSTED_PROXIES"):
+    listed = {
+        line.split("=")[0]
+        for line in (PROJECT_DIR / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+    for name in (
+        "APP_ENV",
+        "DATABASE_URL",
+        "TWILIO_ACCOUNT_SID",
+        "TWILIO_AUTH_TOKEN",
+        "SECRET_KEY",
+        "CALLER_NUMBERS",
+        "LINE_TIMEZONE",
+        "LINE_CONFIG",
+        "PUBLIC_BASE_URL",
+        "TRUSTED_PROXIES",
+    ):
         assert name in listed
 
 
@@ -70,8 +86,17 @@ def test_migrations_build_exactly_the_models(app):
             context = MigrationContext.configure(conn, opts={"compare_type": True})
             assert compare_metadata(context, Base.metadata) == []
             tables = set(inspect(conn).get_table_names())
-    assert {"calls", "choices", "call_topics", "recordings", "transcriptions", "topics", "line_settings",
-            "api_tokens", "alembic_version"} <= tables
+    assert {
+        "calls",
+        "choices",
+        "call_topics",
+        "recordings",
+        "transcriptions",
+        "topics",
+        "line_settings",
+        "api_tokens",
+        "alembic_version",
+    } <= tables
 
 
 def test_livez_and_healthz(client):

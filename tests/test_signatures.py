@@ -12,8 +12,13 @@ from models.line import load_script, read_script_file
 from tests.conftest import Caller, Twilio
 
 VECTOR_URL = "https://mycompany.com/myapp.php?foo=1&bar=2"
-VECTOR_PARAMS = {"CallSid": "CA1234567890ABCDE", "Caller": "+12349013030", "Digits": "1234",
-                 "From": "+12349013030", "To": "+18005551212"}
+VECTOR_PARAMS = {
+    "CallSid": "CA1234567890ABCDE",
+    "Caller": "+12349013030",
+    "Digits": "1234",
+    "From": "+12349013030",
+    "To": "+18005551212",
+}
 VECTOR_SIGNATURE = "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
 
 
@@ -51,11 +56,28 @@ def test_webhook_signed_with_test_vector_method_is_accepted_and_one_changed_char
     assert calls_stored(app) == 1
 
 
-@pytest.mark.parametrize("path", ["/twilio/voice", "/twilio/status", "/twilio/language?s=1",
-                                  "/twilio/recording-status", "/twilio/transcription", "/twilio/recorded?s=3"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/twilio/voice",
+        "/twilio/status",
+        "/twilio/language?s=1",
+        "/twilio/recording-status",
+        "/twilio/transcription",
+        "/twilio/recorded?s=3",
+    ],
+)
 def test_unsigned_webhook_gets_403_and_changes_nothing(client, app, path):
-    response = client.post(path, data={"CallSid": "CA" + "2" * 32, "From": "+15035550100", "Digits": "1",
-                                       "RecordingSid": "RE" + "2" * 32, "RecordingDuration": "5"})
+    response = client.post(
+        path,
+        data={
+            "CallSid": "CA" + "2" * 32,
+            "From": "+15035550100",
+            "Digits": "1",
+            "RecordingSid": "RE" + "2" * 32,
+            "RecordingDuration": "5",
+        },
+    )
     assert response.status_code == 403
     assert calls_stored(app) == 0
 
@@ -83,8 +105,10 @@ def serve(settings, **extra):
 def test_public_base_url_is_the_url_checked_behind_a_proxy(settings):
     app = serve(settings, PUBLIC_BASE_URL="https://line.example.org")
     client = app.test_client()
-    public = Twilio(lambda u, p, h: client.post(u.replace("https://line.example.org", "http://10.0.0.5:8000"),
-                                                data=p, headers=h), base="https://line.example.org")
+    public = Twilio(
+        lambda u, p, h: client.post(u.replace("https://line.example.org", "http://10.0.0.5:8000"), data=p, headers=h),
+        base="https://line.example.org",
+    )
     reply = Caller(public).dial()
     assert reply.gather.get("action").startswith("https://line.example.org/twilio/language?")
     # Signed for the internal URL the app sees, not the one Twilio used: refused.
@@ -99,10 +123,15 @@ def test_forwarded_headers_are_trusted_only_when_configured(settings):
     for hops, expected in ((1, 200), (0, 403)):
         app = serve(settings, TRUSTED_PROXIES=str(hops))
         client = app.test_client()
-        twilio = Twilio(lambda u, p, h: client.post(u.replace("https://line.example.org", "http://localhost"),
-                                                    data=p, headers={**h, **headers}),
-                        base="https://line.example.org")
-        assert twilio.post("/twilio/voice", {"CallSid": "CA" + "5" * 32, "CallStatus": "ringing"}).status_code == expected
+        twilio = Twilio(
+            lambda u, p, h, client=client: client.post(
+                u.replace("https://line.example.org", "http://localhost"), data=p, headers={**h, **headers}
+            ),
+            base="https://line.example.org",
+        )
+        assert (
+            twilio.post("/twilio/voice", {"CallSid": "CA" + "5" * 32, "CallStatus": "ringing"}).status_code == expected
+        )
         with app.app_context():
             db.engine.dispose()
 

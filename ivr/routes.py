@@ -140,7 +140,7 @@ def choose_topic():
 
     def write(session):
         note_call(session, call)
-        note_choice(session, call["call_sid"], step, "topic", at=now, topic_id=topic.id)
+        note_choice(session, call["call_sid"], step, "topic", at=now, topic=topic.slug)
 
     store(write)
     if topic.stance:
@@ -166,7 +166,7 @@ def choose_stance():
 
     def write(session):
         note_call(session, call)
-        note_choice(session, call["call_sid"], step, "stance", at=now, topic_id=topic.id, stance=stance)
+        note_choice(session, call["call_sid"], step, "stance", at=now, topic=topic.slug, stance=stance)
 
     store(write)
     return answer(twiml.record_comment(script, base, language, topic, stance, step + 1))
@@ -206,7 +206,7 @@ def comment_recorded():
                     sid,
                     call["call_sid"],
                     at=now,
-                    topic_id=topic.id if topic else None,
+                    topic=topic.slug if topic else None,
                     stance=stance if stance in STANCES.values() else None,
                     language=script.language(language).code,
                     step=step,

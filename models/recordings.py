@@ -14,6 +14,7 @@ from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstrain
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import db, insert_for
+from .calls import topic_id_of
 
 RECORDING_STATUSES = ("in-progress", "completed", "absent", "failed")
 NOT_A_COMMENT = ("absent", "failed")
@@ -99,7 +100,7 @@ def note_recording_action(
     call_sid: str,
     *,
     at: datetime,
-    topic_id: int | None,
+    topic: str | None,
     stance: str | None,
     language: str | None,
     step: int,
@@ -111,7 +112,7 @@ def note_recording_action(
     stmt = insert_for(session, Recording).values(
         recording_sid=recording_sid,
         call_sid=call_sid,
-        topic_id=topic_id,
+        topic_id=topic_id_of(topic) if topic else None,
         stance=stance,
         language=language,
         step=step,

@@ -117,4 +117,7 @@ def load_settings(env: dict[str, str] | None = None, instance_dir: Path | None =
         "LINE_CACHE_SECONDS": float(env.get("LINE_CACHE_SECONDS", "1")),
         "TWILIO_API_BASE": (env.get("TWILIO_API_BASE") or "https://api.twilio.com").rstrip("/"),
         "RECORDINGS_DIR": env.get("RECORDINGS_DIR") or str(instance_dir / "recordings"),
+        "SPOOL_DIR": env.get("SPOOL_DIR") or str(instance_dir / "spool"),
+        "DB_COOL_OFF_SECONDS": float(env.get("DB_COOL_OFF_SECONDS", "2")),
+        "SQLITE_BUSY_SECONDS": float(env.get("SQLITE_BUSY_SECONDS", "3")),
     }

@@ -1,4 +1,4 @@
-"""The telephony side: Twilio's webhooks, the TwiML callers hear, and `flask line`."""
+"""The telephony side: Twilio's webhooks, the TwiML callers hear, and `flask line`/`flask spool`."""
 
 from __future__ import annotations
 
@@ -6,13 +6,19 @@ from flask import Flask
 
 from models.line import ScriptCache
 
-from .commands import line_cli
+from .commands import line_cli, spool_cli
 from .health import health
 from .routes import bp
+from .spool import Breaker, Replayer, Spool
 
 
 def init_app(app: Flask) -> None:
-    app.extensions["line_script"] = ScriptCache(app.config["LINE_CACHE_SECONDS"])
+    cfg = app.config
+    app.extensions["line_script"] = ScriptCache(cfg["LINE_CACHE_SECONDS"], fallback_file=cfg["LINE_CONFIG"])
+    spool, breaker = Spool(cfg["SPOOL_DIR"]), Breaker(cfg["DB_COOL_OFF_SECONDS"])
+    app.extensions.update(spool=spool, db_breaker=breaker, spool_replayer=Replayer(app, spool, breaker))
+    app.before_request(app.extensions["spool_replayer"].look)
     app.register_blueprint(bp)
     app.register_blueprint(health)
     app.cli.add_command(line_cli)
+    app.cli.add_command(spool_cli)

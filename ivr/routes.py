@@ -1,31 +1,43 @@
 """Twilio's webhooks: check, record the fact, answer.
 
 Each route reads Twilio's form, works out the reply from the URL's state (a pure function,
-cached), stores the fact with an idempotent upsert, commits, and answers TwiML. A database
-failure is logged and the caller still hears the next prompt.
+cached), and stores its facts (models/facts.py) with idempotent upserts in one transaction.
+When the database cannot take them, the facts go to the durable spool (ivr/spool.py) before
+the reply, and the caller hears the next prompt all the same.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from urllib.parse import parse_qs, urlparse
 
-from flask import Blueprint, Response, abort, current_app, request
+from flask import Blueprint, Response, abort, current_app, g, request
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from models import db, utcnow
-from models.calls import STANCES, call_values, note_call, note_call_status, note_choice
-from models.line import LineScript, read_script_file, script_from_file
-from models.recordings import note_recording_action, note_recording_status, note_transcription, reference_for
+from models.calls import STANCES, call_values
+from models.facts import Fact, apply
+from models.line import LineScript
+from models.recordings import reference_for
 
 from . import twiml
 from .signature import public_base_url, require_twilio_signature
+from .spool import database_unavailable
 
 bp = Blueprint("ivr", __name__, url_prefix="/twilio")
 bp.before_request(require_twilio_signature)
 MAX_MISSES = 3  # at a menu, the third miss takes the fall-back
 MAX_EMPTY_RECORDINGS = 2
+RESCUE_STEP = 1000  # choices made on the rescue paths get steps of their own: 1000 + the failed step
+
+
+@bp.before_request
+def require_call_sid() -> None:
+    if not request.form.get("CallSid"):
+        abort(400, description="CallSid is required.")
+    g.call_sid = request.form["CallSid"]
 
 
 @bp.errorhandler(Exception)
@@ -35,19 +47,40 @@ def answer_despite_error(error: Exception):
     keep their status: only a request Twilio would never send gets one."""
     if isinstance(error, HTTPException):
         return Response(f"{error.code} {error.name}: {error.description}\n", error.code, mimetype="text/plain")
-    current_app.logger.exception("webhook %s failed for call %s", request.path, request.form.get("CallSid"))
-    script = current_app.extensions["line_script"]._script
-    if script is None:
-        script = script_from_file(read_script_file(current_app.config["LINE_CONFIG"]))
-    language = request.args.get("l") or script.languages[0].code
-    body = twiml.record_comment(script, public_base_url(), language, script.general(), None, 0, 0, "trouble")
-    return Response(body, 200, mimetype="text/xml")
+    current_app.logger.exception("webhook %s failed", request.path)
+    return rescue(step_of(request.url))
 
 
-@bp.before_request
-def require_call_sid() -> None:
-    if not request.form.get("CallSid"):
-        abort(400, description="CallSid is required.")
+def as_step(value: str | None) -> int:
+    return int(value) if value and value.isdigit() and len(value) <= 6 else 0
+
+
+def step_of(url: str | None) -> int:
+    """The step an action URL of ours carries (0 for any other URL)."""
+    return as_step(parse_qs(urlparse(url or "").query).get("s", [None])[0])
+
+
+def rescue(failed_step: int) -> Response:
+    """Ask for a general comment, counting the general topic as chosen. Used when a webhook
+    failed (here or, via the Fallback URL, as Twilio saw it)."""
+    script = current_script()
+    language = script.language(request.args.get("l") or language_of(request.form.get("ErrorUrl"))).code
+    general, step = script.general(), RESCUE_STEP + failed_step
+    now, call = utcnow(), this_call(utcnow())
+    store(
+        [
+            Fact("call", {"values": call}),
+            Fact(
+                "choice",
+                {"call_sid": call["call_sid"], "step": step, "kind": "topic", "at": now, "topic": general.slug},
+            ),
+        ]
+    )
+    return answer(twiml.record_comment(script, public_base_url(), language, general, None, step + 1, 0, "trouble"))
+
+
+def language_of(url: str | None) -> str | None:
+    return parse_qs(urlparse(url or "").query).get("l", [None])[0]
 
 
 def answer(body: str) -> Response:
@@ -55,7 +88,8 @@ def answer(body: str) -> Response:
 
 
 def current_script() -> LineScript:
-    return current_app.extensions["line_script"].get(db.session)
+    breaker = current_app.extensions["db_breaker"]
+    return current_app.extensions["line_script"].get(db.session, database_ok=breaker.closed())
 
 
 def state(name: str, default: int | None = None) -> int:
@@ -76,30 +110,44 @@ def miss_notice(digits: str) -> str:
     return "invalid" if digits else "no_input"
 
 
-def this_call(now) -> dict:
+def this_call(now: datetime) -> dict:
     cfg = current_app.config
     return call_values(request.form, mode=cfg["CALLER_NUMBERS"], key=cfg["CALLER_HASH_KEY"], seen_at=now)
 
 
-def store(write) -> bool:
-    """Run `write(session)` and commit; on a database failure roll back, log, return False.
-    The caller is answered either way."""
-    try:
-        write(db.session)
-        db.session.commit()
-        return True
-    except SQLAlchemyError:
-        db.session.rollback()
-        current_app.logger.exception("could not store %s for call %s", request.path, request.form.get("CallSid"))
-        return False
+def store(facts: list[Fact]) -> list | None:
+    """Write the facts in one transaction and return what each returned; or, when the
+    database cannot take them, put them in the spool (on disk before this returns) and return
+    None. The caller is answered either way."""
+    ext = current_app.extensions
+    breaker = ext["db_breaker"]
+    if breaker.closed():
+        try:
+            results = apply(db.session, facts)
+            db.session.commit()
+            return results
+        except SQLAlchemyError as exc:
+            db.session.rollback()
+            if database_unavailable(exc):
+                breaker.trip()
+                current_app.logger.warning("database unavailable (%s); spooling", type(exc).__name__)
+            else:
+                current_app.logger.exception("the database refused the facts of %s; spooling", request.path)
+    ext["spool"].append(facts)
+    ext["spool_replayer"].start()
+    current_app.logger.info("spooled %d fact(s) from %s", len(facts), request.path)
+    return None
+
+
+def choice(step: int, kind: str, now: datetime, **values) -> Fact:
+    return Fact("choice", {"call_sid": g.call_sid, "step": step, "kind": kind, "at": now, **values})
 
 
 @bp.post("/voice")
 def welcome():
     script = current_script()
     only = script.languages[0].code if len(script.languages) == 1 else None
-    values = this_call(utcnow())
-    store(lambda s: note_call(s, values, language=only))
+    store([Fact("call", {"values": this_call(utcnow()), "language": only})])
     return answer(twiml.welcome(script, public_base_url()))
 
 
@@ -114,13 +162,13 @@ def choose_language():
         if misses + 1 < MAX_MISSES:
             return answer(twiml.language_menu(script, base, step, misses + 1, miss_notice(digits)))
         lang = script.languages[0]
-    now, call = utcnow(), this_call(utcnow())
-
-    def write(session):
-        note_call(session, call, language=lang.code)
-        note_choice(session, call["call_sid"], step, "language", at=now, language=lang.code)
-
-    store(write)
+    now = utcnow()
+    store(
+        [
+            Fact("call", {"values": this_call(now), "language": lang.code}),
+            choice(step, "language", now, language=lang.code),
+        ]
+    )
     return answer(twiml.topic_menu(script, base, lang.code, step + 1, 0))
 
 
@@ -136,13 +184,8 @@ def choose_topic():
         if misses + 1 < MAX_MISSES:
             return answer(twiml.topic_menu(script, base, language, step, misses + 1, miss_notice(digits)))
         topic = script.general()
-    now, call = utcnow(), this_call(utcnow())
-
-    def write(session):
-        note_call(session, call)
-        note_choice(session, call["call_sid"], step, "topic", at=now, topic=topic.slug)
-
-    store(write)
+    now = utcnow()
+    store([Fact("call", {"values": this_call(now)}), choice(step, "topic", now, topic=topic.slug)])
     if topic.stance:
         return answer(twiml.stance_menu(script, base, language, topic, step + 1, 0))
     return answer(twiml.record_comment(script, base, language, topic, None, step + 1))
@@ -162,13 +205,8 @@ def choose_stance():
         if misses + 1 < MAX_MISSES:
             return answer(twiml.stance_menu(script, base, language, topic, step, misses + 1, miss_notice(digits)))
         return answer(twiml.record_comment(script, base, language, topic, None, step + 1))
-    now, call = utcnow(), this_call(utcnow())
-
-    def write(session):
-        note_call(session, call)
-        note_choice(session, call["call_sid"], step, "stance", at=now, topic=topic.slug, stance=stance)
-
-    store(write)
+    now = utcnow()
+    store([Fact("call", {"values": this_call(now)}), choice(step, "stance", now, topic=topic.slug, stance=stance)])
     return answer(twiml.record_comment(script, base, language, topic, stance, step + 1))
 
 
@@ -178,46 +216,51 @@ def recording_sid() -> str | None:
     if not sid:
         url = request.form.get("RecordingUrl", "").rstrip("/")
         sid = url.rsplit("/", 1)[-1] if "/Recordings/" in url else ""
-    return sid or None
+    return sid[:64] or None
 
 
 def seconds(name: str) -> int | None:
     value = request.form.get(name, "").strip()
-    return int(value) if value.isdigit() else None
+    return int(value) if value.isdigit() and len(value) < 9 else None
+
+
+def clipped(name: str, length: int) -> str | None:
+    value = request.form.get(name, "").strip()
+    return value[:length] or None
+
+
+def recording_fact(sid: str, now: datetime, script: LineScript, args) -> Fact:
+    stance = args.get("p")
+    return Fact(
+        "recording_action",
+        {
+            "recording_sid": sid,
+            "call_sid": g.call_sid,
+            "at": now,
+            "topic": args.get("t") or None,
+            "stance": stance if stance in STANCES.values() else None,
+            "language": script.language(args.get("l")).code,
+            "step": as_step(args.get("s")),
+            "duration": seconds("RecordingDuration"),
+            "finished_by": clipped("Digits", 16),
+            "media_url": clipped("RecordingUrl", 512),
+        },
+    )
 
 
 @bp.post("/recorded")
 def comment_recorded():
-    """The `<Record>` action: store the comment and read back its reference number."""
+    """The `<Record>` action: store the comment and read back its reference number (when the
+    database is away, the comment is spooled and the caller is thanked without one)."""
     script, base = current_script(), public_base_url()
     step, language = state("s"), request.args.get("l")
     topic, stance = script.topic(request.args.get("t")), request.args.get("p") or None
     digits, duration, sid = pressed(), seconds("RecordingDuration"), recording_sid()
-    now, call = utcnow(), this_call(utcnow())
     reference = None
     if sid:
-        row_id = []
-
-        def write(session):
-            note_call(session, call)
-            row_id.append(
-                note_recording_action(
-                    session,
-                    sid,
-                    call["call_sid"],
-                    at=now,
-                    topic=topic.slug if topic else None,
-                    stance=stance if stance in STANCES.values() else None,
-                    language=script.language(language).code,
-                    step=step,
-                    duration=duration,
-                    finished_by=(digits or None) and digits[:16],
-                    media_url=request.form.get("RecordingUrl") or None,
-                )
-            )
-
-        if store(write):
-            reference = reference_for(row_id[0])
+        now = utcnow()
+        stored = store([Fact("call", {"values": this_call(now)}), recording_fact(sid, now, script, request.args)])
+        reference = reference_for(stored[1]) if stored else None
     if digits == "hangup":
         return answer(twiml.nothing())  # Twilio ignores it; the caller has gone
     if not duration:
@@ -247,28 +290,56 @@ def another_topic():
     return answer(twiml.another_menu(script, base, language, step, misses + 1, "invalid"))
 
 
+@bp.post("/fallback")
+def fallback():
+    """The number's Fallback URL: Twilio comes here when a webhook failed (no answer, an
+    error status, bad TwiML), with `ErrorCode` and `ErrorUrl`. The caller can always leave a
+    general comment; a `<Record>` action that failed on the main path is stored from here.
+    Everything is keyed as on the main path, so nothing taken here counts twice."""
+    error_url = request.form.get("ErrorUrl")
+    current_app.logger.warning("fallback after error %s at %s", request.form.get("ErrorCode"), error_url)
+    failed = urlparse(error_url or "")
+    sid = recording_sid()
+    if failed.path.endswith("/twilio/recorded") and sid:
+        script, args = current_script(), {k: v[0] for k, v in parse_qs(failed.query).items()}
+        now = utcnow()
+        stored = store([Fact("call", {"values": this_call(now)}), recording_fact(sid, now, script, args)])
+        language = script.language(args.get("l")).code
+        return answer(
+            twiml.comment_saved(
+                script,
+                public_base_url(),
+                language,
+                step_of(error_url) + 1,
+                reference_for(stored[1]) if stored else None,
+            )
+        )
+    return rescue(step_of(error_url))
+
+
 @bp.post("/recording-status")
 def recording_status():
     sid = recording_sid()
     if sid is None:
         abort(400, description="RecordingSid is required.")
-    now, call = utcnow(), this_call(utcnow())
-    status = request.form.get("RecordingStatus", "").strip()[:16] or "completed"
-
-    def write(session):
-        note_call(session, call)
-        note_recording_status(
-            session,
-            sid,
-            call["call_sid"],
-            at=now,
-            status=status,
-            duration=seconds("RecordingDuration"),
-            media_url=request.form.get("RecordingUrl") or None,
-            error_code=(request.form.get("ErrorCode") or None) and request.form["ErrorCode"][:16],
-        )
-
-    store(write)
+    now = utcnow()
+    store(
+        [
+            Fact("call", {"values": this_call(now)}),
+            Fact(
+                "recording_status",
+                {
+                    "recording_sid": sid,
+                    "call_sid": g.call_sid,
+                    "at": now,
+                    "status": clipped("RecordingStatus", 16) or "completed",
+                    "duration": seconds("RecordingDuration"),
+                    "media_url": clipped("RecordingUrl", 512),
+                    "error_code": clipped("ErrorCode", 16),
+                },
+            ),
+        ]
+    )
     return answer(twiml.nothing())
 
 
@@ -277,24 +348,26 @@ def transcription():
     sid = recording_sid()
     if sid is None:
         abort(400, description="RecordingSid is required.")
-    now, call = utcnow(), this_call(utcnow())
-    status = "completed" if request.form.get("TranscriptionStatus") == "completed" else "failed"
-
-    def write(session):
-        note_call(session, call)
-        note_transcription(
-            session,
-            sid,
-            call["call_sid"],
-            at=now,
-            source="twilio",
-            transcription_sid=request.form.get("TranscriptionSid") or None,
-            status=status,
-            text=request.form.get("TranscriptionText") if status == "completed" else None,
-            language="en-US",
-        )
-
-    store(write)
+    now = utcnow()
+    completed = request.form.get("TranscriptionStatus") == "completed"
+    store(
+        [
+            Fact("call", {"values": this_call(now)}),
+            Fact(
+                "transcription",
+                {
+                    "recording_sid": sid,
+                    "call_sid": g.call_sid,
+                    "at": now,
+                    "source": "twilio",
+                    "transcription_sid": clipped("TranscriptionSid", 64),
+                    "status": "completed" if completed else "failed",
+                    "text": request.form.get("TranscriptionText") if completed else None,
+                    "language": "en-US",
+                },
+            ),
+        ]
+    )
     return answer(twiml.nothing())
 
 
@@ -309,11 +382,18 @@ def callback_time(now: datetime) -> datetime:
 
 @bp.post("/status")
 def call_status():
-    now, call = utcnow(), this_call(utcnow())
-    status = request.form.get("CallStatus", "").strip()[:16] or "completed"
+    now = utcnow()
     store(
-        lambda s: note_call_status(
-            s, call, status=status, duration=seconds("CallDuration"), ended_at=callback_time(now)
-        )
+        [
+            Fact(
+                "call_status",
+                {
+                    "values": this_call(now),
+                    "status": clipped("CallStatus", 16) or "completed",
+                    "duration": seconds("CallDuration"),
+                    "ended_at": callback_time(now),
+                },
+            )
+        ]
     )
     return answer(twiml.nothing())

@@ -19,7 +19,7 @@ from werkzeug.exceptions import HTTPException
 from models import db, utcnow
 from models.calls import STANCES, call_values
 from models.facts import Fact, apply
-from models.line import LineScript
+from models.line import LineScript, read_script_file, script_from_file
 from models.recordings import reference_for
 
 from . import twiml
@@ -63,7 +63,11 @@ def step_of(url: str | None) -> int:
 def rescue(failed_step: int) -> Response:
     """Ask for a general comment, counting the general topic as chosen. Used when a webhook
     failed (here or, via the Fallback URL, as Twilio saw it)."""
-    script = current_script()
+    try:
+        script = current_script()
+    except Exception:  # noqa: BLE001 - the rescue must not depend on what just failed
+        current_app.logger.exception("the line's script could not be read; using the file's")
+        script = script_from_file(read_script_file(current_app.config["LINE_CONFIG"]))
     language = script.language(request.args.get("l") or language_of(request.form.get("ErrorUrl"))).code
     general, step = script.general(), RESCUE_STEP + failed_step
     now, call = utcnow(), this_call(utcnow())

@@ -120,4 +120,7 @@ def load_settings(env: dict[str, str] | None = None, instance_dir: Path | None =
         "SPOOL_DIR": env.get("SPOOL_DIR") or str(instance_dir / "spool"),
         "DB_COOL_OFF_SECONDS": float(env.get("DB_COOL_OFF_SECONDS", "2")),
         "SQLITE_BUSY_SECONDS": float(env.get("SQLITE_BUSY_SECONDS", "3")),
+        "LOG_FORMAT": env.get("LOG_FORMAT") or ("json" if app_env == "production" else "text"),
+        "LOG_LEVEL": (env.get("LOG_LEVEL") or "INFO").upper(),
+        "METRICS_TOKEN": env.get("METRICS_TOKEN", "").strip(),
     }

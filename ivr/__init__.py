@@ -8,6 +8,7 @@ from models.line import ScriptCache
 
 from .commands import line_cli, spool_cli
 from .health import health
+from .metrics import metrics
 from .routes import bp
 from .spool import Breaker, Replayer, Spool
 
@@ -20,5 +21,6 @@ def init_app(app: Flask) -> None:
     app.before_request(app.extensions["spool_replayer"].look)
     app.register_blueprint(bp)
     app.register_blueprint(health)
+    app.register_blueprint(metrics)
     app.cli.add_command(line_cli)
     app.cli.add_command(spool_cli)

@@ -23,11 +23,14 @@ from models.line import LineScript, read_script_file, script_from_file
 from models.recordings import reference_for
 
 from . import twiml
+from .metrics import begin_webhook, observe
 from .signature import public_base_url, require_twilio_signature
 from .spool import database_unavailable
 
 bp = Blueprint("ivr", __name__, url_prefix="/twilio")
+bp.before_request(begin_webhook)  # first, so that refused requests are measured too
 bp.before_request(require_twilio_signature)
+bp.after_request(observe)
 MAX_MISSES = 3  # at a menu, the third miss takes the fall-back
 MAX_EMPTY_RECORDINGS = 2
 RESCUE_STEP = 1000  # choices made on the rescue paths get steps of their own: 1000 + the failed step
@@ -37,7 +40,6 @@ RESCUE_STEP = 1000  # choices made on the rescue paths get steps of their own: 1
 def require_call_sid() -> None:
     if not request.form.get("CallSid"):
         abort(400, description="CallSid is required.")
-    g.call_sid = request.form["CallSid"]
 
 
 @bp.errorhandler(Exception)

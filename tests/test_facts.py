@@ -277,7 +277,13 @@ def test_hang_up_at_each_menu_keeps_what_was_chosen(twilio, api, where):
     call.hang_up(duration=7)  # Twilio sends no action after a hang-up in a menu, only this
     body = api("/api/v1/counts").json
     budget = topic(api, "budget")
-    assert (body["calls"], body["unrouted"], budget["calls"], budget["comments"], budget["stance"]["support"]) == expected
+    assert (
+        body["calls"],
+        body["unrouted"],
+        budget["calls"],
+        budget["comments"],
+        budget["stance"]["support"],
+    ) == expected
 
 
 def test_hang_up_after_the_reference_number(twilio, api, app):

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, parse_qsl, urlparse
 
 from flask import Blueprint, Response, abort, current_app, g, request
 from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
 
 from models import db, utcnow
@@ -70,7 +71,7 @@ def rescue(failed_step: int) -> Response:
     except Exception:  # noqa: BLE001 - the rescue must not depend on what just failed
         current_app.logger.exception("the line's script could not be read; using the file's")
         script = script_from_file(read_script_file(current_app.config["LINE_CONFIG"]))
-    language = script.language(request.args.get("l") or language_of(request.form.get("ErrorUrl"))).code
+    language = script.language(arg("l") or language_of(request.form.get("ErrorUrl"))).code
     general, step = script.general(), RESCUE_STEP + failed_step
     now, call = utcnow(), this_call(utcnow())
     store(
@@ -98,9 +99,15 @@ def current_script() -> LineScript:
     return current_app.extensions["line_script"].get(db.session, database_ok=breaker.closed())
 
 
+def arg(name: str) -> str | None:
+    """A value the previous reply put in this webhook's URL (or, on the Fallback URL, in the
+    URL that failed)."""
+    return g.get("url_args", request.args).get(name)
+
+
 def state(name: str, default: int | None = None) -> int:
     """An integer the previous reply put in this URL (the step, the misses)."""
-    value = request.args.get(name)
+    value = arg(name)
     if value is None and default is not None:
         return default
     if value is None or not value.isdigit() or len(value) > 6:
@@ -182,7 +189,7 @@ def choose_language():
 def choose_topic():
     script, base = current_script(), public_base_url()
     step, misses, digits = state("s"), state("m", 0), pressed()
-    language = request.args.get("l")
+    language = arg("l")
     if digits == "*":
         return answer(twiml.topic_menu(script, base, language, step, misses))
     topic = script.topic_for_digit(digits)
@@ -201,7 +208,7 @@ def choose_topic():
 def choose_stance():
     script, base = current_script(), public_base_url()
     step, misses, digits = state("s"), state("m", 0), pressed()
-    language, topic = request.args.get("l"), script.topic(request.args.get("t"))
+    language, topic = arg("l"), script.topic(arg("t"))
     if topic is None:  # the topic was removed mid-call: take the comment all the same
         return answer(twiml.record_comment(script, base, language, script.general(), None, step + 1))
     stance = STANCES.get(digits)
@@ -235,18 +242,18 @@ def clipped(name: str, length: int) -> str | None:
     return value[:length] or None
 
 
-def recording_fact(sid: str, now: datetime, script: LineScript, args) -> Fact:
-    stance = args.get("p")
+def recording_fact(sid: str, now: datetime, script: LineScript) -> Fact:
+    stance = arg("p")
     return Fact(
         "recording_action",
         {
             "recording_sid": sid,
             "call_sid": g.call_sid,
             "at": now,
-            "topic": args.get("t") or None,
+            "topic": arg("t") or None,
             "stance": stance if stance in STANCES.values() else None,
-            "language": script.language(args.get("l")).code,
-            "step": as_step(args.get("s")),
+            "language": script.language(arg("l")).code,
+            "step": as_step(arg("s")),
             "duration": seconds("RecordingDuration"),
             "finished_by": clipped("Digits", 16),
             "media_url": clipped("RecordingUrl", 512),
@@ -259,13 +266,13 @@ def comment_recorded():
     """The `<Record>` action: store the comment and read back its reference number (when the
     database is away, the comment is spooled and the caller is thanked without one)."""
     script, base = current_script(), public_base_url()
-    step, language = state("s"), request.args.get("l")
-    topic, stance = script.topic(request.args.get("t")), request.args.get("p") or None
+    step, language = state("s"), arg("l")
+    topic, stance = script.topic(arg("t")), arg("p") or None
     digits, duration, sid = pressed(), seconds("RecordingDuration"), recording_sid()
     reference = None
     if sid:
         now = utcnow()
-        stored = store([Fact("call", {"values": this_call(now)}), recording_fact(sid, now, script, request.args)])
+        stored = store([Fact("call", {"values": this_call(now)}), recording_fact(sid, now, script)])
         reference = reference_for(stored[1]) if stored else None
     if digits == "hangup":
         return answer(twiml.nothing())  # Twilio ignores it; the caller has gone
@@ -278,8 +285,8 @@ def comment_recorded():
 def no_comment():
     """Twilio skipped the `<Record>` action: nothing was recorded. Offer it again, once."""
     script, base = current_script(), public_base_url()
-    step, misses, language = state("s"), state("m", 0) + 1, request.args.get("l")
-    topic, stance = script.topic(request.args.get("t")), request.args.get("p") or None
+    step, misses, language = state("s"), state("m", 0) + 1, arg("l")
+    topic, stance = script.topic(arg("t")), arg("p") or None
     if misses < MAX_EMPTY_RECORDINGS:
         return answer(twiml.record_comment(script, base, language, topic, stance, step, misses, "no_comment"))
     return answer(twiml.another_menu(script, base, language, step + 1, 0, "no_comment"))
@@ -288,7 +295,7 @@ def no_comment():
 @bp.post("/next")
 def another_topic():
     script, base = current_script(), public_base_url()
-    step, misses, digits, language = state("s"), state("m", 0), pressed(), request.args.get("l")
+    step, misses, digits, language = state("s"), state("m", 0), pressed(), arg("l")
     if digits == "1":
         return answer(twiml.topic_menu(script, base, language, step + 1, 0))
     if digits in ("", "2") or misses + 1 >= MAX_MISSES:
@@ -298,28 +305,26 @@ def another_topic():
 
 @bp.post("/fallback")
 def fallback():
-    """The number's Fallback URL: Twilio comes here when a webhook failed (no answer, an
-    error status, bad TwiML), with `ErrorCode` and `ErrorUrl`. The caller can always leave a
-    general comment; a `<Record>` action that failed on the main path is stored from here.
-    Everything is keyed as on the main path, so nothing taken here counts twice."""
-    error_url = request.form.get("ErrorUrl")
+    """The number's Fallback URL: Twilio comes here when a webhook failed (no answer, an error
+    status, bad TwiML), with `ErrorCode`, `ErrorUrl` and the failed request's parameters.
+    The failed request is answered here as the main path would have answered it: its facts
+    are keyed as there (a fact the main path stored before failing is not stored twice), and
+    the caller goes on where they were. If that fails too, or the failed URL is not one of
+    ours, the caller can leave a general comment."""
+    error_url = request.form.get("ErrorUrl") or ""
     current_app.logger.warning("fallback after error %s at %s", request.form.get("ErrorCode"), error_url)
-    failed = urlparse(error_url or "")
-    sid = recording_sid()
-    if failed.path.endswith("/twilio/recorded") and sid:
-        script, args = current_script(), {k: v[0] for k, v in parse_qs(failed.query).items()}
-        now = utcnow()
-        stored = store([Fact("call", {"values": this_call(now)}), recording_fact(sid, now, script, args)])
-        language = script.language(args.get("l")).code
-        return answer(
-            twiml.comment_saved(
-                script,
-                public_base_url(),
-                language,
-                step_of(error_url) + 1,
-                reference_for(stored[1]) if stored else None,
-            )
-        )
+    failed = urlparse(error_url)
+    view = RESUMABLE.get(failed.path.rsplit("/twilio/", 1)[-1]) if "/twilio/" in failed.path else None
+    if view is not None:
+        g.url_args = MultiDict(parse_qsl(failed.query))
+        try:
+            return view()
+        except HTTPException:
+            pass
+        except Exception:  # noqa: BLE001 - the failed path fails again: take a general comment
+            db.session.rollback()
+            current_app.logger.exception("the failed webhook %s failed again on the Fallback URL", failed.path)
+        g.pop("url_args")
     return rescue(step_of(error_url))
 
 
@@ -403,3 +408,16 @@ def call_status():
         ]
     )
     return answer(twiml.nothing())
+
+
+# The webhooks whose answer the caller hears, by the last part of their path: the Fallback
+# URL answers a failed one of these as the main path would have.
+RESUMABLE = {
+    "voice": welcome,
+    "language": choose_language,
+    "topic": choose_topic,
+    "stance": choose_stance,
+    "recorded": comment_recorded,
+    "no-comment": no_comment,
+    "next": another_topic,
+}

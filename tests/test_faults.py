@@ -232,20 +232,35 @@ def test_spool_replays_exactly_once_even_when_replayed_twice(sqlite_template, tm
     assert counts(healthy_client, token)["calls"] == 1
 
 
-def test_fallback_url_takes_a_general_comment_without_double_counting(twilio, api):
+def test_fallback_url_answers_the_failed_webhook_without_double_counting(twilio, api):
     call = twilio.call()
     call.dial()
     call.press("1")
     menu_action = call.reply.action
-    # The topic webhook failed as Twilio saw it: Twilio asks the Fallback URL instead.
+    # The topic webhook failed as Twilio saw it (its facts may or may not have been stored):
+    # Twilio asks the Fallback URL with the same parameters, and the caller goes on.
     reply = call.post("/twilio/fallback", CallStatus="in-progress", Digits="3", ErrorCode="11200", ErrorUrl=menu_action)
-    assert reply.record is not None and "trouble" in reply.said
+    assert reply.record is not None and "Please leave your comment" in reply.said
     again = call.post(
         "/twilio/fallback", CallStatus="in-progress", Digits="3", ErrorCode="11200", ErrorUrl=menu_action
     )  # Twilio retried the fallback too
     assert again.body == reply.body
-    saved, sid = call.speak(seconds=7)
+    call.post(menu_action, CallStatus="in-progress", Digits="3")  # and the main path had stored it
+    call.reply = again
+    saved, _ = call.speak(seconds=7)
     assert "Your reference number is" in saved.said
+    body = api("/api/v1/counts").json
+    housing = next(t for t in body["topics"] if t["slug"] == "housing")
+    assert (body["calls"], body["unrouted"], housing["calls"], housing["comments"]) == (1, 0, 1, 1)
+
+
+def test_fallback_for_a_url_not_ours_takes_a_general_comment(twilio, api):
+    call = twilio.call()
+    reply = call.post(
+        "/twilio/fallback", CallStatus="ringing", ErrorCode="11200", ErrorUrl="https://elsewhere.example.org/voice"
+    )
+    assert reply.record is not None and "We are sorry, we are having trouble." in reply.said
+    call.speak(seconds=7)
     body = api("/api/v1/counts").json
     general = next(t for t in body["topics"] if t["slug"] == "general")
     assert (body["calls"], body["unrouted"], general["calls"], general["comments"]) == (1, 0, 1, 1)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+
 from flask import Flask
 
 from models.line import ScriptCache
@@ -18,6 +21,10 @@ def init_app(app: Flask) -> None:
     app.extensions["line_script"] = ScriptCache(cfg["LINE_CACHE_SECONDS"], fallback_file=cfg["LINE_CONFIG"])
     spool, breaker = Spool(cfg["SPOOL_DIR"]), Breaker(cfg["DB_COOL_OFF_SECONDS"])
     app.extensions.update(spool=spool, db_breaker=breaker, spool_replayer=Replayer(app, spool, breaker))
+    # SQLite has one writer at a time and no queue for the rest: threads of one process take
+    # turns here instead of sleeping in SQLite's busy handler.
+    sqlite = cfg["SQLALCHEMY_DATABASE_URI"].startswith("sqlite")
+    app.extensions["write_lock"] = threading.Lock() if sqlite else contextlib.nullcontext()
     app.before_request(app.extensions["spool_replayer"].look)
     app.register_blueprint(bp)
     app.register_blueprint(health)

@@ -136,20 +136,27 @@ def store(facts: list[Fact]) -> list | None:
     breaker = ext["db_breaker"]
     if breaker.closed():
         try:
-            results = apply(db.session, facts)
-            db.session.commit()
+            with ext["write_lock"]:
+                results = apply(db.session, facts)
+                db.session.commit()
             return results
         except SQLAlchemyError as exc:
             db.session.rollback()
-            if database_unavailable(exc):
-                breaker.trip()
-                current_app.logger.warning("database unavailable (%s); spooling", type(exc).__name__)
-            else:
+            if not database_unavailable(exc):
                 current_app.logger.exception("the database refused the facts of %s; spooling", request.path)
+            elif is_lock_timeout(exc):  # busy, not down: spool this one, try the next as usual
+                current_app.logger.warning("database locked too long at %s; spooling", request.path)
+            else:
+                breaker.trip()
+                current_app.logger.warning("database unavailable (%s); spooling", getattr(exc, "orig", exc))
     ext["spool"].append(facts)
     ext["spool_replayer"].start()
     current_app.logger.info("spooled %d fact(s) from %s", len(facts), request.path)
     return None
+
+
+def is_lock_timeout(exc: SQLAlchemyError) -> bool:
+    return "database is locked" in str(getattr(exc, "orig", exc))
 
 
 def choice(step: int, kind: str, now: datetime, **values) -> Fact:

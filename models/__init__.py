@@ -5,17 +5,21 @@ from .calls import Call, CallTopic, Choice
 from .line import LineSettings, Topic
 from .recordings import Recording, Transcription
 from .setup import init_app
+from .summary import CallerHour, HourlyCount, TopicCaller
 from .tokens import ApiToken
 
 __all__ = [
     "ApiToken",
     "Base",
     "Call",
+    "CallerHour",
     "CallTopic",
     "Choice",
+    "HourlyCount",
     "LineSettings",
     "Recording",
     "Topic",
+    "TopicCaller",
     "Transcription",
     "db",
     "init_app",

@@ -154,7 +154,7 @@ class Twilio:
             first = self.deliver(url, params, callback)
             other.join()
             second = answers[0]
-        assert first == second, "a duplicate heard something else"
+        assert first == second, f"a duplicate heard something else: {url}\n{first}\n{second}"
         return first
 
 

@@ -25,6 +25,15 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 
 
 def on_starting(server):
+    """Refuse to start, in one clear line, when the settings are incomplete (production
+    without its secrets, an unknown time zone...)."""
+    from config import SettingsError, load_settings
+
+    try:
+        load_settings()
+    except SettingsError as exc:
+        server.log.error("Comment Line cannot start: %s", exc)
+        raise SystemExit(2) from None
     folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     shutil.rmtree(folder, ignore_errors=True)
     os.makedirs(folder, exist_ok=True)

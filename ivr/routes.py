@@ -14,6 +14,7 @@ from flask import Blueprint, Response, abort, current_app, request
 from werkzeug.exceptions import HTTPException
 from sqlalchemy.exc import SQLAlchemyError
 
+from jobs import queue_work
 from models import db, utcnow
 from models.calls import STANCES, call_values, note_call, note_call_status, note_choice
 from models.line import LineScript, read_script_file, script_from_file
@@ -254,7 +255,8 @@ def recording_status():
             error_code=(request.form.get("ErrorCode") or None) and request.form["ErrorCode"][:16],
         )
 
-    store(write)
+    if store(write) and status == "completed":
+        queue_work("download", sid)
     return answer(twiml.nothing())
 
 
@@ -275,7 +277,8 @@ def transcription():
             language="en-US",
         )
 
-    store(write)
+    if store(write) and status == "failed":
+        queue_work("transcribe", sid)  # no need to wait out the grace period for Twilio's
     return answer(twiml.nothing())
 
 

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -63,6 +63,7 @@ class Line:
     twilio: object
     standin: TwilioStandIn
     folder: Path
+    callers: dict = field(default_factory=dict)  # sid -> the call that recorded it
 
     def comment(self, wav: bytes | None = None, *, language: str = "1", seconds: int | None = None,
                 mp3: bytes | None = None, status: str = "completed", serve: bool = True) -> str:
@@ -81,6 +82,7 @@ class Line:
         if status:
             call.recording_status(sid, status=status, seconds=seconds)
         call.hang_up()
+        self.callers[sid] = call
         return sid
 
     def cli(self, *args: str, code: int = 0):

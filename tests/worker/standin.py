@@ -33,7 +33,8 @@ class TwilioStandIn:
         self.failures: Counter = Counter()  # sid -> 500s still to answer
         self.slow: dict[str, float] = {}  # sid -> seconds to wait before answering
         self.wrong_type: dict[str, str] = {}  # sid -> Content-Type to claim instead
-        self.seen: list[Seen] = []
+        self.seen: list[Seen] = []  # each answer, as it is sent
+        self.arrived: list[tuple[str, str | None]] = []  # each request, as it comes in (method, sid)
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -64,7 +65,8 @@ class TwilioStandIn:
             def log_message(self, *args) -> None:
                 pass
 
-            def _answer(self, status: int, body: bytes = b"", ctype: str = "application/json", sid=None, ext="") -> None:
+            def _answer(self, status: int, body: bytes = b"", ctype: str = "application/json", sid=None,
+                        ext="") -> None:
                 with standin.lock:
                     standin.seen.append(Seen(self.command, sid, ext, status))
                 self.send_response(status)
@@ -77,6 +79,8 @@ class TwilioStandIn:
 
             def _route(self):
                 match = PATH.match(self.path)
+                with standin.lock:
+                    standin.arrived.append((self.command, match and match["sid"]))
                 expected = base64.b64encode(f"{standin.account}:{standin.token}".encode()).decode()
                 if self.headers.get("Authorization") != f"Basic {expected}":
                     self._answer(401, b'{"code": 20003, "message": "Authenticate"}',

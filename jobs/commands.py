@@ -3,6 +3,8 @@ applies the retention rule."""
 
 from __future__ import annotations
 
+import os
+import socket
 from collections import Counter
 from datetime import timedelta
 
@@ -80,7 +82,8 @@ def work_through(kind: str, keys: list[str], label: str) -> None:
                 outcomes[outcome] += 1
                 bar.update(1)
 
-        Worker(current_app._get_current_object(), (kind,), name=f"cli:{kind}").run(burst=True, on_finished=finished)
+        worker = Worker(current_app._get_current_object(), (kind,), name=f"cli:{socket.gethostname()}:{os.getpid()}")
+        worker.run(burst=True, on_finished=finished)
     click.echo(f"{outcomes['done']} done, {outcomes['failed']} failed, "
                f"{len(pending)} left to the worker (waiting for a retry, or taken by another worker).")
 

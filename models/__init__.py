@@ -1,7 +1,9 @@
 """The data and the counting rules. Nothing here imports `twilio` or `flask.request`."""
 
+from .audit import AuditEntry
 from .base import Base, db, insert_for, utcnow
 from .calls import Call, CallTopic, Choice
+from .jobs import Job
 from .line import LineSettings, Topic
 from .recordings import Recording, Transcription
 from .setup import init_app
@@ -10,12 +12,14 @@ from .tokens import ApiToken
 
 __all__ = [
     "ApiToken",
+    "AuditEntry",
     "Base",
     "Call",
     "CallerHour",
     "CallTopic",
     "Choice",
     "HourlyCount",
+    "Job",
     "LineSettings",
     "Recording",
     "Topic",

@@ -120,4 +120,7 @@ def load_settings(env: dict[str, str] | None = None, instance_dir: Path | None =
         "LINE_CACHE_SECONDS": float(env.get("LINE_CACHE_SECONDS", "1")),
         "TWILIO_API_BASE": (env.get("TWILIO_API_BASE") or "https://api.twilio.com").rstrip("/"),
         "RECORDINGS_DIR": env.get("RECORDINGS_DIR") or str(instance_dir / "recordings"),
+        # The staff console: a sign-in lasts this many hours; Secure cookies always when set.
+        "CONSOLE_SESSION_HOURS": float(env.get("CONSOLE_SESSION_HOURS") or 12),
+        "SESSION_COOKIE_SECURE": env.get("SESSION_COOKIE_SECURE", "").strip().lower() in ("1", "true", "yes"),
     }

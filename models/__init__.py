@@ -1,13 +1,17 @@
 """The data and the counting rules. Nothing here imports `twilio` or `flask.request`."""
 
+from .audit import AuditEntry, audit
 from .base import Base, db, insert_for, utcnow
 from .calls import Call, CallTopic, Choice
+from .comments import CommentState
 from .line import LineSettings, Topic
 from .recordings import Recording, Transcription
 from .setup import init_app
 from .tokens import ApiToken
+from .users import User
 
 __all__ = [
     "ApiToken", "Base", "Call", "CallTopic", "Choice", "LineSettings", "Recording", "Topic",
     "Transcription", "db", "init_app", "insert_for", "utcnow",
+    "AuditEntry", "CommentState", "User", "audit",
 ]

@@ -66,10 +66,7 @@ def load_settings(env: dict[str, str] | None = None, instance_dir: Path | None =
     found = {name: env.get(name, "").strip() for name in SECRETS}
     missing = [name for name, value in found.items() if not value]
     if missing and app_env == "production":
-        raise SettingsError(
-            f"{missing[0]} is not set: production needs {', '.join(SECRETS)} "
-            "(see .env.example)"
-        )
+        raise SettingsError(f"{missing[0]} is not set: production needs {', '.join(SECRETS)} (see .env.example)")
     if missing:
         generated = _dev_secrets(instance_dir)
         for name in missing:

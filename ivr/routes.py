@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 from flask import Blueprint, Response, abort, current_app, request
-from werkzeug.exceptions import HTTPException
 from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import HTTPException
 
 from models import db, utcnow
 from models.calls import STANCES, call_values, note_call, note_call_status, note_choice
@@ -140,7 +140,7 @@ def choose_topic():
 
     def write(session):
         note_call(session, call)
-        note_choice(session, call["call_sid"], step, "topic", at=now, topic_id=topic.id)
+        note_choice(session, call["call_sid"], step, "topic", at=now, topic=topic.slug)
 
     store(write)
     if topic.stance:
@@ -166,7 +166,7 @@ def choose_stance():
 
     def write(session):
         note_call(session, call)
-        note_choice(session, call["call_sid"], step, "stance", at=now, topic_id=topic.id, stance=stance)
+        note_choice(session, call["call_sid"], step, "stance", at=now, topic=topic.slug, stance=stance)
 
     store(write)
     return answer(twiml.record_comment(script, base, language, topic, stance, step + 1))
@@ -200,12 +200,21 @@ def comment_recorded():
 
         def write(session):
             note_call(session, call)
-            row_id.append(note_recording_action(
-                session, sid, call["call_sid"], at=now, topic_id=topic.id if topic else None,
-                stance=stance if stance in STANCES.values() else None, language=script.language(language).code,
-                step=step, duration=duration, finished_by=(digits or None) and digits[:16],
-                media_url=request.form.get("RecordingUrl") or None,
-            ))
+            row_id.append(
+                note_recording_action(
+                    session,
+                    sid,
+                    call["call_sid"],
+                    at=now,
+                    topic=topic.slug if topic else None,
+                    stance=stance if stance in STANCES.values() else None,
+                    language=script.language(language).code,
+                    step=step,
+                    duration=duration,
+                    finished_by=(digits or None) and digits[:16],
+                    media_url=request.form.get("RecordingUrl") or None,
+                )
+            )
 
         if store(write):
             reference = reference_for(row_id[0])
@@ -249,7 +258,12 @@ def recording_status():
     def write(session):
         note_call(session, call)
         note_recording_status(
-            session, sid, call["call_sid"], at=now, status=status, duration=seconds("RecordingDuration"),
+            session,
+            sid,
+            call["call_sid"],
+            at=now,
+            status=status,
+            duration=seconds("RecordingDuration"),
             media_url=request.form.get("RecordingUrl") or None,
             error_code=(request.form.get("ErrorCode") or None) and request.form["ErrorCode"][:16],
         )
@@ -269,8 +283,13 @@ def transcription():
     def write(session):
         note_call(session, call)
         note_transcription(
-            session, sid, call["call_sid"], at=now, source="twilio",
-            transcription_sid=request.form.get("TranscriptionSid") or None, status=status,
+            session,
+            sid,
+            call["call_sid"],
+            at=now,
+            source="twilio",
+            transcription_sid=request.form.get("TranscriptionSid") or None,
+            status=status,
             text=request.form.get("TranscriptionText") if status == "completed" else None,
             language="en-US",
         )
@@ -292,6 +311,9 @@ def callback_time(now: datetime) -> datetime:
 def call_status():
     now, call = utcnow(), this_call(utcnow())
     status = request.form.get("CallStatus", "").strip()[:16] or "completed"
-    store(lambda s: note_call_status(s, call, status=status, duration=seconds("CallDuration"),
-                                     ended_at=callback_time(now)))
+    store(
+        lambda s: note_call_status(
+            s, call, status=status, duration=seconds("CallDuration"), ended_at=callback_time(now)
+        )
+    )
     return answer(twiml.nothing())

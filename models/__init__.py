@@ -11,7 +11,21 @@ from .tokens import ApiToken
 from .users import User
 
 __all__ = [
-    "ApiToken", "Base", "Call", "CallTopic", "Choice", "LineSettings", "Recording", "Topic",
-    "Transcription", "db", "init_app", "insert_for", "utcnow",
-    "AuditEntry", "CommentState", "User", "audit",
+    "ApiToken",
+    "Base",
+    "Call",
+    "CallTopic",
+    "Choice",
+    "LineSettings",
+    "Recording",
+    "Topic",
+    "Transcription",
+    "db",
+    "init_app",
+    "insert_for",
+    "utcnow",
+    "AuditEntry",
+    "CommentState",
+    "User",
+    "audit",
 ]

@@ -14,21 +14,34 @@ import hashlib
 import hmac
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, select
+from sqlalchemy import ForeignKey, Index, Integer, String, literal, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import db, insert_for
+from .line import Topic
 
 FINAL_CALL_STATUSES = ("completed", "busy", "failed", "no-answer", "canceled")
 STANCES = {"1": "support", "2": "oppose", "3": "other"}
 # Values Twilio puts in `From` when the caller's number is withheld or unknown.
 WITHHELD_NUMBERS = {
-    "", "anonymous", "unknown", "restricted", "private", "blocked", "unavailable",
-    "+266696687", "+86282452253", "+7378742833", "+2562533",
+    "",
+    "anonymous",
+    "unknown",
+    "restricted",
+    "private",
+    "blocked",
+    "unavailable",
+    "+266696687",
+    "+86282452253",
+    "+7378742833",
+    "+2562533",
 }
 LOCATION_FIELDS = {
-    "FromCity": "from_city", "FromState": "from_state", "FromZip": "from_zip",
-    "FromCountry": "from_country", "CallerName": "caller_name",
+    "FromCity": "from_city",
+    "FromState": "from_state",
+    "FromZip": "from_zip",
+    "FromCountry": "from_country",
+    "CallerName": "caller_name",
 }
 
 
@@ -129,21 +142,41 @@ def note_call_status(session, values: dict, *, status: str, duration: int | None
 
 
 def note_choice(
-    session, call_sid: str, step: int, kind: str, *, at: datetime,
-    topic_id: int | None = None, language: str | None = None, stance: str | None = None,
+    session,
+    call_sid: str,
+    step: int,
+    kind: str,
+    *,
+    at: datetime,
+    topic: str | None = None,
+    language: str | None = None,
+    stance: str | None = None,
 ) -> None:
-    """Store a keypress as a fact keyed on (call, step), and keep `call_topics` in step."""
+    """Store a keypress as a fact keyed on (call, step), and keep `call_topics` in step.
+    `topic` is the topic's slug (the facts name topics by slug, so that a fact taken while
+    the database was away can be written later)."""
     session.execute(
         insert_for(session, Choice)
-        .values(call_sid=call_sid, step=step, kind=kind, topic_id=topic_id,
-                language=language, stance=stance, chosen_at=at)
+        .values(
+            call_sid=call_sid,
+            step=step,
+            kind=kind,
+            topic_id=topic_id_of(topic) if topic else None,
+            language=language,
+            stance=stance,
+            chosen_at=at,
+        )
         .on_conflict_do_nothing(index_elements=["call_sid", "step"])
     )
-    if topic_id is None:
+    if topic is None:
         return
-    stmt = insert_for(session, CallTopic).values(
-        call_sid=call_sid, topic_id=topic_id, stance=stance, stance_step=step if stance else 0
-    )
+    row = select(
+        literal(call_sid, String),
+        Topic.id,
+        literal(stance, String),
+        literal(step if stance else 0, Integer),
+    ).where(Topic.slug == topic)
+    stmt = insert_for(session, CallTopic).from_select(["call_sid", "topic_id", "stance", "stance_step"], row)
     if stance:
         excluded = stmt.excluded
         stmt = stmt.on_conflict_do_update(
@@ -154,6 +187,11 @@ def note_choice(
     else:
         stmt = stmt.on_conflict_do_nothing(index_elements=["call_sid", "topic_id"])
     session.execute(stmt)
+
+
+def topic_id_of(slug: str | None):
+    """The id of the topic with this slug, as a subquery (NULL when there is none)."""
+    return select(Topic.id).where(Topic.slug == slug).scalar_subquery()
 
 
 def expected_call_topics(session) -> dict[tuple[str, int], str | None]:

@@ -13,16 +13,28 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy import JSON, Boolean, Integer, String, func, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import db, utcnow
 
 WORDING_KEYS = (
-    "greeting", "language_option", "topic_intro", "topic_option", "repeat_hint", "stance",
-    "record", "no_input", "invalid", "no_comment", "reference", "thanks", "another",
-    "goodbye", "trouble",
+    "greeting",
+    "language_option",
+    "topic_intro",
+    "topic_option",
+    "repeat_hint",
+    "stance",
+    "record",
+    "no_input",
+    "invalid",
+    "no_comment",
+    "reference",
+    "thanks",
+    "another",
+    "goodbye",
+    "trouble",
 )
 KEYPAD = set("0123456789")
 
@@ -199,8 +211,9 @@ def build_script(settings: LineSettings, topics: list[Topic]) -> LineScript:
         fingerprint=hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest(),
         languages=tuple(Language(lang["code"], lang["digit"], lang["voice"]) for lang in settings.languages),
         topics=tuple(
-            TopicScript(t.id, t.slug, t.digit, t.stance, tuple(t.names.items()),
-                        tuple((t.prompts or {}).items()), t.enabled)
+            TopicScript(
+                t.id, t.slug, t.digit, t.stance, tuple(t.names.items()), tuple((t.prompts or {}).items()), t.enabled
+            )
             for t in ordered
         ),
         general_topic=settings.general_topic,
@@ -263,7 +276,9 @@ def line_is_empty(session) -> bool:
 
 def _settings_values(data: dict) -> dict:
     return {
-        "languages": [{"code": str(l["code"]), "digit": str(l["digit"]), "voice": l["voice"]} for l in data["languages"]],
+        "languages": [
+            {"code": str(l["code"]), "digit": str(l["digit"]), "voice": l["voice"]} for l in data["languages"]
+        ],
         "wording": data["wording"],
         "general_topic": data["general_topic"],
         "record_max_seconds": int(data.get("record_max_seconds", 180)),
@@ -272,8 +287,10 @@ def _settings_values(data: dict) -> dict:
 
 
 def _settings_values_of(row: LineSettings) -> dict:
-    return {key: getattr(row, key) for key in
-            ("languages", "wording", "general_topic", "record_max_seconds", "menu_timeout_seconds")}
+    return {
+        key: getattr(row, key)
+        for key in ("languages", "wording", "general_topic", "record_max_seconds", "menu_timeout_seconds")
+    }
 
 
 def _topic_values_of(row: Topic) -> dict:

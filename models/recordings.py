@@ -14,6 +14,7 @@ from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstrain
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import db, insert_for
+from .calls import topic_id_of
 
 RECORDING_STATUSES = ("in-progress", "completed", "absent", "failed")
 NOT_A_COMMENT = ("absent", "failed")
@@ -94,15 +95,32 @@ def _keep(column, excluded):
 
 
 def note_recording_action(
-    session, recording_sid: str, call_sid: str, *, at: datetime, topic_id: int | None,
-    stance: str | None, language: str | None, step: int, duration: int | None,
-    finished_by: str | None, media_url: str | None,
+    session,
+    recording_sid: str,
+    call_sid: str,
+    *,
+    at: datetime,
+    topic: str | None,
+    stance: str | None,
+    language: str | None,
+    step: int,
+    duration: int | None,
+    finished_by: str | None,
+    media_url: str | None,
 ) -> int:
     """Store the comment when the `<Record>` action arrives; return its row id."""
     stmt = insert_for(session, Recording).values(
-        recording_sid=recording_sid, call_sid=call_sid, topic_id=topic_id, stance=stance,
-        language=language, step=step, duration=duration, finished_by=finished_by,
-        media_url=media_url, created_at=at, action_at=at,
+        recording_sid=recording_sid,
+        call_sid=call_sid,
+        topic_id=topic_id_of(topic) if topic else None,
+        stance=stance,
+        language=language,
+        step=step,
+        duration=duration,
+        finished_by=finished_by,
+        media_url=media_url,
+        created_at=at,
+        action_at=at,
     )
     ex = stmt.excluded
     stmt = stmt.on_conflict_do_update(
@@ -122,14 +140,27 @@ def note_recording_action(
 
 
 def note_recording_status(
-    session, recording_sid: str, call_sid: str, *, at: datetime, status: str,
-    duration: int | None, media_url: str | None, error_code: str | None,
+    session,
+    recording_sid: str,
+    call_sid: str,
+    *,
+    at: datetime,
+    status: str,
+    duration: int | None,
+    media_url: str | None,
+    error_code: str | None,
 ) -> None:
     """Keep the recording status callback's word. Its duration is the final one; a status
     already final is not moved back by a late `in-progress`."""
     stmt = insert_for(session, Recording).values(
-        recording_sid=recording_sid, call_sid=call_sid, status=status, duration=duration,
-        media_url=media_url, error_code=error_code, created_at=at, status_at=at,
+        recording_sid=recording_sid,
+        call_sid=call_sid,
+        status=status,
+        duration=duration,
+        media_url=media_url,
+        error_code=error_code,
+        created_at=at,
+        status_at=at,
     )
     ex = stmt.excluded
     stmt = stmt.on_conflict_do_update(
@@ -147,8 +178,16 @@ def note_recording_status(
 
 
 def note_transcription(
-    session, recording_sid: str, call_sid: str, *, at: datetime, source: str,
-    transcription_sid: str | None, status: str, text: str | None, language: str | None,
+    session,
+    recording_sid: str,
+    call_sid: str,
+    *,
+    at: datetime,
+    source: str,
+    transcription_sid: str | None,
+    status: str,
+    text: str | None,
+    language: str | None,
 ) -> None:
     """Keep a transcript, creating the recording's row if this arrives first."""
     session.execute(
@@ -157,13 +196,23 @@ def note_transcription(
         .on_conflict_do_nothing(index_elements=["recording_sid"])
     )
     stmt = insert_for(session, Transcription).values(
-        recording_sid=recording_sid, source=source, transcription_sid=transcription_sid,
-        language=language, status=status, text=text, created_at=at, updated_at=at,
+        recording_sid=recording_sid,
+        source=source,
+        transcription_sid=transcription_sid,
+        language=language,
+        status=status,
+        text=text,
+        created_at=at,
+        updated_at=at,
     )
     ex = stmt.excluded
     stmt = stmt.on_conflict_do_update(
         index_elements=["recording_sid", "source"],
-        set_={"status": ex.status, "text": ex.text, "transcription_sid": ex.transcription_sid,
-              "updated_at": ex.updated_at},
+        set_={
+            "status": ex.status,
+            "text": ex.text,
+            "transcription_sid": ex.transcription_sid,
+            "updated_at": ex.updated_at,
+        },
     )
     session.execute(stmt)

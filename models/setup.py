@@ -35,8 +35,13 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 def engine_options(url: str) -> dict:
     if url.startswith("sqlite"):
         return {"connect_args": {"timeout": SQLITE_BUSY_SECONDS, "check_same_thread": False}}
-    return {"pool_size": 4, "max_overflow": 8, "pool_recycle": 1800, "pool_pre_ping": False,
-            "connect_args": {"connect_timeout": 3}}
+    return {
+        "pool_size": 4,
+        "max_overflow": 8,
+        "pool_recycle": 1800,
+        "pool_pre_ping": False,
+        "connect_args": {"connect_timeout": 3},
+    }
 
 
 def init_app(app: Flask) -> None:

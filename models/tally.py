@@ -52,8 +52,9 @@ def _window(since: datetime | None, until: datetime | None) -> list:
     return conditions
 
 
-def tally(session, since: datetime | None = None, until: datetime | None = None, *,
-          callers_known: bool = True) -> Tally:
+def tally(
+    session, since: datetime | None = None, until: datetime | None = None, *, callers_known: bool = True
+) -> Tally:
     """Counts for calls first seen in [since, until) (naive UTC; None for open ends)."""
     window = _window(since, until)
     total = session.execute(select(func.count()).select_from(Call).where(*window)).scalar_one()
@@ -72,9 +73,7 @@ def tally(session, since: datetime | None = None, until: datetime | None = None,
         .group_by(CallTopic.topic_id)
     ).all()
     routed = session.execute(
-        select(func.count(distinct(CallTopic.call_sid)))
-        .join(Call, Call.call_sid == CallTopic.call_sid)
-        .where(*window)
+        select(func.count(distinct(CallTopic.call_sid))).join(Call, Call.call_sid == CallTopic.call_sid).where(*window)
     ).scalar_one()
     comments = dict(
         session.execute(
@@ -94,8 +93,9 @@ def tally(session, since: datetime | None = None, until: datetime | None = None,
     by_id = {}
     for topic in topics:
         first_language = next(iter(topic.names))
-        by_id[topic.id] = TopicCount(topic.slug, topic.digit, topic.names[first_language], topic.enabled,
-                                     callers=0 if callers_known else None)
+        by_id[topic.id] = TopicCount(
+            topic.slug, topic.digit, topic.names[first_language], topic.enabled, callers=0 if callers_known else None
+        )
     for topic_id, calls, callers, support, oppose, other in per_topic:
         count = by_id[topic_id]
         count.calls = calls

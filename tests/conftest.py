@@ -27,8 +27,7 @@ from models.line import load_script, read_script_file
 
 TOKEN = "test-auth-token-0123456789abcdef"
 ACCOUNT = "AC" + "1" * 32
-SECRETS = {"APP_ENV": "test", "SECRET_KEY": "test-secret", "TWILIO_ACCOUNT_SID": ACCOUNT,
-           "TWILIO_AUTH_TOKEN": TOKEN}
+SECRETS = {"APP_ENV": "test", "SECRET_KEY": "test-secret", "TWILIO_ACCOUNT_SID": ACCOUNT, "TWILIO_AUTH_TOKEN": TOKEN}
 PG_URL = os.environ.get("TEST_DATABASE_URL")
 DATABASES = ["sqlite"] + (["postgresql"] if PG_URL else [])
 
@@ -69,9 +68,13 @@ def pg_migrated(tmp_path_factory) -> str | None:
 def empty_pg(url: str) -> None:
     engine = create_engine(normalize_database_url(url))
     with engine.begin() as conn:
-        tables = conn.execute(text(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
-        )).scalars().all()
+        tables = (
+            conn.execute(
+                text("SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'")
+            )
+            .scalars()
+            .all()
+        )
         conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
     engine.dispose()
 
@@ -188,9 +191,19 @@ class Caller:
 
         self.twilio = twilio
         self.sid = call_sid or "CA" + secrets.token_hex(16)
-        self.params = {"CallSid": self.sid, "AccountSid": ACCOUNT, "From": "+15035550100", "To": "+15035550199",
-                       "Direction": "inbound", "ApiVersion": "2010-04-01", "FromCity": "PORTLAND",
-                       "FromState": "OR", "FromZip": "97201", "FromCountry": "US", **params}
+        self.params = {
+            "CallSid": self.sid,
+            "AccountSid": ACCOUNT,
+            "From": "+15035550100",
+            "To": "+15035550199",
+            "Direction": "inbound",
+            "ApiVersion": "2010-04-01",
+            "FromCity": "PORTLAND",
+            "FromState": "OR",
+            "FromZip": "97201",
+            "FromCountry": "US",
+            **params,
+        }
         self.reply: Reply | None = None
 
     def post(self, url: str, **extra) -> Reply:
@@ -216,24 +229,47 @@ class Caller:
         record = self.reply.record
         assert record is not None, self.reply.body
         sid = sid or "RE" + secrets.token_hex(16)
-        reply = self.post(record.get("action"), CallStatus="in-progress", Digits=digits,
-                          RecordingSid=sid, RecordingUrl=recording_url(sid), RecordingDuration=str(seconds))
+        reply = self.post(
+            record.get("action"),
+            CallStatus="in-progress",
+            Digits=digits,
+            RecordingSid=sid,
+            RecordingUrl=recording_url(sid),
+            RecordingDuration=str(seconds),
+        )
         return reply, sid
 
     def recording_status(self, sid: str, status: str = "completed", seconds: int = 12) -> Reply:
-        return self.post("/twilio/recording-status", RecordingSid=sid, RecordingUrl=recording_url(sid),
-                         RecordingStatus=status, RecordingDuration=str(seconds), RecordingChannels="1",
-                         RecordingSource="RecordVerb")
+        return self.post(
+            "/twilio/recording-status",
+            RecordingSid=sid,
+            RecordingUrl=recording_url(sid),
+            RecordingStatus=status,
+            RecordingDuration=str(seconds),
+            RecordingChannels="1",
+            RecordingSource="RecordVerb",
+        )
 
     def transcription(self, sid: str, text: str = "I support it.", status: str = "completed") -> Reply:
-        return self.post("/twilio/transcription", RecordingSid=sid, RecordingUrl=recording_url(sid),
-                         TranscriptionSid="TR" + sid[2:], TranscriptionText=text, TranscriptionStatus=status,
-                         TranscriptionUrl=recording_url(sid) + "/Transcriptions")
+        return self.post(
+            "/twilio/transcription",
+            RecordingSid=sid,
+            RecordingUrl=recording_url(sid),
+            TranscriptionSid="TR" + sid[2:],
+            TranscriptionText=text,
+            TranscriptionStatus=status,
+            TranscriptionUrl=recording_url(sid) + "/Transcriptions",
+        )
 
     def hang_up(self, duration: int = 30, status: str = "completed") -> Reply:
-        return self.post("/twilio/status", CallStatus=status, CallDuration=str(duration),
-                         Timestamp="Mon, 30 Nov 2026 12:00:00 +0000", CallbackSource="call-progress-events",
-                         SequenceNumber="0")
+        return self.post(
+            "/twilio/status",
+            CallStatus=status,
+            CallDuration=str(duration),
+            Timestamp="Mon, 30 Nov 2026 12:00:00 +0000",
+            CallbackSource="call-progress-events",
+            SequenceNumber="0",
+        )
 
 
 def recording_url(sid: str) -> str:
@@ -278,11 +314,20 @@ class ServedLine:
     def __init__(self, env: dict[str, str], workers: int = 2, threads: int = 4) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        full_env = {**os.environ, **env, "PORT": str(self.port), "HOST": "127.0.0.1",
-                    "WEB_WORKERS": str(workers), "WEB_THREADS": str(threads)}
+        full_env = {
+            **os.environ,
+            **env,
+            "PORT": str(self.port),
+            "HOST": "127.0.0.1",
+            "WEB_WORKERS": str(workers),
+            "WEB_THREADS": str(threads),
+        }
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "--config", "config/gunicorn.py", "app:create_app()"],
-            cwd=PROJECT_DIR, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            cwd=PROJECT_DIR,
+            env=full_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -34,8 +34,9 @@ class AuditEntry(db.Model):
     ip: Mapped[str | None] = mapped_column(String(64))
 
 
-def audit(session, actor: Any, action: str, target: str | None = None, *, ip: str | None = None,
-          **detail: Any) -> AuditEntry:
+def audit(
+    session, actor: Any, action: str, target: str | None = None, *, ip: str | None = None, **detail: Any
+) -> AuditEntry:
     """Add an entry to the session (the caller commits with the change it records).
 
     `actor` is a user (anything with `id` and `label`), a label for a non-person such as
@@ -44,14 +45,22 @@ def audit(session, actor: Any, action: str, target: str | None = None, *, ip: st
         actor_id, label = None, actor or "system"
     else:
         actor_id, label = actor.id, actor.label
-    entry = AuditEntry(at=utcnow(), actor=actor_id, actor_label=label[:254], action=action,
-                       target=target[:255] if target else None, detail=detail, ip=ip)
+    entry = AuditEntry(
+        at=utcnow(),
+        actor=actor_id,
+        actor_label=label[:254],
+        action=action,
+        target=target[:255] if target else None,
+        detail=detail,
+        ip=ip,
+    )
     session.add(entry)
     return entry
 
 
-def count_recent(session, action: str, since: datetime, *, target: str | None = None, ip: str | None = None,
-                 actor: int | None = None) -> int:
+def count_recent(
+    session, action: str, since: datetime, *, target: str | None = None, ip: str | None = None, actor: int | None = None
+) -> int:
     """How many `action` entries since `since`, for a target, an address or an actor."""
     conditions = [AuditEntry.action == action, AuditEntry.at >= since]
     if target is not None:

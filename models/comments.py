@@ -157,8 +157,9 @@ def _comment_query(f: InboxFilter):
     )
 
 
-def find_comments(session, f: InboxFilter, *, before: int | None = None, after: int | None = None,
-                  limit: int = 50) -> tuple[list[CommentRow], bool]:
+def find_comments(
+    session, f: InboxFilter, *, before: int | None = None, after: int | None = None, limit: int = 50
+) -> tuple[list[CommentRow], bool]:
     """One page of comments, newest first, and whether there are more beyond it.
 
     Keyset pagination on the row id: `before` gives the page older than that id, `after` the
@@ -275,11 +276,18 @@ def correct_transcript(session, recording_sid: str, text: str, language: str | N
         select(Transcription.text).where(Transcription.recording_sid == recording_sid, Transcription.source == "staff")
     )
     stmt = insert_for(session, Transcription).values(
-        recording_sid=recording_sid, source="staff", status="completed", text=text, language=language,
-        created_at=now, updated_at=now,
+        recording_sid=recording_sid,
+        source="staff",
+        status="completed",
+        text=text,
+        language=language,
+        created_at=now,
+        updated_at=now,
     )
-    stmt = stmt.on_conflict_do_update(index_elements=["recording_sid", "source"],
-                                      set_={"text": stmt.excluded.text, "status": "completed", "updated_at": now})
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["recording_sid", "source"],
+        set_={"text": stmt.excluded.text, "status": "completed", "updated_at": now},
+    )
     session.execute(stmt)
     return previous
 

@@ -17,7 +17,14 @@ from models import LineSettings, Topic, User, db
 from models.audit import AuditEntry
 from models.line import WORDING_KEYS, bump_version
 from models.users import (
-    ROLES, UserError, count_admins, create_user, disable_user, enable_user, generate_password, set_password,
+    ROLES,
+    UserError,
+    count_admins,
+    create_user,
+    disable_user,
+    enable_user,
+    generate_password,
+    set_password,
     start_reset,
 )
 
@@ -130,8 +137,11 @@ def topic_values(form, languages: list[str]) -> dict:
         "stance": form.get("stance") == "on",
         "enabled": form.get("enabled") == "on",
         "names": {code: " ".join(form.get(f"name_{code}", "").split()) for code in languages},
-        "prompts": {code: " ".join(form.get(f"prompt_{code}", "").split()) for code in languages
-                    if form.get(f"prompt_{code}", "").strip()},
+        "prompts": {
+            code: " ".join(form.get(f"prompt_{code}", "").split())
+            for code in languages
+            if form.get(f"prompt_{code}", "").strip()
+        },
     }
 
 
@@ -158,8 +168,9 @@ def script_changed(message: str) -> None:
 def topics_page(status: int = 200):
     settings = db.session.get(LineSettings, 1)
     languages = [lang["code"] for lang in settings.languages]
-    return render_template("topics.html", topics=all_topics(), languages=languages, settings=settings,
-                           wording_keys=WORDING_KEYS), status
+    return render_template(
+        "topics.html", topics=all_topics(), languages=languages, settings=settings, wording_keys=WORDING_KEYS
+    ), status
 
 
 @console.get("/admin/topics")
@@ -252,8 +263,11 @@ def edit_wording(language: str):
         except ValueError:
             used = None
         if not text or used is None or used != placeholders(current.get(key, "")):
-            flash(f"{language} {key}: keep it non-empty and keep exactly the placeholders "
-                  f"{', '.join('{' + p + '}' for p in sorted(placeholders(current.get(key, '')))) or '(none)'}.", "error")
+            flash(
+                f"{language} {key}: keep it non-empty and keep exactly the placeholders "
+                f"{', '.join('{' + p + '}' for p in sorted(placeholders(current.get(key, '')))) or '(none)'}.",
+                "error",
+            )
             return topics_page(400)
         if text != current.get(key):
             changed[key] = {"before": current.get(key), "after": text}
@@ -286,7 +300,14 @@ def audit_log():
     if before.isdigit():
         query = query.where(AuditEntry.id < int(before))
     entries = db.session.scalars(query.order_by(AuditEntry.id.desc()).limit(AUDIT_PAGE + 1)).all()
-    older = url_with("console.audit_log", kept, before=entries[AUDIT_PAGE - 1].id) if len(entries) > AUDIT_PAGE else None
-    return render_template("audit.html", entries=entries[:AUDIT_PAGE], filters=kept, older=older,
-                           first_page=url_with("console.audit_log", kept) if before else None,
-                           script=current_script())
+    older = (
+        url_with("console.audit_log", kept, before=entries[AUDIT_PAGE - 1].id) if len(entries) > AUDIT_PAGE else None
+    )
+    return render_template(
+        "audit.html",
+        entries=entries[:AUDIT_PAGE],
+        filters=kept,
+        older=older,
+        first_page=url_with("console.audit_log", kept) if before else None,
+        script=current_script(),
+    )

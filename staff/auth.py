@@ -22,7 +22,16 @@ from functools import wraps
 from urllib.parse import urlsplit
 
 from flask import (
-    Blueprint, abort, current_app, flash, g, has_request_context, redirect, render_template, request, session,
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    has_request_context,
+    redirect,
+    render_template,
+    request,
+    session,
     url_for,
 )
 from flask.sessions import SecureCookieSessionInterface
@@ -31,8 +40,9 @@ from models import audit, db, utcnow
 from models.audit import count_recent
 from models.users import User, UserError, authenticate, set_password, user_for_reset
 
-auth = Blueprint("auth", __name__, template_folder="templates", static_folder="static",
-                 static_url_path="/console-static")
+auth = Blueprint(
+    "auth", __name__, template_folder="templates", static_folder="static", static_url_path="/console-static"
+)
 THROTTLE_MINUTES = 15
 THROTTLE_PER_EMAIL = 5
 THROTTLE_PER_IP = 20
@@ -180,8 +190,9 @@ def sign_in():
         current_app.logger.warning("failed sign-in for %s from %s", email, ip)
         audit(db.session, None, "sign_in_failed", f"user {email}", ip=ip)
         db.session.commit()
-        return render_template("sign_in.html", email=email, next=next_url,
-                               error="That email and password do not match an active account."), 401
+        return render_template(
+            "sign_in.html", email=email, next=next_url, error="That email and password do not match an active account."
+        ), 401
     user.last_sign_in_at = utcnow()
     audit(db.session, user, "sign_in", f"user {user.email}", ip=ip)
     db.session.commit()

@@ -16,7 +16,14 @@ from sqlalchemy import select
 from models import Topic, db
 from models.calls import STANCES
 from models.comments import (
-    CommentRow, InboxFilter, clean_tags, correct_transcript, find_comments, get_comment, mark_reviewed, set_note,
+    CommentRow,
+    InboxFilter,
+    clean_tags,
+    correct_transcript,
+    find_comments,
+    get_comment,
+    mark_reviewed,
+    set_note,
 )
 from models.line import LineScript
 from models.recordings import recording_id_for
@@ -186,9 +193,18 @@ def inbox():
     if search.isdigit() and recording_id_for(search) and not comments:
         problems.append(f"No comment has the reference number {f.search}.")
     return render_template(
-        "inbox.html", comments=comments, filters=kept, problems=problems, newer=newer, older=older,
-        topics=all_topics(), languages=[lang.code for lang in current_script().languages], stances=STANCES.values(),
-        presets=date_presets(), caller_label=caller_label, here=request.full_path.rstrip("?"),
+        "inbox.html",
+        comments=comments,
+        filters=kept,
+        problems=problems,
+        newer=newer,
+        older=older,
+        topics=all_topics(),
+        languages=[lang.code for lang in current_script().languages],
+        stances=STANCES.values(),
+        presets=date_presets(),
+        caller_label=caller_label,
+        here=request.full_path.rstrip("?"),
         first_page=url_with("console.inbox", kept) if (before or after) else None,
         window_url=lambda first, last: url_with("console.inbox", kept, **{"from": first, "to": last}),
     )
@@ -235,11 +251,14 @@ def comment(reference: str):
 
     found = comment_or_404(reference)
     history = db.session.scalars(
-        select(AuditEntry).where(AuditEntry.target == f"comment {found.reference}").order_by(AuditEntry.id.desc())
+        select(AuditEntry)
+        .where(AuditEntry.target == f"comment {found.reference}")
+        .order_by(AuditEntry.id.desc())
         .limit(50)
     ).all()
-    return render_template("comment.html", c=found, history=history, caller_label=caller_label,
-                           back=request.args.get("back", ""))
+    return render_template(
+        "comment.html", c=found, history=history, caller_label=caller_label, back=request.args.get("back", "")
+    )
 
 
 @console.post("/comments/<reference>/review")

@@ -20,8 +20,7 @@ from .console import console, date_presets, date_window, line_zone, today_local,
 
 MAX_HOURLY_DAYS = 3
 MAX_BARS = 93
-PALETTE = ["#2563eb", "#d97706", "#059669", "#7c3aed", "#db2777", "#0891b2", "#65a30d", "#dc2626", "#4b5563",
-           "#9333ea"]
+PALETTE = ["#2563eb", "#d97706", "#059669", "#7c3aed", "#db2777", "#0891b2", "#65a30d", "#dc2626", "#4b5563", "#9333ea"]
 CSV_HEADER = ["topic", "name", "calls", "callers", "comments", "support", "oppose", "other"]
 
 
@@ -39,8 +38,16 @@ class CountsView:
     def rows(self) -> list[list]:
         """The table as shown: one row per topic, then calls with no topic, then the total."""
         topics = [
-            [t.slug, t.name + ("" if t.enabled else " (switched off)"), t.calls, "" if t.callers is None else t.callers,
-             t.comments, t.stance["support"], t.stance["oppose"], t.stance["other"]]
+            [
+                t.slug,
+                t.name + ("" if t.enabled else " (switched off)"),
+                t.calls,
+                "" if t.callers is None else t.callers,
+                t.comments,
+                t.stance["support"],
+                t.stance["oppose"],
+                t.stance["other"],
+            ]
             for t in self.result.topics
         ]
         # Comments and positions belong to one topic each, so their column sums are totals;
@@ -96,21 +103,39 @@ def chart(slots: list[tuple[str, datetime, datetime]], callers_known: bool, topi
             if value:
                 h = value / peak * plot
                 y -= h
-                bars.append({"x": round(x, 1), "y": round(y, 1), "w": round(bar, 1), "h": round(h, 1),
-                             "color": PALETTE[j % len(PALETTE)], "title": f"{label}: {topics[j].name} {value}"})
+                bars.append(
+                    {
+                        "x": round(x, 1),
+                        "y": round(y, 1),
+                        "w": round(bar, 1),
+                        "h": round(h, 1),
+                        "color": PALETTE[j % len(PALETTE)],
+                        "title": f"{label}: {topics[j].name} {value}",
+                    }
+                )
         if i % every == 0:
             labels.append({"x": round(x + bar / 2, 1), "text": label})
     ticks = sorted({0, peak // 2, peak}) if peak > 1 else [0, 1]
-    return {"width": width, "height": height, "left": left, "bottom": height - bottom, "bars": bars,
-            "labels": labels, "ticks": [{"y": round(height - bottom - v / peak * plot, 1), "v": v} for v in ticks],
-            "legend": [{"name": t.name, "color": PALETTE[j % len(PALETTE)]} for j, t in enumerate(topics)],
-            "empty": peak == 1 and not bars}
+    return {
+        "width": width,
+        "height": height,
+        "left": left,
+        "bottom": height - bottom,
+        "bars": bars,
+        "labels": labels,
+        "ticks": [{"y": round(height - bottom - v / peak * plot, 1), "v": v} for v in ticks],
+        "legend": [{"name": t.name, "color": PALETTE[j % len(PALETTE)]} for j, t in enumerate(topics)],
+        "empty": peak == 1 and not bars,
+    }
 
 
 def counts_view(args) -> tuple[CountsView | None, str | None]:
     today = today_local()
-    args = {"from": args.get("from") or today.isoformat(), "to": args.get("to") or args.get("from") or today.isoformat(),
-            "by": args.get("by", "")}
+    args = {
+        "from": args.get("from") or today.isoformat(),
+        "to": args.get("to") or args.get("from") or today.isoformat(),
+        "by": args.get("by", ""),
+    }
     since, until, error = date_window(args)
     if error:
         return None, error
@@ -132,11 +157,17 @@ def counts():
     view, error = counts_view(request.args)
     kept = {k: request.args[k] for k in ("from", "to", "by") if request.args.get(k)}
     template = "counts_live.html" if request.args.get("partial") else "counts.html"
-    return render_template(template, view=view, error=error, presets=date_presets(), filters=kept,
-                           csv_url=url_with("console.counts_csv", kept),
-                           live_url=url_with("console.counts", kept, partial="1"),
-                           window_url=lambda first, last: url_with("console.counts", kept, **{"from": first, "to": last}),
-                           updated=datetime.now(line_zone()).strftime("%H:%M:%S")), (400 if error else 200)
+    return render_template(
+        template,
+        view=view,
+        error=error,
+        presets=date_presets(),
+        filters=kept,
+        csv_url=url_with("console.counts_csv", kept),
+        live_url=url_with("console.counts", kept, partial="1"),
+        window_url=lambda first, last: url_with("console.counts", kept, **{"from": first, "to": last}),
+        updated=datetime.now(line_zone()).strftime("%H:%M:%S"),
+    ), (400 if error else 200)
 
 
 @console.get("/counts.csv")
@@ -151,4 +182,6 @@ def counts_csv():
     name = f"counts_{view.first}_to_{view.last}.csv"
     record("export_counts", f"counts {view.first}..{view.last}")
     db.session.commit()
-    return Response(out.getvalue(), mimetype="text/csv", headers={"Content-Disposition": f"attachment; filename={name}"})
+    return Response(
+        out.getvalue(), mimetype="text/csv", headers={"Content-Disposition": f"attachment; filename={name}"}
+    )

@@ -8,12 +8,24 @@ import secrets
 from flask import current_app, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-TITLES = {400: "That request was not understood", 401: "Please sign in", 403: "Not allowed",
-          404: "Not found", 405: "Not allowed here", 409: "Already changed", 413: "Too large",
-          416: "Outside the recording", 429: "Too many attempts", 500: "Something went wrong",
-          502: "Twilio did not answer", 503: "Unavailable"}
-CSP = ("default-src 'self'; img-src 'self' data:; media-src 'self'; style-src 'self'; script-src 'self'; "
-       "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
+TITLES = {
+    400: "That request was not understood",
+    401: "Please sign in",
+    403: "Not allowed",
+    404: "Not found",
+    405: "Not allowed here",
+    409: "Already changed",
+    413: "Too large",
+    416: "Outside the recording",
+    429: "Too many attempts",
+    500: "Something went wrong",
+    502: "Twilio did not answer",
+    503: "Unavailable",
+}
+CSP = (
+    "default-src 'self'; img-src 'self' data:; media-src 'self'; style-src 'self'; script-src 'self'; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
 
 
 def wants_html() -> bool:
@@ -25,20 +37,30 @@ def http_error(error: HTTPException):
         if request.path.startswith("/api/"):
             return jsonify(error=error.description), error.code
         return f"{error.code} {error.name}\n", error.code, {"Content-Type": "text/plain"}
-    return render_template("error.html", code=error.code, title=TITLES.get(error.code, error.name),
-                           message=error.description, user=g.get("user")), error.code
+    return render_template(
+        "error.html",
+        code=error.code,
+        title=TITLES.get(error.code, error.name),
+        message=error.description,
+        user=g.get("user"),
+    ), error.code
 
 
 def server_error(error: InternalServerError):
     """Log the cause with a short id, show the person only the id."""
     incident = secrets.token_hex(4)
-    current_app.logger.error("error %s on %s %s", incident, request.method, request.path,
-                             exc_info=getattr(error, "original_exception", None))
+    current_app.logger.error(
+        "error %s on %s %s", incident, request.method, request.path, exc_info=getattr(error, "original_exception", None)
+    )
     if not wants_html():
         return f"500 Internal Server Error ({incident})\n", 500, {"Content-Type": "text/plain"}
-    return render_template("error.html", code=500, title=TITLES[500], user=g.get("user"),
-                           message=f"The console could not do that. If it happens again, tell an admin: "
-                                   f"error {incident}."), 500
+    return render_template(
+        "error.html",
+        code=500,
+        title=TITLES[500],
+        user=g.get("user"),
+        message=f"The console could not do that. If it happens again, tell an admin: error {incident}.",
+    ), 500
 
 
 def register_error_pages(app) -> None:

@@ -19,14 +19,20 @@ from flask import Response, abort, current_app, flash, g, redirect, render_templ
 from models import Recording, db, utcnow
 from models.audit import count_recent
 from models.comments import (
-    CommentRow, InboxFilter, delete_comment, iter_comments, note_stored_audio, remove_audio, remove_transcripts,
+    CommentRow,
+    InboxFilter,
+    delete_comment,
+    iter_comments,
+    note_stored_audio,
+    remove_audio,
+    remove_transcripts,
     storage_key_for,
 )
 from storage import checksum, storage_for
 from storage.twilio_media import MediaError, fetch_media
 
 from .auth import admin_required, record
-from .console import all_topics, back_to, comment_or_404, console, date_presets, date_window, local_time, today_local
+from .console import all_topics, comment_or_404, console, date_presets, date_window, local_time, today_local
 
 CHUNK = 64 * 1024
 LISTEN_LOG_MINUTES = 30
@@ -46,8 +52,14 @@ def stored_key(recording: Recording) -> str | None:
     content_type = media.content_type.split(";")[0].strip() or "audio/wav"
     key = storage_key_for(recording, EXTENSIONS.get(content_type, "wav"))
     storage.put(key, media.data, content_type)
-    if note_stored_audio(db.session, recording.id, key=key, content_type=content_type, size=len(media.data),
-                         checksum=checksum(media.data)):
+    if note_stored_audio(
+        db.session,
+        recording.id,
+        key=key,
+        content_type=content_type,
+        size=len(media.data),
+        checksum=checksum(media.data),
+    ):
         db.session.commit()
     db.session.refresh(recording)
     return recording.storage_key or key
@@ -91,8 +103,11 @@ def audio(reference: str):
         abort(404, description="This comment has no recording.")
     size = storage_for(current_app.config).size(key)
     note_listening(comment)
-    headers = {"Accept-Ranges": "bytes", "Cache-Control": "private, no-store",
-               "Content-Disposition": f'inline; filename="comment-{comment.reference}.{key.rsplit(".", 1)[-1]}"'}
+    headers = {
+        "Accept-Ranges": "bytes",
+        "Cache-Control": "private, no-store",
+        "Content-Disposition": f'inline; filename="comment-{comment.reference}.{key.rsplit(".", 1)[-1]}"',
+    }
     mimetype = comment.recording.content_type or "audio/wav"
     wanted = request.range
     if wanted is not None and len(wanted.ranges) == 1 and wanted.units == "bytes":
@@ -101,8 +116,9 @@ def audio(reference: str):
             return Response(status=416, headers={**headers, "Content-Range": f"bytes */{size}"})
         start, stop = span
         headers.update({"Content-Range": f"bytes {start}-{stop - 1}/{size}", "Content-Length": str(stop - start)})
-        return Response(read_range(key, start, stop - start), 206, headers=headers, mimetype=mimetype,
-                        direct_passthrough=True)
+        return Response(
+            read_range(key, start, stop - start), 206, headers=headers, mimetype=mimetype, direct_passthrough=True
+        )
     headers["Content-Length"] = str(size)
     return Response(read_range(key, 0, size), 200, headers=headers, mimetype=mimetype, direct_passthrough=True)
 
@@ -136,8 +152,13 @@ def remove(reference: str):
     db.session.commit()
     if key:
         storage_for(current_app.config).delete(key)
-    flash({"audio": "The audio was removed.", "transcript": "The transcript was removed.",
-           "comment": f"Comment {comment.reference} was deleted."}[what])
+    flash(
+        {
+            "audio": "The audio was removed.",
+            "transcript": "The transcript was removed.",
+            "comment": f"Comment {comment.reference} was deleted.",
+        }[what]
+    )
     if what == "comment":
         return redirect(url_for("console.inbox"))
     return redirect(url_for("console.comment", reference=reference))
@@ -149,15 +170,28 @@ def remove(reference: str):
 @console.get("/export")
 def export_form():
     today = today_local().isoformat()
-    return render_template("export.html", topics=all_topics(), presets=date_presets(),
-                           first=request.args.get("from", today), last=request.args.get("to", today))
+    return render_template(
+        "export.html",
+        topics=all_topics(),
+        presets=date_presets(),
+        first=request.args.get("from", today),
+        last=request.args.get("to", today),
+    )
 
 
 def export_row(comment: CommentRow, audio_file: str) -> list:
     r = comment.recording
     text = "[removed]" if comment.transcript_removed else (comment.text or "")
-    return [comment.reference, local_time(r.created_at, "%Y-%m-%d %H:%M:%S"), comment.topic_slug or "",
-            r.stance or "", r.language or "", "" if r.duration is None else r.duration, text, audio_file]
+    return [
+        comment.reference,
+        local_time(r.created_at, "%Y-%m-%d %H:%M:%S"),
+        comment.topic_slug or "",
+        r.stance or "",
+        r.language or "",
+        "" if r.duration is None else r.duration,
+        text,
+        audio_file,
+    ]
 
 
 @console.post("/export")
@@ -198,5 +232,6 @@ def export():
     record("export", f"comments {first}..{last}", topics=sorted(chosen), comments=count, audio_missing=missing)
     db.session.commit()
     out.seek(0)
-    return send_file(out, mimetype="application/zip", as_attachment=True,
-                     download_name=f"comments_{first}_to_{last}.zip")
+    return send_file(
+        out, mimetype="application/zip", as_attachment=True, download_name=f"comments_{first}_to_{last}.zip"
+    )

@@ -9,7 +9,7 @@ from . import admin, counts_page, recordings  # noqa: F401  (routes on the conso
 from .api import api
 from .auth import auth, configure_sessions, csrf_token
 from .commands import counts_cli, tokens_cli
-from .console import console
+from .console import console as console_pages
 from .errors import register_error_pages, security_headers
 from .users_cli import users_cli
 
@@ -20,7 +20,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(counts_cli)
     configure_sessions(app)
     app.register_blueprint(auth)
-    app.register_blueprint(console)
+    app.register_blueprint(console_pages)
     app.jinja_env.globals["csrf_token"] = csrf_token
     register_error_pages(app)
     app.after_request(security_headers)

@@ -65,8 +65,9 @@ def stored_key(recording: Recording) -> str | None:
     return recording.storage_key or key
 
 
-def read_range(key: str, start: int, length: int):
-    with storage_for(current_app.config).open(key) as audio:
+def read_range(audio, start: int, length: int):
+    """Yield `length` bytes of an open file from `start`, then close it."""
+    try:
         audio.seek(start)
         left = length
         while left > 0:
@@ -75,6 +76,8 @@ def read_range(key: str, start: int, length: int):
                 return
             left -= len(chunk)
             yield chunk
+    finally:
+        audio.close()
 
 
 def note_listening(comment: CommentRow) -> None:
@@ -101,7 +104,8 @@ def audio(reference: str):
         abort(502, description="Twilio did not give us this recording just now. Try again in a minute.")
     if key is None:
         abort(404, description="This comment has no recording.")
-    size = storage_for(current_app.config).size(key)
+    storage = storage_for(current_app.config)
+    size = storage.size(key)
     note_listening(comment)
     headers = {
         "Accept-Ranges": "bytes",
@@ -117,10 +121,16 @@ def audio(reference: str):
         start, stop = span
         headers.update({"Content-Range": f"bytes {start}-{stop - 1}/{size}", "Content-Length": str(stop - start)})
         return Response(
-            read_range(key, start, stop - start), 206, headers=headers, mimetype=mimetype, direct_passthrough=True
+            read_range(storage.open(key), start, stop - start),
+            206,
+            headers=headers,
+            mimetype=mimetype,
+            direct_passthrough=True,
         )
     headers["Content-Length"] = str(size)
-    return Response(read_range(key, 0, size), 200, headers=headers, mimetype=mimetype, direct_passthrough=True)
+    return Response(
+        read_range(storage.open(key), 0, size), 200, headers=headers, mimetype=mimetype, direct_passthrough=True
+    )
 
 
 # --- redaction and deletion -----------------------------------------------------------------

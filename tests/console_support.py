@@ -59,8 +59,9 @@ class Console:
 
 def spoken_reference(reply) -> str:
     """The reference number the caller heard, read digit by digit."""
-    spoken = reply.said.split("Your reference number is ")[1].split(".")[0]
-    return spoken.replace(", ", "")
+    spoken = re.search(r"(?:reference number is|número de referencia es) ([\d, ]+)\.", reply.said)
+    assert spoken, reply.said
+    return spoken.group(1).replace(", ", "")
 
 
 def leave_comment(

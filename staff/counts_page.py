@@ -21,6 +21,7 @@ from .console import console, date_presets, date_window, line_zone, today_local,
 MAX_HOURLY_DAYS = 3
 MAX_BARS = 93
 PALETTE = ["#2563eb", "#d97706", "#059669", "#7c3aed", "#db2777", "#0891b2", "#65a30d", "#dc2626", "#4b5563", "#9333ea"]
+REFRESH_SECONDS = 30
 CSV_HEADER = ["topic", "name", "calls", "callers", "comments", "support", "oppose", "other"]
 
 
@@ -155,7 +156,9 @@ def counts_view(args) -> tuple[CountsView | None, str | None]:
 @console.get("/counts")
 def counts():
     view, error = counts_view(request.args)
-    kept = {k: request.args[k] for k in ("from", "to", "by") if request.args.get(k)}
+    kept = {k: request.args[k] for k in ("from", "to", "by", "every") if request.args.get(k)}
+    every = request.args.get("every", "")
+    every = min(max(int(every), 2), 3600) if every.isdigit() else REFRESH_SECONDS
     template = "counts_live.html" if request.args.get("partial") else "counts.html"
     return render_template(
         template,
@@ -167,6 +170,7 @@ def counts():
         live_url=url_with("console.counts", kept, partial="1"),
         window_url=lambda first, last: url_with("console.counts", kept, **{"from": first, "to": last}),
         updated=datetime.now(line_zone()).strftime("%H:%M:%S"),
+        every=every,
     ), (400 if error else 200)
 
 

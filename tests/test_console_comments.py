@@ -320,3 +320,12 @@ def test_export_needs_a_window_and_a_topic(sign_in):
     staff_client.get("/export")
     response = staff_client.post("/export", {"from": "2026-01-01", "to": "2026-01-02"})
     assert response.status_code == 302 and response.headers["Location"] == "/export"
+
+
+def test_bulk_review_returns_to_the_same_filtered_view(sign_in, comments):
+    staff_client = sign_in("staff")
+    body = staff_client.get("/inbox?topic=budget&reviewed=no").get_data(as_text=True)
+    back = re.search(r'name="back" value="([^"]+)"', body).group(1).replace("&amp;", "&")
+    assert back == "/inbox?topic=budget&reviewed=no"
+    response = staff_client.post("/inbox/review", {"ref": comments["budget_yes"][0], "back": back})
+    assert response.headers["Location"] == back

@@ -28,8 +28,15 @@ from models import Call, Recording, db
 from tests.conftest import Twilio
 from tests.console_support import PASSWORD, leave_comment, wav_bytes
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
@@ -69,11 +76,13 @@ def line(media_server, settings, app, served_line, runner):
     """gunicorn serving the line, a staff account made with `flask users create`, and a
     Twilio stand-in that signs webhooks to the served line."""
     served = served_line()
-    result = runner.invoke(args=["users", "create", "pat@example.org", "--name", "Pat", "--password-stdin"],
-                           input=PASSWORD + "\n")
+    result = runner.invoke(
+        args=["users", "create", "pat@example.org", "--name", "Pat", "--password-stdin"], input=PASSWORD + "\n"
+    )
     assert result.exit_code == 0, result.output
-    twilio = Twilio(lambda url, params, headers: requests.post(url, data=params, headers=headers, timeout=10),
-                    base=served.base)
+    twilio = Twilio(
+        lambda url, params, headers: requests.post(url, data=params, headers=headers, timeout=10), base=served.base
+    )
     return served, twilio
 
 
@@ -94,7 +103,8 @@ def refs_shown(page) -> list[str]:
 def counts_table(page) -> dict[str, list[str]]:
     return page.eval_on_selector_all(
         "table.counts tbody tr",
-        "rows => Object.fromEntries(rows.map(r => [r.dataset.topic, [...r.querySelectorAll('td')].map(td => td.textContent.trim())]))",
+        "rows => Object.fromEntries(rows.map(r => [r.dataset.topic,"
+        " [...r.querySelectorAll('td')].map(td => td.textContent.trim())]))",
     )
 
 
@@ -129,8 +139,14 @@ def test_first_day_find_listen_review_and_hand_over_the_counts(browser, line, ap
     # What the counts must say for yesterday, worked out from what was played above.
     budget = [p for p in played if p[1] == "1"]
     stances = Counter({"1": "support", "2": "oppose", "3": "other"}[p[2]] for p in budget)
-    expected_budget = [str(len(budget)), str(len({p[0] for p in budget})), str(len(budget)),
-                       str(stances["support"]), str(stances["oppose"]), str(stances["other"])]
+    expected_budget = [
+        str(len(budget)),
+        str(len({p[0] for p in budget})),
+        str(len(budget)),
+        str(stances["support"]),
+        str(stances["oppose"]),
+        str(stances["other"]),
+    ]
     expected_all_calls = str(len(played) + 1)
 
     context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
@@ -161,8 +177,9 @@ def test_first_day_find_listen_review_and_hand_over_the_counts(browser, line, ap
     page.keyboard.press("j")
     page.keyboard.press("p")
     first = page.locator(".comments .comment audio").first
-    page.wait_for_function("a => a.readyState >= 1 && a.duration > 1.9 && !a.error", arg=first.element_handle(),
-                           timeout=15000)
+    page.wait_for_function(
+        "a => a.readyState >= 1 && a.duration > 1.9 && !a.error", arg=first.element_handle(), timeout=15000
+    )
     assert any(r.status == 206 for r in audio_responses), [(r.url, r.status) for r in audio_responses]
     ranged = page.evaluate(
         """async url => { const r = await fetch(url, {headers: {Range: 'bytes=44-1043'}});

@@ -5,14 +5,18 @@ Staff state lives in `comment_states`, one row per recording made the first time
 touches it, so the webhooks' tables stay as Twilio's facts. A correction is a transcript with
 source "staff"; the original stays beside it. Redaction empties the audio or the text but
 keeps the recording's row, so the call and the comment still count.
+
+The inbox pages with a keyset on (created_at, id), newest first, and filters on staff state
+with EXISTS / NOT EXISTS, so that PostgreSQL walks an index backwards and stops after one
+page however many comments there are (see the README for timings at a million).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, Text, and_, exists, func, or_, select, update
+from sqlalchemy import JSON, ForeignKey, Index, Integer, Text, and_, exists, func, or_, select, tuple_, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import db, insert_for, utcnow
@@ -24,8 +28,9 @@ TRANSCRIPT_RANK = {"staff": 0, "whisper": 1, "twilio": 2}
 MAX_TAGS = 10
 MAX_NOTE = 2000
 
-# The inbox filtered by topic walks this index newest first, whatever the table's size.
-Index("ix_recordings_topic_id_id", Recording.topic_id, Recording.id)
+# Newest first, whatever the filter on time or topic: each page is a short backward index walk.
+Index("ix_recordings_created_at_id", Recording.created_at, Recording.id)
+Index("ix_recordings_topic_id_created_at_id", Recording.topic_id, Recording.created_at, Recording.id)
 
 
 class CommentState(db.Model):
@@ -61,10 +66,10 @@ class InboxFilter:
 @dataclass
 class CommentRow:
     recording: Recording
-    topic_slug: str | None
-    from_number: str | None
-    caller_hash: str | None
-    state: CommentState | None
+    topic_slug: str | None = None
+    from_number: str | None = None
+    caller_hash: str | None = None
+    state: CommentState | None = None
     transcript: Transcription | None = None
     original: Transcription | None = None
 
@@ -73,8 +78,16 @@ class CommentRow:
         return self.recording.reference
 
     @property
+    def cursor(self) -> str:
+        return encode_cursor(self.recording)
+
+    @property
     def reviewed(self) -> bool:
         return bool(self.state and self.state.reviewed_at)
+
+    @property
+    def deleted(self) -> bool:
+        return bool(self.state and self.state.deleted_at)
 
     @property
     def audio_removed(self) -> bool:
@@ -93,6 +106,31 @@ class CommentRow:
         return None if self.transcript_removed or self.transcript is None else self.transcript.text
 
 
+# --- paging cursors: "<microseconds since 2000>.<id>" -------------------------------------------
+
+_EPOCH = datetime(2000, 1, 1)
+
+
+def encode_cursor(recording: Recording) -> str:
+    delta = recording.created_at - _EPOCH
+    return f"{(delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds}.{recording.id}"
+
+
+def decode_cursor(text: str | None) -> tuple[datetime, int] | None:
+    """(created_at, id) from a cursor, or None when it is not one."""
+    micros, _, row_id = (text or "").partition(".")
+    if not (micros.isdigit() and row_id.isdigit()) or len(micros) > 18 or len(row_id) > 12:
+        return None
+    return _EPOCH + timedelta(microseconds=int(micros)), int(row_id)
+
+
+# --- the filter ----------------------------------------------------------------------------------
+
+
+def _state_where(*conditions):
+    return exists().where(CommentState.recording_id == Recording.id, *conditions)
+
+
 def _has_text():
     return exists().where(
         Transcription.recording_sid == Recording.recording_sid,
@@ -107,10 +145,16 @@ def _like_pattern(text: str) -> str:
     return f"%{escaped.lower()}%"
 
 
+def reference_in(search: str) -> int | None:
+    """The row id when a search is a reference number (seven or eight digits), else None."""
+    digits = search.replace(" ", "").replace("-", "").lstrip("#")
+    return recording_id_for(digits) if digits.isdigit() and len(digits) in (7, 8) else None
+
+
 def comment_conditions(f: InboxFilter) -> list:
     """The WHERE conditions for a filter; shared by the inbox and the export."""
     conditions = [
-        CommentState.deleted_at.is_(None),
+        ~_state_where(CommentState.deleted_at.is_not(None)),
         or_(Recording.status.is_(None), Recording.status.not_in(NOT_A_COMMENT)),
         or_(Recording.duration.is_(None), Recording.duration > 0),
     ]
@@ -126,73 +170,92 @@ def comment_conditions(f: InboxFilter) -> list:
         conditions.append(Recording.created_at >= f.since)
     if f.until is not None:
         conditions.append(Recording.created_at < f.until)
-    if f.reviewed is True:
-        conditions.append(CommentState.reviewed_at.is_not(None))
-    elif f.reviewed is False:
-        conditions.append(CommentState.reviewed_at.is_(None))
+    if f.reviewed is not None:
+        reviewed = _state_where(CommentState.reviewed_at.is_not(None))
+        conditions.append(reviewed if f.reviewed else ~reviewed)
+    text_removed = _state_where(CommentState.transcript_removed_at.is_not(None))
     if f.has_transcript is not None:
-        has = and_(_has_text(), CommentState.transcript_removed_at.is_(None))
+        has = and_(_has_text(), ~text_removed)
         conditions.append(has if f.has_transcript else ~has)
     search = f.search.strip()
     if search:
-        matches_text = exists().where(
-            Transcription.recording_sid == Recording.recording_sid,
-            func.lower(Transcription.text).like(_like_pattern(search), escape="\\"),
-        )
-        reference_id = recording_id_for(search.replace(" ", "").replace("-", ""))
+        reference_id = reference_in(search)
         if reference_id is not None:
-            conditions.append(or_(Recording.id == reference_id, matches_text))
+            conditions.append(Recording.id == reference_id)
         else:
-            conditions.append(and_(matches_text, CommentState.transcript_removed_at.is_(None)))
+            matches_text = exists().where(
+                Transcription.recording_sid == Recording.recording_sid,
+                func.lower(Transcription.text).like(_like_pattern(search), escape="\\"),
+            )
+            conditions.append(and_(matches_text, ~text_removed))
     return conditions
 
 
-def _comment_query(f: InboxFilter):
-    return (
-        select(Recording, Topic.slug, Call.from_number, Call.caller_hash, CommentState)
-        .outerjoin(Topic, Topic.id == Recording.topic_id)
-        .outerjoin(Call, Call.call_sid == Recording.call_sid)
-        .outerjoin(CommentState, CommentState.recording_id == Recording.id)
-        .where(*comment_conditions(f))
-    )
-
-
 def find_comments(
-    session, f: InboxFilter, *, before: int | None = None, after: int | None = None, limit: int = 50
+    session, f: InboxFilter, *, before: str | None = None, after: str | None = None, limit: int = 50
 ) -> tuple[list[CommentRow], bool]:
     """One page of comments, newest first, and whether there are more beyond it.
 
-    Keyset pagination on the row id: `before` gives the page older than that id, `after` the
-    page newer than it (then "more" means newer ones exist). Each page costs the same however
-    deep it is."""
-    query = _comment_query(f)
-    if after is not None:
-        query = query.where(Recording.id > after).order_by(Recording.id.asc())
+    Keyset pagination on (created_at, id): `before` (a row's `cursor`) gives the page older
+    than that row, `after` the page newer than it (then "more" means newer ones exist). Each
+    page costs the same however deep it is."""
+    key = tuple_(Recording.created_at, Recording.id)
+    query = select(Recording).where(*comment_conditions(f))
+    newer_than = decode_cursor(after)
+    older_than = decode_cursor(before)
+    if newer_than is not None:
+        query = query.where(key > tuple_(*newer_than)).order_by(Recording.created_at, Recording.id)
     else:
-        if before is not None:
-            query = query.where(Recording.id < before)
-        query = query.order_by(Recording.id.desc())
-    rows = session.execute(query.limit(limit + 1)).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    if after is not None:
-        rows.reverse()
-    comments = [CommentRow(*row) for row in rows]
-    attach_transcripts(session, comments)
-    return comments, more
+        if older_than is not None:
+            query = query.where(key < tuple_(*older_than))
+        query = query.order_by(Recording.created_at.desc(), Recording.id.desc())
+    recordings = list(session.scalars(query.limit(limit + 1)))
+    more = len(recordings) > limit
+    recordings = recordings[:limit]
+    if newer_than is not None:
+        recordings.reverse()
+    return comment_rows(session, recordings), more
 
 
 def iter_comments(session, f: InboxFilter, batch: int = 500):
     """Every comment the filter matches, oldest first, in batches (for exports)."""
-    last = 0
+    key = tuple_(Recording.created_at, Recording.id)
+    last = None
     while True:
-        rows = session.execute(_comment_query(f).where(Recording.id > last).order_by(Recording.id).limit(batch)).all()
-        if not rows:
+        query = select(Recording).where(*comment_conditions(f))
+        if last is not None:
+            query = query.where(key > tuple_(*last))
+        recordings = list(session.scalars(query.order_by(Recording.created_at, Recording.id).limit(batch)))
+        if not recordings:
             return
-        comments = [CommentRow(*row) for row in rows]
-        attach_transcripts(session, comments)
-        yield from comments
-        last = rows[-1][0].id
+        yield from comment_rows(session, recordings)
+        last = (recordings[-1].created_at, recordings[-1].id)
+
+
+def comment_rows(session, recordings: list[Recording]) -> list[CommentRow]:
+    """The page's recordings with their topic, caller, staff state and transcripts, in four
+    small queries (never a join over the whole table)."""
+    if not recordings:
+        return []
+    slugs = dict(session.execute(select(Topic.id, Topic.slug)).all())
+    callers = {
+        sid: (number, digest)
+        for sid, number, digest in session.execute(
+            select(Call.call_sid, Call.from_number, Call.caller_hash).where(
+                Call.call_sid.in_({r.call_sid for r in recordings})
+            )
+        )
+    }
+    states = {
+        s.recording_id: s
+        for s in session.scalars(select(CommentState).where(CommentState.recording_id.in_([r.id for r in recordings])))
+    }
+    rows = [
+        CommentRow(r, slugs.get(r.topic_id), *callers.get(r.call_sid, (None, None)), states.get(r.id))
+        for r in recordings
+    ]
+    attach_transcripts(session, rows)
+    return rows
 
 
 def attach_transcripts(session, comments: list[CommentRow]) -> None:
@@ -214,20 +277,8 @@ def attach_transcripts(session, comments: list[CommentRow]) -> None:
 def get_comment(session, reference: str) -> CommentRow | None:
     """A comment by its reference number (deleted ones included), or None."""
     recording_id = recording_id_for(reference.strip())
-    if recording_id is None:
-        return None
-    row = session.execute(
-        select(Recording, Topic.slug, Call.from_number, Call.caller_hash, CommentState)
-        .outerjoin(Topic, Topic.id == Recording.topic_id)
-        .outerjoin(Call, Call.call_sid == Recording.call_sid)
-        .outerjoin(CommentState, CommentState.recording_id == Recording.id)
-        .where(Recording.id == recording_id)
-    ).first()
-    if row is None:
-        return None
-    comment = CommentRow(*row)
-    attach_transcripts(session, [comment])
-    return comment
+    recording = session.get(Recording, recording_id) if recording_id is not None else None
+    return comment_rows(session, [recording])[0] if recording is not None else None
 
 
 def state_for(session, recording_id: int) -> CommentState:

@@ -23,6 +23,7 @@ from models.comments import (
     find_comments,
     get_comment,
     mark_reviewed,
+    reference_in,
     set_note,
 )
 from models.line import LineScript
@@ -166,11 +167,6 @@ def inbox_filter(args) -> tuple[InboxFilter, dict, list[str]]:
     return f, kept, problems
 
 
-def cursor_arg(name: str) -> int | None:
-    value = request.args.get(name, "")
-    return int(value) if value.isdigit() and len(value) < 12 else None
-
-
 @console.get("/")
 def home():
     return redirect(url_for("console.inbox"))
@@ -179,18 +175,17 @@ def home():
 @console.get("/inbox")
 def inbox():
     f, kept, problems = inbox_filter(request.args)
-    before, after = cursor_arg("before"), cursor_arg("after")
+    before, after = request.args.get("before") or None, request.args.get("after") or None
     comments, more = find_comments(db.session, f, before=before, after=after, limit=PAGE_SIZE)
     newer = older = None
     if comments:
         if after is not None:
-            older = url_with("console.inbox", kept, before=comments[-1].recording.id)
-            newer = url_with("console.inbox", kept, after=comments[0].recording.id) if more else None
+            older = url_with("console.inbox", kept, before=comments[-1].cursor)
+            newer = url_with("console.inbox", kept, after=comments[0].cursor) if more else None
         else:
-            older = url_with("console.inbox", kept, before=comments[-1].recording.id) if more else None
-            newer = url_with("console.inbox", kept, after=comments[0].recording.id) if before is not None else None
-    search = f.search.replace(" ", "")
-    if search.isdigit() and recording_id_for(search) and not comments:
+            older = url_with("console.inbox", kept, before=comments[-1].cursor) if more else None
+            newer = url_with("console.inbox", kept, after=comments[0].cursor) if before is not None else None
+    if reference_in(f.search) and not comments:
         problems.append(f"No comment has the reference number {f.search}.")
     return render_template(
         "inbox.html",

@@ -42,7 +42,8 @@ EXPORT_HEADER = ["reference", "time", "topic", "stance", "language", "duration_s
 
 def stored_key(recording: Recording) -> str | None:
     """The storage key of the recording's audio, fetching it from Twilio first if we do not
-    have it. None when there is no audio to have. Raises MediaError when Twilio fails."""
+    have it (or our copy has gone). None when there is no audio to have. Raises MediaError
+    when Twilio fails."""
     storage = storage_for(current_app.config)
     if recording.storage_key and storage.exists(recording.storage_key):
         return recording.storage_key
@@ -50,9 +51,9 @@ def stored_key(recording: Recording) -> str | None:
         return None
     media = fetch_media(current_app.config, recording.media_url)
     content_type = media.content_type.split(";")[0].strip() or "audio/wav"
-    key = storage_key_for(recording, EXTENSIONS.get(content_type, "wav"))
+    key = recording.storage_key or storage_key_for(recording, EXTENSIONS.get(content_type, "wav"))
     storage.put(key, media.data, content_type)
-    if note_stored_audio(
+    if recording.storage_key is None and note_stored_audio(
         db.session,
         recording.id,
         key=key,

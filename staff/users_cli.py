@@ -16,10 +16,10 @@ users_cli = AppGroup("users", help="Staff accounts for the console.")
 
 
 def _read_password(password_stdin: bool, generate: bool) -> tuple[str, bool]:
-    """(password, generated?): from standard input, generated, or asked for at the terminal."""
+    """(password, generated?): from standard input, generated, or asked for twice."""
     if password_stdin:
         return sys.stdin.readline().rstrip("\r\n"), False
-    if generate or not sys.stdin.isatty():
+    if generate:
         return generate_password(), True
     return click.prompt("Password (at least 12 characters)", hide_input=True, confirmation_prompt=True), False
 
@@ -29,7 +29,7 @@ def _read_password(password_stdin: bool, generate: bool) -> tuple[str, bool]:
 @click.option("--admin", is_flag=True, help="Make an admin (default: staff).")
 @click.option("--name", default="", help="The person's name, as shown in the console.")
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
-@click.option("--generate", is_flag=True, help="Generate a password and print it (the default without a terminal).")
+@click.option("--generate", is_flag=True, help="Generate a password and print it.")
 def users_create(email: str, admin: bool, name: str, password_stdin: bool, generate: bool) -> None:
     """Make an account for EMAIL. Asks for a password, reads it with --password-stdin, or
     prints a generated one as the last line."""

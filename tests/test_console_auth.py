@@ -58,12 +58,16 @@ def test_staff_reach_staff_pages_and_not_admin_pages(sign_in, comment_ref):
         assert staff.post(path, form).status_code == 403
 
 
-def test_admin_reaches_every_page(sign_in, comment_ref):
+def test_admin_reaches_every_page_and_no_twilio_secret_reaches_the_browser(app, sign_in, comment_ref):
     admin = sign_in("admin")
     for page in STAFF_PAGES + ADMIN_PAGES:
         if page.startswith("/audio"):
             continue
-        assert admin.get(page.format(ref=comment_ref)).status_code == 200, page
+        response = admin.get(page.format(ref=comment_ref))
+        assert response.status_code == 200, page
+        body = response.get_data(as_text=True)
+        assert app.config["TWILIO_AUTH_TOKEN"] not in body and app.config["TWILIO_ACCOUNT_SID"] not in body, page
+        assert "api.twilio.com" not in body, page
 
 
 def test_sign_in_is_audited_and_lands_on_next(app, client):
@@ -224,6 +228,17 @@ def test_users_create_admin_with_password_from_stdin(app, runner):
         assert (user.email, user.role, user.active) == ("boss@example.org", "admin", True)
         assert user.password_hash.startswith("scrypt:") and "a long enough secret" not in user.password_hash
     assert Console(app.test_client()).sign_in("boss@example.org", "a long enough secret").status_code == 302
+
+
+def test_users_create_asks_for_the_password_twice(app, runner):
+    result = runner.invoke(
+        args=["users", "create", "ann@example.org"], input="typed at the prompt\ntyped at the prompt\n"
+    )
+    assert result.exit_code == 0, result.output
+    assert "Password" in result.output and "typed at the prompt" not in result.output  # not echoed
+    assert Console(app.test_client()).sign_in("ann@example.org", "typed at the prompt").status_code == 302
+    mismatch = runner.invoke(args=["users", "create", "bob@example.org"], input="first password!!\nsecond password!\n")
+    assert mismatch.exit_code != 0
 
 
 def test_users_create_prints_a_generated_password(app, runner):

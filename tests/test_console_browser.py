@@ -151,8 +151,9 @@ def test_first_day_find_listen_review_and_hand_over_the_counts(browser, line, ap
 
     context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
     page = context.new_page()
-    audio_responses = []
+    audio_responses, console_errors = [], []
     page.on("response", lambda r: audio_responses.append(r) if "/audio/" in r.url else None)
+    page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
 
     # Sign in: the inbox sends an anonymous visitor to the sign-in page and back.
     page.goto(served.base + "/inbox")
@@ -227,6 +228,10 @@ def test_first_day_find_listen_review_and_hand_over_the_counts(browser, line, ap
     assert shown["(none)"][0] == "1" and shown["(all)"][0] == expected_all_calls
     assert page.locator("figure.chart svg rect").count() >= 2
     save_screenshot(page, "counts.png", tmp_path)
+    page.emulate_media(media="print")  # the print layout: numbers and chart, no controls
+    assert page.is_hidden("header.top") and page.is_hidden("form.filters") and page.is_hidden("text=Download CSV")
+    assert page.is_visible("table.counts") and page.is_visible("figure.chart")
+    page.emulate_media(media="screen")
 
     with page.expect_download() as download:
         page.click("a:has-text('Download CSV')")
@@ -235,6 +240,7 @@ def test_first_day_find_listen_review_and_hand_over_the_counts(browser, line, ap
     by_topic = {row[0]: row[2:] for row in rows[1:]}
     assert by_topic["budget"] == expected_budget and by_topic["(all)"][0] == expected_all_calls
     assert by_topic == shown  # exactly what is shown
+    assert console_errors == []  # no script errors, nothing blocked by the Content-Security-Policy
     context.close()
 
 

@@ -73,6 +73,8 @@ def configure_sessions(app) -> None:
 def load_user() -> None:
     """Set `g.user` from the session, or None when it is absent, expired or no longer valid."""
     g.user = None
+    if request.endpoint == "auth.static":
+        return
     user_id, stamp, started = session.get("uid"), session.get("stamp"), session.get("since", 0)
     if user_id is None:
         return

@@ -7,7 +7,7 @@ import csv
 import io
 import re
 import zipfile
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -36,6 +36,34 @@ def move_to_yesterday(app, call_sid: str) -> None:
         for recording in db.session.scalars(select(Recording).where(Recording.call_sid == call_sid)):
             recording.created_at -= timedelta(days=1)
         db.session.commit()
+
+
+@pytest.fixture
+def app_factory_tz(settings):
+    """The line with LINE_TIMEZONE=America/Los_Angeles, and a staff client signed in to it."""
+    from app import create_app
+    from models.line import load_script, read_script_file
+    from tests.console_support import Console, make_user
+
+    app = create_app({**settings, "LINE_TIMEZONE": "America/Los_Angeles"})
+    with app.app_context():
+        load_script(db.session, read_script_file(app.config["LINE_CONFIG"]))
+        db.session.commit()
+    make_user(app, "ann@example.org")
+    console = Console(app.test_client())
+    console.sign_in("ann@example.org")
+    yield app, console
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def twilio_tz(app_factory_tz):
+    from tests.conftest import Twilio
+
+    client = app_factory_tz[0].test_client()
+    return Twilio(lambda url, params, headers: client.post(url, data=params, headers=headers))
 
 
 @pytest.fixture
@@ -347,3 +375,16 @@ def test_a_lost_copy_is_fetched_again(media_server, app, sign_in, fetched):
     assert response.status_code == 200 and response.data == media_server.audio[sid]
     assert Path(app.config["RECORDINGS_DIR"], key).read_bytes() == media_server.audio[sid]
     assert media_server.recording_hits(sid) == 2
+
+
+def test_days_are_the_line_time_zone_days(app_factory_tz, twilio_tz):
+    """11 pm in Los Angeles on 29 November is 07:00 UTC on the 30th: the inbox files it under the 29th."""
+    app, console = app_factory_tz
+    _, sid, reference = leave_comment(twilio_tz, "3", None, text="Late night comment")
+    with app.app_context():
+        recording = db.session.scalar(select(Recording).where(Recording.recording_sid == sid))
+        recording.created_at = datetime(2026, 11, 30, 7, 0)
+        db.session.commit()
+    assert shown(console.get("/inbox?from=2026-11-29&to=2026-11-29")) == [reference]
+    assert shown(console.get("/inbox?from=2026-11-30&to=2026-11-30")) == []
+    assert "2026-11-29 23:00" in console.get("/inbox").get_data(as_text=True)

@@ -13,7 +13,8 @@ from zoneinfo import ZoneInfo
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from models import Topic, db
+from models import Recording, Topic, db
+from models.audit import AuditEntry
 from models.calls import STANCES
 from models.comments import (
     CommentRow,
@@ -205,11 +206,14 @@ def inbox():
     )
 
 
+def local_path(target: str | None) -> bool:
+    """Whether `target` is a path on this site (so never another site, however written)."""
+    return bool(target) and target.startswith("/") and not target.startswith("//") and "\\" not in target
+
+
 def back_to(default_endpoint: str = "console.inbox") -> str:
     target = request.form.get("back", "")
-    if target.startswith("/") and not target.startswith("//"):
-        return target
-    return url_for(default_endpoint)
+    return target if local_path(target) else url_for(default_endpoint)
 
 
 @console.post("/inbox/review")
@@ -217,7 +221,9 @@ def review_many():
     """Mark the ticked comments reviewed (or not reviewed)."""
     references = request.form.getlist("ref")[:MAX_BULK]
     reviewed = request.form.get("mark", "reviewed") != "unreviewed"
-    ids = {recording_id_for(ref): ref for ref in references if recording_id_for(ref)}
+    wanted = {recording_id_for(ref): ref for ref in references if recording_id_for(ref)}
+    found = db.session.scalars(select(Recording.id).where(Recording.id.in_(wanted))) if wanted else []
+    ids = {recording_id: wanted[recording_id] for recording_id in found}
     if not ids:
         flash("Tick one or more comments first.", "error")
         return redirect(back_to())
@@ -242,8 +248,6 @@ def comment_or_404(reference: str) -> CommentRow:
 
 @console.get("/comments/<reference>")
 def comment(reference: str):
-    from models.audit import AuditEntry
-
     found = comment_or_404(reference)
     history = db.session.scalars(
         select(AuditEntry)
@@ -252,7 +256,11 @@ def comment(reference: str):
         .limit(50)
     ).all()
     return render_template(
-        "comment.html", c=found, history=history, caller_label=caller_label, back=request.args.get("back", "")
+        "comment.html",
+        c=found,
+        history=history,
+        caller_label=caller_label,
+        back=request.args["back"] if local_path(request.args.get("back")) else url_for("console.inbox"),
     )
 
 

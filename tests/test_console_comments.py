@@ -388,3 +388,14 @@ def test_days_are_the_line_time_zone_days(app_factory_tz, twilio_tz):
     assert shown(console.get("/inbox?from=2026-11-29&to=2026-11-29")) == [reference]
     assert shown(console.get("/inbox?from=2026-11-30&to=2026-11-30")) == []
     assert "2026-11-29 23:00" in console.get("/inbox").get_data(as_text=True)
+
+
+def test_forged_references_and_off_site_back_links_are_harmless(app, sign_in, comments):
+    staff_client = sign_in("staff")
+    staff_client.get("/inbox")
+    unused = "1000003"  # a well-formed reference no comment has
+    response = staff_client.post("/inbox/review", {"ref": [unused], "back": "/\\evil.example/"})
+    assert response.status_code == 302 and response.headers["Location"] == "/inbox"
+    assert audit_of(app, "review") == []
+    page = staff_client.get(f"/comments/{comments['transit'][0]}?back=//evil.example/x").get_data(as_text=True)
+    assert '<a href="/inbox">← Back to the inbox</a>' in page

@@ -117,6 +117,12 @@ def load_settings(env: dict[str, str] | None = None, instance_dir: Path | None =
         "LINE_CACHE_SECONDS": float(env.get("LINE_CACHE_SECONDS", "1")),
         "TWILIO_API_BASE": (env.get("TWILIO_API_BASE") or "https://api.twilio.com").rstrip("/"),
         "RECORDINGS_DIR": env.get("RECORDINGS_DIR") or str(instance_dir / "recordings"),
+        "SPOOL_DIR": env.get("SPOOL_DIR") or str(instance_dir / "spool"),
+        "DB_COOL_OFF_SECONDS": float(env.get("DB_COOL_OFF_SECONDS", "2")),
+        "SQLITE_BUSY_SECONDS": float(env.get("SQLITE_BUSY_SECONDS", "3")),
+        "LOG_FORMAT": env.get("LOG_FORMAT") or ("json" if app_env == "production" else "text"),
+        "LOG_LEVEL": (env.get("LOG_LEVEL") or "INFO").upper(),
+        "METRICS_TOKEN": env.get("METRICS_TOKEN", "").strip(),
         # The staff console: a sign-in lasts this many hours; Secure cookies always when set.
         "CONSOLE_SESSION_HOURS": float(env.get("CONSOLE_SESSION_HOURS") or 12),
         "SESSION_COOKIE_SECURE": env.get("SESSION_COOKIE_SECURE", "").strip().lower() in ("1", "true", "yes"),

@@ -7,6 +7,7 @@ from .comments import CommentState
 from .line import LineSettings, Topic
 from .recordings import Recording, Transcription
 from .setup import init_app
+from .summary import CallerHour, HourlyCount, TopicCaller
 from .tokens import ApiToken
 from .users import User
 
@@ -14,11 +15,14 @@ __all__ = [
     "ApiToken",
     "Base",
     "Call",
+    "CallerHour",
     "CallTopic",
     "Choice",
+    "HourlyCount",
     "LineSettings",
     "Recording",
     "Topic",
+    "TopicCaller",
     "Transcription",
     "db",
     "init_app",

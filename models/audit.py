@@ -35,12 +35,21 @@ class AuditEntry(db.Model):
 
 
 def audit(
-    session, actor: Any, action: str, target: str | None = None, *, ip: str | None = None, **detail: Any
+    session,
+    actor: Any,
+    action: str,
+    target: str | None = None,
+    detail: dict | None = None,
+    *,
+    ip: str | None = None,
+    **more: Any,
 ) -> AuditEntry:
-    """Add an entry to the session (the caller commits with the change it records).
+    """Add an entry to the session (the caller commits it with the change it records).
 
     `actor` is a user (anything with `id` and `label`), a label for a non-person such as
-    "worker", or None. `detail` must be JSON-serialisable."""
+    "system:worker", or None. `detail` and any further keywords are merged into the entry's
+    JSON detail, so both `audit(s, "system:worker", "recording.purge", sid, {"age_days": 90})`
+    and `audit(s, user, "export", "comments", topics=[...])` work."""
     if actor is None or isinstance(actor, str):
         actor_id, label = None, actor or "system"
     else:
@@ -51,7 +60,7 @@ def audit(
         actor_label=label[:254],
         action=action,
         target=target[:255] if target else None,
-        detail=detail,
+        detail={**(detail or {}), **more},
         ip=ip,
     )
     session.add(entry)

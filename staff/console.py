@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from models import Recording, Topic, db
+from models import Recording, Topic, User, db
 from models.audit import AuditEntry
 from models.calls import STANCES
 from models.comments import (
@@ -255,8 +255,10 @@ def comment(reference: str):
         .order_by(AuditEntry.id.desc())
         .limit(50)
     ).all()
+    reviewer = db.session.get(User, found.state.reviewed_by) if found.reviewed and found.state.reviewed_by else None
     return render_template(
         "comment.html",
+        reviewer=reviewer,
         c=found,
         history=history,
         caller_label=caller_label,

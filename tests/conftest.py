@@ -22,7 +22,8 @@ from twilio.request_validator import RequestValidator
 
 from app import create_app
 from config import PROJECT_DIR, normalize_database_url
-from models import db
+from models import db, summary
+from models.calls import verify_call_topics
 from models.line import load_script, read_script_file
 
 TOKEN = "test-auth-token-0123456789abcdef"
@@ -106,6 +107,9 @@ def app(settings):
         db.session.commit()
     yield app
     with app.app_context():
+        db.session.remove()
+        # Whatever the test did, the summaries must still agree with the facts.
+        assert verify_call_topics(db.session) + summary.verify(db.session) == []
         db.session.remove()
         db.engine.dispose()
 
@@ -322,13 +326,16 @@ class ServedLine:
             "WEB_WORKERS": str(workers),
             "WEB_THREADS": str(threads),
         }
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--config", "config/gunicorn.py", "app:create_app()"],
-            cwd=PROJECT_DIR,
-            env=full_env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        self.log = Path(env["INSTANCE_DIR"]).parent / f"gunicorn-{self.port}.log"
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("wb") as log:  # a file, not a pipe nobody reads, which would fill up
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "--config", "config/gunicorn.py", "app:create_app()"],
+                cwd=PROJECT_DIR,
+                env=full_env,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -337,7 +344,7 @@ class ServedLine:
             except requests.RequestException:
                 time.sleep(0.1)
         self.stop()
-        raise RuntimeError("gunicorn did not start: " + self.process.stderr.read().decode()[-2000:])
+        raise RuntimeError("gunicorn did not start: " + self.log.read_text()[-2000:])
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import yaml
 from sqlalchemy import select, update
 
-from models import CallTopic, Topic, db
+from models import CallTopic, HourlyCount, Topic, db
 
 
 def test_line_call_plays_through_the_webhooks_and_counts(runner, api):
@@ -57,6 +57,15 @@ def test_counts_verify_finds_a_summary_that_disagrees(runner, app):
         db.session.commit()
     bad = runner.invoke(args=["counts", "verify"])
     assert bad.exit_code == 1 and "stance 'oppose', choices say 'support'" in bad.output
+    with app.app_context():
+        db.session.execute(update(CallTopic).values(stance="support"))
+        db.session.execute(update(HourlyCount).where(HourlyCount.topic_id != 0).values(calls=HourlyCount.calls + 1))
+        db.session.commit()
+    bad = runner.invoke(args=["counts", "verify"])
+    assert bad.exit_code == 1 and "calls 2, facts say 1" in bad.output
+    rebuilt = runner.invoke(args=["counts", "rebuild"])
+    assert rebuilt.exit_code == 0
+    assert runner.invoke(args=["counts", "verify"]).exit_code == 0
 
 
 def test_counts_show_prints_the_api_json(runner):

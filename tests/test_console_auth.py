@@ -322,3 +322,21 @@ def test_admin_changes_a_role(app, sign_in):
     entry = actions(app, "user_role")[-1]
     assert entry.detail == {"before": "staff", "after": "admin"} and entry.actor_label == "admin@example.org"
     assert Console(app.test_client()).sign_in("ann@example.org").status_code == 302
+
+
+def test_audit_takes_entries_from_any_part_of_the_line(app, sign_in):
+    """The worker's jobs write with a label and a detail dict; the console with a user and keywords."""
+    from models import audit
+
+    with app.app_context():
+        audit(db.session, "system:worker", "recording.purge", "RE123", {"age_days": 90})
+        db.session.commit()
+    entry = actions(app, "recording.purge")[0]
+    assert (entry.actor, entry.actor_label, entry.target, entry.detail) == (
+        None,
+        "system:worker",
+        "RE123",
+        {"age_days": 90},
+    )
+    page = sign_in("admin").get("/admin/audit?action=recording.purge").get_data(as_text=True)
+    assert "system:worker" in page and "age_days" in page

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select, update
 
 import staff.console
-from models import AuditEntry, Call, Recording, Transcription, db
+from models import AuditEntry, Call, Recording, Transcription, db, summary
 from tests.console_support import leave_comment, wav_bytes
 
 
@@ -35,6 +35,7 @@ def move_to_yesterday(app, call_sid: str) -> None:
         call.started_at -= timedelta(days=1)
         for recording in db.session.scalars(select(Recording).where(Recording.call_sid == call_sid)):
             recording.created_at -= timedelta(days=1)
+        summary.rebuild(db.session)  # as `flask counts rebuild` does after facts are edited
         db.session.commit()
 
 
@@ -169,6 +170,7 @@ def test_bulk_mark_reviewed_then_filter(app, sign_in, comments):
     # Marking again changes nothing and writes nothing.
     staff_client.post("/inbox/review", {"ref": picked, "mark": "reviewed"})
     assert len(audit_of(app, "review")) == 2
+    assert "by staff@example.org" in staff_client.get(f"/comments/{picked[0]}").get_data(as_text=True)
     staff_client.post(f"/comments/{picked[0]}/review", {"mark": "unreviewed"})
     assert shown(staff_client.get("/inbox?reviewed=yes")) == [picked[1]]
 

@@ -256,3 +256,42 @@ def test_caller_numbers_setting(settings, mode):
         assert stored == {None} and hashes == {None} and housing["callers"] is None
     with app.app_context():
         db.engine.dispose()
+
+
+HANG_UPS = {
+    # keys pressed before hanging up -> (calls, unrouted, budget calls, budget comments, support)
+    "at the language menu": ([], (1, 1, 0, 0, 0)),
+    "at the topic menu": (["1"], (1, 1, 0, 0, 0)),
+    "at the position menu": (["1", "1"], (1, 0, 1, 0, 0)),
+    "at the recording prompt": (["1", "1", "1"], (1, 0, 1, 0, 1)),
+}
+
+
+@pytest.mark.parametrize("where", list(HANG_UPS))
+def test_hang_up_at_each_menu_keeps_what_was_chosen(twilio, api, where):
+    keys, expected = HANG_UPS[where]
+    call = twilio.call()
+    call.dial()
+    for key in keys:
+        call.press(key)
+    call.hang_up(duration=7)  # Twilio sends no action after a hang-up in a menu, only this
+    body = api("/api/v1/counts").json
+    budget = topic(api, "budget")
+    assert (
+        body["calls"],
+        body["unrouted"],
+        budget["calls"],
+        budget["comments"],
+        budget["stance"]["support"],
+    ) == expected
+
+
+def test_hang_up_after_the_reference_number(twilio, api, app):
+    call = play_to_record(twilio, ("1", "1", "1"))
+    _, sid = call.speak(seconds=12)
+    call.recording_status(sid, seconds=12)
+    call.hang_up(duration=40)
+    budget = topic(api, "budget")
+    assert (budget["calls"], budget["comments"], budget["stance"]["support"]) == (1, 1, 1)
+    with app.app_context():
+        assert db.session.get(Call, call.sid).duration == 40

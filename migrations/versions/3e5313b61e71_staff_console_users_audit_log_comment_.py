@@ -1,7 +1,7 @@
 """staff console: users, audit log, comment states
 
 Revision ID: 3e5313b61e71
-Revises: 7665af1c8966
+Revises: d1e58acc3458
 Create Date: 2026-11-30 06:03:09.455631
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '3e5313b61e71'
-down_revision = '7665af1c8966'
+down_revision = 'd1e58acc3458'
 branch_labels = None
 depends_on = None
 

@@ -131,6 +131,14 @@ def change_user(user_id: int, change: str):
 # --- topics and wording ---------------------------------------------------------------------
 
 
+def line_settings() -> LineSettings:
+    """The stored line-wide script; 409 when the line has none yet (before `flask line load`)."""
+    settings = db.session.get(LineSettings, 1)
+    if settings is None:
+        abort(409, description="The line has no script in its database yet: run `flask line load` first.")
+    return settings
+
+
 def topic_values(form, languages: list[str]) -> dict:
     return {
         "digit": form.get("digit", "").strip(),
@@ -166,7 +174,7 @@ def script_changed(message: str) -> None:
 
 
 def topics_page(status: int = 200):
-    settings = db.session.get(LineSettings, 1)
+    settings = line_settings()
     languages = [lang["code"] for lang in settings.languages]
     return render_template(
         "topics.html", topics=all_topics(), languages=languages, settings=settings, wording_keys=WORDING_KEYS
@@ -182,7 +190,7 @@ def topics():
 @console.post("/admin/topics")
 @admin_required
 def add_topic():
-    settings = db.session.get(LineSettings, 1)
+    settings = line_settings()
     languages = [lang["code"] for lang in settings.languages]
     slug = request.form.get("slug", "").strip().lower()
     values = topic_values(request.form, languages)
@@ -204,7 +212,7 @@ def add_topic():
 @console.post("/admin/topics/<int:topic_id>")
 @admin_required
 def edit_topic(topic_id: int):
-    settings = db.session.get(LineSettings, 1)
+    settings = line_settings()
     languages = [lang["code"] for lang in settings.languages]
     topic = db.session.get(Topic, topic_id) or abort(404)
     values = topic_values(request.form, languages)
@@ -251,7 +259,7 @@ def placeholders(text: str) -> set[str]:
 @admin_required
 def edit_wording(language: str):
     """What the line says in one language; placeholders must stay those the text had."""
-    settings = db.session.get(LineSettings, 1)
+    settings = line_settings()
     if language not in settings.wording:
         abort(404)
     current = dict(settings.wording[language])

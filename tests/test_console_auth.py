@@ -340,3 +340,17 @@ def test_audit_takes_entries_from_any_part_of_the_line(app, sign_in):
     )
     page = sign_in("admin").get("/admin/audit?action=recording.purge").get_data(as_text=True)
     assert "system:worker" in page and "age_days" in page
+
+
+def test_an_unexpected_error_shows_a_plain_page_and_logs_the_cause(app, sign_in, caplog):
+    staff = sign_in("staff")
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # as in production: errors are handled, not raised to the test
+    with app.app_context():  # a topic edited by hand to have no name: counting it fails
+        db.session.execute(update(Topic).where(Topic.slug == "housing").values(names={}))
+        db.session.commit()
+    response = staff.get("/counts")
+    body = response.get_data(as_text=True)
+    assert response.status_code == 500 and "Something went wrong" in body
+    incident = re.search(r"error ([0-9a-f]{8})", body).group(1)
+    assert "Traceback" not in body and "StopIteration" not in body and "tally" not in body
+    assert f"error {incident} on GET /counts" in caplog.text and "StopIteration" in caplog.text

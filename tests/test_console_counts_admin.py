@@ -221,3 +221,12 @@ def test_audit_log_page_lists_and_filters(app, sign_in, twilio):
     assert f"comment {reference}" in only and ">sign_in<" not in only
     by_target = admin.get(f"/admin/audit?target=comment+{reference}").get_data(as_text=True)
     assert ">review<" in by_target
+
+
+def test_topics_page_before_the_script_is_loaded(app, sign_in):
+    admin = sign_in("admin")
+    with app.app_context():
+        db.session.execute(db.text("DELETE FROM line_settings"))
+        db.session.commit()
+    response = admin.get("/admin/topics")
+    assert response.status_code == 409 and "flask line load" in response.get_data(as_text=True)

@@ -96,16 +96,6 @@ def record(action: str, target: str | None = None, **detail) -> None:
     audit(db.session, g.get("user"), action, target, ip=client_ip(), **detail)
 
 
-def login_required(view):
-    @wraps(view)
-    def wrapped(*args, **kwargs):
-        if g.get("user") is None:
-            return redirect(url_for("auth.sign_in", next=request.full_path.rstrip("?")))
-        return view(*args, **kwargs)
-
-    return wrapped
-
-
 def admin_required(view):
     """Admins only: anyone else signed in gets 403."""
 

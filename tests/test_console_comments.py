@@ -401,3 +401,16 @@ def test_forged_references_and_off_site_back_links_are_harmless(app, sign_in, co
     assert audit_of(app, "review") == []
     page = staff_client.get(f"/comments/{comments['transit'][0]}?back=//evil.example/x").get_data(as_text=True)
     assert '<a href="/inbox">← Back to the inbox</a>' in page
+
+
+@pytest.mark.parametrize("mode, shown_as", [("raw", "+15035550177"), ("hash", "caller "), ("none", None)])
+def test_caller_column_follows_the_caller_number_setting(settings, request, mode, shown_as):
+    settings["CALLER_NUMBERS"] = mode
+    twilio, sign_in = request.getfixturevalue("twilio"), request.getfixturevalue("sign_in")
+    leave_comment(twilio, "3", None, From="+15035550177")
+    body = sign_in("staff").get("/inbox").get_data(as_text=True)
+    assert ("+15035550177" in body) == (mode == "raw")
+    if shown_as:
+        assert shown_as in body
+    else:
+        assert 'class="muted caller"' not in body

@@ -124,6 +124,9 @@ def load_settings(env: dict[str, str] | None = None, instance_dir: Path | None =
         "LOG_FORMAT": env.get("LOG_FORMAT") or ("json" if app_env == "production" else "text"),
         "LOG_LEVEL": (env.get("LOG_LEVEL") or "INFO").upper(),
         "METRICS_TOKEN": env.get("METRICS_TOKEN", "").strip(),
+        # The staff console: a sign-in lasts this many hours; Secure cookies always when set.
+        "CONSOLE_SESSION_HOURS": float(env.get("CONSOLE_SESSION_HOURS") or 12),
+        "SESSION_COOKIE_SECURE": env.get("SESSION_COOKIE_SECURE", "").strip().lower() in ("1", "true", "yes"),
         **worker_settings(env, instance_dir),
     }
 

@@ -23,6 +23,7 @@ import socket
 import threading
 import time
 import uuid
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -184,10 +185,13 @@ class Breaker:
 class Replayer:
     """A daemon thread in a web process that empties the spool once the database is back."""
 
+    running: weakref.WeakSet[Replayer] = weakref.WeakSet()
+
     def __init__(self, app, spool: Spool, breaker: Breaker, every: float = 2.0) -> None:
         self.app, self.spool, self.breaker, self.every = app, spool, breaker, every
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self._stopping = threading.Event()
         self._last_look = 0.0
 
     def look(self) -> None:
@@ -203,14 +207,26 @@ class Replayer:
         with self._start_lock:
             if self._thread and self._thread.is_alive():
                 return
+            self._stopping.clear()
             self._thread = threading.Thread(target=self._run, name="spool-replayer", daemon=True)
             self._thread.start()
+            Replayer.running.add(self)
+
+    def stop(self) -> None:
+        """Stop the thread (after the transaction it is writing, if any)."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    @classmethod
+    def stop_all(cls) -> None:
+        for replayer in list(cls.running):
+            replayer.stop()
 
     def _run(self) -> None:
         from models import db
 
-        while self.spool.files():
-            time.sleep(self.every)
+        while self.spool.files() and not self._stopping.wait(self.every):
             if not self.breaker.closed():
                 continue
             with self.app.app_context():

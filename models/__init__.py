@@ -1,14 +1,16 @@
 """The data and the counting rules. Nothing here imports `twilio` or `flask.request`."""
 
-from .audit import AuditEntry
+from .audit import AuditEntry, audit
 from .base import Base, db, insert_for, utcnow
 from .calls import Call, CallTopic, Choice
+from .comments import CommentState
 from .jobs import Job
 from .line import LineSettings, Topic
 from .recordings import Recording, Transcription
 from .setup import init_app
 from .summary import CallerHour, HourlyCount, TopicCaller
 from .tokens import ApiToken
+from .users import User
 
 __all__ = [
     "ApiToken",
@@ -29,4 +31,7 @@ __all__ = [
     "init_app",
     "insert_for",
     "utcnow",
+    "CommentState",
+    "User",
+    "audit",
 ]

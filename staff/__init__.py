@@ -1,14 +1,27 @@
-"""The staff side: the JSON API (bearer tokens) and its command-line tools."""
+"""The staff side: the web console (sign-in, inbox, counts, admin), the JSON API (bearer
+tokens) and their command-line tools."""
 
 from __future__ import annotations
 
 from flask import Flask
 
+from . import admin, counts_page, recordings  # noqa: F401  (routes on the console blueprint)
 from .api import api
+from .auth import auth, configure_sessions, csrf_token
 from .commands import counts_cli, tokens_cli
+from .console import console as console_pages
+from .errors import register_error_pages, security_headers
+from .users_cli import users_cli
 
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(api)
     app.cli.add_command(tokens_cli)
     app.cli.add_command(counts_cli)
+    configure_sessions(app)
+    app.register_blueprint(auth)
+    app.register_blueprint(console_pages)
+    app.jinja_env.globals["csrf_token"] = csrf_token
+    register_error_pages(app)
+    app.after_request(security_headers)
+    app.cli.add_command(users_cli)

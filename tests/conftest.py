@@ -44,6 +44,16 @@ def migrate_to_head(database_url: str, instance: Path) -> None:
         db.engine.dispose()
 
 
+@pytest.fixture(autouse=True)
+def no_replayer_outlives_its_test():
+    """A spool replayer thread left running would write one test's spooled facts into the
+    next test's database."""
+    yield
+    from ivr.spool import Replayer
+
+    Replayer.stop_all()
+
+
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("template")
@@ -106,6 +116,7 @@ def app(settings):
         load_script(db.session, read_script_file(app.config["LINE_CONFIG"]))
         db.session.commit()
     yield app
+    app.extensions["spool_replayer"].stop()
     with app.app_context():
         db.session.remove()
         # Whatever the test did, the summaries must still agree with the facts.
@@ -368,3 +379,33 @@ def served_line(app, settings):
     yield serve
     for line in started:
         line.stop()
+
+
+# --- the staff console (helpers in tests/console_support.py) ---------------------------------
+
+
+@pytest.fixture
+def media_server(settings):
+    """A loopback stand-in for Twilio's recording media; the line's TWILIO_API_BASE points at it.
+    Ask for it before `app` (or `client`) so the setting takes."""
+    from tests.console_support import MediaServer
+
+    server = MediaServer(ACCOUNT, TOKEN)
+    settings["TWILIO_API_BASE"] = server.base
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sign_in(app):
+    """`sign_in(role)` makes an account with that role and returns a Console client signed in as it."""
+    from tests.console_support import Console, make_user
+
+    def make(role: str = "staff", email: str | None = None):
+        email = email or f"{role}@example.org"
+        make_user(app, email, role)
+        console = Console(app.test_client())
+        assert console.sign_in(email).status_code == 302
+        return console
+
+    return make

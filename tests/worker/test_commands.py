@@ -98,7 +98,7 @@ def test_purge_deletes_old_audio_keeps_counts_and_transcripts_and_audits_it(line
     assert json.loads(line.cli("counts", "show").output) == json.loads(counts)
     with line.app.app_context():
         entries = db.session.scalars(select(AuditEntry)).all()
-        assert [(e.action, e.target, e.actor) for e in entries] == [
+        assert [(e.action, e.target, e.actor_label) for e in entries] == [
             ("recording.purge", old, "system:flask recordings purge")
         ]
         assert entries[0].detail["older_than_days"] == 30

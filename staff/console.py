@@ -1,0 +1,308 @@
+"""The staff console's blueprint, what its pages share, and the inbox of comments.
+
+Every route here requires a signed-in user (see `require_sign_in`); admin-only ones add
+`admin_required`. Routes read the URL, call the model layer, write the audit log, commit.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
+from sqlalchemy import select
+
+from models import Recording, Topic, User, db
+from models.audit import AuditEntry
+from models.calls import STANCES
+from models.comments import (
+    CommentRow,
+    InboxFilter,
+    clean_tags,
+    correct_transcript,
+    find_comments,
+    get_comment,
+    mark_reviewed,
+    reference_in,
+    set_note,
+)
+from models.line import LineScript
+from models.recordings import recording_id_for
+
+from .auth import check_csrf, load_user, record
+from .windows import BadWindow, parse_instant
+
+console = Blueprint("console", __name__)
+console.before_request(load_user)
+console.before_request(check_csrf)
+PAGE_SIZE = 50
+MAX_BULK = 200
+
+
+@console.before_request
+def require_sign_in():
+    if g.get("user") is None:
+        if request.path.startswith("/audio/"):
+            abort(401, description="Sign in to listen to recordings.")
+        return redirect(url_for("auth.sign_in", next=request.full_path.rstrip("?")))
+    return None
+
+
+# --- what the pages share ----------------------------------------------------------------------
+
+
+def line_zone() -> ZoneInfo:
+    return ZoneInfo(current_app.config["LINE_TIMEZONE"])
+
+
+def local_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """A stored naive-UTC time as the line's local time."""
+    if value is None:
+        return ""
+    return value.replace(tzinfo=ZoneInfo("UTC")).astimezone(line_zone()).strftime(fmt)
+
+
+def today_local() -> date:
+    return datetime.now(line_zone()).date()
+
+
+def caller_label(comment: CommentRow) -> str:
+    """The caller as CALLER_NUMBERS allows: the number, a short tag of its hash, or nothing."""
+    mode = current_app.config["CALLER_NUMBERS"]
+    if mode == "raw":
+        return comment.from_number or "withheld"
+    if mode == "hash":
+        return f"caller {comment.caller_hash[:8]}" if comment.caller_hash else "withheld"
+    return ""
+
+
+def current_script() -> LineScript:
+    return current_app.extensions["line_script"].get(db.session)
+
+
+def all_topics() -> list[Topic]:
+    return list(db.session.scalars(select(Topic).order_by(Topic.position, Topic.id)))
+
+
+def topic_name(topic: Topic) -> str:
+    return next(iter(topic.names.values()), topic.slug)
+
+
+def date_window(args) -> tuple[datetime | None, datetime | None, str | None]:
+    """`from` and `to` (local dates, both included) as a naive-UTC [since, until), and an error
+    message when one is not a date."""
+    zone = current_app.config["LINE_TIMEZONE"]
+    try:
+        first, last = args.get("from", "").strip(), args.get("to", "").strip()
+        since = parse_instant(first, zone, "from") if first else None
+        until = None
+        if last:
+            until = parse_instant((date.fromisoformat(last) + timedelta(days=1)).isoformat(), zone, "to")
+    except (BadWindow, ValueError):
+        return None, None, "Dates are written like 2026-11-30."
+    if since and until and until <= since:
+        return None, None, "The end date is before the start date."
+    return since, until, None
+
+
+def date_presets() -> list[tuple[str, str, str]]:
+    """(label, from, to) for the window shortcuts."""
+    today = today_local()
+    yesterday = today - timedelta(days=1)
+    return [
+        ("Today", today.isoformat(), today.isoformat()),
+        ("Yesterday", yesterday.isoformat(), yesterday.isoformat()),
+        ("Last 7 days", (today - timedelta(days=6)).isoformat(), today.isoformat()),
+        ("Last 30 days", (today - timedelta(days=29)).isoformat(), today.isoformat()),
+    ]
+
+
+@console.app_template_filter("local")
+def _local_filter(value, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    return local_time(value, fmt)
+
+
+@console.app_template_filter("duration")
+def _duration_filter(seconds: int | None) -> str:
+    if seconds is None:
+        return "–"
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def url_with(endpoint: str, args: dict, **changes) -> str:
+    """A URL for `endpoint` with the current filters, some changed (None removes one)."""
+    merged = {k: v for k, v in {**args, **changes}.items() if v not in (None, "")}
+    return url_for(endpoint) + ("?" + urlencode(merged) if merged else "")
+
+
+# --- the inbox ----------------------------------------------------------------------------------
+
+FILTER_KEYS = ("topic", "stance", "language", "from", "to", "reviewed", "transcript", "q")
+
+
+def inbox_filter(args) -> tuple[InboxFilter, dict, list[str]]:
+    """The inbox filter the URL describes, the filter arguments kept, and problems to show."""
+    problems = []
+    kept = {key: args.get(key, "").strip() for key in FILTER_KEYS if args.get(key, "").strip()}
+    f = InboxFilter(search=kept.get("q", "")[:200])
+    if "topic" in kept:
+        topic = db.session.scalar(select(Topic).where(Topic.slug == kept["topic"]))
+        if topic is None:
+            problems.append(f"There is no topic {kept['topic']!r}.")
+            kept.pop("topic")
+        else:
+            f.topic_id = topic.id
+    if kept.get("stance") in (*STANCES.values(), "none"):
+        f.stance = kept["stance"]
+    else:
+        kept.pop("stance", None)
+    f.language = kept.get("language") or None
+    f.reviewed = {"yes": True, "no": False}.get(kept.get("reviewed", ""))
+    f.has_transcript = {"yes": True, "no": False}.get(kept.get("transcript", ""))
+    f.since, f.until, error = date_window(args)
+    if error:
+        problems.append(error)
+        kept.pop("from", None)
+        kept.pop("to", None)
+    return f, kept, problems
+
+
+@console.get("/")
+def home():
+    return redirect(url_for("console.inbox"))
+
+
+@console.get("/inbox")
+def inbox():
+    f, kept, problems = inbox_filter(request.args)
+    before, after = request.args.get("before") or None, request.args.get("after") or None
+    comments, more = find_comments(db.session, f, before=before, after=after, limit=PAGE_SIZE)
+    newer = older = None
+    if comments:
+        if after is not None:
+            older = url_with("console.inbox", kept, before=comments[-1].cursor)
+            newer = url_with("console.inbox", kept, after=comments[0].cursor) if more else None
+        else:
+            older = url_with("console.inbox", kept, before=comments[-1].cursor) if more else None
+            newer = url_with("console.inbox", kept, after=comments[0].cursor) if before is not None else None
+    if reference_in(f.search) and not comments:
+        problems.append(f"No comment has the reference number {f.search}.")
+    return render_template(
+        "inbox.html",
+        comments=comments,
+        filters=kept,
+        problems=problems,
+        newer=newer,
+        older=older,
+        topics=all_topics(),
+        languages=[lang.code for lang in current_script().languages],
+        stances=STANCES.values(),
+        presets=date_presets(),
+        caller_label=caller_label,
+        here=request.full_path.rstrip("?"),
+        first_page=url_with("console.inbox", kept) if (before or after) else None,
+        window_url=lambda first, last: url_with("console.inbox", kept, **{"from": first, "to": last}),
+    )
+
+
+def local_path(target: str | None) -> bool:
+    """Whether `target` is a path on this site (so never another site, however written)."""
+    return bool(target) and target.startswith("/") and not target.startswith("//") and "\\" not in target
+
+
+def back_to(default_endpoint: str = "console.inbox") -> str:
+    target = request.form.get("back", "")
+    return target if local_path(target) else url_for(default_endpoint)
+
+
+@console.post("/inbox/review")
+def review_many():
+    """Mark the ticked comments reviewed (or not reviewed)."""
+    references = request.form.getlist("ref")[:MAX_BULK]
+    reviewed = request.form.get("mark", "reviewed") != "unreviewed"
+    wanted = {recording_id_for(ref): ref for ref in references if recording_id_for(ref)}
+    found = db.session.scalars(select(Recording.id).where(Recording.id.in_(wanted))) if wanted else []
+    ids = {recording_id: wanted[recording_id] for recording_id in found}
+    if not ids:
+        flash("Tick one or more comments first.", "error")
+        return redirect(back_to())
+    changed = mark_reviewed(db.session, list(ids), g.user.id, reviewed)
+    for recording_id in changed:
+        record("review" if reviewed else "unreview", f"comment {ids[recording_id]}")
+    db.session.commit()
+    word = "reviewed" if reviewed else "not reviewed"
+    flash(f"Marked {len(changed)} comment{'s' if len(changed) != 1 else ''} {word}.")
+    return redirect(back_to())
+
+
+# --- one comment ---------------------------------------------------------------------------------
+
+
+def comment_or_404(reference: str) -> CommentRow:
+    comment = get_comment(db.session, reference)
+    if comment is None:
+        abort(404, description=f"No comment has the reference number {reference}.")
+    return comment
+
+
+@console.get("/comments/<reference>")
+def comment(reference: str):
+    found = comment_or_404(reference)
+    history = db.session.scalars(
+        select(AuditEntry)
+        .where(AuditEntry.target == f"comment {found.reference}")
+        .order_by(AuditEntry.id.desc())
+        .limit(50)
+    ).all()
+    reviewer = db.session.get(User, found.state.reviewed_by) if found.reviewed and found.state.reviewed_by else None
+    return render_template(
+        "comment.html",
+        reviewer=reviewer,
+        c=found,
+        history=history,
+        caller_label=caller_label,
+        back=request.args["back"] if local_path(request.args.get("back")) else url_for("console.inbox"),
+    )
+
+
+@console.post("/comments/<reference>/review")
+def review_one(reference: str):
+    found = comment_or_404(reference)
+    reviewed = request.form.get("mark", "reviewed") != "unreviewed"
+    if mark_reviewed(db.session, [found.recording.id], g.user.id, reviewed):
+        record("review" if reviewed else "unreview", f"comment {found.reference}")
+    db.session.commit()
+    flash(f"Comment {found.reference} marked {'reviewed' if reviewed else 'not reviewed'}.")
+    return redirect(back_to())
+
+
+@console.post("/comments/<reference>/note")
+def note(reference: str):
+    found = comment_or_404(reference)
+    if found.state and found.state.deleted_at:
+        abort(409, description="This comment was deleted.")
+    tags = clean_tags(request.form.get("tags", ""))
+    text = request.form.get("note", "")
+    before = set_note(db.session, found.recording.id, text, tags)
+    record("note", f"comment {found.reference}", before=before, after={"note": text.strip() or None, "tags": tags})
+    db.session.commit()
+    flash("Note and tags saved.")
+    return redirect(back_to())
+
+
+@console.post("/comments/<reference>/transcript")
+def correct(reference: str):
+    found = comment_or_404(reference)
+    if found.transcript_removed:
+        abort(409, description="This comment's transcript was removed.")
+    text = " ".join(request.form.get("text", "").split())
+    if not text:
+        flash("A corrected transcript cannot be empty. To remove one, ask an admin.", "error")
+        return redirect(back_to())
+    previous = correct_transcript(db.session, found.recording.recording_sid, text[:20000], found.recording.language)
+    original = found.original.text if found.original else None
+    record("transcript_correct", f"comment {found.reference}", before=previous or original, after=text)
+    db.session.commit()
+    flash("Transcript corrected; the original is kept.")
+    return redirect(back_to())

@@ -1,0 +1,191 @@
+"""The counts page: `tally()` for a window, a chart of calls per hour or day by topic (each
+bar is `tally()` of its own hour or day), a CSV of exactly the table shown, auto refresh.
+
+Nothing here counts: every number comes from `models.tally.tally`."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from flask import Response, current_app, render_template, request
+
+from models import db
+from models.tally import Tally, tally
+
+from .auth import record
+from .console import console, date_presets, date_window, line_zone, today_local, url_with
+
+MAX_HOURLY_DAYS = 3
+MAX_BARS = 93
+PALETTE = ["#2563eb", "#d97706", "#059669", "#7c3aed", "#db2777", "#0891b2", "#65a30d", "#dc2626", "#4b5563", "#9333ea"]
+REFRESH_SECONDS = 30
+CSV_HEADER = ["topic", "name", "calls", "callers", "comments", "support", "oppose", "other"]
+
+
+@dataclass
+class CountsView:
+    first: date
+    last: date
+    since: datetime
+    until: datetime
+    result: Tally
+    by: str
+    chart: dict
+    callers_known: bool
+
+    def rows(self) -> list[list]:
+        """The table as shown: one row per topic, then calls with no topic, then the total."""
+        topics = [
+            [
+                t.slug,
+                t.name + ("" if t.enabled else " (switched off)"),
+                t.calls,
+                "" if t.callers is None else t.callers,
+                t.comments,
+                t.stance["support"],
+                t.stance["oppose"],
+                t.stance["other"],
+            ]
+            for t in self.result.topics
+        ]
+        # Comments and positions belong to one topic each, so their column sums are totals;
+        # calls and callers are not (one call can choose several topics): those come from tally().
+        sums = [sum(row[i] for row in topics) for i in (4, 5, 6, 7)]
+        return [
+            *topics,
+            ["(none)", "Calls that chose no topic", self.result.unrouted, "", "", "", "", ""],
+            ["(all)", "All calls", self.result.calls, "", *sums],
+        ]
+
+
+def local_midnight_utc(day: date) -> datetime:
+    """Midnight at the start of `day` in the line's zone, as naive UTC."""
+    return datetime(day.year, day.month, day.day, tzinfo=line_zone()).astimezone(UTC).replace(tzinfo=None)
+
+
+def buckets(first: date, last: date, by: str) -> list[tuple[str, datetime, datetime]]:
+    """(label, since, until) per hour or day from the start of `first` to the end of `last`."""
+    out = []
+    day = first
+    while day <= last and len(out) < MAX_BARS * 24:
+        start, end = local_midnight_utc(day), local_midnight_utc(day + timedelta(days=1))
+        if by == "day":
+            out.append((day.strftime("%b %-d"), start, end))
+        else:
+            hour = start
+            while hour < end:
+                label = hour.replace(tzinfo=UTC).astimezone(line_zone()).strftime("%-d %H:00")
+                out.append((label, hour, hour + timedelta(hours=1)))
+                hour += timedelta(hours=1)
+        day += timedelta(days=1)
+    return out
+
+
+def chart(slots: list[tuple[str, datetime, datetime]], callers_known: bool, topics) -> dict:
+    """Stacked bars of calls per topic per slot, laid out for an inline SVG."""
+    series = []
+    for label, since, until in slots:
+        counts = tally(db.session, since, until, callers_known=callers_known)
+        series.append((label, [t.calls for t in counts.topics]))
+    width, height, left, bottom, top = 900, 260, 40, 40, 10
+    peak = max([sum(values) for _, values in series] + [1])
+    step = (width - left - 10) / max(len(series), 1)
+    bar = max(step * 0.75, 1)
+    plot = height - bottom - top
+    bars, labels = [], []
+    every = max(1, len(series) // 12)
+    for i, (label, values) in enumerate(series):
+        x = left + i * step + (step - bar) / 2
+        y = height - bottom
+        for j, value in enumerate(values):
+            if value:
+                h = value / peak * plot
+                y -= h
+                bars.append(
+                    {
+                        "x": round(x, 1),
+                        "y": round(y, 1),
+                        "w": round(bar, 1),
+                        "h": round(h, 1),
+                        "color": PALETTE[j % len(PALETTE)],
+                        "title": f"{label}: {topics[j].name} {value}",
+                    }
+                )
+        if i % every == 0:
+            labels.append({"x": round(x + bar / 2, 1), "text": label})
+    ticks = sorted({0, peak // 2, peak}) if peak > 1 else [0, 1]
+    return {
+        "width": width,
+        "height": height,
+        "left": left,
+        "bottom": height - bottom,
+        "bars": bars,
+        "labels": labels,
+        "ticks": [{"y": round(height - bottom - v / peak * plot, 1), "v": v} for v in ticks],
+        "legend": [{"name": t.name, "color": PALETTE[j % len(PALETTE)]} for j, t in enumerate(topics)],
+        "empty": peak == 1 and not bars,
+    }
+
+
+def counts_view(args) -> tuple[CountsView | None, str | None]:
+    today = today_local()
+    args = {
+        "from": args.get("from") or today.isoformat(),
+        "to": args.get("to") or args.get("from") or today.isoformat(),
+        "by": args.get("by", ""),
+    }
+    since, until, error = date_window(args)
+    if error:
+        return None, error
+    first, last = date.fromisoformat(args["from"]), date.fromisoformat(args["to"])
+    days = (last - first).days + 1
+    if days > MAX_BARS:
+        return None, f"Choose at most {MAX_BARS} days."
+    by = args["by"] if args["by"] in ("hour", "day") else ("hour" if days <= MAX_HOURLY_DAYS else "day")
+    if by == "hour" and days > MAX_HOURLY_DAYS:
+        by = "day"
+    callers_known = current_app.config["CALLER_NUMBERS"] != "none"
+    result = tally(db.session, since, until, callers_known=callers_known)
+    picture = chart(buckets(first, last, by), callers_known, result.topics)
+    return CountsView(first, last, since, until, result, by, picture, callers_known), None
+
+
+@console.get("/counts")
+def counts():
+    view, error = counts_view(request.args)
+    kept = {k: request.args[k] for k in ("from", "to", "by", "every") if request.args.get(k)}
+    every = request.args.get("every", "")
+    every = min(max(int(every), 2), 3600) if every.isdigit() else REFRESH_SECONDS
+    template = "counts_live.html" if request.args.get("partial") else "counts.html"
+    return render_template(
+        template,
+        view=view,
+        error=error,
+        presets=date_presets(),
+        filters=kept,
+        csv_url=url_with("console.counts_csv", kept),
+        live_url=url_with("console.counts", kept, partial="1"),
+        window_url=lambda first, last: url_with("console.counts", kept, **{"from": first, "to": last}),
+        updated=datetime.now(line_zone()).strftime("%H:%M:%S"),
+        every=every,
+    ), (400 if error else 200)
+
+
+@console.get("/counts.csv")
+def counts_csv():
+    view, error = counts_view(request.args)
+    if error:
+        return Response(error + "\n", 400, mimetype="text/plain")
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_HEADER)
+    writer.writerows(view.rows())
+    name = f"counts_{view.first}_to_{view.last}.csv"
+    record("export_counts", f"counts {view.first}..{view.last}")
+    db.session.commit()
+    return Response(
+        out.getvalue(), mimetype="text/csv", headers={"Content-Disposition": f"attachment; filename={name}"}
+    )

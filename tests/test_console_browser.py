@@ -1,0 +1,265 @@
+"""The console in a real browser: Debian's chromium driven by Playwright, against the line served
+by gunicorn on loopback, with a database filled by signed webhooks and recordings served by a
+loopback stand-in for Twilio's media endpoint.
+
+A staff member signs in for the first time, finds yesterday's comments about one topic,
+listens, marks them reviewed, and downloads the counts by topic and stance; the counts are
+checked against what this test played, not against the app's own queries.
+
+Without chromium or Playwright these tests skip, except under CI=true, where they fail.
+Screenshots go to the test's tmp dir, and to docs/screenshots/ with UPDATE_SCREENSHOTS=1.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import select
+
+from config import PROJECT_DIR
+from models import Call, Recording, db, summary
+from tests.conftest import Twilio
+from tests.console_support import PASSWORD, leave_comment, wav_bytes
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def cannot_run(reason: str):
+    if IN_CI:
+        pytest.fail(f"browser test cannot run under CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        cannot_run("Playwright is not installed (pip install -r requirements-dev.txt)")
+    executable = shutil.which("chromium")
+    if not executable:
+        cannot_run("Debian's chromium is not installed (apt-get install -y chromium)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+def save_screenshot(page, name: str, tmp_path: Path) -> Path:
+    path = tmp_path / name
+    page.screenshot(path=str(path), full_page=True)
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1":
+        target = PROJECT_DIR / "docs" / "screenshots" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target)
+    return path
+
+
+@pytest.fixture
+def line(media_server, settings, app, served_line, runner):
+    """gunicorn serving the line, a staff account made with `flask users create`, and a
+    Twilio stand-in that signs webhooks to the served line."""
+    served = served_line()
+    result = runner.invoke(
+        args=["users", "create", "pat@example.org", "--name", "Pat", "--password-stdin"], input=PASSWORD + "\n"
+    )
+    assert result.exit_code == 0, result.output
+    twilio = Twilio(
+        lambda url, params, headers: requests.post(url, data=params, headers=headers, timeout=10), base=served.base
+    )
+    return served, twilio
+
+
+def shift_to_yesterday(app, call_sids: list[str]) -> None:
+    """The calls came in yesterday: move their facts back a day."""
+    with app.app_context():
+        for sid in call_sids:
+            db.session.get(Call, sid).started_at -= timedelta(days=1)
+            for recording in db.session.scalars(select(Recording).where(Recording.call_sid == sid)):
+                recording.created_at -= timedelta(days=1)
+        summary.rebuild(db.session)  # as `flask counts rebuild` does after facts are edited
+        db.session.commit()
+
+
+def refs_shown(page) -> list[str]:
+    return page.eval_on_selector_all(".comments .comment", "els => els.map(e => e.dataset.ref)")
+
+
+def counts_table(page) -> dict[str, list[str]]:
+    return page.eval_on_selector_all(
+        "table.counts tbody tr",
+        "rows => Object.fromEntries(rows.map(r => [r.dataset.topic,"
+        " [...r.querySelectorAll('td')].map(td => td.textContent.trim())]))",
+    )
+
+
+def test_first_day_find_listen_review_and_hand_over_the_counts(browser, line, app, media_server, tmp_path):
+    served, twilio = line
+    # Yesterday: four budget comments from three callers, one transit comment, one call that chose nothing.
+    played = [  # (caller, topic digit, stance digit, transcript)
+        ("+15035550101", "1", "1", "I support the library money in the budget."),
+        ("+15035550102", "1", "2", "The budget raises parking fees too much."),
+        ("+15035550101", "1", "1", "Calling again to support the budget."),
+        ("+15035550103", "1", "3", None),
+        ("+15035550104", "2", "1", "More buses on route nine please."),
+    ]
+    yesterday_calls, budget_refs, sids = [], [], {}
+    for number, topic, stance, text in played:
+        call, sid, reference = leave_comment(twilio, topic, stance, text=text, From=number)
+        media_server.audio[sid] = wav_bytes(2.0, pitch=330 + 40 * len(sids))
+        yesterday_calls.append(call.sid)
+        sids[reference] = sid
+        if topic == "1":
+            budget_refs.append(reference)
+    unrouted = twilio.call(From="+15035550105")
+    unrouted.dial()
+    unrouted.press("1")
+    unrouted.hang_up()
+    yesterday_calls.append(unrouted.sid)
+    shift_to_yesterday(app, yesterday_calls)
+    # Today: one more budget comment, which yesterday's view must not show.
+    _, today_sid, today_ref = leave_comment(twilio, "1", "2", text="Today I oppose the budget.", From="+15035550106")
+    media_server.audio[today_sid] = wav_bytes(1.0)
+
+    # What the counts must say for yesterday, worked out from what was played above.
+    budget = [p for p in played if p[1] == "1"]
+    stances = Counter({"1": "support", "2": "oppose", "3": "other"}[p[2]] for p in budget)
+    expected_budget = [
+        str(len(budget)),
+        str(len({p[0] for p in budget})),
+        str(len(budget)),
+        str(stances["support"]),
+        str(stances["oppose"]),
+        str(stances["other"]),
+    ]
+    expected_all_calls = str(len(played) + 1)
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    page = context.new_page()
+    audio_responses, console_errors = [], []
+    page.on("response", lambda r: audio_responses.append(r) if "/audio/" in r.url else None)
+    page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+
+    # Sign in: the inbox sends an anonymous visitor to the sign-in page and back.
+    page.goto(served.base + "/inbox")
+    assert "/sign-in" in page.url
+    page.fill("input[name=email]", "pat@example.org")
+    page.fill("input[name=password]", PASSWORD)
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert page.url == served.base + "/inbox"
+    assert set(refs_shown(page)) == set(sids) | {today_ref}
+
+    # Filter: the budget topic, yesterday.
+    page.select_option("select[name=topic]", "budget")
+    page.click("button:has-text('Show')")
+    page.wait_for_url("**topic=budget**")
+    page.click(".presets a:has-text('Yesterday')")
+    page.wait_for_url("**from=**")
+    assert refs_shown(page) == list(reversed(budget_refs))  # newest first
+    assert "topic=budget" in page.url  # the view can be shared
+
+    # Listen: keyboard to the first comment and play it; the player loads the audio over Range.
+    page.keyboard.press("j")
+    page.keyboard.press("p")
+    first = page.locator(".comments .comment audio").first
+    page.wait_for_function(
+        "a => a.readyState >= 1 && a.duration > 1.9 && !a.error", arg=first.element_handle(), timeout=15000
+    )
+    assert any(r.status == 206 for r in audio_responses), [(r.url, r.status) for r in audio_responses]
+    ranged = page.evaluate(
+        """async url => { const r = await fetch(url, {headers: {Range: 'bytes=44-1043'}});
+                          return [r.status, r.headers.get('content-range'), (await r.arrayBuffer()).byteLength]; }""",
+        served.base + f"/audio/{budget_refs[-1]}",
+    )
+    assert ranged[0] == 206 and ranged[2] == 1000 and ranged[1].startswith("bytes 44-1043/")
+    assert page.evaluate("document.cookie") == ""  # the session cookie is HttpOnly
+
+    # Search, within the filters: a word from one transcript, then a reference number.
+    page.fill("#search", "parking")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**q=parking**")
+    assert refs_shown(page) == [budget_refs[1]]
+    page.fill("#search", budget_refs[0])
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**q={budget_refs[0]}**")
+    assert refs_shown(page) == [budget_refs[0]]
+
+    # Mark yesterday's budget comments reviewed, all at once.
+    page.fill("#search", "")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert refs_shown(page) == list(reversed(budget_refs))
+    page.check("#tick-all")
+    with page.expect_navigation():
+        page.click("button:has-text('Mark reviewed')")
+    assert "topic=budget" in page.url, page.url
+    assert f"Marked {len(budget_refs)} comments reviewed." in page.inner_text(".flashes")
+    assert page.locator(".comments .badge.done").count() == len(budget_refs)
+    save_screenshot(page, "inbox.png", tmp_path)
+    page.select_option("select[name=reviewed]", "no")
+    page.click("button:has-text('Show')")
+    page.wait_for_url("**reviewed=no**")
+    assert refs_shown(page) == [], (page.url, today_ref, budget_refs, sids)
+
+    # Counts for yesterday, as the manager wants them.
+    page.click("nav >> text=Counts")
+    page.wait_for_url("**/counts")
+    page.click(".presets a:has-text('Yesterday')")
+    page.wait_for_url("**from=**")
+    shown = counts_table(page)
+    assert shown["budget"] == expected_budget
+    assert shown["transit"] == ["1", "1", "1", "1", "0", "0"]
+    assert shown["(none)"][0] == "1" and shown["(all)"][0] == expected_all_calls
+    assert page.locator("figure.chart svg rect").count() >= 2
+    save_screenshot(page, "counts.png", tmp_path)
+    page.emulate_media(media="print")  # the print layout: numbers and chart, no controls
+    assert page.is_hidden("header.top") and page.is_hidden("form.filters") and page.is_hidden("text=Download CSV")
+    assert page.is_visible("table.counts") and page.is_visible("figure.chart")
+    page.emulate_media(media="screen")
+
+    with page.expect_download() as download:
+        page.click("a:has-text('Download CSV')")
+    rows = list(csv.reader(open(download.value.path(), newline="", encoding="utf-8")))
+    assert rows[0] == ["topic", "name", "calls", "callers", "comments", "support", "oppose", "other"]
+    by_topic = {row[0]: row[2:] for row in rows[1:]}
+    assert by_topic["budget"] == expected_budget and by_topic["(all)"][0] == expected_all_calls
+    assert by_topic == shown  # exactly what is shown
+    assert console_errors == []  # no script errors, nothing blocked by the Content-Security-Policy
+    context.close()
+
+
+def test_counts_refresh_by_themselves(browser, line):
+    served, twilio = line
+    leave_comment(twilio, "2", "1", From="+15035550201")
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(served.base + "/sign-in")
+    page.fill("input[name=email]", "pat@example.org")
+    page.fill("input[name=password]", PASSWORD)
+    with page.expect_navigation():
+        page.click("button:has-text('Sign in')")
+    page.goto(served.base + "/counts?every=2")
+    assert counts_table(page)["transit"][0] == "1"
+    leave_comment(twilio, "2", "2", From="+15035550202")  # a call comes in while the page is open
+    page.wait_for_function(
+        "() => document.querySelector('tr[data-topic=transit] td').textContent.trim() === '2'", timeout=15000
+    )
+    assert counts_table(page)["transit"] == ["2", "2", "2", "1", "1", "0"]
+    context.close()

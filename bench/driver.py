@@ -30,8 +30,18 @@ from urllib.parse import urlencode, urlsplit
 import aiohttp
 import yaml
 
-KINDS = ("voice", "language", "topic", "stance", "recorded", "no-comment", "next",
-         "recording-status", "transcription", "status")
+KINDS = (
+    "voice",
+    "language",
+    "topic",
+    "stance",
+    "recorded",
+    "no-comment",
+    "next",
+    "recording-status",
+    "transcription",
+    "status",
+)
 ACCOUNT_SID = "AC" + "b" * 32
 TO_NUMBER = "+15035550199"
 WITHHELD = ("anonymous", "unknown", "restricted", "+266696687")
@@ -65,8 +75,14 @@ class LineFacts:
         enabled = [t for t in data["topics"] if t.get("enabled", True)]
         topics = {str(t["digit"]): (t["slug"], bool(t.get("stance"))) for t in enabled}
         general = next(t for t in data["topics"] if t["slug"] == data["general_topic"])
-        return cls(langs, data["languages"][0]["code"], topics, tuple(t["slug"] for t in data["topics"]),
-                   general["slug"], bool(general.get("stance")))
+        return cls(
+            langs,
+            data["languages"][0]["code"],
+            topics,
+            tuple(t["slug"] for t in data["topics"]),
+            general["slug"],
+            bool(general.get("stance")),
+        )
 
 
 @dataclass
@@ -146,8 +162,9 @@ def caller_number(rng: random.Random, round_no: int, index: int) -> str:
 class Driver:
     """Plays calls against one base URL with `in_flight` calls at once over keep-alive."""
 
-    def __init__(self, base_url: str, token: str, line: LineFacts, *, in_flight: int = 64, seed: int = 1,
-                 run_id: str = "") -> None:
+    def __init__(
+        self, base_url: str, token: str, line: LineFacts, *, in_flight: int = 64, seed: int = 1, run_id: str = ""
+    ) -> None:
         self.base = base_url.rstrip("/")
         self.token = token.encode()
         self.line = line
@@ -160,8 +177,10 @@ class Driver:
     # --- HTTP ---------------------------------------------------------------------------------
 
     async def post(self, kind: str, url: str, params: dict[str, str], call: PlayedCall) -> str:
-        headers = {"X-Twilio-Signature": sign(self.token, url, params),
-                   "Content-Type": "application/x-www-form-urlencoded"}
+        headers = {
+            "X-Twilio-Signature": sign(self.token, url, params),
+            "Content-Type": "application/x-www-form-urlencoded",
+        }
         started = time.perf_counter()
         async with self.session.post(url, data=urlencode(params), headers=headers) as response:
             body = await response.text()
@@ -180,9 +199,18 @@ class Driver:
         number = caller_number(rng, round_no, index)
         sid = "CA" + hashlib.md5(f"{self.run_id}:{round_no}:{index}".encode()).hexdigest()
         call = PlayedCall(sid, None if number in WITHHELD else number)
-        base = {"CallSid": sid, "AccountSid": ACCOUNT_SID, "From": number, "To": TO_NUMBER,
-                "Direction": "inbound", "ApiVersion": "2010-04-01", "FromCity": "PORTLAND",
-                "FromState": "OR", "FromZip": "97201", "FromCountry": "US"}
+        base = {
+            "CallSid": sid,
+            "AccountSid": ACCOUNT_SID,
+            "From": number,
+            "To": TO_NUMBER,
+            "Direction": "inbound",
+            "ApiVersion": "2010-04-01",
+            "FromCity": "PORTLAND",
+            "FromState": "OR",
+            "FromZip": "97201",
+            "FromCountry": "US",
+        }
         reply = await self.post("voice", self.base + "/twilio/voice", {**base, "CallStatus": "ringing"}, call)
         if first_only:
             expect(read_reply(reply), "gather", "/twilio/language")
@@ -190,9 +218,18 @@ class Driver:
         try:
             await Caller(self, rng, call, base).follow(reply)
         finally:
-            await self.post("status", self.base + "/twilio/status",
-                            {**base, "CallStatus": "completed", "CallDuration": str(rng.randint(5, 300)),
-                             "CallbackSource": "call-progress-events", "SequenceNumber": "0"}, call)
+            await self.post(
+                "status",
+                self.base + "/twilio/status",
+                {
+                    **base,
+                    "CallStatus": "completed",
+                    "CallDuration": str(rng.randint(5, 300)),
+                    "CallbackSource": "call-progress-events",
+                    "SequenceNumber": "0",
+                },
+                call,
+            )
         return call
 
     # --- many calls ---------------------------------------------------------------------------
@@ -208,7 +245,7 @@ class Driver:
             for index in next_index:
                 try:
                     call = await self.play_call(round_no, index, first_only)
-                except (UnexpectedReply, ET.ParseError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, UnexpectedReply, ET.ParseError, aiohttp.ClientError) as exc:
                     self.stats.errors += 1
                     record.errors.append(f"round {round_no} call {index}: {type(exc).__name__}: {exc}")
                     continue
@@ -368,8 +405,11 @@ class Caller:
                 raise Hangup  # gone before the beep: no recording at all
             if roll < 0.05:  # Twilio skips the action for an empty recording: the redirect
                 await self.callbacks(verb, "RE" + self.rng.randbytes(16).hex(), 0, "absent")
-                reply = read_reply(await self.d.post("no-comment", menu.redirect,
-                                                     {**self.base, "CallStatus": "in-progress"}, self.call))
+                reply = read_reply(
+                    await self.d.post(
+                        "no-comment", menu.redirect, {**self.base, "CallStatus": "in-progress"}, self.call
+                    )
+                )
                 empty_misses += 1
                 if empty_misses < 2:
                     menu = expect(reply, "record")
@@ -382,8 +422,14 @@ class Caller:
             if early:
                 await self.callbacks(verb, sid, seconds, "completed" if seconds else "absent")
             media = f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/{sid}"
-            params = {**self.base, "CallStatus": "in-progress", "Digits": "hangup" if hang_up else "#",
-                      "RecordingSid": sid, "RecordingUrl": media, "RecordingDuration": str(seconds)}
+            params = {
+                **self.base,
+                "CallStatus": "in-progress",
+                "Digits": "hangup" if hang_up else "#",
+                "RecordingSid": sid,
+                "RecordingUrl": media,
+                "RecordingDuration": str(seconds),
+            }
             reply = read_reply(await self.d.post("recorded", menu.action, params, self.call))
             if seconds:
                 self.call.comments.append(slug)
@@ -402,14 +448,31 @@ class Caller:
         """Twilio's asynchronous callbacks for one recording."""
         media = f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/{sid}"
         recording = {**self.base, "RecordingSid": sid, "RecordingUrl": media}
-        await self.d.post("recording-status", verb.get("recordingStatusCallback"),
-                          {**recording, "RecordingStatus": status, "RecordingDuration": str(seconds),
-                           "RecordingChannels": "1", "RecordingSource": "RecordVerb"}, self.call)
+        await self.d.post(
+            "recording-status",
+            verb.get("recordingStatusCallback"),
+            {
+                **recording,
+                "RecordingStatus": status,
+                "RecordingDuration": str(seconds),
+                "RecordingChannels": "1",
+                "RecordingSource": "RecordVerb",
+            },
+            self.call,
+        )
         if verb.get("transcribeCallback") and seconds > 2:
-            await self.d.post("transcription", verb.get("transcribeCallback"),
-                              {**recording, "TranscriptionSid": "TR" + sid[2:], "TranscriptionStatus": "completed",
-                               "TranscriptionText": "I would like to say a few words about this.",
-                               "TranscriptionUrl": media + "/Transcriptions"}, self.call)
+            await self.d.post(
+                "transcription",
+                verb.get("transcribeCallback"),
+                {
+                    **recording,
+                    "TranscriptionSid": "TR" + sid[2:],
+                    "TranscriptionStatus": "completed",
+                    "TranscriptionText": "I would like to say a few words about this.",
+                    "TranscriptionUrl": media + "/Transcriptions",
+                },
+                self.call,
+            )
 
 
 # --- what the counts must be ------------------------------------------------------------------
@@ -418,8 +481,10 @@ class Caller:
 def expected_counts(calls: list[PlayedCall], slugs: tuple[str, ...], drop_one: bool = False) -> dict:
     """The counts API's figures, from the driver's own record alone. With `drop_one`, the
     first comment played is left out (the self-test: the check must then fail)."""
-    topics = {slug: {"calls": 0, "callers": set(), "comments": 0,
-                     "stance": {"support": 0, "oppose": 0, "other": 0}} for slug in slugs}
+    topics = {
+        slug: {"calls": 0, "callers": set(), "comments": 0, "stance": {"support": 0, "oppose": 0, "other": 0}}
+        for slug in slugs
+    }
     unrouted = 0
     dropped = not drop_one
     for call in calls:
@@ -459,8 +524,9 @@ def compare_counts(expected: dict, shown: dict) -> list[str]:
                 problems.append(f"topic {slug} {name}: the API says {got.get(name)}, the driver played {want[name]}")
         for stance, n in want["stance"].items():
             if got.get("stance", {}).get(stance) != n:
-                problems.append(f"topic {slug} {stance}: the API says {got.get('stance', {}).get(stance)}, "
-                                f"the driver played {n}")
+                problems.append(
+                    f"topic {slug} {stance}: the API says {got.get('stance', {}).get(stance)}, the driver played {n}"
+                )
     return problems
 
 

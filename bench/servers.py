@@ -22,8 +22,12 @@ import psycopg
 from config import PROJECT_DIR
 
 TOKEN = "bench-auth-token-0123456789abcdef"
-SECRETS = {"APP_ENV": "production", "SECRET_KEY": "bench-secret-key", "TWILIO_ACCOUNT_SID": "AC" + "b" * 32,
-           "TWILIO_AUTH_TOKEN": TOKEN}
+SECRETS = {
+    "APP_ENV": "production",
+    "SECRET_KEY": "bench-secret-key",
+    "TWILIO_ACCOUNT_SID": "AC" + "b" * 32,
+    "TWILIO_AUTH_TOKEN": TOKEN,
+}
 TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 OURS = "app:create_app()"
@@ -43,8 +47,14 @@ class Database:
 
 def flask(db: Database, *args: str) -> str:
     """Run `flask --app app ...` as the release step does; return its stdout."""
-    done = subprocess.run([sys.executable, "-m", "flask", "--app", "app", *args], cwd=PROJECT_DIR,
-                          env={**os.environ, **db.env()}, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "app", *args],
+        cwd=PROJECT_DIR,
+        env={**os.environ, **db.env()},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"flask {' '.join(args)} failed: {done.stderr[-2000:]}")
     return done.stdout
@@ -126,16 +136,34 @@ def machine_cpu_seconds() -> tuple[float, float]:
 class Server:
     """gunicorn serving `app_spec` as the Procfile's `web:` line does, on 127.0.0.1."""
 
-    def __init__(self, app_spec: str, db: Database, log: Path, *, workers: int = 2, threads: int = 4,
-                 extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        app_spec: str,
+        db: Database,
+        log: Path,
+        *,
+        workers: int = 2,
+        threads: int = 4,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, **db.env(), "PORT": str(self.port), "HOST": "127.0.0.1",
-               "WEB_WORKERS": str(workers), "WEB_THREADS": str(threads), **(extra_env or {})}
+        env = {
+            **os.environ,
+            **db.env(),
+            "PORT": str(self.port),
+            "HOST": "127.0.0.1",
+            "WEB_WORKERS": str(workers),
+            "WEB_THREADS": str(threads),
+            **(extra_env or {}),
+        }
         self.log = open(log, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "--config", "config/gunicorn.py", app_spec],
-            cwd=PROJECT_DIR, env=env, stdout=self.log, stderr=self.log,
+            cwd=PROJECT_DIR,
+            env=env,
+            stdout=self.log,
+            stderr=self.log,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, TextClause, bindparam, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase
 
@@ -42,3 +44,34 @@ def insert_for(session, model):
     if dialect == "sqlite":
         return sqlite.insert(model)
     raise RuntimeError(f"unsupported database {dialect!r}: use SQLite or PostgreSQL")
+
+
+_DIALECTS = {
+    "postgresql": (postgresql.insert, postgresql.base.PGDialect),
+    "sqlite": (sqlite.insert, sqlite.base.SQLiteDialect),
+}
+
+
+def prepared(session, build: Callable) -> TextClause:
+    """The statement `build(insert)` makes, compiled once per database and process.
+
+    `build` receives the database's `insert` (the one with ON CONFLICT) and returns a
+    statement whose values are `bindparam`s named for their columns; execute the result
+    with those names as parameters. SQLAlchemy never caches these dialect INSERTs
+    (`inherit_cache = False`) and would build and compile each one on every webhook, which
+    was most of a webhook's time; a `text()` of the compiled SQL, with the same typed
+    parameters, is cached like any other statement."""
+    return _prepare(session.get_bind().dialect.name, build)
+
+
+@lru_cache(maxsize=256)
+def _prepare(dialect_name: str, build: Callable) -> TextClause:
+    if dialect_name not in _DIALECTS:
+        raise RuntimeError(f"unsupported database {dialect_name!r}: use SQLite or PostgreSQL")
+    insert, dialect = _DIALECTS[dialect_name]
+    compiled = build(insert).compile(dialect=dialect(paramstyle="named"))
+    params = [
+        bindparam(name, type_=bind.type) if bind.required else bindparam(name, value=bind.value, type_=bind.type)
+        for bind, name in compiled.bind_names.items()
+    ]
+    return text(compiled.string).bindparams(*params)

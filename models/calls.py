@@ -14,10 +14,10 @@ import hashlib
 import hmac
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, select
+from sqlalchemy import ForeignKey, Index, Integer, String, and_, bindparam, or_, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import db, insert_for
+from .base import db, prepared
 
 FINAL_CALL_STATUSES = ("completed", "busy", "failed", "no-answer", "canceled")
 STANCES = {"1": "support", "2": "oppose", "3": "other"}
@@ -104,14 +104,65 @@ def call_values(form, *, mode: str, key: str, seen_at: datetime) -> dict:
     return values
 
 
+CALL_COLUMNS = ("call_sid", "account_sid", "from_number", "caller_hash", "to_number", *LOCATION_FIELDS.values(),
+                "started_at")
+
+
+def _binds(*names: str) -> dict:
+    return {name: bindparam(name) for name in names}
+
+
+def _new_call(insert):
+    return insert(Call).values(**_binds(*CALL_COLUMNS, "language")).on_conflict_do_nothing(index_elements=["call_sid"])
+
+
+def _call_with_language(insert):
+    stmt = insert(Call).values(**_binds(*CALL_COLUMNS, "language"))
+    return stmt.on_conflict_do_update(index_elements=["call_sid"], set_={"language": stmt.excluded.language})
+
+
+def _call_ended(insert):
+    stmt = insert(Call).values(**_binds(*CALL_COLUMNS, "status", "duration", "ended_at"))
+    ex = stmt.excluded
+    return stmt.on_conflict_do_update(
+        index_elements=["call_sid"], set_={"status": ex.status, "duration": ex.duration, "ended_at": ex.ended_at}
+    )
+
+
+def _call_in_progress(insert):
+    """Like `_call_ended`, but never over a final status."""
+    stmt = insert(Call).values(**_binds(*CALL_COLUMNS, "status", "duration", "ended_at"))
+    ex = stmt.excluded
+    return stmt.on_conflict_do_update(
+        index_elements=["call_sid"],
+        set_={"status": ex.status, "duration": ex.duration, "ended_at": ex.ended_at},
+        where=or_(Call.status.is_(None), and_(*(Call.status != final for final in FINAL_CALL_STATUSES))),
+    )
+
+
+def _choice(insert):
+    columns = ("call_sid", "step", "kind", "topic_id", "language", "stance", "chosen_at")
+    return insert(Choice).values(**_binds(*columns)).on_conflict_do_nothing(index_elements=["call_sid", "step"])
+
+
+def _topic_chosen(insert):
+    stmt = insert(CallTopic).values(**_binds("call_sid", "topic_id", "stance", "stance_step"))
+    return stmt.on_conflict_do_nothing(index_elements=["call_sid", "topic_id"])
+
+
+def _stance_chosen(insert):
+    stmt = insert(CallTopic).values(**_binds("call_sid", "topic_id", "stance", "stance_step"))
+    excluded = stmt.excluded
+    return stmt.on_conflict_do_update(
+        index_elements=["call_sid", "topic_id"],
+        set_={"stance": excluded.stance, "stance_step": excluded.stance_step},
+        where=CallTopic.stance_step < excluded.stance_step,
+    )
+
+
 def note_call(session, values: dict, *, language: str | None = None) -> None:
     """Count the call if it is new; with `language`, set the language it chose."""
-    stmt = insert_for(session, Call).values(**values, language=language)
-    if language:
-        stmt = stmt.on_conflict_do_update(index_elements=["call_sid"], set_={"language": language})
-    else:
-        stmt = stmt.on_conflict_do_nothing(index_elements=["call_sid"])
-    session.execute(stmt)
+    session.execute(prepared(session, _call_with_language if language else _new_call), {**values, "language": language})
 
 
 def note_call_status(session, values: dict, *, status: str, duration: int | None, ended_at: datetime) -> None:
@@ -119,13 +170,7 @@ def note_call_status(session, values: dict, *, status: str, duration: int | None
     non-final one that arrives late; duplicates change nothing."""
     final = status in FINAL_CALL_STATUSES
     fields = {"status": status, "duration": duration, "ended_at": ended_at if final else None}
-    stmt = insert_for(session, Call).values(**values, **fields)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["call_sid"],
-        set_=fields,
-        where=None if final else (Call.status.is_(None) | Call.status.not_in(FINAL_CALL_STATUSES)),
-    )
-    session.execute(stmt)
+    session.execute(prepared(session, _call_ended if final else _call_in_progress), {**values, **fields})
 
 
 def note_choice(
@@ -133,27 +178,15 @@ def note_choice(
     topic_id: int | None = None, language: str | None = None, stance: str | None = None,
 ) -> None:
     """Store a keypress as a fact keyed on (call, step), and keep `call_topics` in step."""
-    session.execute(
-        insert_for(session, Choice)
-        .values(call_sid=call_sid, step=step, kind=kind, topic_id=topic_id,
-                language=language, stance=stance, chosen_at=at)
-        .on_conflict_do_nothing(index_elements=["call_sid", "step"])
-    )
+    session.execute(prepared(session, _choice), {
+        "call_sid": call_sid, "step": step, "kind": kind, "topic_id": topic_id, "language": language,
+        "stance": stance, "chosen_at": at,
+    })
     if topic_id is None:
         return
-    stmt = insert_for(session, CallTopic).values(
-        call_sid=call_sid, topic_id=topic_id, stance=stance, stance_step=step if stance else 0
-    )
-    if stance:
-        excluded = stmt.excluded
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["call_sid", "topic_id"],
-            set_={"stance": excluded.stance, "stance_step": excluded.stance_step},
-            where=CallTopic.stance_step < excluded.stance_step,
-        )
-    else:
-        stmt = stmt.on_conflict_do_nothing(index_elements=["call_sid", "topic_id"])
-    session.execute(stmt)
+    session.execute(prepared(session, _stance_chosen if stance else _topic_chosen), {
+        "call_sid": call_sid, "topic_id": topic_id, "stance": stance, "stance_step": step if stance else 0,
+    })
 
 
 def expected_call_topics(session) -> dict[tuple[str, int], str | None]:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, func
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, bindparam, func
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import db, insert_for
+from .base import db, prepared
 
 RECORDING_STATUSES = ("in-progress", "completed", "absent", "failed")
 NOT_A_COMMENT = ("absent", "failed")
@@ -93,19 +93,17 @@ def _keep(column, excluded):
     return func.coalesce(column, excluded)
 
 
-def note_recording_action(
-    session, recording_sid: str, call_sid: str, *, at: datetime, topic_id: int | None,
-    stance: str | None, language: str | None, step: int, duration: int | None,
-    finished_by: str | None, media_url: str | None,
-) -> int:
-    """Store the comment when the `<Record>` action arrives; return its row id."""
-    stmt = insert_for(session, Recording).values(
-        recording_sid=recording_sid, call_sid=call_sid, topic_id=topic_id, stance=stance,
-        language=language, step=step, duration=duration, finished_by=finished_by,
-        media_url=media_url, created_at=at, action_at=at,
-    )
+def _binds(*names: str) -> dict:
+    return {name: bindparam(name) for name in names}
+
+
+def _recording_action(insert):
+    stmt = insert(Recording).values(**_binds(
+        "recording_sid", "call_sid", "topic_id", "stance", "language", "step", "duration", "finished_by",
+        "media_url", "created_at", "action_at",
+    ))
     ex = stmt.excluded
-    stmt = stmt.on_conflict_do_update(
+    return stmt.on_conflict_do_update(
         index_elements=["recording_sid"],
         set_={
             "topic_id": _keep(Recording.topic_id, ex.topic_id),
@@ -118,21 +116,27 @@ def note_recording_action(
             "action_at": _keep(Recording.action_at, ex.action_at),
         },
     ).returning(Recording.id)
-    return session.execute(stmt).scalar_one()
 
 
-def note_recording_status(
-    session, recording_sid: str, call_sid: str, *, at: datetime, status: str,
-    duration: int | None, media_url: str | None, error_code: str | None,
-) -> None:
-    """Keep the recording status callback's word. Its duration is the final one; a status
-    already final is not moved back by a late `in-progress`."""
-    stmt = insert_for(session, Recording).values(
-        recording_sid=recording_sid, call_sid=call_sid, status=status, duration=duration,
-        media_url=media_url, error_code=error_code, created_at=at, status_at=at,
-    )
+def note_recording_action(
+    session, recording_sid: str, call_sid: str, *, at: datetime, topic_id: int | None,
+    stance: str | None, language: str | None, step: int, duration: int | None,
+    finished_by: str | None, media_url: str | None,
+) -> int:
+    """Store the comment when the `<Record>` action arrives; return its row id."""
+    return session.execute(prepared(session, _recording_action), {
+        "recording_sid": recording_sid, "call_sid": call_sid, "topic_id": topic_id, "stance": stance,
+        "language": language, "step": step, "duration": duration, "finished_by": finished_by,
+        "media_url": media_url, "created_at": at, "action_at": at,
+    }).scalar_one()
+
+
+def _recording_status(insert):
+    stmt = insert(Recording).values(**_binds(
+        "recording_sid", "call_sid", "status", "duration", "media_url", "error_code", "created_at", "status_at",
+    ))
     ex = stmt.excluded
-    stmt = stmt.on_conflict_do_update(
+    return stmt.on_conflict_do_update(
         index_elements=["recording_sid"],
         set_={
             "status": ex.status,
@@ -143,7 +147,35 @@ def note_recording_status(
         },
         where=Recording.status.is_(None) | (Recording.status == "in-progress"),
     )
-    session.execute(stmt)
+
+
+def note_recording_status(
+    session, recording_sid: str, call_sid: str, *, at: datetime, status: str,
+    duration: int | None, media_url: str | None, error_code: str | None,
+) -> None:
+    """Keep the recording status callback's word. Its duration is the final one; a status
+    already final is not moved back by a late `in-progress`."""
+    session.execute(prepared(session, _recording_status), {
+        "recording_sid": recording_sid, "call_sid": call_sid, "status": status, "duration": duration,
+        "media_url": media_url, "error_code": error_code, "created_at": at, "status_at": at,
+    })
+
+
+def _recording_known(insert):
+    stmt = insert(Recording).values(**_binds("recording_sid", "call_sid", "created_at"))
+    return stmt.on_conflict_do_nothing(index_elements=["recording_sid"])
+
+
+def _transcription(insert):
+    stmt = insert(Transcription).values(**_binds(
+        "recording_sid", "source", "transcription_sid", "language", "status", "text", "created_at", "updated_at",
+    ))
+    ex = stmt.excluded
+    return stmt.on_conflict_do_update(
+        index_elements=["recording_sid", "source"],
+        set_={"status": ex.status, "text": ex.text, "transcription_sid": ex.transcription_sid,
+              "updated_at": ex.updated_at},
+    )
 
 
 def note_transcription(
@@ -151,19 +183,9 @@ def note_transcription(
     transcription_sid: str | None, status: str, text: str | None, language: str | None,
 ) -> None:
     """Keep a transcript, creating the recording's row if this arrives first."""
-    session.execute(
-        insert_for(session, Recording)
-        .values(recording_sid=recording_sid, call_sid=call_sid, created_at=at)
-        .on_conflict_do_nothing(index_elements=["recording_sid"])
-    )
-    stmt = insert_for(session, Transcription).values(
-        recording_sid=recording_sid, source=source, transcription_sid=transcription_sid,
-        language=language, status=status, text=text, created_at=at, updated_at=at,
-    )
-    ex = stmt.excluded
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["recording_sid", "source"],
-        set_={"status": ex.status, "text": ex.text, "transcription_sid": ex.transcription_sid,
-              "updated_at": ex.updated_at},
-    )
-    session.execute(stmt)
+    session.execute(prepared(session, _recording_known),
+                    {"recording_sid": recording_sid, "call_sid": call_sid, "created_at": at})
+    session.execute(prepared(session, _transcription), {
+        "recording_sid": recording_sid, "source": source, "transcription_sid": transcription_sid,
+        "language": language, "status": status, "text": text, "created_at": at, "updated_at": at,
+    })

@@ -82,14 +82,14 @@ def this_call(now) -> dict:
 
 
 def store(write) -> bool:
-    """Run `write(session)` and commit; on a database failure roll back, log, return False.
-    The caller is answered either way."""
+    """Run `write(connection)` in one transaction and commit; on a database failure roll back,
+    log, return False. The caller is answered either way. The facts are Core statements on a
+    connection of their own: the ORM session's bookkeeping would only add to every webhook."""
     try:
-        write(db.session)
-        db.session.commit()
+        with db.engine.begin() as connection:
+            write(connection)
         return True
     except SQLAlchemyError:
-        db.session.rollback()
         current_app.logger.exception("could not store %s for call %s", request.path, request.form.get("CallSid"))
         return False
 

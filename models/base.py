@@ -53,7 +53,8 @@ _DIALECTS = {
 
 
 def prepared(session, build: Callable) -> TextClause:
-    """The statement `build(insert)` makes, compiled once per database and process.
+    """The statement `build(insert)` makes, compiled once per database and process, for a
+    session or a connection.
 
     `build` receives the database's `insert` (the one with ON CONFLICT) and returns a
     statement whose values are `bindparam`s named for their columns; execute the result
@@ -61,7 +62,8 @@ def prepared(session, build: Callable) -> TextClause:
     (`inherit_cache = False`) and would build and compile each one on every webhook, which
     was most of a webhook's time; a `text()` of the compiled SQL, with the same typed
     parameters, is cached like any other statement."""
-    return _prepare(session.get_bind().dialect.name, build)
+    dialect = session.dialect if hasattr(session, "dialect") else session.get_bind().dialect
+    return _prepare(dialect.name, build)
 
 
 @lru_cache(maxsize=256)

@@ -11,6 +11,7 @@ import argparse
 import os
 import platform
 import shlex
+import signal
 import sys
 import tempfile
 from datetime import UTC, datetime
@@ -58,6 +59,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
+    # A TERM (e.g. from a CI timeout) unwinds normally, so every gunicorn started is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     databases = args.db or ["sqlite", "postgresql"]
     line = LineFacts.from_file(os.environ.get("LINE_CONFIG") or DEFAULT_LINE_CONFIG)
     workdir = Path(tempfile.mkdtemp(prefix="commentline-bench-"))

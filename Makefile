@@ -1,12 +1,13 @@
 # The two set-up commands of the README:
 #   make run    install, migrate, load the line's script and serve it on http://localhost:5000
 #   make test   install everything the tests need and run the whole suite
+#   make bench  the benchmark of issue 5 on SQLite and PostgreSQL (docs/benchmark.md)
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 DEV := APP_ENV=development
 
-.PHONY: run test lint test-weights
+.PHONY: run test lint test-weights bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,3 +51,6 @@ test: $(VENV)/.installed-dev test-weights
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python -m bench run --db sqlite --db postgresql

@@ -136,12 +136,11 @@ def store(facts: list[Fact]) -> list | None:
     breaker = ext["db_breaker"]
     if breaker.closed():
         try:
-            with ext["write_lock"]:
-                results = apply(db.session, facts)
-                db.session.commit()
-            return results
+            # A Core connection of its own: the ORM session's bookkeeping would only add to
+            # every webhook (the script's version check keeps using the session).
+            with ext["write_lock"], db.engine.begin() as connection:
+                return apply(connection, facts)
         except SQLAlchemyError as exc:
-            db.session.rollback()
             if not database_unavailable(exc):
                 current_app.logger.exception("the database refused the facts of %s; spooling", request.path)
             elif is_lock_timeout(exc):  # busy, not down: spool this one, try the next as usual

@@ -14,11 +14,11 @@ import hashlib
 import hmac
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, select, update
+from sqlalchemy import ForeignKey, Index, Integer, String, bindparam, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from . import summary
-from .base import db, insert_for
+from .base import binds, db, prepared
 from .line import Topic
 
 FINAL_CALL_STATUSES = ("completed", "busy", "failed", "no-answer", "canceled")
@@ -119,14 +119,19 @@ def call_values(form, *, mode: str, key: str, seen_at: datetime) -> dict:
     return values
 
 
-def note_call(session, values: dict, *, language: str | None = None) -> None:
-    """Count the call if it is new; with `language`, set the language it chose."""
-    inserted = session.execute(
-        insert_for(session, Call)
-        .values(**values, language=language)
+def _new_call(insert):
+    return (
+        insert(Call)
+        .values(**binds(*CALL_COLUMNS, Call.topics))
         .on_conflict_do_nothing(index_elements=["call_sid"])
         .returning(Call.started_at)
-    ).first()
+    )
+
+
+def note_call(session, values: dict, *, language: str | None = None) -> None:
+    """Count the call if it is new; with `language`, set the language it chose."""
+    params = dict.fromkeys(CALL_KEYS) | values | {"language": language, "topics": 0}
+    inserted = session.execute(prepared(session, _new_call), params).first()
     if inserted is not None:
         summary.add(session, summary.hour_of(inserted.started_at), summary.WHOLE_LINE, calls=1)
     elif language:
@@ -144,6 +149,26 @@ def note_call_status(session, values: dict, *, status: str, duration: int | None
     session.execute(stmt.values(status=status, duration=duration, ended_at=ended_at if final else None))
 
 
+def _new_choice(insert):
+    columns = binds(Choice.call_sid, Choice.step, Choice.kind, Choice.language, Choice.stance, Choice.chosen_at)
+    topic_id = select(Topic.id).where(Topic.slug == bindparam("topic", None, type_=String)).scalar_subquery()
+    return (
+        insert(Choice)
+        .values(**columns, topic_id=topic_id)
+        .on_conflict_do_nothing(index_elements=["call_sid", "step"])
+        .returning(Choice.step, Choice.topic_id)
+    )
+
+
+def _new_pair(insert):
+    return (
+        insert(CallTopic)
+        .values(**binds(CallTopic.call_sid, CallTopic.topic_id, CallTopic.stance, CallTopic.stance_step))
+        .on_conflict_do_nothing(index_elements=["call_sid", "topic_id"])
+        .returning(CallTopic.call_sid)
+    )
+
+
 def note_choice(
     session,
     call_sid: str,
@@ -159,24 +184,26 @@ def note_choice(
     and the summaries up to date in the same transaction. `topic` is the topic's slug (facts
     name topics by slug, so that a fact taken while the database was away can be written
     later). The call's row must exist (every webhook's facts start with it)."""
-    topic_id = session.execute(select(Topic.id).where(Topic.slug == topic)).scalar() if topic else None
     new = session.execute(
-        insert_for(session, Choice)
-        .values(
-            call_sid=call_sid, step=step, kind=kind, topic_id=topic_id, language=language, stance=stance, chosen_at=at
-        )
-        .on_conflict_do_nothing(index_elements=["call_sid", "step"])
-        .returning(Choice.step)
+        prepared(session, _new_choice),
+        {
+            "call_sid": call_sid,
+            "step": step,
+            "kind": kind,
+            "topic": topic,
+            "language": language,
+            "stance": stance,
+            "chosen_at": at,
+        },
     ).first()
-    if new is None or topic_id is None:
+    if new is None or new.topic_id is None:
         return  # a retry (everything below was done with the first), or no topic
+    topic_id = new.topic_id
     call = session.execute(select(Call.started_at, Call.caller_hash).where(Call.call_sid == call_sid)).first()
     hour = summary.hour_of(call.started_at if call else at)
     paired = session.execute(
-        insert_for(session, CallTopic)
-        .values(call_sid=call_sid, topic_id=topic_id, stance=stance, stance_step=step if stance else 0)
-        .on_conflict_do_nothing(index_elements=["call_sid", "topic_id"])
-        .returning(CallTopic.call_sid)
+        prepared(session, _new_pair),
+        {"call_sid": call_sid, "topic_id": topic_id, "stance": stance, "stance_step": step if stance else 0},
     ).first()
     if paired is not None:  # the call's first choice of this topic
         topics = session.execute(
@@ -243,3 +270,20 @@ def verify_call_topics(session) -> list[str]:
         elif stored[key] != expected[key]:
             problems.append(f"call {key[0]} topic {key[1]}: stance {stored[key]!r}, choices say {expected[key]!r}")
     return problems
+
+
+CALL_COLUMNS = (
+    Call.call_sid,
+    Call.account_sid,
+    Call.from_number,
+    Call.caller_hash,
+    Call.to_number,
+    Call.from_city,
+    Call.from_state,
+    Call.from_zip,
+    Call.from_country,
+    Call.caller_name,
+    Call.started_at,
+    Call.language,
+)
+CALL_KEYS = tuple(c.key for c in CALL_COLUMNS)

@@ -14,7 +14,7 @@ from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstrain
 from sqlalchemy.orm import Mapped, mapped_column
 
 from . import summary
-from .base import db, insert_for
+from .base import binds, db, prepared
 from .calls import Call, topic_id_of
 
 RECORDING_STATUSES = ("in-progress", "completed", "absent", "failed")
@@ -98,12 +98,18 @@ def is_comment(topic_id: int | None, duration: int | None, status: str | None) -
     return topic_id is not None and (duration or 0) > 0 and status not in NOT_A_COMMENT
 
 
+def _new_recording(insert):
+    return (
+        insert(Recording)
+        .values(**binds(Recording.recording_sid, Recording.call_sid, Recording.created_at))
+        .on_conflict_do_nothing(index_elements=["recording_sid"])
+    )
+
+
 def _locked_state(session, recording_sid: str, call_sid: str, at: datetime):
     """Make sure the recording's row exists, lock it, and return what it holds now."""
     session.execute(
-        insert_for(session, Recording)
-        .values(recording_sid=recording_sid, call_sid=call_sid, created_at=at)
-        .on_conflict_do_nothing(index_elements=["recording_sid"])
+        prepared(session, _new_recording), {"recording_sid": recording_sid, "call_sid": call_sid, "created_at": at}
     )
     return session.execute(
         select(Recording.id, Recording.call_sid, Recording.topic_id, Recording.duration, Recording.status)
@@ -211,23 +217,41 @@ def note_transcription(
     """Keep a transcript (or, with status failed, the reason there is none), creating the
     recording's row if this arrives first. A later result from the same source replaces it."""
     session.execute(
-        insert_for(session, Recording)
-        .values(recording_sid=recording_sid, call_sid=call_sid, created_at=at)
-        .on_conflict_do_nothing(index_elements=["recording_sid"])
+        prepared(session, _new_recording), {"recording_sid": recording_sid, "call_sid": call_sid, "created_at": at}
     )
-    stmt = insert_for(session, Transcription).values(
-        recording_sid=recording_sid,
-        source=source,
-        transcription_sid=transcription_sid,
-        language=language,
-        status=status,
-        text=text,
-        reason=reason,
-        created_at=at,
-        updated_at=at,
+    session.execute(
+        prepared(session, _transcript),
+        {
+            "recording_sid": recording_sid,
+            "source": source,
+            "transcription_sid": transcription_sid,
+            "language": language,
+            "status": status,
+            "text": text,
+            "reason": reason,
+            "created_at": at,
+            "updated_at": at,
+        },
+    )
+
+
+def _transcript(insert):
+    t = Transcription
+    stmt = insert(t).values(
+        **binds(
+            t.recording_sid,
+            t.source,
+            t.transcription_sid,
+            t.language,
+            t.status,
+            t.text,
+            t.reason,
+            t.created_at,
+            t.updated_at,
+        )
     )
     ex = stmt.excluded
-    stmt = stmt.on_conflict_do_update(
+    return stmt.on_conflict_do_update(
         index_elements=["recording_sid", "source"],
         set_={
             "status": ex.status,
@@ -238,4 +262,3 @@ def note_transcription(
             "updated_at": ex.updated_at,
         },
     )
-    session.execute(stmt)

@@ -1,0 +1,199 @@
+"""The benchmark's report: a JSON file and a markdown table in bench/results/."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .driver import KINDS
+
+NAMES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
+DURABILITY = (
+    "SQLite: WAL journal, synchronous=NORMAL (every commit survives a crash of the process; a power "
+    "cut may lose the last transactions), busy_timeout 15 s. PostgreSQL 15: server defaults "
+    "(fsync=on, synchronous_commit=on, full_page_writes=on)."
+)
+
+
+def _f(value, digits=1) -> str:
+    return "–" if value is None else f"{value:,.{digits}f}"
+
+
+def _met(ok: bool | None) -> str:
+    return "–" if ok is None else ("met" if ok else "**missed**")
+
+
+def load_table(results: dict) -> list[str]:
+    dbs = [d for d in results["databases"] if "load" in results["databases"][d]]
+    if not dbs:
+        return []
+    head = "| figure | target | " + " | ".join(f"{NAMES[d]} ours | ceiling | ratio | met" for d in dbs) + " |"
+    lines = [head, "|" + "---|" * (2 + 4 * len(dbs))]
+
+    def row(label, target, getter, digits=1, check=None):
+        cells, oks = [], []
+        for d in dbs:
+            cmp_ = results["databases"][d]["load"]["compare"]
+            ours, ceiling, ratio = getter(cmp_)
+            ok = check(ours, ratio) if check and ours is not None else None
+            oks.append(ok)
+            cells += [_f(ours, digits), _f(ceiling, digits), _f(ratio, 2), _met(ok)]
+        lines.append(f"| {label} | {target} | " + " | ".join(cells) + " |")
+
+    def rate(mode, key):
+        def get(c):
+            if mode not in c:
+                return None, None, None
+            return c[mode]["ours"][key], c[mode]["ceiling"][key], c[mode]["ratio"][key]
+
+        return get
+
+    def lat(mode, kind, q):
+        def get(c):
+            if mode not in c or kind not in c[mode]["ours"]["latency_ms"]:
+                return None, None, None
+            o, ce = c[mode]["ours"]["latency_ms"][kind][q], c[mode]["ceiling"]["latency_ms"].get(kind, {}).get(q)
+            return o, ce, (o / ce if ce else None)
+
+        return get
+
+    row("whole calls / s", "ratio ≥ 0.85", rate("whole", "calls_per_s"), check=lambda o, r: r >= 0.85)
+    row("webhooks / s (whole calls)", "", rate("whole", "webhooks_per_s"))
+    row("first webhooks / s", "ratio ≥ 0.8", rate("first", "calls_per_s"), check=lambda o, r: r >= 0.8)
+    row(
+        "p99 latency, every webhook (whole calls), ms",
+        "< 250 ms",
+        lat("whole", "all", "p99"),
+        check=lambda o, r: o < 250,
+    )
+    row("p99 latency, first webhook only, ms", "< 250 ms", lat("first", "voice", "p99"), check=lambda o, r: o < 250)
+    for kind in KINDS:
+        for q in ("p50", "p95", "p99"):
+            row(f"{kind} {q}, ms", "", lat("whole", kind, q))
+    row(
+        "server CPU per webhook (whole calls), ms",
+        "",
+        lambda c: (
+            (
+                c["whole"]["ours"]["server_cpu_ms_per_webhook"],
+                c["whole"]["ceiling"]["server_cpu_ms_per_webhook"],
+                c["whole"]["ours"]["server_cpu_ms_per_webhook"] / c["whole"]["ceiling"]["server_cpu_ms_per_webhook"],
+            )
+            if "whole" in c
+            else (None, None, None)
+        ),
+        digits=2,
+    )
+    row(
+        "driver's share of the machine's CPU, %",
+        "≤ 50 %",
+        lambda c: (
+            (
+                100 * c["whole"]["ours"]["driver_cpu_share_max"],
+                100 * c["whole"]["ceiling"]["driver_cpu_share_max"],
+                None,
+            )
+            if "whole" in c
+            else (None, None, None)
+        ),
+        check=lambda o, r: o <= 50,
+    )
+    row(
+        "other processes' share of the CPU, %",
+        "(noise)",
+        lambda c: (
+            (100 * c["whole"]["ours"]["other_cpu_share"], 100 * c["whole"]["ceiling"]["other_cpu_share"], None)
+            if "whole" in c
+            else (None, None, None)
+        ),
+    )
+    return lines
+
+
+def bulk_table(results: dict) -> list[str]:
+    dbs = [d for d in results["databases"] if "bulk" in results["databases"][d]]
+    if not dbs:
+        return []
+    lines = [
+        "| p95 of 20 requests, each after a fresh webhook | target | "
+        + " | ".join(f"{NAMES[d]} | met" for d in dbs)
+        + " |",
+        "|" + "---|" * (2 + 2 * len(dbs)),
+    ]
+    names = list(results["databases"][dbs[0]]["bulk"]["timings"])
+    for name in names:
+        target = 100 if name in ("counts, all time", "counts, one whole day") else 1000
+        if name.startswith("API comments"):
+            target = 100
+        cells = []
+        for d in dbs:
+            t = results["databases"][d]["bulk"]["timings"].get(name)
+            note = "" if not t or t["n"] >= 20 else f" (n={t['n']}, each about {t['p50_ms'] / 1000:,.0f} s)"
+            cells += [f"{t['p95_ms']:,.0f} ms{note}" if t else "–", _met(t["p95_ms"] < target) if t else "–"]
+        lines.append(f"| {name} | < {target} ms | " + " | ".join(cells) + " |")
+    for d in dbs:
+        b = results["databases"][d]["bulk"]
+        lines.append("")
+        lines.append(
+            f"{NAMES[d]}: {b['rows']['calls']:,} calls, {b['rows']['recordings']:,} recordings, "
+            f"{b['rows']['choices']:,} choices filled in {b['fill_seconds']:.0f} s. Inbox: {b['inbox']}."
+        )
+    return lines
+
+
+def memory_table(results: dict) -> list[str]:
+    dbs = [d for d in results["databases"] if "memory" in results["databases"][d]]
+    lines = []
+    for d in dbs:
+        m = results["databases"][d]["memory"]
+        ok = m["final_mb"] < 150
+        lines.append(
+            f"- {NAMES[d]}: one web worker after {m['calls']:,} whole calls: {m['final_mb']:.1f} MB "
+            f"resident (max {m['max_mb']:.1f} MB, start {m['rss_mb'][0][1]:.1f} MB): "
+            f"target < 150 MB {_met(ok)}; counts {'exact' if not m['counts_problems'] else 'WRONG'}"
+        )
+    return lines
+
+
+def markdown(results: dict) -> str:
+    out = [
+        f"# Benchmark, {results['started']}",
+        "",
+        f"Command: `{results['command']}`",
+        "",
+        f"Machine: {results['machine']}. {DURABILITY}",
+        "",
+        f"gunicorn as the Procfile runs it: {results['workers']} workers × {results['threads']} threads (gthread); "
+        f"{results['in_flight']} calls in flight; {results['calls']} whole calls and {results['first_calls']} "
+        f"first webhooks per round; ours and the ceiling alternated {results['rounds']} times.",
+        "",
+    ]
+    for d, r in results["databases"].items():
+        if "load" in r:
+            load = r["load"]
+            verdict = "exact" if not load["counts_problems"] else f"**{len(load['counts_problems'])} difference(s)**"
+            out.append(
+                f"- {NAMES[d]}: counts after {load['calls_checked']:,} calls played: {verdict}; "
+                f"errors: {len(load['errors'])}"
+            )
+    out.append("")
+    out += load_table(results)
+    bulk = bulk_table(results)
+    if bulk:
+        out += ["", "## At a million calls", ""] + bulk
+    memory = memory_table(results)
+    if memory:
+        out += ["", "## Memory", ""] + memory
+    if results.get("warnings"):
+        out += ["", "## Warnings", ""] + [f"- {w}" for w in results["warnings"]]
+    return "\n".join(out) + "\n"
+
+
+def write(results: dict, folder: Path) -> tuple[Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = results["started"].replace(":", "").replace("-", "")
+    json_path, md_path = folder / f"bench-{stamp}.json", folder / f"bench-{stamp}.md"
+    json_path.write_text(json.dumps(results, indent=2, default=str))
+    md_path.write_text(markdown(results))
+    (folder / "latest.md").write_text(markdown(results))
+    return json_path, md_path

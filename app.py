@@ -8,6 +8,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import ivr
+import jobs
 import models
 import staff
 from config import SettingsError, load_settings
@@ -28,6 +29,7 @@ def create_app(test_config: dict[str, str] | None = None) -> Flask:
     models.init_app(app)
     ivr.init_app(app)
     staff.init_app(app)
+    jobs.init_app(app)
     return app
 
 

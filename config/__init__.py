@@ -22,6 +22,7 @@ PROJECT_DIR = CONFIG_DIR.parent
 DEFAULT_LINE_CONFIG = CONFIG_DIR / "line.yaml"
 CALLER_NUMBER_MODES = ("raw", "hash", "none")
 SECRETS = ("SECRET_KEY", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN")
+TRANSCRIBER_NAMES = ("whisper", "none")
 
 
 class SettingsError(RuntimeError):
@@ -123,6 +124,75 @@ def load_settings(env: dict[str, str] | None = None, instance_dir: Path | None =
         "LOG_FORMAT": env.get("LOG_FORMAT") or ("json" if app_env == "production" else "text"),
         "LOG_LEVEL": (env.get("LOG_LEVEL") or "INFO").upper(),
         "METRICS_TOKEN": env.get("METRICS_TOKEN", "").strip(),
+        **worker_settings(env, instance_dir),
+    }
+
+
+def _number(env: dict[str, str], name: str, default: float, kind=float) -> float:
+    try:
+        value = kind(env.get(name, "").strip() or default)
+    except ValueError:
+        raise SettingsError(f"{name} must be a {'whole ' if kind is int else ''}number") from None
+    if value < 0:
+        raise SettingsError(f"{name} must not be negative")
+    return value
+
+
+def _flag(env: dict[str, str], name: str, default: bool) -> bool:
+    value = env.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        raise SettingsError(f"{name} must be true or false, not {value!r}")
+    return value in ("1", "true", "yes", "on")
+
+
+def transcribers(spec: str) -> dict[str, str]:
+    """`es-US=whisper,en-US=whisper,*=none` as a mapping; `*` is every other language."""
+    found = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        language, _, name = part.partition("=")
+        if not name.strip() or name.strip() not in TRANSCRIBER_NAMES:
+            raise SettingsError(f"TRANSCRIBERS: {part!r} must be LANGUAGE=" + "|".join(TRANSCRIBER_NAMES))
+        found[language.strip()] = name.strip()
+    return found
+
+
+def worker_settings(env: dict[str, str], instance_dir: Path) -> dict:
+    """The background worker's settings: queue, media checks, storage, transcription, retention
+    (see docs/worker.md)."""
+    backend = env.get("RECORDINGS_STORAGE", "local").strip().lower() or "local"
+    if backend not in ("local", "s3"):
+        raise SettingsError(f"RECORDINGS_STORAGE must be local or s3, not {backend!r}")
+    if backend == "s3" and not env.get("S3_BUCKET", "").strip():
+        raise SettingsError("S3_BUCKET is not set: RECORDINGS_STORAGE=s3 needs a bucket")
+    media_format = env.get("RECORDING_FORMAT", "wav").strip().lower() or "wav"
+    if media_format not in ("wav", "mp3"):
+        raise SettingsError(f"RECORDING_FORMAT must be wav or mp3, not {media_format!r}")
+    return {
+        "JOB_MAX_ATTEMPTS": int(_number(env, "JOB_MAX_ATTEMPTS", 8, int)) or 1,
+        "JOB_BACKOFF_SECONDS": _number(env, "JOB_BACKOFF_SECONDS", 15),
+        "JOB_BACKOFF_MAX_SECONDS": _number(env, "JOB_BACKOFF_MAX_SECONDS", 1800),
+        "JOB_LEASE_SECONDS": _number(env, "JOB_LEASE_SECONDS", 120) or 120,
+        "WORKER_POLL_SECONDS": _number(env, "WORKER_POLL_SECONDS", 1),
+        "WORKER_SWEEP_SECONDS": _number(env, "WORKER_SWEEP_SECONDS", 300),
+        "RECORDING_FORMAT": media_format,
+        "RECORDING_MAX_BYTES": int(_number(env, "RECORDING_MAX_BYTES", 100 * 1024 * 1024, int)),
+        "MEDIA_TIMEOUT_SECONDS": _number(env, "MEDIA_TIMEOUT_SECONDS", 30),
+        "DELETE_FROM_TWILIO": _flag(env, "DELETE_FROM_TWILIO", False),
+        "RECORDINGS_STORAGE": backend,
+        "S3_BUCKET": env.get("S3_BUCKET", "").strip(),
+        "S3_PREFIX": env.get("S3_PREFIX", "").strip().strip("/"),
+        "S3_ENDPOINT_URL": env.get("S3_ENDPOINT_URL", "").strip() or None,
+        "S3_REGION": env.get("S3_REGION", "").strip() or None,
+        "TRANSCRIBERS": transcribers(env.get("TRANSCRIBERS", "") or "*=whisper"),
+        "TWILIO_TRANSCRIPT_GRACE_SECONDS": _number(env, "TWILIO_TRANSCRIPT_GRACE_SECONDS", 900),
+        "WHISPER_MODEL_DIR": env.get("WHISPER_MODEL_DIR", "").strip() or str(instance_dir / "whisper-model"),
+        "WHISPER_THREADS": int(_number(env, "WHISPER_THREADS", 0, int)),
+        "WHISPER_COMPUTE_TYPE": env.get("WHISPER_COMPUTE_TYPE", "").strip() or "int8",
+        "WHISPER_BEAM_SIZE": int(_number(env, "WHISPER_BEAM_SIZE", 5, int)) or 1,
+        "RETENTION_DAYS": int(_number(env, "RETENTION_DAYS", 0, int)),
+        "RETENTION_KEEP_TRANSCRIPTS": _flag(env, "RETENTION_KEEP_TRANSCRIPTS", True),
         # The staff console: a sign-in lasts this many hours; Secure cookies always when set.
         "CONSOLE_SESSION_HOURS": float(env.get("CONSOLE_SESSION_HOURS") or 12),
         "SESSION_COOKIE_SECURE": env.get("SESSION_COOKIE_SECURE", "").strip().lower() in ("1", "true", "yes"),

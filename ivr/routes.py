@@ -159,6 +159,11 @@ def is_lock_timeout(exc: SQLAlchemyError) -> bool:
     return "database is locked" in str(getattr(exc, "orig", exc))
 
 
+def work(kind: str, recording_sid: str) -> Fact:
+    """Background work for the worker, queued in the same transaction as the fact."""
+    return Fact("job", {"kind": kind, "key": recording_sid, "max_attempts": current_app.config["JOB_MAX_ATTEMPTS"]})
+
+
 def choice(step: int, kind: str, now: datetime, **values) -> Fact:
     return Fact("choice", {"call_sid": g.call_sid, "step": step, "kind": kind, "at": now, **values})
 
@@ -341,6 +346,7 @@ def recording_status():
     if sid is None:
         abort(400, description="RecordingSid is required.")
     now = utcnow()
+    status = clipped("RecordingStatus", 16) or "completed"
     store(
         [
             Fact("call", {"values": this_call(now)}),
@@ -350,12 +356,13 @@ def recording_status():
                     "recording_sid": sid,
                     "call_sid": g.call_sid,
                     "at": now,
-                    "status": clipped("RecordingStatus", 16) or "completed",
+                    "status": status,
                     "duration": seconds("RecordingDuration"),
                     "media_url": clipped("RecordingUrl", 512),
                     "error_code": clipped("ErrorCode", 16),
                 },
             ),
+            *([work("download", sid)] if status == "completed" else []),
         ]
     )
     return answer(twiml.nothing())
@@ -384,6 +391,8 @@ def transcription():
                     "language": "en-US",
                 },
             ),
+            # Twilio could not transcribe it: no need to wait out the grace period for its transcript.
+            *([] if completed else [work("transcribe", sid)]),
         ]
     )
     return answer(twiml.nothing())

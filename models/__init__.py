@@ -4,6 +4,7 @@ from .audit import AuditEntry, audit
 from .base import Base, db, insert_for, utcnow
 from .calls import Call, CallTopic, Choice
 from .comments import CommentState
+from .jobs import Job
 from .line import LineSettings, Topic
 from .recordings import Recording, Transcription
 from .setup import init_app
@@ -13,12 +14,14 @@ from .users import User
 
 __all__ = [
     "ApiToken",
+    "AuditEntry",
     "Base",
     "Call",
     "CallerHour",
     "CallTopic",
     "Choice",
     "HourlyCount",
+    "Job",
     "LineSettings",
     "Recording",
     "Topic",
@@ -28,7 +31,6 @@ __all__ = [
     "init_app",
     "insert_for",
     "utcnow",
-    "AuditEntry",
     "CommentState",
     "User",
     "audit",

@@ -30,7 +30,7 @@ class AuditEntry(db.Model):
     actor_label: Mapped[str] = mapped_column(String(254))  # the email then, or e.g. "worker", "cli"
     action: Mapped[str] = mapped_column(String(64))  # e.g. sign_in, listen, export, topic.rename
     target: Mapped[str | None] = mapped_column(String(255))  # e.g. "comment 4821937", "user ann@x.org"
-    detail: Mapped[dict] = mapped_column(JSON, default=dict)
+    detail: Mapped[dict | None] = mapped_column(JSON, default=dict)
     ip: Mapped[str | None] = mapped_column(String(64))
 
 

@@ -98,8 +98,17 @@ class CommentRow:
         return bool(self.state and self.state.transcript_removed_at)
 
     @property
+    def audio_purged(self) -> bool:
+        """Deleted under the retention rule (see `flask recordings purge`)."""
+        return self.recording.purged_at is not None
+
+    @property
     def has_audio(self) -> bool:
-        return not self.audio_removed and bool(self.recording.storage_key or self.recording.media_url)
+        return (
+            not self.audio_removed
+            and not self.audio_purged
+            and bool(self.recording.storage_key or self.recording.media_url)
+        )
 
     @property
     def text(self) -> str | None:

@@ -69,6 +69,7 @@ class Recording(db.Model):
     size_bytes: Mapped[int | None] = mapped_column(Integer)
     checksum: Mapped[str | None] = mapped_column(String(64))
     stored_at: Mapped[datetime | None]
+    purged_at: Mapped[datetime | None]  # the audio was deleted under the retention rule
 
     @property
     def reference(self) -> str:
@@ -86,6 +87,7 @@ class Transcription(db.Model):
     language: Mapped[str | None] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16))  # completed | failed
     text: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)  # why there is no text, when it failed
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -204,8 +206,10 @@ def note_transcription(
     status: str,
     text: str | None,
     language: str | None,
+    reason: str | None = None,
 ) -> None:
-    """Keep a transcript, creating the recording's row if this arrives first."""
+    """Keep a transcript (or, with status failed, the reason there is none), creating the
+    recording's row if this arrives first. A later result from the same source replaces it."""
     session.execute(
         insert_for(session, Recording)
         .values(recording_sid=recording_sid, call_sid=call_sid, created_at=at)
@@ -218,6 +222,7 @@ def note_transcription(
         language=language,
         status=status,
         text=text,
+        reason=reason,
         created_at=at,
         updated_at=at,
     )
@@ -228,6 +233,8 @@ def note_transcription(
             "status": ex.status,
             "text": ex.text,
             "transcription_sid": ex.transcription_sid,
+            "language": func.coalesce(ex.language, Transcription.language),
+            "reason": ex.reason,
             "updated_at": ex.updated_at,
         },
     )

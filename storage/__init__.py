@@ -65,5 +65,12 @@ def checksum(data: bytes) -> str:
 
 
 def storage_for(config) -> Storage:
-    """The backend the settings name (`RECORDINGS_DIR`, default instance/recordings)."""
+    """The backend the settings name: `RECORDINGS_DIR` (default instance/recordings), or with
+    RECORDINGS_STORAGE=s3 the bucket `S3_BUCKET`."""
+    if config.get("RECORDINGS_STORAGE") == "s3":
+        from .s3 import S3Storage
+
+        return S3Storage(
+            config["S3_BUCKET"], config.get("S3_PREFIX") or "", config.get("S3_ENDPOINT_URL"), config.get("S3_REGION")
+        )
     return LocalStorage(config.get("RECORDINGS_DIR") or Path(config["INSTANCE_DIR"]) / "recordings")

@@ -36,15 +36,35 @@ def media_url(config, recording_url: str, extension: str = "") -> str:
     return url + extension
 
 
+def _authorization(config) -> dict[str, str]:
+    credentials = f"{config['TWILIO_ACCOUNT_SID']}:{config['TWILIO_AUTH_TOKEN']}".encode()
+    return {"Authorization": "Basic " + base64.b64encode(credentials).decode()}
+
+
 def fetch_media(config, recording_url: str, extension: str = "", timeout: float = 20) -> Media:
     """GET a recording's media (`.wav` by default, `.mp3` with extension) with HTTP Basic auth."""
     url = media_url(config, recording_url, extension)
-    credentials = f"{config['TWILIO_ACCOUNT_SID']}:{config['TWILIO_AUTH_TOKEN']}".encode()
-    request = urllib.request.Request(url, headers={"Authorization": "Basic " + base64.b64encode(credentials).decode()})
+    request = urllib.request.Request(url, headers=_authorization(config))
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return Media(response.headers.get("Content-Type", "application/octet-stream"), response.read())
     except urllib.error.HTTPError as exc:
         raise MediaError(f"Twilio answered {exc.code} for {url}", exc.code) from None
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        raise MediaError(f"could not reach {url}: {exc}") from None
+
+
+def delete_media(config, recording_url: str, timeout: float = 20) -> bool:
+    """DELETE the recording from Twilio (its REST resource, `….json`). True when Twilio
+    deleted it, False when it was already gone (404); raises MediaError otherwise."""
+    url = media_url(config, recording_url, ".json")
+    request = urllib.request.Request(url, method="DELETE", headers=_authorization(config))
+    try:
+        with urllib.request.urlopen(request, timeout=timeout):
+            return True
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return False
+        raise MediaError(f"Twilio answered {exc.code} to DELETE {url}", exc.code) from None
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         raise MediaError(f"could not reach {url}: {exc}") from None

@@ -1,0 +1,60 @@
+"""What background work is outstanding, found from the facts themselves: the back-fill
+commands and the worker's periodic sweep both start here, so a lost enqueue or a status
+callback that never came still ends with the audio stored and a transcript (or a reason)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import and_, exists, or_, select
+
+from models import Recording, Transcription, utcnow
+from models.jobs import Job
+from models.recordings import NOT_A_COMMENT
+
+from .runner import queue
+from .transcripts import plan_transcription
+
+QUIET_MINUTES = 10  # a recording with no status callback after this long is fetched anyway
+
+
+def _no_job(kind: str):
+    return ~exists().where(Job.kind == kind, Job.key == Recording.recording_sid)
+
+
+def missing_audio(session, *, unqueued_only: bool = False) -> list[str]:
+    """Comments whose audio is not stored yet (and was not deleted under retention)."""
+    quiet_since = utcnow() - timedelta(minutes=QUIET_MINUTES)
+    conditions = [
+        Recording.stored_at.is_(None),
+        Recording.purged_at.is_(None),
+        or_(
+            Recording.status == "completed",
+            and_(Recording.status.is_(None), Recording.media_url.is_not(None), Recording.created_at < quiet_since),
+            and_(Recording.status.not_in(NOT_A_COMMENT), Recording.created_at < quiet_since),
+        ),
+    ]
+    if unqueued_only:
+        conditions.append(_no_job("download"))
+    return list(session.scalars(select(Recording.recording_sid).where(*conditions).order_by(Recording.id)))
+
+
+def missing_transcript(session, *, unqueued_only: bool = False) -> list[Recording]:
+    """Stored comments with no transcript."""
+    done = exists().where(Transcription.recording_sid == Recording.recording_sid, Transcription.status == "completed")
+    conditions = [Recording.stored_at.is_not(None), Recording.purged_at.is_(None), ~done]
+    if unqueued_only:
+        conditions.append(_no_job("transcribe"))
+    return list(session.scalars(select(Recording).where(*conditions).order_by(Recording.id)))
+
+
+def sweep(session, config) -> int:
+    """Queue the work no job exists for yet; return how many jobs were queued."""
+    sids = missing_audio(session, unqueued_only=True)
+    for sid in sids:
+        queue(session, config, "download", sid)
+    rows = missing_transcript(session, unqueued_only=True)
+    for row in rows:
+        plan_transcription(session, config, row)
+    session.commit()
+    return len(sids) + len(rows)

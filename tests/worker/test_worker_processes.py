@@ -1,0 +1,74 @@
+"""Real worker processes: one killed in the middle of a job, and two sharing 200 comments."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from models import Job, Recording, Transcription, db
+
+from .conftest import eventually
+from .sound import silence_wav
+
+
+def test_a_worker_killed_mid_job_leaves_it_to_run_again_and_its_effects_land_once(line, workers, settings):
+    line = line(JOB_LEASE_SECONDS="2")
+    wav = silence_wav(5)
+    sid = line.comment(wav, seconds=5)
+    line.standin.slow[sid] = 3  # the worker will be waiting on Twilio when it is killed
+    first = workers()
+    eventually(lambda: ("GET", sid) in line.standin.arrived, what="the first worker's request")
+    first.kill()
+    held = line.job("download", sid)
+    assert (held.state, held.attempts) == ("running", 1)  # held by a dead worker, until its lease ends
+    assert line.recording(sid).stored_at is None
+    line.standin.slow[sid] = 0
+    second = workers()
+    eventually(lambda: line.job("download", sid).state == "done", what="the job to run again")
+    assert second.stop() == 0
+    job = line.job("download", sid)
+    assert (job.attempts, job.worker) == (2, second.runs()[0]["worker"])
+    assert [e for e in line.standin.arrived if e == ("GET", sid)] == [("GET", sid)] * 2
+    assert [r["event"] for r in first.runs()] == ["start"]  # killed before it could finish
+    assert [r["event"] for r in second.runs()] == ["start", "end"]
+    files = [p for p in Path(settings["INSTANCE_DIR"], "recordings").rglob("*") if p.is_file()]
+    assert [p.name for p in files] == [f"{sid}.wav"]  # stored once, nothing half-written left
+    assert files[0].read_bytes() == wav
+    row = line.recording(sid)
+    assert row.checksum == hashlib.sha256(wav).hexdigest() and row.size_bytes == len(wav)
+
+
+def test_two_workers_share_two_hundred_comments_and_every_effect_lands_once(line, workers, settings):
+    line = line(JOB_LEASE_SECONDS="30")
+    wav = silence_wav(1)
+    sids = [line.comment(wav, seconds=1) for _ in range(200)]
+    pair = [workers(), workers()]
+
+    def all_finished():
+        with line.app.app_context():
+            unfinished = Job.state.in_(("queued", "running"))
+            open_jobs = db.session.scalar(select(func.count()).select_from(Job).where(unfinished))
+            total = db.session.scalar(select(func.count()).select_from(Job))
+            db.session.rollback()
+        return open_jobs == 0 and total == 400  # a download, then a transcription, per comment
+
+    eventually(all_finished, timeout=180, every=0.2, what="400 jobs to finish")
+    assert [worker.stop() for worker in pair] == [0, 0]
+
+    starts = [run for worker in pair for run in worker.runs() if run["event"] == "start"]
+    per_job = Counter((run["kind"], run["key"]) for run in starts)
+    assert len(per_job) == 400 and set(per_job.values()) == {1}  # no job ran twice
+    by_worker = Counter(run["worker"] for run in starts)
+    assert len(by_worker) == 2 and min(by_worker.values()) > 0, by_worker  # both took some
+    gets = Counter(sid for method, sid in line.standin.arrived if method == "GET")
+    assert gets == Counter({sid: 1 for sid in sids})
+    files = [p for p in Path(settings["INSTANCE_DIR"], "recordings").rglob("*") if p.is_file()]
+    assert sorted(p.stem for p in files) == sorted(sids)
+    with line.app.app_context():
+        assert db.session.scalar(select(func.count()).where(Recording.stored_at.is_not(None))) == 200
+        assert set(db.session.scalars(select(Job.attempts))) == {1}
+        reasons = db.session.scalars(select(Transcription.reason).where(Transcription.status == "failed")).all()
+        assert reasons == ["no transcriber is set for en-US"] * 200

@@ -427,3 +427,23 @@ def test_audio_purged_under_the_retention_rule_is_not_fetched_again(media_server
     assert response.status_code == 404 and "retention rule" in response.get_data(as_text=True)
     assert media_server.recording_hits(sid) == 0
     assert "Audio deleted under the retention rule." in staff_client.get("/inbox").get_data(as_text=True)
+
+
+def test_why_a_comment_has_no_transcript(app, sign_in, twilio):
+    _, sid, reference = leave_comment(twilio, "3", None)
+    with app.app_context():  # as the worker records a comment it cannot transcribe
+        db.session.add(
+            Transcription(
+                recording_sid=sid,
+                source="whisper",
+                status="failed",
+                text=None,
+                reason="too quiet to transcribe",
+                created_at=utcnow(),
+                updated_at=utcnow(),
+            )
+        )
+        db.session.commit()
+    staff_client = sign_in("staff")
+    assert "No transcript: too quiet to transcribe" in staff_client.get("/inbox").get_data(as_text=True)
+    assert "No transcript: too quiet to transcribe" in staff_client.get(f"/comments/{reference}").get_data(as_text=True)

@@ -72,6 +72,7 @@ class CommentRow:
     state: CommentState | None = None
     transcript: Transcription | None = None
     original: Transcription | None = None
+    no_text_reason: str | None = None  # why there is no transcript, when a transcriber said
 
     @property
     def reference(self) -> str:
@@ -98,8 +99,17 @@ class CommentRow:
         return bool(self.state and self.state.transcript_removed_at)
 
     @property
+    def audio_purged(self) -> bool:
+        """Deleted under the retention rule (see `flask recordings purge`)."""
+        return self.recording.purged_at is not None
+
+    @property
     def has_audio(self) -> bool:
-        return not self.audio_removed and bool(self.recording.storage_key or self.recording.media_url)
+        return (
+            not self.audio_removed
+            and not self.audio_purged
+            and bool(self.recording.storage_key or self.recording.media_url)
+        )
 
     @property
     def text(self) -> str | None:
@@ -264,10 +274,14 @@ def attach_transcripts(session, comments: list[CommentRow]) -> None:
     if not sids:
         return
     by_sid: dict[str, list[Transcription]] = {}
+    reasons: dict[str, str] = {}
     for t in session.scalars(select(Transcription).where(Transcription.recording_sid.in_(sids))):
         if t.status == "completed" and t.text:
             by_sid.setdefault(t.recording_sid, []).append(t)
+        elif t.reason:
+            reasons[t.recording_sid] = t.reason
     for c in comments:
+        c.no_text_reason = reasons.get(c.recording.recording_sid)
         found = sorted(by_sid.get(c.recording.recording_sid, []), key=lambda t: TRANSCRIPT_RANK.get(t.source, 9))
         c.transcript = found[0] if found else None
         originals = [t for t in found if t.source != "staff"]

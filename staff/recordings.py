@@ -96,8 +96,10 @@ def audio(reference: str):
     """The comment's audio. With a `Range: bytes=a-b` header, 206 and those bytes; 416 when
     the range lies outside the file; 404 when there is no audio; 502 when Twilio fails."""
     comment = comment_or_404(reference)
-    if comment.audio_removed or (comment.state and comment.state.deleted_at):
+    if comment.audio_removed or comment.deleted:
         abort(404, description="This comment's audio was removed.")
+    if comment.audio_purged:
+        abort(404, description="This comment's audio was deleted under the retention rule.")
     try:
         key = stored_key(comment.recording)
     except MediaError as exc:

@@ -245,17 +245,20 @@ def test_first_day_find_listen_review_and_hand_over_the_counts(browser, line, ap
     context.close()
 
 
-def test_counts_refresh_by_themselves(browser, line):
+def test_counts_refresh_by_themselves_on_a_tablet(browser, line):
     served, twilio = line
     leave_comment(twilio, "2", "1", From="+15035550201")
-    context = browser.new_context()
+    context = browser.new_context(viewport={"width": 820, "height": 1180})  # a tablet held upright
     page = context.new_page()
     page.goto(served.base + "/sign-in")
     page.fill("input[name=email]", "pat@example.org")
     page.fill("input[name=password]", PASSWORD)
     with page.expect_navigation():
         page.click("button:has-text('Sign in')")
+    no_sideways_scroll = "document.documentElement.scrollWidth <= window.innerWidth"
+    assert page.evaluate(no_sideways_scroll)  # the inbox fits the width
     page.goto(served.base + "/counts?every=2")
+    assert page.evaluate(no_sideways_scroll)
     assert counts_table(page)["transit"][0] == "1"
     leave_comment(twilio, "2", "2", From="+15035550202")  # a call comes in while the page is open
     page.wait_for_function(

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select, update
 
 import staff.console
-from models import AuditEntry, Call, Recording, Transcription, db, summary
+from models import AuditEntry, Call, Recording, Transcription, db, summary, utcnow
 from tests.console_support import leave_comment, wav_bytes
 
 
@@ -414,3 +414,36 @@ def test_caller_column_follows_the_caller_number_setting(settings, request, mode
         assert shown_as in body
     else:
         assert 'class="muted caller"' not in body
+
+
+def test_audio_purged_under_the_retention_rule_is_not_fetched_again(media_server, app, sign_in, fetched):
+    reference, sid = fetched
+    with app.app_context():  # what `flask recordings purge` leaves behind
+        recording = db.session.scalar(select(Recording).where(Recording.recording_sid == sid))
+        recording.purged_at, recording.storage_key = utcnow(), None
+        db.session.commit()
+    staff_client = sign_in("staff")
+    response = staff_client.get(f"/audio/{reference}")
+    assert response.status_code == 404 and "retention rule" in response.get_data(as_text=True)
+    assert media_server.recording_hits(sid) == 0
+    assert "Audio deleted under the retention rule." in staff_client.get("/inbox").get_data(as_text=True)
+
+
+def test_why_a_comment_has_no_transcript(app, sign_in, twilio):
+    _, sid, reference = leave_comment(twilio, "3", None)
+    with app.app_context():  # as the worker records a comment it cannot transcribe
+        db.session.add(
+            Transcription(
+                recording_sid=sid,
+                source="whisper",
+                status="failed",
+                text=None,
+                reason="too quiet to transcribe",
+                created_at=utcnow(),
+                updated_at=utcnow(),
+            )
+        )
+        db.session.commit()
+    staff_client = sign_in("staff")
+    assert "No transcript: too quiet to transcribe" in staff_client.get("/inbox").get_data(as_text=True)
+    assert "No transcript: too quiet to transcribe" in staff_client.get(f"/comments/{reference}").get_data(as_text=True)

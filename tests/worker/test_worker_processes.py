@@ -111,3 +111,32 @@ def test_a_worker_killed_while_transcribing_leaves_one_transcript_after_the_reru
     found = line.transcripts(sid)
     assert set(found) == {"whisper"} and found["whisper"].status == "completed"
     assert {"library", "budget"} <= set(found["whisper"].text.lower().replace(",", " ").replace(".", " ").split())
+
+
+def test_the_procfile_web_and_worker_processes_together(line, served_line, workers):
+    """gunicorn answers Twilio at once while Twilio's media is slow; the worker fetches it."""
+    import requests
+
+    line = line()
+    web = served_line(workers=1, threads=2)
+
+    def over_http(url, params, headers):
+        return requests.post(url, data=params, headers=headers, timeout=10)
+
+    twilio = type(line.twilio)(over_http, base=web.base)  # the same signing stand-in, over real HTTP
+    call = twilio.call()
+    call.dial()
+    call.press("2")
+    call.press("3")
+    _, sid = call.speak(seconds=3)
+    wav = silence_wav(3)
+    line.standin.add(sid, wav)
+    line.standin.slow[sid] = 4
+    worker = workers()
+    started = time.monotonic()
+    reply = call.recording_status(sid, seconds=3)
+    assert reply.root.tag == "Response" and time.monotonic() - started < 2  # never waits on Twilio
+    eventually(lambda: line.recording(sid).stored_at, timeout=60, what="the worker to store it")
+    assert worker.stop() == 0
+    assert line.stored_bytes(sid) == wav
+    assert line.transcripts(sid)["whisper"].reason == "no transcriber is set for es-US"

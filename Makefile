@@ -30,6 +30,8 @@ run: $(VENV)/.installed
 	@echo "Point a Twilio number at it: expose port 5000 through a tunnel (e.g. ngrok http 5000),"
 	@echo "set PUBLIC_BASE_URL and TWILIO_AUTH_TOKEN/TWILIO_ACCOUNT_SID in .env (see .env.example), and set"
 	@echo "the number's voice URL to <tunnel>/twilio/voice and its status callback to <tunnel>/twilio/status."
+	@echo "Recordings are fetched and transcribed by the worker: run it in another terminal with"
+	@echo "    $(DEV) $(BIN)/flask --app app worker run    (see docs/worker.md)"
 	@echo
 	$(DEV) $(BIN)/gunicorn --config config/gunicorn.py "app:create_app()"
 

@@ -76,12 +76,12 @@ def test_two_workers_share_two_hundred_comments_and_every_effect_lands_once(line
 
 
 def test_a_job_longer_than_its_lease_is_not_taken_by_another_worker(line, workers):
-    line = line(JOB_LEASE_SECONDS="1")
+    line = line(JOB_LEASE_SECONDS="2")
     sid = line.comment(silence_wav(2), seconds=2)
-    line.standin.slow[sid] = 3  # three leases long: the heartbeat must keep it
+    line.standin.slow[sid] = 6  # three leases long: the heartbeat must keep it
     pair = [workers(), workers()]
     eventually(lambda: line.job("download", sid).state == "done", timeout=60, what="the slow download")
-    time.sleep(1.5)  # a lease's length more: time for a second worker to take it, were it free
+    time.sleep(2.5)  # a lease's length more: time for a second worker to take it, were it free
     assert [worker.stop() for worker in pair] == [0, 0]
     starts = [run for worker in pair for run in worker.runs() if run["event"] == "start"]
     assert [(run["kind"], run["key"]) for run in starts if run["kind"] == "download"] == [("download", sid)]
@@ -131,11 +131,11 @@ def test_the_procfile_web_and_worker_processes_together(line, served_line, worke
     _, sid = call.speak(seconds=3)
     wav = silence_wav(3)
     line.standin.add(sid, wav)
-    line.standin.slow[sid] = 4
+    line.standin.slow[sid] = 6
     worker = workers()
     started = time.monotonic()
     reply = call.recording_status(sid, seconds=3)
-    assert reply.root.tag == "Response" and time.monotonic() - started < 2  # never waits on Twilio
+    assert reply.root.tag == "Response" and time.monotonic() - started < 4  # never waits on Twilio
     eventually(lambda: line.recording(sid).stored_at, timeout=60, what="the worker to store it")
     assert worker.stop() == 0
     assert line.stored_bytes(sid) == wav

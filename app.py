@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 
 from flask import Flask
@@ -13,14 +12,15 @@ import jobs
 import models
 import staff
 from config import SettingsError, load_settings
+from config.logs import configure_logging
 
 
 def create_app(test_config: dict[str, str] | None = None) -> Flask:
     """Build the app from the environment; `test_config` holds settings (by their environment
     names, see .env.example) that override it. Raises SettingsError, naming the setting,
     when production lacks a secret."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = load_settings({**os.environ, **(test_config or {})})
+    configure_logging(settings["LOG_FORMAT"], settings["LOG_LEVEL"])
     app = Flask(__name__, instance_path=settings["INSTANCE_DIR"])
     app.config.update(settings)
     if app.config["TRUSTED_PROXIES"]:

@@ -67,10 +67,7 @@ def load_settings(env: dict[str, str] | None = None, instance_dir: Path | None =
     found = {name: env.get(name, "").strip() for name in SECRETS}
     missing = [name for name, value in found.items() if not value]
     if missing and app_env == "production":
-        raise SettingsError(
-            f"{missing[0]} is not set: production needs {', '.join(SECRETS)} "
-            "(see .env.example)"
-        )
+        raise SettingsError(f"{missing[0]} is not set: production needs {', '.join(SECRETS)} (see .env.example)")
     if missing:
         generated = _dev_secrets(instance_dir)
         for name in missing:
@@ -121,6 +118,12 @@ def load_settings(env: dict[str, str] | None = None, instance_dir: Path | None =
         "LINE_CACHE_SECONDS": float(env.get("LINE_CACHE_SECONDS", "1")),
         "TWILIO_API_BASE": (env.get("TWILIO_API_BASE") or "https://api.twilio.com").rstrip("/"),
         "RECORDINGS_DIR": env.get("RECORDINGS_DIR") or str(instance_dir / "recordings"),
+        "SPOOL_DIR": env.get("SPOOL_DIR") or str(instance_dir / "spool"),
+        "DB_COOL_OFF_SECONDS": float(env.get("DB_COOL_OFF_SECONDS", "2")),
+        "SQLITE_BUSY_SECONDS": float(env.get("SQLITE_BUSY_SECONDS", "3")),
+        "LOG_FORMAT": env.get("LOG_FORMAT") or ("json" if app_env == "production" else "text"),
+        "LOG_LEVEL": (env.get("LOG_LEVEL") or "INFO").upper(),
+        "METRICS_TOKEN": env.get("METRICS_TOKEN", "").strip(),
         **worker_settings(env, instance_dir),
     }
 

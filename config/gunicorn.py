@@ -2,6 +2,8 @@
 
 import multiprocessing
 import os
+import shutil
+import tempfile
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '5000')}"
 workers = int(os.environ.get("WEB_WORKERS", multiprocessing.cpu_count()))
@@ -15,3 +17,29 @@ accesslog = os.environ.get("ACCESS_LOG") or None
 errorlog = "-"
 limit_request_line = 8190
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+# Prometheus: every worker writes its samples to files in one folder, emptied at start.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="commentline-metrics-")
+
+
+def on_starting(server):
+    """Refuse to start, in one clear line, when the settings are incomplete (production
+    without its secrets, an unknown time zone...)."""
+    from config import SettingsError, load_settings
+
+    try:
+        load_settings()
+    except SettingsError as exc:
+        server.log.error("Comment Line cannot start: %s", exc)
+        raise SystemExit(2) from None
+    folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder, exist_ok=True)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -32,8 +32,16 @@ def new_sid(prefix: str) -> str:
 
 
 class SimulatedCaller:
-    def __init__(self, post: Post, token: str, base_url: str, *, account_sid: str = "AC" + "0" * 32,
-                 from_number: str = "+15555550100", to_number: str = "+15555550199") -> None:
+    def __init__(
+        self,
+        post: Post,
+        token: str,
+        base_url: str,
+        *,
+        account_sid: str = "AC" + "0" * 32,
+        from_number: str = "+15555550100",
+        to_number: str = "+15555550199",
+    ) -> None:
         self.post, self.base_url = post, base_url.rstrip("/")
         self.validator = RequestValidator(token)
         self.account_sid, self.from_number, self.to_number = account_sid, from_number, to_number
@@ -46,12 +54,19 @@ class SimulatedCaller:
             raise RuntimeError(f"{url} answered {status}: {body[:200]}")
         return body
 
-    def play(self, presses: list[str], *, comment_seconds: int = 12, transcript: str | None = None,
-             max_turns: int = 60) -> PlayedCall:
+    def play(
+        self, presses: list[str], *, comment_seconds: int = 12, transcript: str | None = None, max_turns: int = 60
+    ) -> PlayedCall:
         """Play one call, pressing `presses` in order at each menu; return what was heard."""
         call = PlayedCall(new_sid("CA"))
-        base = {"CallSid": call.call_sid, "AccountSid": self.account_sid, "From": self.from_number,
-                "To": self.to_number, "Direction": "inbound", "ApiVersion": "2010-04-01"}
+        base = {
+            "CallSid": call.call_sid,
+            "AccountSid": self.account_sid,
+            "From": self.from_number,
+            "To": self.to_number,
+            "Direction": "inbound",
+            "ApiVersion": "2010-04-01",
+        }
         keys = list(presses)
         url, params = self.base_url + "/twilio/voice", {**base, "CallStatus": "ringing"}
         hung_up = False
@@ -86,8 +101,11 @@ class SimulatedCaller:
             if url is None or hung_up:
                 break
         call.heard.append("[hangs up]" if hung_up else "[the line hangs up]")
-        self.send(call, self.base_url + "/twilio/status",
-                  {**base, "CallStatus": "completed", "CallDuration": str(10 + comment_seconds)})
+        self.send(
+            call,
+            self.base_url + "/twilio/status",
+            {**base, "CallStatus": "completed", "CallDuration": str(10 + comment_seconds)},
+        )
         return call
 
     def record(self, call: PlayedCall, verb, base: dict, seconds: int, transcript: str | None):
@@ -96,11 +114,26 @@ class SimulatedCaller:
         media = f"https://api.twilio.com/2010-04-01/Accounts/{self.account_sid}/Recordings/{sid}"
         recording = {**base, "RecordingSid": sid, "RecordingUrl": media, "RecordingDuration": str(seconds)}
         if verb.get("recordingStatusCallback"):
-            self.send(call, verb.get("recordingStatusCallback"),
-                      {**recording, "RecordingStatus": "completed", "RecordingChannels": "1",
-                       "RecordingSource": "RecordVerb"})
+            self.send(
+                call,
+                verb.get("recordingStatusCallback"),
+                {
+                    **recording,
+                    "RecordingStatus": "completed",
+                    "RecordingChannels": "1",
+                    "RecordingSource": "RecordVerb",
+                },
+            )
         if verb.get("transcribeCallback") and transcript:
-            self.send(call, verb.get("transcribeCallback"),
-                      {**recording, "TranscriptionSid": new_sid("TR"), "TranscriptionText": transcript,
-                       "TranscriptionStatus": "completed", "TranscriptionUrl": media + "/Transcriptions"})
+            self.send(
+                call,
+                verb.get("transcribeCallback"),
+                {
+                    **recording,
+                    "TranscriptionSid": new_sid("TR"),
+                    "TranscriptionText": transcript,
+                    "TranscriptionStatus": "completed",
+                    "TranscriptionUrl": media + "/Transcriptions",
+                },
+            )
         return verb.get("action"), {**recording, "CallStatus": "in-progress", "Digits": "#"}

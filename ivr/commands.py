@@ -57,6 +57,7 @@ def _in_process_post(client):
     def post(url, params, headers):
         response = client.post(url, data=params, headers=headers)
         return response.status_code, response.get_data(as_text=True)
+
     return post
 
 
@@ -75,10 +76,15 @@ def _http_post(url, params, headers):
 @click.option("--url", help="Call a running line at this base URL instead of in this process.")
 @click.option("--from", "from_number", default="+15555550100", show_default=True, help="The caller's number.")
 @click.option("--seconds", default=12, show_default=True, help="Length of the recorded comment.")
-@click.option("--transcript", default="This is a test comment.", show_default=True,
-              help="What Twilio's transcription says (English lines only).")
-def call(press_flag: bool, keys: tuple[str, ...], url: str | None, from_number: str, seconds: int,
-         transcript: str) -> None:
+@click.option(
+    "--transcript",
+    default="This is a test comment.",
+    show_default=True,
+    help="What Twilio's transcription says (English lines only).",
+)
+def call(
+    press_flag: bool, keys: tuple[str, ...], url: str | None, from_number: str, seconds: int, transcript: str
+) -> None:
     """Play a call through the real, signed webhooks and print what the caller hears.
 
     KEYS are pressed at each menu in turn: `-` lets a menu time out, `hangup` hangs up.
@@ -88,12 +94,18 @@ def call(press_flag: bool, keys: tuple[str, ...], url: str | None, from_number: 
             raise click.BadParameter(f"{key!r} is not a key: use 0-9, *, #, - or hangup", param_hint="KEYS")
     token = current_app.config["TWILIO_AUTH_TOKEN"]
     if url:
-        caller = SimulatedCaller(_http_post, token, url, account_sid=current_app.config["TWILIO_ACCOUNT_SID"],
-                                 from_number=from_number)
+        caller = SimulatedCaller(
+            _http_post, token, url, account_sid=current_app.config["TWILIO_ACCOUNT_SID"], from_number=from_number
+        )
     else:
         base = current_app.config["PUBLIC_BASE_URL"] or "http://localhost"
-        caller = SimulatedCaller(_in_process_post(current_app.test_client()), token, base,
-                                 account_sid=current_app.config["TWILIO_ACCOUNT_SID"], from_number=from_number)
+        caller = SimulatedCaller(
+            _in_process_post(current_app.test_client()),
+            token,
+            base,
+            account_sid=current_app.config["TWILIO_ACCOUNT_SID"],
+            from_number=from_number,
+        )
     try:
         played = caller.play(list(keys), comment_seconds=seconds, transcript=transcript)
     except (RuntimeError, OSError) as exc:
@@ -102,3 +114,22 @@ def call(press_flag: bool, keys: tuple[str, ...], url: str | None, from_number: 
     for line in played.heard:
         click.echo(("  " if line.startswith("[") else "  > ") + line)
     click.echo(f"{played.webhooks} webhooks, all answered.")
+
+
+spool_cli = AppGroup("spool", help="Facts that waited on disk while the database was away.")
+
+
+@spool_cli.command("status")
+def spool_status() -> None:
+    """How many transactions wait in this machine's spool."""
+    spool = current_app.extensions["spool"]
+    click.echo(f"{spool.depth()} transaction(s) waiting in {spool.dir}")
+
+
+@spool_cli.command("replay")
+def spool_replay() -> None:
+    """Write every spooled transaction to the database now (safe to repeat)."""
+    report = current_app.extensions["spool"].replay(db.session)
+    click.echo(f"wrote {report.written}, rejected {report.rejected}, skipped {report.torn} torn line(s)")
+    if report.stopped:
+        raise click.ClickException(f"stopped: {report.stopped}; run it again when the database is back")

@@ -1,32 +1,47 @@
 """Twilio's webhooks: check, record the fact, answer.
 
 Each route reads Twilio's form, works out the reply from the URL's state (a pure function,
-cached), stores the fact with an idempotent upsert, commits, and answers TwiML. A database
-failure is logged and the caller still hears the next prompt.
+cached), and stores its facts (models/facts.py) with idempotent upserts in one transaction.
+When the database cannot take them, the facts go to the durable spool (ivr/spool.py) before
+the reply, and the caller hears the next prompt all the same.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from urllib.parse import parse_qs, parse_qsl, urlparse
 
-from flask import Blueprint, Response, abort, current_app, request
-from werkzeug.exceptions import HTTPException
+from flask import Blueprint, Response, abort, current_app, g, request
 from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import HTTPException
 
 from jobs import queue_work
 from models import db, utcnow
-from models.calls import STANCES, call_values, note_call, note_call_status, note_choice
+from models.calls import STANCES, call_values
+from models.facts import Fact, apply
 from models.line import LineScript, read_script_file, script_from_file
-from models.recordings import note_recording_action, note_recording_status, note_transcription, reference_for
+from models.recordings import reference_for
 
 from . import twiml
+from .metrics import begin_webhook, observe
 from .signature import public_base_url, require_twilio_signature
+from .spool import database_unavailable
 
 bp = Blueprint("ivr", __name__, url_prefix="/twilio")
+bp.before_request(begin_webhook)  # first, so that refused requests are measured too
 bp.before_request(require_twilio_signature)
+bp.after_request(observe)
 MAX_MISSES = 3  # at a menu, the third miss takes the fall-back
 MAX_EMPTY_RECORDINGS = 2
+RESCUE_STEP = 1000  # choices made on the rescue paths get steps of their own: 1000 + the failed step
+
+
+@bp.before_request
+def require_call_sid() -> None:
+    if not request.form.get("CallSid"):
+        abort(400, description="CallSid is required.")
 
 
 @bp.errorhandler(Exception)
@@ -36,19 +51,44 @@ def answer_despite_error(error: Exception):
     keep their status: only a request Twilio would never send gets one."""
     if isinstance(error, HTTPException):
         return Response(f"{error.code} {error.name}: {error.description}\n", error.code, mimetype="text/plain")
-    current_app.logger.exception("webhook %s failed for call %s", request.path, request.form.get("CallSid"))
-    script = current_app.extensions["line_script"]._script
-    if script is None:
+    current_app.logger.exception("webhook %s failed", request.path)
+    return rescue(step_of(request.url))
+
+
+def as_step(value: str | None) -> int:
+    return int(value) if value and value.isdigit() and len(value) <= 6 else 0
+
+
+def step_of(url: str | None) -> int:
+    """The step an action URL of ours carries (0 for any other URL)."""
+    return as_step(parse_qs(urlparse(url or "").query).get("s", [None])[0])
+
+
+def rescue(failed_step: int) -> Response:
+    """Ask for a general comment, counting the general topic as chosen. Used when a webhook
+    failed (here or, via the Fallback URL, as Twilio saw it)."""
+    try:
+        script = current_script()
+    except Exception:  # noqa: BLE001 - the rescue must not depend on what just failed
+        current_app.logger.exception("the line's script could not be read; using the file's")
         script = script_from_file(read_script_file(current_app.config["LINE_CONFIG"]))
-    language = request.args.get("l") or script.languages[0].code
-    body = twiml.record_comment(script, public_base_url(), language, script.general(), None, 0, 0, "trouble")
-    return Response(body, 200, mimetype="text/xml")
+    language = script.language(arg("l") or language_of(request.form.get("ErrorUrl"))).code
+    general, step = script.general(), RESCUE_STEP + failed_step
+    now, call = utcnow(), this_call(utcnow())
+    store(
+        [
+            Fact("call", {"values": call}),
+            Fact(
+                "choice",
+                {"call_sid": call["call_sid"], "step": step, "kind": "topic", "at": now, "topic": general.slug},
+            ),
+        ]
+    )
+    return answer(twiml.record_comment(script, public_base_url(), language, general, None, step + 1, 0, "trouble"))
 
 
-@bp.before_request
-def require_call_sid() -> None:
-    if not request.form.get("CallSid"):
-        abort(400, description="CallSid is required.")
+def language_of(url: str | None) -> str | None:
+    return parse_qs(urlparse(url or "").query).get("l", [None])[0]
 
 
 def answer(body: str) -> Response:
@@ -56,12 +96,19 @@ def answer(body: str) -> Response:
 
 
 def current_script() -> LineScript:
-    return current_app.extensions["line_script"].get(db.session)
+    breaker = current_app.extensions["db_breaker"]
+    return current_app.extensions["line_script"].get(db.session, database_ok=breaker.closed())
+
+
+def arg(name: str) -> str | None:
+    """A value the previous reply put in this webhook's URL (or, on the Fallback URL, in the
+    URL that failed)."""
+    return g.get("url_args", request.args).get(name)
 
 
 def state(name: str, default: int | None = None) -> int:
     """An integer the previous reply put in this URL (the step, the misses)."""
-    value = request.args.get(name)
+    value = arg(name)
     if value is None and default is not None:
         return default
     if value is None or not value.isdigit() or len(value) > 6:
@@ -77,30 +124,51 @@ def miss_notice(digits: str) -> str:
     return "invalid" if digits else "no_input"
 
 
-def this_call(now) -> dict:
+def this_call(now: datetime) -> dict:
     cfg = current_app.config
     return call_values(request.form, mode=cfg["CALLER_NUMBERS"], key=cfg["CALLER_HASH_KEY"], seen_at=now)
 
 
-def store(write) -> bool:
-    """Run `write(session)` and commit; on a database failure roll back, log, return False.
-    The caller is answered either way."""
-    try:
-        write(db.session)
-        db.session.commit()
-        return True
-    except SQLAlchemyError:
-        db.session.rollback()
-        current_app.logger.exception("could not store %s for call %s", request.path, request.form.get("CallSid"))
-        return False
+def store(facts: list[Fact]) -> list | None:
+    """Write the facts in one transaction and return what each returned; or, when the
+    database cannot take them, put them in the spool (on disk before this returns) and return
+    None. The caller is answered either way."""
+    ext = current_app.extensions
+    breaker = ext["db_breaker"]
+    if breaker.closed():
+        try:
+            with ext["write_lock"]:
+                results = apply(db.session, facts)
+                db.session.commit()
+            return results
+        except SQLAlchemyError as exc:
+            db.session.rollback()
+            if not database_unavailable(exc):
+                current_app.logger.exception("the database refused the facts of %s; spooling", request.path)
+            elif is_lock_timeout(exc):  # busy, not down: spool this one, try the next as usual
+                current_app.logger.warning("database locked too long at %s; spooling", request.path)
+            else:
+                breaker.trip()
+                current_app.logger.warning("database unavailable (%s); spooling", getattr(exc, "orig", exc))
+    ext["spool"].append(facts)
+    ext["spool_replayer"].start()
+    current_app.logger.info("spooled %d fact(s) from %s", len(facts), request.path)
+    return None
+
+
+def is_lock_timeout(exc: SQLAlchemyError) -> bool:
+    return "database is locked" in str(getattr(exc, "orig", exc))
+
+
+def choice(step: int, kind: str, now: datetime, **values) -> Fact:
+    return Fact("choice", {"call_sid": g.call_sid, "step": step, "kind": kind, "at": now, **values})
 
 
 @bp.post("/voice")
 def welcome():
     script = current_script()
     only = script.languages[0].code if len(script.languages) == 1 else None
-    values = this_call(utcnow())
-    store(lambda s: note_call(s, values, language=only))
+    store([Fact("call", {"values": this_call(utcnow()), "language": only})])
     return answer(twiml.welcome(script, public_base_url()))
 
 
@@ -115,13 +183,13 @@ def choose_language():
         if misses + 1 < MAX_MISSES:
             return answer(twiml.language_menu(script, base, step, misses + 1, miss_notice(digits)))
         lang = script.languages[0]
-    now, call = utcnow(), this_call(utcnow())
-
-    def write(session):
-        note_call(session, call, language=lang.code)
-        note_choice(session, call["call_sid"], step, "language", at=now, language=lang.code)
-
-    store(write)
+    now = utcnow()
+    store(
+        [
+            Fact("call", {"values": this_call(now), "language": lang.code}),
+            choice(step, "language", now, language=lang.code),
+        ]
+    )
     return answer(twiml.topic_menu(script, base, lang.code, step + 1, 0))
 
 
@@ -129,7 +197,7 @@ def choose_language():
 def choose_topic():
     script, base = current_script(), public_base_url()
     step, misses, digits = state("s"), state("m", 0), pressed()
-    language = request.args.get("l")
+    language = arg("l")
     if digits == "*":
         return answer(twiml.topic_menu(script, base, language, step, misses))
     topic = script.topic_for_digit(digits)
@@ -137,13 +205,8 @@ def choose_topic():
         if misses + 1 < MAX_MISSES:
             return answer(twiml.topic_menu(script, base, language, step, misses + 1, miss_notice(digits)))
         topic = script.general()
-    now, call = utcnow(), this_call(utcnow())
-
-    def write(session):
-        note_call(session, call)
-        note_choice(session, call["call_sid"], step, "topic", at=now, topic_id=topic.id)
-
-    store(write)
+    now = utcnow()
+    store([Fact("call", {"values": this_call(now)}), choice(step, "topic", now, topic=topic.slug)])
     if topic.stance:
         return answer(twiml.stance_menu(script, base, language, topic, step + 1, 0))
     return answer(twiml.record_comment(script, base, language, topic, None, step + 1))
@@ -153,7 +216,7 @@ def choose_topic():
 def choose_stance():
     script, base = current_script(), public_base_url()
     step, misses, digits = state("s"), state("m", 0), pressed()
-    language, topic = request.args.get("l"), script.topic(request.args.get("t"))
+    language, topic = arg("l"), script.topic(arg("t"))
     if topic is None:  # the topic was removed mid-call: take the comment all the same
         return answer(twiml.record_comment(script, base, language, script.general(), None, step + 1))
     stance = STANCES.get(digits)
@@ -163,13 +226,8 @@ def choose_stance():
         if misses + 1 < MAX_MISSES:
             return answer(twiml.stance_menu(script, base, language, topic, step, misses + 1, miss_notice(digits)))
         return answer(twiml.record_comment(script, base, language, topic, None, step + 1))
-    now, call = utcnow(), this_call(utcnow())
-
-    def write(session):
-        note_call(session, call)
-        note_choice(session, call["call_sid"], step, "stance", at=now, topic_id=topic.id, stance=stance)
-
-    store(write)
+    now = utcnow()
+    store([Fact("call", {"values": this_call(now)}), choice(step, "stance", now, topic=topic.slug, stance=stance)])
     return answer(twiml.record_comment(script, base, language, topic, stance, step + 1))
 
 
@@ -179,37 +237,51 @@ def recording_sid() -> str | None:
     if not sid:
         url = request.form.get("RecordingUrl", "").rstrip("/")
         sid = url.rsplit("/", 1)[-1] if "/Recordings/" in url else ""
-    return sid or None
+    return sid[:64] or None
 
 
 def seconds(name: str) -> int | None:
     value = request.form.get(name, "").strip()
-    return int(value) if value.isdigit() else None
+    return int(value) if value.isdigit() and len(value) < 9 else None
+
+
+def clipped(name: str, length: int) -> str | None:
+    value = request.form.get(name, "").strip()
+    return value[:length] or None
+
+
+def recording_fact(sid: str, now: datetime, script: LineScript) -> Fact:
+    stance = arg("p")
+    return Fact(
+        "recording_action",
+        {
+            "recording_sid": sid,
+            "call_sid": g.call_sid,
+            "at": now,
+            "topic": arg("t") or None,
+            "stance": stance if stance in STANCES.values() else None,
+            "language": script.language(arg("l")).code,
+            "step": as_step(arg("s")),
+            "duration": seconds("RecordingDuration"),
+            "finished_by": clipped("Digits", 16),
+            "media_url": clipped("RecordingUrl", 512),
+        },
+    )
 
 
 @bp.post("/recorded")
 def comment_recorded():
-    """The `<Record>` action: store the comment and read back its reference number."""
+    """The `<Record>` action: store the comment and read back its reference number (when the
+    database is away, the comment is spooled and the caller is thanked without one)."""
     script, base = current_script(), public_base_url()
-    step, language = state("s"), request.args.get("l")
-    topic, stance = script.topic(request.args.get("t")), request.args.get("p") or None
+    step, language = state("s"), arg("l")
+    topic, stance = script.topic(arg("t")), arg("p") or None
     digits, duration, sid = pressed(), seconds("RecordingDuration"), recording_sid()
-    now, call = utcnow(), this_call(utcnow())
     reference = None
     if sid:
-        row_id = []
-
-        def write(session):
-            note_call(session, call)
-            row_id.append(note_recording_action(
-                session, sid, call["call_sid"], at=now, topic_id=topic.id if topic else None,
-                stance=stance if stance in STANCES.values() else None, language=script.language(language).code,
-                step=step, duration=duration, finished_by=(digits or None) and digits[:16],
-                media_url=request.form.get("RecordingUrl") or None,
-            ))
-
-        if store(write):
-            reference = reference_for(row_id[0])
+        now = utcnow()
+        stored = store([Fact("call", {"values": this_call(now)}), recording_fact(sid, now, script)])
+        reference = reference_for(stored[1]) if stored else None
     if digits == "hangup":
         return answer(twiml.nothing())  # Twilio ignores it; the caller has gone
     if not duration:
@@ -221,8 +293,8 @@ def comment_recorded():
 def no_comment():
     """Twilio skipped the `<Record>` action: nothing was recorded. Offer it again, once."""
     script, base = current_script(), public_base_url()
-    step, misses, language = state("s"), state("m", 0) + 1, request.args.get("l")
-    topic, stance = script.topic(request.args.get("t")), request.args.get("p") or None
+    step, misses, language = state("s"), state("m", 0) + 1, arg("l")
+    topic, stance = script.topic(arg("t")), arg("p") or None
     if misses < MAX_EMPTY_RECORDINGS:
         return answer(twiml.record_comment(script, base, language, topic, stance, step, misses, "no_comment"))
     return answer(twiml.another_menu(script, base, language, step + 1, 0, "no_comment"))
@@ -231,7 +303,7 @@ def no_comment():
 @bp.post("/next")
 def another_topic():
     script, base = current_script(), public_base_url()
-    step, misses, digits, language = state("s"), state("m", 0), pressed(), request.args.get("l")
+    step, misses, digits, language = state("s"), state("m", 0), pressed(), arg("l")
     if digits == "1":
         return answer(twiml.topic_menu(script, base, language, step + 1, 0))
     if digits in ("", "2") or misses + 1 >= MAX_MISSES:
@@ -239,24 +311,57 @@ def another_topic():
     return answer(twiml.another_menu(script, base, language, step, misses + 1, "invalid"))
 
 
+@bp.post("/fallback")
+def fallback():
+    """The number's Fallback URL: Twilio comes here when a webhook failed (no answer, an error
+    status, bad TwiML), with `ErrorCode`, `ErrorUrl` and the failed request's parameters.
+    The failed request is answered here as the main path would have answered it: its facts
+    are keyed as there (a fact the main path stored before failing is not stored twice), and
+    the caller goes on where they were. If that fails too, or the failed URL is not one of
+    ours, the caller can leave a general comment."""
+    error_url = request.form.get("ErrorUrl") or ""
+    current_app.logger.warning("fallback after error %s at %s", request.form.get("ErrorCode"), error_url)
+    failed = urlparse(error_url)
+    view = RESUMABLE.get(failed.path.rsplit("/twilio/", 1)[-1]) if "/twilio/" in failed.path else None
+    if view is not None:
+        g.url_args = MultiDict(parse_qsl(failed.query))
+        try:
+            return view()
+        except HTTPException:
+            pass
+        except Exception:  # noqa: BLE001 - the failed path fails again: take a general comment
+            db.session.rollback()
+            current_app.logger.exception("the failed webhook %s failed again on the Fallback URL", failed.path)
+        g.pop("url_args")
+    return rescue(step_of(error_url))
+
+
 @bp.post("/recording-status")
 def recording_status():
     sid = recording_sid()
     if sid is None:
         abort(400, description="RecordingSid is required.")
-    now, call = utcnow(), this_call(utcnow())
-    status = request.form.get("RecordingStatus", "").strip()[:16] or "completed"
-
-    def write(session):
-        note_call(session, call)
-        note_recording_status(
-            session, sid, call["call_sid"], at=now, status=status, duration=seconds("RecordingDuration"),
-            media_url=request.form.get("RecordingUrl") or None,
-            error_code=(request.form.get("ErrorCode") or None) and request.form["ErrorCode"][:16],
-        )
-
-    if store(write) and status == "completed":
-        queue_work("download", sid)
+    now = utcnow()
+    status = clipped("RecordingStatus", 16) or "completed"
+    written = store(
+        [
+            Fact("call", {"values": this_call(now)}),
+            Fact(
+                "recording_status",
+                {
+                    "recording_sid": sid,
+                    "call_sid": g.call_sid,
+                    "at": now,
+                    "status": status,
+                    "duration": seconds("RecordingDuration"),
+                    "media_url": clipped("RecordingUrl", 512),
+                    "error_code": clipped("ErrorCode", 16),
+                },
+            ),
+        ]
+    )
+    if written is not None and status == "completed":
+        queue_work("download", sid)  # spooled facts: the worker's sweep finds it later
     return answer(twiml.nothing())
 
 
@@ -265,19 +370,27 @@ def transcription():
     sid = recording_sid()
     if sid is None:
         abort(400, description="RecordingSid is required.")
-    now, call = utcnow(), this_call(utcnow())
-    status = "completed" if request.form.get("TranscriptionStatus") == "completed" else "failed"
-
-    def write(session):
-        note_call(session, call)
-        note_transcription(
-            session, sid, call["call_sid"], at=now, source="twilio",
-            transcription_sid=request.form.get("TranscriptionSid") or None, status=status,
-            text=request.form.get("TranscriptionText") if status == "completed" else None,
-            language="en-US",
-        )
-
-    if store(write) and status == "failed":
+    now = utcnow()
+    completed = request.form.get("TranscriptionStatus") == "completed"
+    written = store(
+        [
+            Fact("call", {"values": this_call(now)}),
+            Fact(
+                "transcription",
+                {
+                    "recording_sid": sid,
+                    "call_sid": g.call_sid,
+                    "at": now,
+                    "source": "twilio",
+                    "transcription_sid": clipped("TranscriptionSid", 64),
+                    "status": "completed" if completed else "failed",
+                    "text": request.form.get("TranscriptionText") if completed else None,
+                    "language": "en-US",
+                },
+            ),
+        ]
+    )
+    if written is not None and not completed:
         queue_work("transcribe", sid)  # no need to wait out the grace period for Twilio's
     return answer(twiml.nothing())
 
@@ -293,8 +406,31 @@ def callback_time(now: datetime) -> datetime:
 
 @bp.post("/status")
 def call_status():
-    now, call = utcnow(), this_call(utcnow())
-    status = request.form.get("CallStatus", "").strip()[:16] or "completed"
-    store(lambda s: note_call_status(s, call, status=status, duration=seconds("CallDuration"),
-                                     ended_at=callback_time(now)))
+    now = utcnow()
+    store(
+        [
+            Fact(
+                "call_status",
+                {
+                    "values": this_call(now),
+                    "status": clipped("CallStatus", 16) or "completed",
+                    "duration": seconds("CallDuration"),
+                    "ended_at": callback_time(now),
+                },
+            )
+        ]
+    )
     return answer(twiml.nothing())
+
+
+# The webhooks whose answer the caller hears, by the last part of their path: the Fallback
+# URL answers a failed one of these as the main path would have.
+RESUMABLE = {
+    "voice": welcome,
+    "language": choose_language,
+    "topic": choose_topic,
+    "stance": choose_stance,
+    "recorded": comment_recorded,
+    "no-comment": no_comment,
+    "next": another_topic,
+}

@@ -36,7 +36,9 @@ def requested_url() -> str:
 def require_twilio_signature() -> None:
     """A `before_request` hook: 403 unless the request is signed with our Auth Token."""
     ok = is_valid_signature(
-        current_app.config["TWILIO_AUTH_TOKEN"], requested_url(), request.form,
+        current_app.config["TWILIO_AUTH_TOKEN"],
+        requested_url(),
+        request.form,
         request.headers.get("X-Twilio-Signature"),
     )
     if not ok:

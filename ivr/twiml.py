@@ -50,21 +50,22 @@ def welcome(script: LineScript, base: str) -> str:
 
 
 @lru_cache(maxsize=CACHE_SIZE)
-def language_menu(script: LineScript, base: str, step: int, misses: int, notice: str = "",
-                  greeting: bool = False) -> str:
+def language_menu(
+    script: LineScript, base: str, step: int, misses: int, notice: str = "", greeting: bool = False
+) -> str:
     lines = []
     if greeting:
         lines += [(script.say(lang.code, "greeting"), lang) for lang in script.languages]
     if notice:
         lines += [(script.say(lang.code, notice), lang) for lang in script.languages]
     lines += [(script.say(lang.code, "language_option"), lang) for lang in script.languages]
-    return _menu(script, url(base, "language", s=step, m=misses),
-                 url(base, "language", s=step, m=misses), lines)
+    return _menu(script, url(base, "language", s=step, m=misses), url(base, "language", s=step, m=misses), lines)
 
 
 @lru_cache(maxsize=CACHE_SIZE)
-def topic_menu(script: LineScript, base: str, language: str, step: int, misses: int,
-               notice: str = "", greeting: bool = False) -> str:
+def topic_menu(
+    script: LineScript, base: str, language: str, step: int, misses: int, notice: str = "", greeting: bool = False
+) -> str:
     lang = script.language(language)
     code = lang.code
     text = []
@@ -81,8 +82,9 @@ def topic_menu(script: LineScript, base: str, language: str, step: int, misses: 
 
 
 @lru_cache(maxsize=CACHE_SIZE)
-def stance_menu(script: LineScript, base: str, language: str, topic: TopicScript, step: int,
-                misses: int, notice: str = "") -> str:
+def stance_menu(
+    script: LineScript, base: str, language: str, topic: TopicScript, step: int, misses: int, notice: str = ""
+) -> str:
     lang = script.language(language)
     text = [script.say(lang.code, notice)] if notice else []
     text.append(script.say(lang.code, "stance", topic=topic.name(lang.code)))
@@ -91,8 +93,16 @@ def stance_menu(script: LineScript, base: str, language: str, topic: TopicScript
 
 
 @lru_cache(maxsize=CACHE_SIZE)
-def record_comment(script: LineScript, base: str, language: str, topic: TopicScript | None,
-                   stance: str | None, step: int, misses: int = 0, notice: str = "") -> str:
+def record_comment(
+    script: LineScript,
+    base: str,
+    language: str,
+    topic: TopicScript | None,
+    stance: str | None,
+    step: int,
+    misses: int = 0,
+    notice: str = "",
+) -> str:
     """The recording prompt, then `<Record>`. Twilio transcribes only American English; other
     languages are left to the worker's transcriber."""
     lang = script.language(language)
@@ -136,16 +146,21 @@ def comment_saved(script: LineScript, base: str, language: str, step: int, refer
 
 
 @lru_cache(maxsize=CACHE_SIZE)
-def another_menu(script: LineScript, base: str, language: str, step: int, misses: int,
-                 notice: str = "", lead: str = "") -> str:
+def another_menu(
+    script: LineScript, base: str, language: str, step: int, misses: int, notice: str = "", lead: str = ""
+) -> str:
     lang = script.language(language)
     text = [lead] if lead else []
     if notice:
         text.append(script.say(lang.code, notice))
     text.append(script.say(lang.code, "another"))
     response = VoiceResponse()
-    gather = Gather(action=url(base, "next", s=step, m=misses, l=lang.code), method="POST",
-                    num_digits=MENU_KEYS, timeout=script.menu_timeout_seconds)
+    gather = Gather(
+        action=url(base, "next", s=step, m=misses, l=lang.code),
+        method="POST",
+        num_digits=MENU_KEYS,
+        timeout=script.menu_timeout_seconds,
+    )
     _say(gather, " ".join(text), lang)
     response.append(gather)
     _say(response, script.say(lang.code, "goodbye"), lang)

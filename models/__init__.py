@@ -7,9 +7,26 @@ from .jobs import Job
 from .line import LineSettings, Topic
 from .recordings import Recording, Transcription
 from .setup import init_app
+from .summary import CallerHour, HourlyCount, TopicCaller
 from .tokens import ApiToken
 
 __all__ = [
-    "ApiToken", "AuditEntry", "Base", "Call", "CallTopic", "Choice", "Job", "LineSettings", "Recording", "Topic",
-    "Transcription", "db", "init_app", "insert_for", "utcnow",
+    "ApiToken",
+    "AuditEntry",
+    "Base",
+    "Call",
+    "CallerHour",
+    "CallTopic",
+    "Choice",
+    "HourlyCount",
+    "Job",
+    "LineSettings",
+    "Recording",
+    "Topic",
+    "TopicCaller",
+    "Transcription",
+    "db",
+    "init_app",
+    "insert_for",
+    "utcnow",
 ]

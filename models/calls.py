@@ -14,21 +14,35 @@ import hashlib
 import hmac
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, select
+from sqlalchemy import ForeignKey, Index, Integer, String, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
+from . import summary
 from .base import db, insert_for
+from .line import Topic
 
 FINAL_CALL_STATUSES = ("completed", "busy", "failed", "no-answer", "canceled")
 STANCES = {"1": "support", "2": "oppose", "3": "other"}
 # Values Twilio puts in `From` when the caller's number is withheld or unknown.
 WITHHELD_NUMBERS = {
-    "", "anonymous", "unknown", "restricted", "private", "blocked", "unavailable",
-    "+266696687", "+86282452253", "+7378742833", "+2562533",
+    "",
+    "anonymous",
+    "unknown",
+    "restricted",
+    "private",
+    "blocked",
+    "unavailable",
+    "+266696687",
+    "+86282452253",
+    "+7378742833",
+    "+2562533",
 }
 LOCATION_FIELDS = {
-    "FromCity": "from_city", "FromState": "from_state", "FromZip": "from_zip",
-    "FromCountry": "from_country", "CallerName": "caller_name",
+    "FromCity": "from_city",
+    "FromState": "from_state",
+    "FromZip": "from_zip",
+    "FromCountry": "from_country",
+    "CallerName": "caller_name",
 }
 
 
@@ -50,6 +64,7 @@ class Call(db.Model):
     ended_at: Mapped[datetime | None]
     duration: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[str | None] = mapped_column(String(16))
+    topics: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # distinct topics chosen
 
 
 class Choice(db.Model):
@@ -106,54 +121,96 @@ def call_values(form, *, mode: str, key: str, seen_at: datetime) -> dict:
 
 def note_call(session, values: dict, *, language: str | None = None) -> None:
     """Count the call if it is new; with `language`, set the language it chose."""
-    stmt = insert_for(session, Call).values(**values, language=language)
-    if language:
-        stmt = stmt.on_conflict_do_update(index_elements=["call_sid"], set_={"language": language})
-    else:
-        stmt = stmt.on_conflict_do_nothing(index_elements=["call_sid"])
-    session.execute(stmt)
+    inserted = session.execute(
+        insert_for(session, Call)
+        .values(**values, language=language)
+        .on_conflict_do_nothing(index_elements=["call_sid"])
+        .returning(Call.started_at)
+    ).first()
+    if inserted is not None:
+        summary.add(session, summary.hour_of(inserted.started_at), summary.WHOLE_LINE, calls=1)
+    elif language:
+        session.execute(update(Call).where(Call.call_sid == values["call_sid"]).values(language=language))
 
 
 def note_call_status(session, values: dict, *, status: str, duration: int | None, ended_at: datetime) -> None:
     """Keep the call's status from the status callback. A final status is never replaced by a
     non-final one that arrives late; duplicates change nothing."""
+    note_call(session, values)
     final = status in FINAL_CALL_STATUSES
-    fields = {"status": status, "duration": duration, "ended_at": ended_at if final else None}
-    stmt = insert_for(session, Call).values(**values, **fields)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["call_sid"],
-        set_=fields,
-        where=None if final else (Call.status.is_(None) | Call.status.not_in(FINAL_CALL_STATUSES)),
-    )
-    session.execute(stmt)
+    stmt = update(Call).where(Call.call_sid == values["call_sid"])
+    if not final:
+        stmt = stmt.where(Call.status.is_(None) | Call.status.not_in(FINAL_CALL_STATUSES))
+    session.execute(stmt.values(status=status, duration=duration, ended_at=ended_at if final else None))
 
 
 def note_choice(
-    session, call_sid: str, step: int, kind: str, *, at: datetime,
-    topic_id: int | None = None, language: str | None = None, stance: str | None = None,
+    session,
+    call_sid: str,
+    step: int,
+    kind: str,
+    *,
+    at: datetime,
+    topic: str | None = None,
+    language: str | None = None,
+    stance: str | None = None,
 ) -> None:
-    """Store a keypress as a fact keyed on (call, step), and keep `call_topics` in step."""
-    session.execute(
+    """Store a keypress as a fact keyed on (call, step); when it is new, bring `call_topics`
+    and the summaries up to date in the same transaction. `topic` is the topic's slug (facts
+    name topics by slug, so that a fact taken while the database was away can be written
+    later). The call's row must exist (every webhook's facts start with it)."""
+    topic_id = session.execute(select(Topic.id).where(Topic.slug == topic)).scalar() if topic else None
+    new = session.execute(
         insert_for(session, Choice)
-        .values(call_sid=call_sid, step=step, kind=kind, topic_id=topic_id,
-                language=language, stance=stance, chosen_at=at)
-        .on_conflict_do_nothing(index_elements=["call_sid", "step"])
-    )
-    if topic_id is None:
-        return
-    stmt = insert_for(session, CallTopic).values(
-        call_sid=call_sid, topic_id=topic_id, stance=stance, stance_step=step if stance else 0
-    )
-    if stance:
-        excluded = stmt.excluded
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["call_sid", "topic_id"],
-            set_={"stance": excluded.stance, "stance_step": excluded.stance_step},
-            where=CallTopic.stance_step < excluded.stance_step,
+        .values(
+            call_sid=call_sid, step=step, kind=kind, topic_id=topic_id, language=language, stance=stance, chosen_at=at
         )
-    else:
-        stmt = stmt.on_conflict_do_nothing(index_elements=["call_sid", "topic_id"])
-    session.execute(stmt)
+        .on_conflict_do_nothing(index_elements=["call_sid", "step"])
+        .returning(Choice.step)
+    ).first()
+    if new is None or topic_id is None:
+        return  # a retry (everything below was done with the first), or no topic
+    call = session.execute(select(Call.started_at, Call.caller_hash).where(Call.call_sid == call_sid)).first()
+    hour = summary.hour_of(call.started_at if call else at)
+    paired = session.execute(
+        insert_for(session, CallTopic)
+        .values(call_sid=call_sid, topic_id=topic_id, stance=stance, stance_step=step if stance else 0)
+        .on_conflict_do_nothing(index_elements=["call_sid", "topic_id"])
+        .returning(CallTopic.call_sid)
+    ).first()
+    if paired is not None:  # the call's first choice of this topic
+        topics = session.execute(
+            update(Call).where(Call.call_sid == call_sid).values(topics=Call.topics + 1).returning(Call.topics)
+        ).scalar()
+        if topics == 1:
+            summary.add(session, hour, summary.WHOLE_LINE, routed=1)
+        new_caller = bool(call and call.caller_hash) and summary.count_caller(session, hour, topic_id, call.caller_hash)
+        summary.add(session, hour, topic_id, calls=1, callers_new=int(new_caller), **({stance: 1} if stance else {}))
+        return
+    if stance is None:
+        return
+    before = session.execute(
+        select(CallTopic.stance, CallTopic.stance_step)
+        .where(CallTopic.call_sid == call_sid, CallTopic.topic_id == topic_id)
+        .with_for_update()
+    ).first()
+    if before.stance_step >= step:
+        return  # a later position is already stored
+    session.execute(
+        update(CallTopic)
+        .where(CallTopic.call_sid == call_sid, CallTopic.topic_id == topic_id)
+        .values(stance=stance, stance_step=step)
+    )
+    if before.stance != stance:
+        deltas = {stance: 1}
+        if before.stance:
+            deltas[before.stance] = -1
+        summary.add(session, hour, topic_id, **deltas)
+
+
+def topic_id_of(slug: str | None):
+    """The id of the topic with this slug, as a subquery (NULL when there is none)."""
+    return select(Topic.id).where(Topic.slug == slug).scalar_subquery()
 
 
 def expected_call_topics(session) -> dict[tuple[str, int], str | None]:

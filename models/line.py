@@ -7,22 +7,34 @@ import hashlib
 import json
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy import JSON, Boolean, Integer, String, func, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import db, utcnow
 
 WORDING_KEYS = (
-    "greeting", "language_option", "topic_intro", "topic_option", "repeat_hint", "stance",
-    "record", "no_input", "invalid", "no_comment", "reference", "thanks", "another",
-    "goodbye", "trouble",
+    "greeting",
+    "language_option",
+    "topic_intro",
+    "topic_option",
+    "repeat_hint",
+    "stance",
+    "record",
+    "no_input",
+    "invalid",
+    "no_comment",
+    "reference",
+    "thanks",
+    "another",
+    "goodbye",
+    "trouble",
 )
 KEYPAD = set("0123456789")
 
@@ -199,8 +211,9 @@ def build_script(settings: LineSettings, topics: list[Topic]) -> LineScript:
         fingerprint=hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest(),
         languages=tuple(Language(lang["code"], lang["digit"], lang["voice"]) for lang in settings.languages),
         topics=tuple(
-            TopicScript(t.id, t.slug, t.digit, t.stance, tuple(t.names.items()),
-                        tuple((t.prompts or {}).items()), t.enabled)
+            TopicScript(
+                t.id, t.slug, t.digit, t.stance, tuple(t.names.items()), tuple((t.prompts or {}).items()), t.enabled
+            )
             for t in ordered
         ),
         general_topic=settings.general_topic,
@@ -212,31 +225,37 @@ def build_script(settings: LineSettings, topics: list[Topic]) -> LineScript:
 
 class ScriptCache:
     """The current script, read once per process and again only when its version changes
-    (checked at most every `ttl` seconds)."""
+    (checked at most every `ttl` seconds). While the database cannot be read, callers hear
+    the script last read, or, in a process that never read one, the script file's."""
 
-    def __init__(self, ttl: float = 1.0) -> None:
+    def __init__(self, ttl: float = 1.0, fallback_file: str | Path | None = None) -> None:
         self.ttl = ttl
+        self.fallback_file = fallback_file
         self._script: LineScript | None = None
         self._checked = 0.0
         self._lock = threading.Lock()
 
-    def get(self, session) -> LineScript:
+    def get(self, session, database_ok: bool = True) -> LineScript:
         now = time.monotonic()
         script = self._script
-        if script is not None and now - self._checked < self.ttl:
+        if script is not None and (now - self._checked < self.ttl or not database_ok):
             return script
         try:
+            if not database_ok:
+                raise ScriptError("the database is away")
             version = session.execute(select(LineSettings.version).where(LineSettings.id == 1)).scalar()
-        except SQLAlchemyError:
+            if version is None:
+                raise ScriptError("the line has no script yet: run `flask line load`")
+            if script is None or script.version != version or script.fingerprint.startswith("file:"):
+                settings = session.get(LineSettings, 1)
+                script = build_script(settings, list(session.scalars(select(Topic))))
+        except (SQLAlchemyError, ScriptError):
+            if database_ok:
+                session.rollback()
             if script is None:
-                raise
-            session.rollback()
-            return script  # the database is away: callers hear the script we last read
-        if version is None:
-            raise ScriptError("the line has no script yet: run `flask line load`")
-        if script is None or script.version != version:
-            settings = session.get(LineSettings, 1)
-            script = build_script(settings, list(session.scalars(select(Topic))))
+                if self.fallback_file is None:
+                    raise
+                script = script_from_file(read_script_file(self.fallback_file))
         with self._lock:
             self._script, self._checked = script, now
         return script
@@ -254,7 +273,8 @@ def script_from_file(data: dict) -> LineScript:
     cannot be read. Its topics have no ids: facts taken with it are keyed by slug."""
     settings = LineSettings(id=1, version=0, **_settings_values(data))
     topics = [Topic(id=None, slug=t["slug"], **_topic_values(t, i)) for i, t in enumerate(data["topics"])]
-    return build_script(settings, topics)
+    script = build_script(settings, topics)
+    return replace(script, fingerprint="file:" + script.fingerprint)
 
 
 def line_is_empty(session) -> bool:
@@ -263,7 +283,9 @@ def line_is_empty(session) -> bool:
 
 def _settings_values(data: dict) -> dict:
     return {
-        "languages": [{"code": str(l["code"]), "digit": str(l["digit"]), "voice": l["voice"]} for l in data["languages"]],
+        "languages": [
+            {"code": str(l["code"]), "digit": str(l["digit"]), "voice": l["voice"]} for l in data["languages"]
+        ],
         "wording": data["wording"],
         "general_topic": data["general_topic"],
         "record_max_seconds": int(data.get("record_max_seconds", 180)),
@@ -272,8 +294,10 @@ def _settings_values(data: dict) -> dict:
 
 
 def _settings_values_of(row: LineSettings) -> dict:
-    return {key: getattr(row, key) for key in
-            ("languages", "wording", "general_topic", "record_max_seconds", "menu_timeout_seconds")}
+    return {
+        key: getattr(row, key)
+        for key in ("languages", "wording", "general_topic", "record_max_seconds", "menu_timeout_seconds")
+    }
 
 
 def _topic_values_of(row: Topic) -> dict:

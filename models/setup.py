@@ -14,7 +14,6 @@ from config import PROJECT_DIR
 
 from .base import db
 
-SQLITE_BUSY_SECONDS = 15
 migrate = Migrate()
 
 
@@ -28,20 +27,26 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
         cursor.close()
 
 
-def engine_options(url: str) -> dict:
+def engine_options(url: str, sqlite_busy_seconds: float) -> dict:
+    """SQLite waits at most `sqlite_busy_seconds` for the write lock (then the webhook spools);
+    PostgreSQL gives up connecting after 3 s."""
     if url.startswith("sqlite"):
-        return {"connect_args": {"timeout": SQLITE_BUSY_SECONDS, "check_same_thread": False}}
-    return {"pool_size": 4, "max_overflow": 8, "pool_recycle": 1800, "pool_pre_ping": False,
-            "connect_args": {"connect_timeout": 3}}
+        return {"connect_args": {"timeout": sqlite_busy_seconds, "check_same_thread": False}}
+    return {
+        "pool_size": 4,
+        "max_overflow": 8,
+        "pool_recycle": 1800,
+        "pool_pre_ping": False,
+        "connect_args": {"connect_timeout": 3},
+    }
 
 
 def init_app(app: Flask) -> None:
     url = app.config["SQLALCHEMY_DATABASE_URI"]
-    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(url))
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(url, app.config["SQLITE_BUSY_SECONDS"]))
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     db.init_app(app)

@@ -7,18 +7,25 @@
   `comments`: recordings for the topic longer than 0 s whose status is not absent or
   failed; `stance`: per call and topic, the last position pressed.
 - `unrouted`: calls that chose no topic.
+
+Whole hours of a window are read from the hourly summaries (models/summary.py); the parts of
+an hour at either end are counted from the facts themselves. Both give the same numbers: the
+tests compare them, and `flask counts verify` checks the summaries against the facts.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import case, distinct, func, or_, select
+from sqlalchemy import case, distinct, func, or_, select, union_all
 
 from .calls import Call, CallTopic
 from .line import Topic
 from .recordings import NOT_A_COMMENT, Recording
+from .summary import WHOLE_LINE, CallerHour, HourlyCount, hour_of
+
+STANCE_NAMES = ("support", "oppose", "other")
 
 
 @dataclass
@@ -30,7 +37,7 @@ class TopicCount:
     calls: int = 0
     callers: int | None = 0
     comments: int = 0
-    stance: dict = field(default_factory=lambda: {"support": 0, "oppose": 0, "other": 0})
+    stance: dict = field(default_factory=lambda: dict.fromkeys(STANCE_NAMES, 0))
 
 
 @dataclass
@@ -43,67 +50,153 @@ class Tally:
         return asdict(self)
 
 
-def _window(since: datetime | None, until: datetime | None) -> list:
+@dataclass
+class Partial:
+    """Counts for one piece of a window, to be added to the others."""
+
+    calls: int = 0
+    routed: int = 0
+    topics: dict[int, dict[str, int]] = field(default_factory=dict)
+
+    def topic(self, topic_id: int) -> dict[str, int]:
+        return self.topics.setdefault(topic_id, {"calls": 0, "comments": 0, **dict.fromkeys(STANCE_NAMES, 0)})
+
+    def add(self, other: Partial) -> None:
+        self.calls += other.calls
+        self.routed += other.routed
+        for topic_id, counts in other.topics.items():
+            mine = self.topic(topic_id)
+            for name, value in counts.items():
+                mine[name] += value
+
+
+def _between(column, start: datetime | None, end: datetime | None) -> list:
     conditions = []
-    if since is not None:
-        conditions.append(Call.started_at >= since)
-    if until is not None:
-        conditions.append(Call.started_at < until)
+    if start is not None:
+        conditions.append(column >= start)
+    if end is not None:
+        conditions.append(column < end)
     return conditions
 
 
-def tally(session, since: datetime | None = None, until: datetime | None = None, *,
-          callers_known: bool = True) -> Tally:
-    """Counts for calls first seen in [since, until) (naive UTC; None for open ends)."""
-    window = _window(since, until)
-    total = session.execute(select(func.count()).select_from(Call).where(*window)).scalar_one()
-
-    per_topic = session.execute(
+def from_facts(session, start: datetime | None, end: datetime | None) -> Partial:
+    """Count [start, end) straight from the facts (used for the ragged ends of a window)."""
+    window = _between(Call.started_at, start, end)
+    part = Partial()
+    part.calls = session.execute(select(func.count()).select_from(Call).where(*window)).scalar_one()
+    part.routed = session.execute(
+        select(func.count(distinct(CallTopic.call_sid))).join(Call, Call.call_sid == CallTopic.call_sid).where(*window)
+    ).scalar_one()
+    rows = session.execute(
         select(
             CallTopic.topic_id,
             func.count(),
-            func.count(distinct(Call.caller_hash)),
-            func.sum(case((CallTopic.stance == "support", 1), else_=0)),
-            func.sum(case((CallTopic.stance == "oppose", 1), else_=0)),
-            func.sum(case((CallTopic.stance == "other", 1), else_=0)),
+            *(func.sum(case((CallTopic.stance == name, 1), else_=0)) for name in STANCE_NAMES),
         )
         .join(Call, Call.call_sid == CallTopic.call_sid)
         .where(*window)
         .group_by(CallTopic.topic_id)
-    ).all()
-    routed = session.execute(
-        select(func.count(distinct(CallTopic.call_sid)))
-        .join(Call, Call.call_sid == CallTopic.call_sid)
-        .where(*window)
-    ).scalar_one()
-    comments = dict(
-        session.execute(
-            select(Recording.topic_id, func.count())
-            .join(Call, Call.call_sid == Recording.call_sid)
-            .where(
-                *window,
-                Recording.topic_id.is_not(None),
-                Recording.duration > 0,
-                or_(Recording.status.is_(None), Recording.status.not_in(NOT_A_COMMENT)),
-            )
-            .group_by(Recording.topic_id)
-        ).all()
     )
+    for topic_id, calls, *stances in rows:
+        counts = part.topic(topic_id)
+        counts["calls"] = calls
+        counts.update({name: int(value or 0) for name, value in zip(STANCE_NAMES, stances, strict=True)})
+    comments = session.execute(
+        select(Recording.topic_id, func.count())
+        .join(Call, Call.call_sid == Recording.call_sid)
+        .where(
+            *window,
+            Recording.topic_id.is_not(None),
+            Recording.duration > 0,
+            or_(Recording.status.is_(None), Recording.status.not_in(NOT_A_COMMENT)),
+        )
+        .group_by(Recording.topic_id)
+    )
+    for topic_id, n in comments:
+        part.topic(topic_id)["comments"] = n
+    return part
 
-    topics = list(session.scalars(select(Topic).order_by(Topic.position, Topic.id)))
-    by_id = {}
-    for topic in topics:
-        first_language = next(iter(topic.names))
-        by_id[topic.id] = TopicCount(topic.slug, topic.digit, topic.names[first_language], topic.enabled,
-                                     callers=0 if callers_known else None)
-    for topic_id, calls, callers, support, oppose, other in per_topic:
-        count = by_id[topic_id]
-        count.calls = calls
-        count.callers = callers if callers_known else None
-        count.stance = {"support": int(support or 0), "oppose": int(oppose or 0), "other": int(other or 0)}
-    for topic_id, n in comments.items():
-        by_id[topic_id].comments = n
-    return Tally(calls=total, unrouted=total - routed, topics=list(by_id.values()))
+
+def from_summaries(session, start: datetime | None, end: datetime | None) -> Partial:
+    """Count whole hours [start, end) from `hourly_counts`."""
+    part = Partial()
+    rows = session.execute(
+        select(
+            HourlyCount.topic_id,
+            *(func.sum(getattr(HourlyCount, name)) for name in ("calls", "routed", "comments", *STANCE_NAMES)),
+        )
+        .where(*_between(HourlyCount.hour, start, end))
+        .group_by(HourlyCount.topic_id)
+    )
+    for topic_id, calls, routed, comments, *stances in rows:
+        if topic_id == WHOLE_LINE:
+            part.calls, part.routed = int(calls or 0), int(routed or 0)
+            continue
+        counts = part.topic(topic_id)
+        counts.update(calls=int(calls or 0), comments=int(comments or 0))
+        counts.update({name: int(value or 0) for name, value in zip(STANCE_NAMES, stances, strict=True)})
+    return part
 
 
-__all__ = ["Tally", "TopicCount", "tally"]
+def distinct_callers(session, whole: tuple | None, ends: list[tuple]) -> dict[int, int]:
+    """Distinct callers per topic over whole hours `whole` and ragged `ends`."""
+    if whole is not None and whole == (None, None) and not ends:
+        rows = session.execute(
+            select(HourlyCount.topic_id, func.sum(HourlyCount.callers_new)).group_by(HourlyCount.topic_id)
+        )
+        return {topic_id: int(n or 0) for topic_id, n in rows}
+    parts = []
+    if whole is not None:
+        parts.append(select(CallerHour.topic_id, CallerHour.caller_hash).where(*_between(CallerHour.hour, *whole)))
+    for start, end in ends:
+        parts.append(
+            select(CallTopic.topic_id, Call.caller_hash)
+            .join(Call, Call.call_sid == CallTopic.call_sid)
+            .where(*_between(Call.started_at, start, end), Call.caller_hash.is_not(None))
+        )
+    both = union_all(*parts).subquery()
+    rows = session.execute(select(both.c.topic_id, func.count(distinct(both.c.caller_hash))).group_by(both.c.topic_id))
+    return dict(rows.all())
+
+
+def _ceil_hour(moment: datetime) -> datetime:
+    floor = hour_of(moment)
+    return floor if floor == moment else floor + timedelta(hours=1)
+
+
+def tally(
+    session, since: datetime | None = None, until: datetime | None = None, *, callers_known: bool = True
+) -> Tally:
+    """Counts for calls first seen in [since, until) (naive UTC; None for open ends)."""
+    first_whole = _ceil_hour(since) if since is not None else None
+    last_whole = hour_of(until) if until is not None else None
+    total = Partial()
+    if first_whole is not None and last_whole is not None and first_whole >= last_whole:
+        whole, ends = None, [(since, until)]  # less than an hour's edge to edge: all from the facts
+    else:
+        whole, ends = (first_whole, last_whole), []
+        if since is not None and since < first_whole:
+            ends.append((since, first_whole))
+        if until is not None and last_whole < until:
+            ends.append((last_whole, until))
+        total.add(from_summaries(session, *whole))
+    for start, end in ends:
+        total.add(from_facts(session, start, end))
+    callers = distinct_callers(session, whole, ends) if callers_known else {}
+
+    counts = []
+    for topic in session.scalars(select(Topic).order_by(Topic.position, Topic.id)):
+        found = total.topics.get(topic.id, {})
+        counts.append(
+            TopicCount(
+                topic.slug,
+                topic.digit,
+                next(iter(topic.names.values())),
+                topic.enabled,
+                calls=found.get("calls", 0),
+                callers=callers.get(topic.id, 0) if callers_known else None,
+                comments=found.get("comments", 0),
+                stance={name: found.get(name, 0) for name in STANCE_NAMES},
+            )
+        )
+    return Tally(calls=total.calls, unrouted=total.calls - total.routed, topics=counts)

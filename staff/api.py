@@ -45,8 +45,7 @@ def json_error(error: HTTPException):
 
 def window():
     try:
-        return parse_window(request.args.get("since"), request.args.get("until"),
-                            current_app.config["LINE_TIMEZONE"])
+        return parse_window(request.args.get("since"), request.args.get("until"), current_app.config["LINE_TIMEZONE"])
     except BadWindow as exc:
         abort(400, description=str(exc))
 
@@ -77,10 +76,22 @@ def counts_csv():
     writer = csv.writer(out)
     writer.writerow(COUNTS_CSV_HEADER)
     for t in current_tally().topics:
-        writer.writerow([t.slug, t.digit, t.name, t.calls, "" if t.callers is None else t.callers, t.comments,
-                         t.stance["support"], t.stance["oppose"], t.stance["other"]])
-    return Response(out.getvalue(), mimetype="text/csv",
-                    headers={"Content-Disposition": "attachment; filename=counts.csv"})
+        writer.writerow(
+            [
+                t.slug,
+                t.digit,
+                t.name,
+                t.calls,
+                "" if t.callers is None else t.callers,
+                t.comments,
+                t.stance["support"],
+                t.stance["oppose"],
+                t.stance["other"],
+            ]
+        )
+    return Response(
+        out.getvalue(), mimetype="text/csv", headers={"Content-Disposition": "attachment; filename=counts.csv"}
+    )
 
 
 def _limit() -> int:

@@ -22,8 +22,9 @@ def parse_instant(value: str | None, zone: str, name: str) -> datetime | None:
         else:
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
     except ValueError:
-        raise BadWindow(f"{name}={value!r} is not an ISO 8601 date or time (e.g. 2026-11-30 or "
-                        "2026-11-30T14:00:00-05:00)") from None
+        raise BadWindow(
+            f"{name}={value!r} is not an ISO 8601 date or time (e.g. 2026-11-30 or 2026-11-30T14:00:00-05:00)"
+        ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=ZoneInfo(zone))
     return parsed.astimezone(UTC).replace(tzinfo=None)

@@ -22,13 +22,13 @@ from twilio.request_validator import RequestValidator
 
 from app import create_app
 from config import PROJECT_DIR, normalize_database_url
-from models import db
+from models import db, summary
+from models.calls import verify_call_topics
 from models.line import load_script, read_script_file
 
 TOKEN = "test-auth-token-0123456789abcdef"
 ACCOUNT = "AC" + "1" * 32
-SECRETS = {"APP_ENV": "test", "SECRET_KEY": "test-secret", "TWILIO_ACCOUNT_SID": ACCOUNT,
-           "TWILIO_AUTH_TOKEN": TOKEN}
+SECRETS = {"APP_ENV": "test", "SECRET_KEY": "test-secret", "TWILIO_ACCOUNT_SID": ACCOUNT, "TWILIO_AUTH_TOKEN": TOKEN}
 PG_URL = os.environ.get("TEST_DATABASE_URL")
 DATABASES = ["sqlite"] + (["postgresql"] if PG_URL else [])
 
@@ -69,9 +69,13 @@ def pg_migrated(tmp_path_factory) -> str | None:
 def empty_pg(url: str) -> None:
     engine = create_engine(normalize_database_url(url))
     with engine.begin() as conn:
-        tables = conn.execute(text(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
-        )).scalars().all()
+        tables = (
+            conn.execute(
+                text("SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'")
+            )
+            .scalars()
+            .all()
+        )
         conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
     engine.dispose()
 
@@ -103,6 +107,9 @@ def app(settings):
         db.session.commit()
     yield app
     with app.app_context():
+        db.session.remove()
+        # Whatever the test did, the summaries must still agree with the facts.
+        assert verify_call_topics(db.session) + summary.verify(db.session) == []
         db.session.remove()
         db.engine.dispose()
 
@@ -188,9 +195,19 @@ class Caller:
 
         self.twilio = twilio
         self.sid = call_sid or "CA" + secrets.token_hex(16)
-        self.params = {"CallSid": self.sid, "AccountSid": ACCOUNT, "From": "+15035550100", "To": "+15035550199",
-                       "Direction": "inbound", "ApiVersion": "2010-04-01", "FromCity": "PORTLAND",
-                       "FromState": "OR", "FromZip": "97201", "FromCountry": "US", **params}
+        self.params = {
+            "CallSid": self.sid,
+            "AccountSid": ACCOUNT,
+            "From": "+15035550100",
+            "To": "+15035550199",
+            "Direction": "inbound",
+            "ApiVersion": "2010-04-01",
+            "FromCity": "PORTLAND",
+            "FromState": "OR",
+            "FromZip": "97201",
+            "FromCountry": "US",
+            **params,
+        }
         self.reply: Reply | None = None
 
     def post(self, url: str, **extra) -> Reply:
@@ -216,24 +233,47 @@ class Caller:
         record = self.reply.record
         assert record is not None, self.reply.body
         sid = sid or "RE" + secrets.token_hex(16)
-        reply = self.post(record.get("action"), CallStatus="in-progress", Digits=digits,
-                          RecordingSid=sid, RecordingUrl=recording_url(sid), RecordingDuration=str(seconds))
+        reply = self.post(
+            record.get("action"),
+            CallStatus="in-progress",
+            Digits=digits,
+            RecordingSid=sid,
+            RecordingUrl=recording_url(sid),
+            RecordingDuration=str(seconds),
+        )
         return reply, sid
 
     def recording_status(self, sid: str, status: str = "completed", seconds: int = 12) -> Reply:
-        return self.post("/twilio/recording-status", RecordingSid=sid, RecordingUrl=recording_url(sid),
-                         RecordingStatus=status, RecordingDuration=str(seconds), RecordingChannels="1",
-                         RecordingSource="RecordVerb")
+        return self.post(
+            "/twilio/recording-status",
+            RecordingSid=sid,
+            RecordingUrl=recording_url(sid),
+            RecordingStatus=status,
+            RecordingDuration=str(seconds),
+            RecordingChannels="1",
+            RecordingSource="RecordVerb",
+        )
 
     def transcription(self, sid: str, text: str = "I support it.", status: str = "completed") -> Reply:
-        return self.post("/twilio/transcription", RecordingSid=sid, RecordingUrl=recording_url(sid),
-                         TranscriptionSid="TR" + sid[2:], TranscriptionText=text, TranscriptionStatus=status,
-                         TranscriptionUrl=recording_url(sid) + "/Transcriptions")
+        return self.post(
+            "/twilio/transcription",
+            RecordingSid=sid,
+            RecordingUrl=recording_url(sid),
+            TranscriptionSid="TR" + sid[2:],
+            TranscriptionText=text,
+            TranscriptionStatus=status,
+            TranscriptionUrl=recording_url(sid) + "/Transcriptions",
+        )
 
     def hang_up(self, duration: int = 30, status: str = "completed") -> Reply:
-        return self.post("/twilio/status", CallStatus=status, CallDuration=str(duration),
-                         Timestamp="Mon, 30 Nov 2026 12:00:00 +0000", CallbackSource="call-progress-events",
-                         SequenceNumber="0")
+        return self.post(
+            "/twilio/status",
+            CallStatus=status,
+            CallDuration=str(duration),
+            Timestamp="Mon, 30 Nov 2026 12:00:00 +0000",
+            CallbackSource="call-progress-events",
+            SequenceNumber="0",
+        )
 
 
 def recording_url(sid: str) -> str:
@@ -278,12 +318,24 @@ class ServedLine:
     def __init__(self, env: dict[str, str], workers: int = 2, threads: int = 4) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        full_env = {**os.environ, **env, "PORT": str(self.port), "HOST": "127.0.0.1",
-                    "WEB_WORKERS": str(workers), "WEB_THREADS": str(threads)}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--config", "config/gunicorn.py", "app:create_app()"],
-            cwd=PROJECT_DIR, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )
+        full_env = {
+            **os.environ,
+            **env,
+            "PORT": str(self.port),
+            "HOST": "127.0.0.1",
+            "WEB_WORKERS": str(workers),
+            "WEB_THREADS": str(threads),
+        }
+        self.log = Path(env["INSTANCE_DIR"]).parent / f"gunicorn-{self.port}.log"
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("wb") as log:  # a file, not a pipe nobody reads, which would fill up
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "--config", "config/gunicorn.py", "app:create_app()"],
+                cwd=PROJECT_DIR,
+                env=full_env,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -292,7 +344,7 @@ class ServedLine:
             except requests.RequestException:
                 time.sleep(0.1)
         self.stop()
-        raise RuntimeError("gunicorn did not start: " + self.process.stderr.read().decode()[-2000:])
+        raise RuntimeError("gunicorn did not start: " + self.log.read_text()[-2000:])
 
     def stop(self) -> None:
         if self.process.poll() is None:

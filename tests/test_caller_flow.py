@@ -48,7 +48,9 @@ def test_english_call_with_stance_stores_every_fact(twilio, app):
     call.dial()
     call.press("1")
     stance = call.press("1")  # budget asks for a position
-    assert "If you support the proposed city budget, press 1. If you oppose, press 2. Otherwise, press 3." in stance.said
+    assert (
+        "If you support the proposed city budget, press 1. If you oppose, press 2. Otherwise, press 3." in stance.said
+    )
     record_reply = call.press("2")
     rec = record_reply.record
     assert "Please leave your comment after the tone. Press the pound key when you are done." in record_reply.said
@@ -62,7 +64,12 @@ def test_english_call_with_stance_stores_every_fact(twilio, app):
     with app.app_context():
         stored = db.session.get(Call, call.sid)
         assert (stored.language, stored.status, stored.duration) == ("en-US", "completed", 95)
-        assert (stored.from_city, stored.from_state, stored.from_zip, stored.from_country) == ("PORTLAND", "OR", "97201", "US")
+        assert (stored.from_city, stored.from_state, stored.from_zip, stored.from_country) == (
+            "PORTLAND",
+            "OR",
+            "97201",
+            "US",
+        )
         assert stored.caller_hash and stored.from_number is None  # CALLER_NUMBERS=hash by default
         kinds = [c.kind for c in db.session.scalars(select(Choice).order_by(Choice.step))]
         assert kinds == ["language", "topic", "stance"]

@@ -1,7 +1,7 @@
 """jobs queue, audit log, transcript reason, recording purge time
 
 Revision ID: 9bc7d7105a97
-Revises: 7665af1c8966
+Revises: d1e58acc3458
 Create Date: 2026-11-30 05:44:29.869636
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '9bc7d7105a97'
-down_revision = '7665af1c8966'
+down_revision = 'd1e58acc3458'
 branch_labels = None
 depends_on = None
 

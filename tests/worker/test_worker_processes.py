@@ -76,7 +76,7 @@ def test_two_workers_share_two_hundred_comments_and_every_effect_lands_once(line
 
 
 def test_a_job_longer_than_its_lease_is_not_taken_by_another_worker(line, workers):
-    line = line(JOB_LEASE_SECONDS="2")
+    line = line(JOB_LEASE_SECONDS="2", MEDIA_TIMEOUT_SECONDS="30")
     sid = line.comment(silence_wav(2), seconds=2)
     line.standin.slow[sid] = 6  # three leases long: the heartbeat must keep it
     pair = [workers(), workers()]
@@ -117,7 +117,7 @@ def test_the_procfile_web_and_worker_processes_together(line, served_line, worke
     """gunicorn answers Twilio at once while Twilio's media is slow; the worker fetches it."""
     import requests
 
-    line = line()
+    line = line(MEDIA_TIMEOUT_SECONDS="30")
     web = served_line(workers=1, threads=2)
 
     def over_http(url, params, headers):
@@ -137,6 +137,7 @@ def test_the_procfile_web_and_worker_processes_together(line, served_line, worke
     reply = call.recording_status(sid, seconds=3)
     assert reply.root.tag == "Response" and time.monotonic() - started < 4  # never waits on Twilio
     eventually(lambda: line.recording(sid).stored_at, timeout=60, what="the worker to store it")
+    eventually(lambda: line.transcripts(sid), timeout=60, what="the worker to settle the transcript")
     assert worker.stop() == 0
     assert line.stored_bytes(sid) == wav
     assert line.transcripts(sid)["whisper"].reason == "no transcriber is set for es-US"

@@ -1,0 +1,209 @@
+"""A small threaded load for the fault tests: plays whole calls against a served line the way
+Twilio does (signed, following the TwiML), and keeps its own record of what it played, from
+which the expected counts are computed, never from the app's tables."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import requests
+from twilio.request_validator import RequestValidator
+
+from tests.conftest import ACCOUNT, TOKEN, recording_url
+
+TOPICS = {"1": "budget", "2": "transit", "3": "housing", "9": "general"}
+ASKS_STANCE = {"budget", "transit"}
+STANCES = {"1": "support", "2": "oppose", "3": "other"}
+
+
+@dataclass
+class Plan:
+    sid: str
+    number: str
+    language: str
+    topic: str
+    stance: str | None
+    seconds: int
+
+    @property
+    def slug(self) -> str:
+        return TOPICS[self.topic]
+
+
+def plans(count: int, seed: int = 7) -> list[Plan]:
+    rng = random.Random(seed)
+    made = []
+    for i in range(count):
+        topic = rng.choice(list(TOPICS))
+        made.append(
+            Plan(
+                sid=f"CA{seed:04x}{i:028x}",
+                number=rng.choice([f"+1503555{n:04d}" for n in range(40)] + ["anonymous"]),
+                language=rng.choice("12"),
+                topic=topic,
+                stance=rng.choice("123") if TOPICS[topic] in ASKS_STANCE else None,
+                seconds=rng.choice([0, 4, 12, 30]),
+            )
+        )
+    return made
+
+
+def expected_counts(played: list[Plan]) -> dict:
+    topics = defaultdict(lambda: {"calls": 0, "comments": 0, "callers": set(), "support": 0, "oppose": 0, "other": 0})
+    for plan in played:
+        t = topics[plan.slug]
+        t["calls"] += 1
+        t["comments"] += plan.seconds > 0
+        if plan.number != "anonymous":
+            t["callers"].add(plan.number)
+        if plan.stance:
+            t[STANCES[plan.stance]] += 1
+    return {
+        "calls": len(played),
+        "unrouted": 0,
+        "topics": {
+            slug: (t["calls"], len(t["callers"]), t["comments"], t["support"], t["oppose"], t["other"])
+            for slug, t in topics.items()
+        },
+    }
+
+
+def counts_seen(base: str, token: str) -> dict:
+    body = requests.get(base + "/api/v1/counts", headers={"Authorization": f"Bearer {token}"}, timeout=30).json()
+    return {
+        "calls": body["calls"],
+        "unrouted": body["unrouted"],
+        "topics": {
+            t["slug"]: (
+                t["calls"],
+                t["callers"],
+                t["comments"],
+                t["stance"]["support"],
+                t["stance"]["oppose"],
+                t["stance"]["other"],
+            )
+            for t in body["topics"]
+            if t["calls"]
+        },
+    }
+
+
+@dataclass
+class Twilio:
+    """Delivers webhooks as Twilio does. A request whose connection could not be made is
+    retried; one that was sent and then dropped goes to the Fallback URL (callbacks, which
+    have none, are retried). With `twice`, every webhook is delivered twice: every other pair
+    at the same moment, the rest one after the other."""
+
+    bases: list[str]
+    twice: bool = False
+    validator: RequestValidator = field(default_factory=lambda: RequestValidator(TOKEN))
+    local: threading.local = field(default_factory=threading.local)
+    retries: int = 0
+    fallbacks: int = 0
+    webhooks: int = 0
+
+    def session(self) -> requests.Session:
+        if not hasattr(self.local, "session"):
+            self.local.session = requests.Session()
+        return self.local.session
+
+    def post_once(self, url: str, params: dict) -> requests.Response:
+        headers = {"X-Twilio-Signature": self.validator.compute_signature(url, params)}
+        self.webhooks += 1
+        return self.session().post(url, data=params, headers=headers, timeout=30)
+
+    def deliver(self, url: str, params: dict, callback: bool = False) -> str:
+        for attempt in range(20):
+            try:
+                response = self.post_once(url, params)
+            except requests.ConnectionError as exc:
+                self.local.session = requests.Session()
+                refused = "NewConnectionError" in repr(exc) or "Connection refused" in repr(exc)
+                if refused or callback:
+                    self.retries += 1
+                    time.sleep(0.05 * (attempt + 1))
+                    continue
+                self.fallbacks += 1
+                base = url.split("/twilio/")[0]
+                url, params = base + "/twilio/fallback", {**params, "ErrorCode": "11200", "ErrorUrl": url}
+                continue
+            if response.status_code >= 500:
+                self.retries += 1
+                continue
+            assert response.status_code == 200, (url, response.status_code, response.text[:200])
+            return response.text
+        raise AssertionError(f"no answer from {url}")
+
+    def send(self, url: str, params: dict, callback: bool = False, pair: int = 0) -> str:
+        if not self.twice:
+            return self.deliver(url, params, callback)
+        if pair % 2:
+            first = self.deliver(url, params, callback)
+            second = self.deliver(url, params, callback)
+        else:
+            answers: list[str] = []
+            other = threading.Thread(target=lambda: answers.append(self.deliver(url, params, callback)))
+            other.start()
+            first = self.deliver(url, params, callback)
+            other.join()
+            second = answers[0]
+        assert first == second, f"a duplicate heard something else: {url}\n{first}\n{second}"
+        return first
+
+
+def action(body: str) -> str:
+    root = ET.fromstring(body)
+    verb = root.find("Gather")
+    verb = verb if verb is not None else root.find("Record")
+    assert verb is not None, body
+    return verb.get("action")
+
+
+def play(twilio: Twilio, plan: Plan, index: int) -> None:
+    base = twilio.bases[index % len(twilio.bases)]
+    common = {
+        "CallSid": plan.sid,
+        "AccountSid": ACCOUNT,
+        "From": plan.number,
+        "To": "+15035550199",
+        "Direction": "inbound",
+        "ApiVersion": "2010-04-01",
+    }
+    body = twilio.send(base + "/twilio/voice", {**common, "CallStatus": "ringing"}, pair=index)
+    keys = [plan.language, plan.topic] + ([plan.stance] if plan.stance else [])
+    for n, key in enumerate(keys):
+        url = action(body).replace(base, twilio.bases[(index + n + 1) % len(twilio.bases)], 1)
+        body = twilio.send(url, {**common, "CallStatus": "in-progress", "Digits": key}, pair=index + n)
+    rec = "RE" + plan.sid[2:]
+    media = {"RecordingSid": rec, "RecordingUrl": recording_url(rec), "RecordingDuration": str(plan.seconds)}
+    twilio.send(action(body), {**common, "CallStatus": "in-progress", "Digits": "#", **media}, pair=index + 1)
+    if plan.seconds:
+        twilio.send(
+            base + "/twilio/recording-status",
+            {**common, **media, "RecordingStatus": "completed"},
+            callback=True,
+            pair=index,
+        )
+    twilio.send(
+        base + "/twilio/status",
+        {**common, "CallStatus": "completed", "CallDuration": "40"},
+        callback=True,
+        pair=index + 1,
+    )
+
+
+def play_all(twilio: Twilio, planned: list[Plan], threads: int = 16, during=None) -> None:
+    """Play every planned call, `threads` at a time; `during` runs alongside."""
+    with ThreadPoolExecutor(threads) as pool:
+        futures = [pool.submit(play, twilio, plan, i) for i, plan in enumerate(planned)]
+        if during is not None:
+            during()
+        for future in futures:
+            future.result()

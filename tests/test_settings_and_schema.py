@@ -1,0 +1,127 @@
+"""Settings, probes, and the schema that migrations build."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect
+
+from app import create_app
+from config import SettingsError, load_settings, normalize_database_url
+from models import Base, db
+
+
+def test_production_refuses_to_start_without_a_secret_and_names_it(tmp_path):
+    env = {"APP_ENV": "production", "SECRET_KEY": "s", "TWILIO_ACCOUNT_SID": "AC1", "INSTANCE_DIR": str(tmp_path)}
+    with pytest.raises(SettingsError, match="TWILIO_AUTH_TOKEN is not set"):
+        load_settings(env)
+    with pytest.raises(SettingsError, match="SECRET_KEY is not set"):
+        load_settings({**env, "SECRET_KEY": "", "TWILIO_AUTH_TOKEN": "t"})
+
+
+def test_production_is_the_default(tmp_path):
+    with pytest.raises(SettingsError):
+        load_settings({"INSTANCE_DIR": str(tmp_path)})
+
+
+def test_development_generates_local_secrets_once_and_says_so(tmp_path, caplog):
+    first = load_settings({"APP_ENV": "development", "INSTANCE_DIR": str(tmp_path)})
+    second = load_settings({"APP_ENV": "development", "INSTANCE_DIR": str(tmp_path)})
+    assert first["TWILIO_AUTH_TOKEN"] == second["TWILIO_AUTH_TOKEN"] and len(first["SECRET_KEY"]) >= 32
+    assert json.loads((tmp_path / "dev-secrets.json").read_text())["SECRET_KEY"] == first["SECRET_KEY"]
+    assert "generated local secrets" in caplog.text
+    assert first["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path / 'commentline.db'}"
+
+
+@pytest.mark.parametrize(
+    "name,value,message",
+    [
+        ("CALLER_NUMBERS", "some", "CALLER_NUMBERS must be one of"),
+        ("LINE_TIMEZONE", "Mars/Olympus", "not an IANA time zone"),
+        ("LINE_CONFIG", "/nowhere.yaml", "is not a file"),
+        ("PUBLIC_BASE_URL", "line.example.org", "must start with http"),
+    ],
+)
+def test_bad_settings_are_named(tmp_path, name, value, message):
+    with pytest.raises(SettingsError, match=message):
+        load_settings({"APP_ENV": "development", "INSTANCE_DIR": str(tmp_path), name: value})
+
+
+def test_database_urls_use_psycopg3():
+    assert normalize_database_url("postgres://u@h/d") == "postgresql+psycopg://u@h/d"
+    assert normalize_database_url("postgresql://u@h/d") == "postgresql+psycopg://u@h/d"
+    assert normalize_database_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_env_example_lists_every_setting():
+    from config import PROJECT_DIR
+
+    listed = {
+        line.split("=")[0]
+        for line in (PROJECT_DIR / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+    for name in (
+        "APP_ENV",
+        "DATABASE_URL",
+        "TWILIO_ACCOUNT_SID",
+        "TWILIO_AUTH_TOKEN",
+        "SECRET_KEY",
+        "CALLER_NUMBERS",
+        "LINE_TIMEZONE",
+        "LINE_CONFIG",
+        "PUBLIC_BASE_URL",
+        "TRUSTED_PROXIES",
+    ):
+        assert name in listed
+
+
+def test_migrations_build_exactly_the_models(app):
+    """Migrated from empty (the fixtures never use create_all); Alembic finds no difference."""
+    with app.app_context():
+        with db.engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            assert compare_metadata(context, Base.metadata) == []
+            tables = set(inspect(conn).get_table_names())
+    assert {
+        "calls",
+        "choices",
+        "call_topics",
+        "recordings",
+        "transcriptions",
+        "topics",
+        "line_settings",
+        "api_tokens",
+        "alembic_version",
+    } <= tables
+
+
+def test_livez_and_healthz(client):
+    assert client.get("/livez").status_code == 200
+    response = client.get("/healthz")
+    assert response.status_code == 200 and response.json["database"] == "ok"
+
+
+def test_healthz_is_503_when_the_database_is_gone(settings, tmp_path):
+    app = create_app({**settings, "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"})
+    client = app.test_client()
+    assert client.get("/livez").status_code == 200
+    response = client.get("/healthz")
+    assert response.status_code == 503 and response.json["status"] == "unavailable"
+
+
+def test_webhooks_answer_twiml_even_when_the_database_is_gone(settings):
+    """No script can be read and nothing stored: the caller hears the script file's menus,
+    and what they did waits in the spool."""
+    from tests.conftest import Caller, Twilio
+
+    app = create_app({**settings, "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"})
+    client = app.test_client()
+    call = Caller(Twilio(lambda u, p, h: client.post(u, data=p, headers=h)))
+    assert "For English, press 1." in call.dial().said
+    assert "Please choose the topic" in call.press("1").said
+    assert call.press("3").record is not None
+    assert app.extensions["spool"].depth() == 3

@@ -17,7 +17,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
 
-from jobs import queue_work
 from models import db, utcnow
 from models.calls import STANCES, call_values
 from models.facts import Fact, apply
@@ -158,6 +157,11 @@ def store(facts: list[Fact]) -> list | None:
 
 def is_lock_timeout(exc: SQLAlchemyError) -> bool:
     return "database is locked" in str(getattr(exc, "orig", exc))
+
+
+def work(kind: str, recording_sid: str) -> Fact:
+    """Background work for the worker, queued in the same transaction as the fact."""
+    return Fact("job", {"kind": kind, "key": recording_sid, "max_attempts": current_app.config["JOB_MAX_ATTEMPTS"]})
 
 
 def choice(step: int, kind: str, now: datetime, **values) -> Fact:
@@ -343,7 +347,7 @@ def recording_status():
         abort(400, description="RecordingSid is required.")
     now = utcnow()
     status = clipped("RecordingStatus", 16) or "completed"
-    written = store(
+    store(
         [
             Fact("call", {"values": this_call(now)}),
             Fact(
@@ -358,10 +362,9 @@ def recording_status():
                     "error_code": clipped("ErrorCode", 16),
                 },
             ),
+            *([work("download", sid)] if status == "completed" else []),
         ]
     )
-    if written is not None and status == "completed":
-        queue_work("download", sid)  # spooled facts: the worker's sweep finds it later
     return answer(twiml.nothing())
 
 
@@ -372,7 +375,7 @@ def transcription():
         abort(400, description="RecordingSid is required.")
     now = utcnow()
     completed = request.form.get("TranscriptionStatus") == "completed"
-    written = store(
+    store(
         [
             Fact("call", {"values": this_call(now)}),
             Fact(
@@ -388,10 +391,10 @@ def transcription():
                     "language": "en-US",
                 },
             ),
+            # Twilio could not transcribe it: no need to wait out the grace period for its transcript.
+            *([] if completed else [work("transcribe", sid)]),
         ]
     )
-    if written is not None and not completed:
-        queue_work("transcribe", sid)  # no need to wait out the grace period for Twilio's
     return answer(twiml.nothing())
 
 

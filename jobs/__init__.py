@@ -1,35 +1,39 @@
 """Background work: the job queue's worker, and the jobs that keep every comment's audio and
-get it a transcript. Webhooks only call `queue_work`; everything slow runs in `flask worker run`."""
+get it a transcript. Webhooks only queue work (a `job` fact, in the same transaction as the fact
+that calls for it); everything slow runs in `flask worker run`."""
 
 from __future__ import annotations
 
 import logging
 
-from flask import Flask, current_app
-
-from models import db
+from flask import Flask
 
 from . import recordings, transcripts  # noqa: F401  (registers the job kinds)
 from .commands import recordings_cli, worker_cli
-from .runner import queue
 
 log = logging.getLogger(__name__)
-
-
-def queue_work(kind: str, key: str) -> bool:
-    """Queue work from a webhook, in a transaction of its own after the fact is committed.
-    Never raises: a failure is logged (the worker's sweep finds the work later) and the
-    caller is answered as usual."""
-    try:
-        queue(db.session, current_app.config, kind, key)
-        db.session.commit()
-        return True
-    except Exception:  # noqa: BLE001 - whatever it is, the caller must still be answered
-        db.session.rollback()
-        log.exception("could not queue %s for %s; the worker's sweep will", kind, key)
-        return False
 
 
 def init_app(app: Flask) -> None:
     app.cli.add_command(worker_cli)
     app.cli.add_command(recordings_cli)
+    app.extensions.setdefault("metrics_gauges", []).append(jobs_waiting)
+
+
+def jobs_waiting():
+    """For /metrics: jobs by kind and state (queued ones are waiting for a worker)."""
+    from prometheus_client.core import GaugeMetricFamily
+    from sqlalchemy import func, select
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from models import Job, db
+
+    gauge = GaugeMetricFamily("commentline_jobs", "Background jobs by kind and state", labels=["kind", "state"])
+    try:
+        rows = db.session.execute(select(Job.kind, Job.state, func.count()).group_by(Job.kind, Job.state)).all()
+    except SQLAlchemyError:
+        db.session.rollback()
+        return
+    for kind, state, count in rows:
+        gauge.add_metric([kind, state], count)
+    yield gauge

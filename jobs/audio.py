@@ -27,7 +27,7 @@ def wav_seconds(data: bytes) -> float:
         raise BadMedia("not a WAV file (no RIFF/WAVE header)")
     byte_rate, pos = None, 12
     while pos + 8 <= len(data):
-        chunk, size = data[pos:pos + 4], struct.unpack_from("<I", data, pos + 4)[0]
+        chunk, size = data[pos : pos + 4], struct.unpack_from("<I", data, pos + 4)[0]
         if chunk == b"fmt " and size >= 16:
             channels, rate, byte_rate = struct.unpack_from("<HIi", data, pos + 10)
             if not (channels and rate and byte_rate > 0):
@@ -44,8 +44,7 @@ def looks_like_mp3(data: bytes) -> bool:
     return data[:3] == b"ID3" or (len(data) > 1 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0)
 
 
-def check_media(content_type: str, data: bytes, fmt: str, *, max_bytes: int,
-                expected_seconds: int | None) -> Audio:
+def check_media(content_type: str, data: bytes, fmt: str, *, max_bytes: int, expected_seconds: int | None) -> Audio:
     """Check media fetched as `fmt` (wav or mp3) and say what it is. Raises BadMedia.
 
     A WAV whose length differs from Twilio's `RecordingDuration` by more than 2 s (or 10 %)

@@ -49,8 +49,10 @@ def worker_jobs(state: str | None, limit: int) -> None:
         query = query.where(Job.state == state)
     for job in db.session.scalars(query):
         error = f"  {job.last_error}" if job.last_error else ""
-        click.echo(f"#{job.id} {job.kind} {job.key} {job.state} try {job.attempts}/{job.max_attempts} "
-                   f"next {job.run_after:%Y-%m-%d %H:%M:%S}{error}")
+        click.echo(
+            f"#{job.id} {job.kind} {job.key} {job.state} try {job.attempts}/{job.max_attempts} "
+            f"next {job.run_after:%Y-%m-%d %H:%M:%S}{error}"
+        )
 
 
 @worker_cli.command("retry")
@@ -76,6 +78,7 @@ def work_through(kind: str, keys: list[str], label: str) -> None:
     pending, outcomes = set(keys), Counter()
 
     with click.progressbar(length=len(pending), label=label, show_pos=True) as bar:
+
         def finished(claimed: Claimed, outcome: str) -> None:
             if claimed.key in pending and outcome in ("done", "failed"):
                 pending.discard(claimed.key)
@@ -84,8 +87,10 @@ def work_through(kind: str, keys: list[str], label: str) -> None:
 
         worker = Worker(current_app._get_current_object(), (kind,), name=f"cli:{socket.gethostname()}:{os.getpid()}")
         worker.run(burst=True, on_finished=finished)
-    click.echo(f"{outcomes['done']} done, {outcomes['failed']} failed, "
-               f"{len(pending)} left to the worker (waiting for a retry, or taken by another worker).")
+    click.echo(
+        f"{outcomes['done']} done, {outcomes['failed']} failed, "
+        f"{len(pending)} left to the worker (waiting for a retry, or taken by another worker)."
+    )
 
 
 def _queue_all(kind: str, keys: list[str], **kwargs) -> None:
@@ -147,9 +152,13 @@ def retranscribe(comments: tuple[str, ...], language: str | None, queue_only: bo
 def verify(refetch: bool) -> None:
     """Read every stored copy back and compare it with its SHA-256. Exits 1 on any difference."""
     store = storage_for(current_app.config)
-    rows = list(db.session.scalars(
-        select(Recording).where(Recording.stored_at.is_not(None), Recording.purged_at.is_(None)).order_by(Recording.id)
-    ))
+    rows = list(
+        db.session.scalars(
+            select(Recording)
+            .where(Recording.stored_at.is_not(None), Recording.purged_at.is_(None))
+            .order_by(Recording.id)
+        )
+    )
     bad = []
     with click.progressbar(rows, label="Verifying", show_pos=True) as bar:
         for row in bar:
@@ -171,8 +180,11 @@ def verify(refetch: bool) -> None:
 
 @recordings_cli.command("purge")
 @click.option("--older-than", "days", type=int, help="Age in days (default: RETENTION_DAYS).")
-@click.option("--keep-transcripts/--drop-transcripts", default=None,
-              help="Keep the transcripts (default: RETENTION_KEEP_TRANSCRIPTS).")
+@click.option(
+    "--keep-transcripts/--drop-transcripts",
+    default=None,
+    help="Keep the transcripts (default: RETENTION_KEEP_TRANSCRIPTS).",
+)
 @click.option("--also-twilio", is_flag=True, help="Delete Twilio's copies too.")
 @click.option("--dry-run", is_flag=True, help="Say what would be deleted, delete nothing.")
 def purge(days: int | None, keep_transcripts: bool | None, also_twilio: bool, dry_run: bool) -> None:
@@ -184,9 +196,11 @@ def purge(days: int | None, keep_transcripts: bool | None, also_twilio: bool, dr
         raise click.UsageError("give --older-than DAYS or set RETENTION_DAYS")
     keep = cfg["RETENTION_KEEP_TRANSCRIPTS"] if keep_transcripts is None else keep_transcripts
     cutoff = utcnow() - timedelta(days=days)
-    rows = list(db.session.scalars(
-        select(Recording).where(Recording.created_at < cutoff, Recording.purged_at.is_(None)).order_by(Recording.id)
-    ))
+    rows = list(
+        db.session.scalars(
+            select(Recording).where(Recording.created_at < cutoff, Recording.purged_at.is_(None)).order_by(Recording.id)
+        )
+    )
     if dry_run:
         click.echo(f"{len(rows)} recording(s) older than {days} days would be deleted (dry run).")
         return
@@ -194,8 +208,10 @@ def purge(days: int | None, keep_transcripts: bool | None, also_twilio: bool, dr
     with click.progressbar(rows, label="Deleting", show_pos=True) as bar:
         for row in bar:
             purge_recording(row, store, keep_transcripts=keep, days=days, also_twilio=also_twilio)
-    click.echo(f"Deleted the audio of {len(rows)} recording(s) older than {days} days"
-               f"{'' if keep else ' and their transcripts'}.")
+    click.echo(
+        f"Deleted the audio of {len(rows)} recording(s) older than {days} days"
+        f"{'' if keep else ' and their transcripts'}."
+    )
 
 
 def purge_recording(row: Recording, store, *, keep_transcripts: bool, days: int, also_twilio: bool) -> None:
@@ -209,7 +225,17 @@ def purge_recording(row: Recording, store, *, keep_transcripts: bool, days: int,
         dropped = session.execute(gone).rowcount
     if also_twilio:
         queue(session, current_app.config, "forget_twilio", row.recording_sid, again=True)
-    audit(session, "system:flask recordings purge", "recording.purge", row.recording_sid,
-          {"older_than_days": days, "storage_key": row.storage_key, "checksum": row.checksum,
-           "transcripts_deleted": dropped, "twilio": also_twilio})
+    audit(
+        session,
+        "system:flask recordings purge",
+        "recording.purge",
+        row.recording_sid,
+        {
+            "older_than_days": days,
+            "storage_key": row.storage_key,
+            "checksum": row.checksum,
+            "transcripts_deleted": dropped,
+            "twilio": also_twilio,
+        },
+    )
     session.commit()

@@ -41,9 +41,18 @@ def note_no_audio(app: Flask, claimed: Claimed, reason: str) -> None:
     if has_transcript(session, claimed.key):
         return
     row = recording(session, claimed.key)
-    note_transcription(session, row.recording_sid, row.call_sid, at=utcnow(), source="whisper",
-                       transcription_sid=None, status="failed", text=None, language=row.language,
-                       reason=f"the audio could not be fetched from Twilio: {reason}")
+    note_transcription(
+        session,
+        row.recording_sid,
+        row.call_sid,
+        at=utcnow(),
+        source="whisper",
+        transcription_sid=None,
+        status="failed",
+        text=None,
+        language=row.language,
+        reason=f"the audio could not be fetched from Twilio: {reason}",
+    )
 
 
 @job("download", give_up=note_no_audio)
@@ -70,8 +79,9 @@ def download_recording(app: Flask, claimed: Claimed) -> None:
         except MediaError as exc:
             raise RetryLater("not ready yet (404)" if exc.status == 404 else str(exc)) from None
         try:
-            audio = check_media(media.content_type, media.data, fmt, max_bytes=cfg["RECORDING_MAX_BYTES"],
-                                expected_seconds=row.duration)
+            audio = check_media(
+                media.content_type, media.data, fmt, max_bytes=cfg["RECORDING_MAX_BYTES"], expected_seconds=row.duration
+            )
         except BadMedia as exc:
             raise RetryLater(str(exc)) from None
         key, digest = storage_key(row, fmt), checksum(media.data)
@@ -79,9 +89,15 @@ def download_recording(app: Flask, claimed: Claimed) -> None:
         if checksum(read_back(store, key)) != digest:
             raise RetryLater("the stored copy does not match what Twilio sent")
         session.execute(
-            update(Recording).where(Recording.recording_sid == row.recording_sid)
-            .values(storage_key=key, content_type=audio.content_type, size_bytes=len(media.data),
-                    checksum=digest, stored_at=utcnow())
+            update(Recording)
+            .where(Recording.recording_sid == row.recording_sid)
+            .values(
+                storage_key=key,
+                content_type=audio.content_type,
+                size_bytes=len(media.data),
+                checksum=digest,
+                stored_at=utcnow(),
+            )
         )
     plan_transcription(session, cfg, row)
     if cfg["DELETE_FROM_TWILIO"]:
@@ -106,6 +122,11 @@ def forget_twilio_copy(app: Flask, claimed: Claimed) -> None:
         deleted = delete_media(cfg, row.media_url, timeout=cfg["MEDIA_TIMEOUT_SECONDS"])
     except MediaError as exc:
         raise RetryLater(str(exc)) from None
-    audit(session, "system:worker", "recording.delete_from_twilio", row.recording_sid,
-          {"deleted": deleted, "checksum": row.checksum})
+    audit(
+        session,
+        "system:worker",
+        "recording.delete_from_twilio",
+        row.recording_sid,
+        {"deleted": deleted, "checksum": row.checksum},
+    )
     session.commit()

@@ -104,6 +104,9 @@ class Heartbeat:
         self.thread.join()
 
 
+SPOOL_LOOK_SECONDS = 2
+
+
 class Worker:
     """One worker: one job at a time. `kinds` limits it to some kinds of job."""
 
@@ -117,8 +120,13 @@ class Worker:
         log.info("worker %s: stopping after the current job", self.name)
         self.stopping.set()
 
-    def run(self, *, burst: bool = False, on_finished: Callable[[Claimed, str], None] | None = None,
-            sweep: Callable[[], int] | None = None) -> int:
+    def run(
+        self,
+        *,
+        burst: bool = False,
+        on_finished: Callable[[Claimed, str], None] | None = None,
+        sweep: Callable[[], int] | None = None,
+    ) -> int:
         """Work until stopped (SIGTERM/SIGINT finish the current job first), or with `burst`
         until no job is due. `sweep` is called every WORKER_SWEEP_SECONDS. Returns the number
         of tries run."""
@@ -134,10 +142,15 @@ class Worker:
     def _loop(self, burst: bool, on_finished, sweep) -> int:
         cfg, done = self.app.config, 0
         log.info("worker %s: started (kinds: %s)", self.name, ", ".join(self.kinds or ("all",)))
+        spool, last_spool_look = self.app.extensions.get("spool"), -float("inf")
         with self.app.app_context():
             while not self.stopping.is_set():
                 if sweep and self._sweep_due():
                     self._guard(sweep)
+                if spool is not None and time.monotonic() - last_spool_look >= SPOOL_LOOK_SECONDS:
+                    last_spool_look = time.monotonic()
+                    if spool.files():  # facts webhooks on this machine kept while the database was away
+                        self._guard(lambda: spool.replay(db.session))
                 claimed = self._guard(self.claim_next)
                 if claimed is None:
                     if burst:
@@ -183,8 +196,16 @@ class Worker:
         """Run one try of a claimed job and record its outcome: done, retry or failed."""
         kind = KINDS.get(claimed.kind)
         started = time.time()
-        runs.info("run start job=%s kind=%s key=%s try=%d/%d worker=%s at=%.6f", claimed.id, claimed.kind,
-                  claimed.key, claimed.attempt, claimed.max_attempts, self.name, started)
+        runs.info(
+            "run start job=%s kind=%s key=%s try=%d/%d worker=%s at=%.6f",
+            claimed.id,
+            claimed.kind,
+            claimed.key,
+            claimed.attempt,
+            claimed.max_attempts,
+            self.name,
+            started,
+        )
         error, retry_in = None, None
         with Heartbeat(db.engine, claimed.id, self.name, self.app.config["JOB_LEASE_SECONDS"]):
             try:
@@ -204,9 +225,19 @@ class Worker:
             finally:
                 db.session.rollback()
         outcome = self._record(claimed, kind, error, retry_in)
-        runs.info("run end job=%s kind=%s key=%s try=%d/%d worker=%s at=%.6f outcome=%s seconds=%.3f%s",
-                  claimed.id, claimed.kind, claimed.key, claimed.attempt, claimed.max_attempts, self.name,
-                  time.time(), outcome, time.time() - started, f" error={error}" if error else "")
+        runs.info(
+            "run end job=%s kind=%s key=%s try=%d/%d worker=%s at=%.6f outcome=%s seconds=%.3f%s",
+            claimed.id,
+            claimed.kind,
+            claimed.key,
+            claimed.attempt,
+            claimed.max_attempts,
+            self.name,
+            time.time(),
+            outcome,
+            time.time() - started,
+            f" error={error}" if error else "",
+        )
         db.session.remove()
         return outcome
 

@@ -37,7 +37,8 @@ def twilio_may_transcribe(session, row: Recording) -> bool:
     if row.language not in TWILIO_LANGUAGES or not row.duration or not low <= row.duration <= high:
         return False
     failed = select(Transcription.id).where(
-        Transcription.recording_sid == row.recording_sid, Transcription.source == "twilio",
+        Transcription.recording_sid == row.recording_sid,
+        Transcription.source == "twilio",
         Transcription.status == "failed",
     )
     return session.execute(failed.limit(1)).first() is None
@@ -65,8 +66,18 @@ def transcriber_for(config, language: str | None) -> str:
 
 
 def _note_failed(session, row: Recording, language: str | None, reason: str) -> None:
-    note_transcription(session, row.recording_sid, row.call_sid, at=utcnow(), source="whisper",
-                       transcription_sid=None, status="failed", text=None, language=language, reason=reason)
+    note_transcription(
+        session,
+        row.recording_sid,
+        row.call_sid,
+        at=utcnow(),
+        source="whisper",
+        transcription_sid=None,
+        status="failed",
+        text=None,
+        language=language,
+        reason=reason,
+    )
 
 
 def note_untranscribed(app: Flask, claimed: Claimed, reason: str) -> None:
@@ -87,8 +98,11 @@ def transcribe_recording(app: Flask, claimed: Claimed) -> None:
         raise GiveUp(f"no recording {claimed.key}")
     if not claimed.options.get("force") and has_transcript(session, row.recording_sid):
         return
-    language = claimed.options.get("language") or row.language or session.scalar(
-        select(Call.language).where(Call.call_sid == row.call_sid))
+    language = (
+        claimed.options.get("language")
+        or row.language
+        or session.scalar(select(Call.language).where(Call.call_sid == row.call_sid))
+    )
     if row.purged_at is not None:
         return _note_failed(session, row, language, "the audio was deleted under the retention rule")
     if row.stored_at is None or not row.storage_key:
@@ -105,16 +119,25 @@ def transcribe_recording(app: Flask, claimed: Claimed) -> None:
         model = transcriber(cfg)
     except TranscriberUnavailable as exc:
         raise RetryLater(str(exc)) from None
-    with storage_for(cfg).open(row.storage_key) as stored, tempfile.NamedTemporaryFile(
-        suffix=os.path.splitext(row.storage_key)[1]
-    ) as audio:
+    with (
+        storage_for(cfg).open(row.storage_key) as stored,
+        tempfile.NamedTemporaryFile(suffix=os.path.splitext(row.storage_key)[1]) as audio,
+    ):
         audio.write(stored.read())
         audio.flush()
         heard = model.transcribe(audio.name, language)
     if heard.text:
-        note_transcription(session, row.recording_sid, row.call_sid, at=utcnow(), source="whisper",
-                           transcription_sid=None, status="completed", text=heard.text,
-                           language=language or heard.language)
+        note_transcription(
+            session,
+            row.recording_sid,
+            row.call_sid,
+            at=utcnow(),
+            source="whisper",
+            transcription_sid=None,
+            status="completed",
+            text=heard.text,
+            language=language or heard.language,
+        )
     else:
         _note_failed(session, row, language or heard.language, "no speech was heard in the recording")
     session.commit()

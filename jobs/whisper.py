@@ -35,15 +35,22 @@ class WhisperTranscriber:
         missing = [name for name in MODEL_FILES if not (Path(model_dir) / name).is_file()]
         if missing:
             raise TranscriberUnavailable(
-                f"WHISPER_MODEL_DIR {model_dir!r} lacks {', '.join(missing)} (see docs/worker.md)")
+                f"WHISPER_MODEL_DIR {model_dir!r} lacks {', '.join(missing)} (see docs/worker.md)"
+            )
         try:
             from faster_whisper import WhisperModel
         except ImportError:
             raise TranscriberUnavailable(
-                "faster-whisper is not installed: pip install -r requirements-whisper.txt") from None
+                "faster-whisper is not installed: pip install -r requirements-whisper.txt"
+            ) from None
         started = time.monotonic()
-        self.model = WhisperModel(model_dir, device="cpu", compute_type=compute_type,
-                                  cpu_threads=threads or os.cpu_count() or 1, num_workers=1)
+        self.model = WhisperModel(
+            model_dir,
+            device="cpu",
+            compute_type=compute_type,
+            cpu_threads=threads or os.cpu_count() or 1,
+            num_workers=1,
+        )
         self.beam_size = beam_size
         log.info("loaded the Whisper model in %s in %.1f s", model_dir, time.monotonic() - started)
 
@@ -51,8 +58,11 @@ class WhisperTranscriber:
         """Transcribe an audio file; `language` as en-US or es (None: let the model tell)."""
         started = time.monotonic()
         segments, info = self.model.transcribe(
-            path, language=language.split("-")[0].lower() if language else None, beam_size=self.beam_size,
-            vad_filter=True, condition_on_previous_text=False,
+            path,
+            language=language.split("-")[0].lower() if language else None,
+            beam_size=self.beam_size,
+            vad_filter=True,
+            condition_on_previous_text=False,
         )
         text = " ".join(segment.text.strip() for segment in segments).strip()
         heard = Heard(text, info.language, info.duration, time.monotonic() - started)
@@ -62,8 +72,12 @@ class WhisperTranscriber:
 
 def transcriber(config) -> WhisperTranscriber:
     """This process's transcriber for the configured model, loaded on first use."""
-    key = (config["WHISPER_MODEL_DIR"], config["WHISPER_THREADS"], config["WHISPER_COMPUTE_TYPE"],
-           config["WHISPER_BEAM_SIZE"])
+    key = (
+        config["WHISPER_MODEL_DIR"],
+        config["WHISPER_THREADS"],
+        config["WHISPER_COMPUTE_TYPE"],
+        config["WHISPER_BEAM_SIZE"],
+    )
     with _lock:
         if key not in _loaded:
             _loaded[key] = WhisperTranscriber(key[0], threads=key[1], compute_type=key[2], beam_size=key[3])

@@ -26,10 +26,13 @@ def missing_audio(session, *, unqueued_only: bool = False) -> list[str]:
     """Comments whose audio is not stored yet (and was not deleted under retention)."""
     quiet_since = utcnow() - timedelta(minutes=QUIET_MINUTES)
     conditions = [
-        Recording.stored_at.is_(None), Recording.purged_at.is_(None),
-        or_(Recording.status == "completed",
+        Recording.stored_at.is_(None),
+        Recording.purged_at.is_(None),
+        or_(
+            Recording.status == "completed",
             and_(Recording.status.is_(None), Recording.media_url.is_not(None), Recording.created_at < quiet_since),
-            and_(Recording.status.not_in(NOT_A_COMMENT), Recording.created_at < quiet_since)),
+            and_(Recording.status.not_in(NOT_A_COMMENT), Recording.created_at < quiet_since),
+        ),
     ]
     if unqueued_only:
         conditions.append(_no_job("download"))

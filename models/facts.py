@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from .calls import note_call, note_call_status, note_choice
+from .jobs import enqueue
 from .recordings import note_recording_action, note_recording_status, note_transcription
 
 FACTS = {
@@ -22,6 +23,7 @@ FACTS = {
     "recording_action": note_recording_action,
     "recording_status": note_recording_status,
     "transcription": note_transcription,
+    "job": enqueue,
 }
 
 

@@ -63,16 +63,31 @@ class Claimed:
         return self.attempt >= self.max_attempts
 
 
-def enqueue(session, kind: str, key: str, *, max_attempts: int, run_after: datetime | None = None,
-            options: dict | None = None, again: bool = False) -> None:
+def enqueue(
+    session,
+    kind: str,
+    key: str,
+    *,
+    max_attempts: int,
+    run_after: datetime | None = None,
+    options: dict | None = None,
+    again: bool = False,
+) -> None:
     """Queue `kind` work on `key`. Work already queued keeps its place, moved earlier if
     `run_after` is sooner; with `again`, work that is done or failed is queued anew (fresh
     tries, these options). Running work is left alone."""
     now = utcnow()
     when = run_after or now
     stmt = insert_for(session, Job).values(
-        kind=kind, key=key, options=options or {}, state="queued", attempts=0, max_attempts=max_attempts,
-        run_after=when, created_at=now, updated_at=now,
+        kind=kind,
+        key=key,
+        options=options or {},
+        state="queued",
+        attempts=0,
+        max_attempts=max_attempts,
+        run_after=when,
+        created_at=now,
+        updated_at=now,
     )
     sooner = case((Job.run_after > when, when), else_=Job.run_after)
     requeue = Job.state.in_(("done", "failed"))
@@ -81,13 +96,15 @@ def enqueue(session, kind: str, key: str, *, max_attempts: int, run_after: datet
         "updated_at": now,
     }
     if again:
-        set_.update({
-            "state": "queued",
-            "attempts": case((requeue, 0), else_=Job.attempts),
-            "max_attempts": max_attempts,
-            "options": stmt.excluded.options,
-            "finished_at": case((requeue, None), else_=Job.finished_at),
-        })
+        set_.update(
+            {
+                "state": "queued",
+                "attempts": case((requeue, 0), else_=Job.attempts),
+                "max_attempts": max_attempts,
+                "options": stmt.excluded.options,
+                "finished_at": case((requeue, None), else_=Job.finished_at),
+            }
+        )
         where = Job.state != "running"
     else:
         where = Job.state == "queued"
@@ -117,8 +134,13 @@ def claim(session, worker: str, lease_seconds: float, kinds: tuple[str, ...] | N
     stmt = (
         update(Job)
         .where(Job.id == pick.scalar_subquery(), *conditions)
-        .values(state="running", attempts=Job.attempts + 1, worker=worker, updated_at=now,
-                lease_until=now + timedelta(seconds=lease_seconds))
+        .values(
+            state="running",
+            attempts=Job.attempts + 1,
+            worker=worker,
+            updated_at=now,
+            lease_until=now + timedelta(seconds=lease_seconds),
+        )
         .returning(Job.id, Job.kind, Job.key, Job.options, Job.attempts, Job.max_attempts)
     )
     row = session.execute(stmt).first()
@@ -133,7 +155,8 @@ def renew_lease(session, job_id: int, worker: str, lease_seconds: float) -> bool
     """Extend a running job's lease; False if `worker` no longer holds it."""
     now = utcnow()
     result = session.execute(
-        update(Job).where(_held(job_id, worker))
+        update(Job)
+        .where(_held(job_id, worker))
         .values(lease_until=now + timedelta(seconds=lease_seconds), updated_at=now)
     )
     return result.rowcount == 1
@@ -143,7 +166,8 @@ def finish(session, job_id: int, worker: str) -> bool:
     """Mark the job done; False if `worker` had lost it meanwhile."""
     now = utcnow()
     result = session.execute(
-        update(Job).where(_held(job_id, worker))
+        update(Job)
+        .where(_held(job_id, worker))
         .values(state="done", lease_until=None, last_error=None, finished_at=now, updated_at=now)
     )
     return result.rowcount == 1

@@ -70,6 +70,7 @@ def storage_for(config) -> Storage:
     if config.get("RECORDINGS_STORAGE") == "s3":
         from .s3 import S3Storage
 
-        return S3Storage(config["S3_BUCKET"], config.get("S3_PREFIX") or "", config.get("S3_ENDPOINT_URL"),
-                         config.get("S3_REGION"))
+        return S3Storage(
+            config["S3_BUCKET"], config.get("S3_PREFIX") or "", config.get("S3_ENDPOINT_URL"), config.get("S3_REGION")
+        )
     return LocalStorage(config.get("RECORDINGS_DIR") or Path(config["INSTANCE_DIR"]) / "recordings")

@@ -10,8 +10,9 @@ from typing import BinaryIO
 
 
 class S3Storage:
-    def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None,
-                 region: str | None = None) -> None:
+    def __init__(
+        self, bucket: str, prefix: str = "", endpoint_url: str | None = None, region: str | None = None
+    ) -> None:
         import boto3  # only when S3 is configured
 
         self.bucket, self.prefix = bucket, prefix.strip("/")

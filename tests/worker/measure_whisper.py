@@ -44,8 +44,12 @@ def main(model_dir: str) -> None:
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; model {model_dir}")
     for language, (paragraphs, voices, rate) in VOICES.items():
         first = paragraphs[0].split(". ")[1] + "."
-        clips = [(first, voices[:1]), (paragraphs[0], voices[:1]), (" ".join(paragraphs), voices[:1]),
-                 (" ".join(paragraphs), voices)]
+        clips = [
+            (first, voices[:1]),
+            (paragraphs[0], voices[:1]),
+            (" ".join(paragraphs), voices[:1]),
+            (" ".join(paragraphs), voices),
+        ]
         for n, (text, read_by) in enumerate(clips):
             parts = [speech_wav(folder, f"{language}-{n}-{v}", text, voice=v, rate=rate) for v in read_by]
             path = folder / f"{language}-{n}.wav"
@@ -54,13 +58,17 @@ def main(model_dir: str) -> None:
             else:
                 import subprocess
 
-                subprocess.run(["sox", *(str(folder / f"{language}-{n}-{v}.wav") for v in read_by), str(path)],
-                               check=True)
+                subprocess.run(
+                    ["sox", *(str(folder / f"{language}-{n}-{v}.wav") for v in read_by), str(path)], check=True
+                )
             seconds = wav_seconds(path.read_bytes())
             heard = model.transcribe(str(path), language)
-            print(f"{language} {seconds:6.1f} s of audio in {heard.seconds:5.1f} s: "
-                  f"{heard.seconds / seconds:.2f} x its length; {len(heard.text.split())} words heard "
-                  f"of {len(text.split()) * len(read_by)} spoken", flush=True)
+            print(
+                f"{language} {seconds:6.1f} s of audio in {heard.seconds:5.1f} s: "
+                f"{heard.seconds / seconds:.2f} x its length; {len(heard.text.split())} words heard "
+                f"of {len(text.split()) * len(read_by)} spoken",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -27,16 +27,19 @@ def require_sound_tools() -> None:
     require(bool(shutil.which("sox")), "sox")
 
 
-def speech_wav(folder: Path, name: str, text: str, voice: str = "en-us", rate: int = 140,
-               pad_seconds: float = 0) -> bytes:
+def speech_wav(
+    folder: Path, name: str, text: str, voice: str = "en-us", rate: int = 140, pad_seconds: float = 0
+) -> bytes:
     """`text` spoken by espeak-ng as 8 kHz mono phone audio (WAV bytes), with silence after."""
     require_sound_tools()
     raw, phone = folder / f"{name}-raw.wav", folder / f"{name}.wav"
     subprocess.run(["espeak-ng", "-v", voice, "-s", str(rate), "-w", str(raw), text], check=True)
     pad = ["pad", "0.3", str(pad_seconds)] if pad_seconds else ["pad", "0.3", "0.3"]
     # -D: no dither, so that the same text always makes the same audio (and the same transcript)
-    subprocess.run(["sox", "-D", "-V1", str(raw), "-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer",
-                    str(phone), *pad], check=True)
+    subprocess.run(
+        ["sox", "-D", "-V1", str(raw), "-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer", str(phone), *pad],
+        check=True,
+    )
     return phone.read_bytes()
 
 

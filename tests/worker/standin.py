@@ -65,8 +65,9 @@ class TwilioStandIn:
             def log_message(self, *args) -> None:
                 pass
 
-            def _answer(self, status: int, body: bytes = b"", ctype: str = "application/json", sid=None,
-                        ext="") -> None:
+            def _answer(
+                self, status: int, body: bytes = b"", ctype: str = "application/json", sid=None, ext=""
+            ) -> None:
                 with standin.lock:
                     standin.seen.append(Seen(self.command, sid, ext, status))
                 self.send_response(status)
@@ -83,8 +84,12 @@ class TwilioStandIn:
                     standin.arrived.append((self.command, match and match["sid"]))
                 expected = base64.b64encode(f"{standin.account}:{standin.token}".encode()).decode()
                 if self.headers.get("Authorization") != f"Basic {expected}":
-                    self._answer(401, b'{"code": 20003, "message": "Authenticate"}',
-                                 sid=match and match["sid"], ext=match and match["ext"] or "")
+                    self._answer(
+                        401,
+                        b'{"code": 20003, "message": "Authenticate"}',
+                        sid=match and match["sid"],
+                        ext=match and match["ext"] or "",
+                    )
                     return None
                 if not match or match["account"] != standin.account or match["sid"] not in standin.media:
                     self._answer(404, b'{"code": 20404}', sid=match and match["sid"])

@@ -76,13 +76,17 @@ def test_purge_deletes_old_audio_keeps_counts_and_transcripts_and_audits_it(line
     line.callers[old].transcription(old, text="Keep this, please.")
     line.work()
     with line.app.app_context():
-        db.session.execute(text("UPDATE recordings SET created_at = :at WHERE recording_sid = :sid"),
-                           {"at": utcnow() - timedelta(days=40), "sid": old})
+        db.session.execute(
+            text("UPDATE recordings SET created_at = :at WHERE recording_sid = :sid"),
+            {"at": utcnow() - timedelta(days=40), "sid": old},
+        )
         db.session.commit()
     counts = line.cli("counts", "show").output
     old_file = Path(settings["INSTANCE_DIR"], "recordings", line.recording(old).storage_key)
-    assert "1 recording(s) older than 30 days would be deleted" in line.cli(
-        "recordings", "purge", "--older-than", "30", "--dry-run").output
+    assert (
+        "1 recording(s) older than 30 days would be deleted"
+        in line.cli("recordings", "purge", "--older-than", "30", "--dry-run").output
+    )
     assert old_file.exists()
     result = line.cli("recordings", "purge", "--older-than", "30")
     assert "Deleted the audio of 1 recording(s) older than 30 days." in result.output
@@ -95,7 +99,8 @@ def test_purge_deletes_old_audio_keeps_counts_and_transcripts_and_audits_it(line
     with line.app.app_context():
         entries = db.session.scalars(select(AuditEntry)).all()
         assert [(e.action, e.target, e.actor) for e in entries] == [
-            ("recording.purge", old, "system:flask recordings purge")]
+            ("recording.purge", old, "system:flask recordings purge")
+        ]
         assert entries[0].detail["older_than_days"] == 30
     assert "0 recording(s) to fetch." in line.cli("recordings", "fetch-missing").output
     assert "All 1 stored recording(s) match" in line.cli("recordings", "verify").output
@@ -132,3 +137,28 @@ def test_failed_jobs_are_listed_and_can_be_retried(line):
     assert line.job("download", sid).state == "done"
     with line.app.app_context():
         assert db.session.scalar(select(Job.state).where(Job.kind == "download")) == "done"
+
+
+def test_the_worker_writes_what_webhooks_spooled(line):
+    """Facts a web process kept on this machine's disk while the database was away are written
+    by the worker too, exactly once."""
+    from models.base import utcnow
+    from models.facts import Fact
+    from models.tally import tally
+
+    running = line()
+    spool = running.app.extensions["spool"]
+    now = utcnow()
+    call = {"call_sid": "CA" + "9" * 32, "started_at": now, "caller_hash": None}
+    facts = [
+        Fact("call", {"values": call}),
+        Fact("choice", {"call_sid": call["call_sid"], "step": 2, "kind": "topic", "at": now, "topic": "housing"}),
+    ]
+    spool.append(facts)
+    spool.append(facts)  # the same webhook, retried while the database was still away
+    running.work()
+    assert spool.depth() == 0
+    with running.app.app_context():
+        counted = tally(db.session)
+    housing = next(t for t in counted.topics if t.slug == "housing")
+    assert (counted.calls, housing.calls) == (1, 1)

@@ -73,8 +73,10 @@ def test_a_recording_url_outside_the_api_base_is_never_fetched(line):
     line = line()
     sid = line.comment(silence_wav(3), seconds=3)
     with line.app.app_context():
-        db.session.execute(text("UPDATE recordings SET media_url = :u WHERE recording_sid = :s"),
-                           {"u": f"http://127.0.0.1:9/elsewhere/{sid}", "s": sid})
+        db.session.execute(
+            text("UPDATE recordings SET media_url = :u WHERE recording_sid = :s"),
+            {"u": f"http://127.0.0.1:9/elsewhere/{sid}", "s": sid},
+        )
         db.session.commit()
     line.work()
     job = line.job("download", sid)
@@ -131,7 +133,10 @@ def test_an_absent_recording_is_not_fetched(line):
     assert line.job("download", sid) is None and line.standin.seen == []
 
 
-def test_a_queue_failure_never_breaks_the_webhook_and_the_sweep_finds_the_work(line):
+def test_a_queue_failure_never_breaks_the_webhook_and_loses_nothing(line):
+    """The download job is queued in the same transaction as the recording's status. When the
+    database refuses it, the caller is answered and both wait in the spool; the worker writes
+    them when it can, then runs the job."""
     line = line()
     with line.app.app_context():
         db.session.execute(text("ALTER TABLE jobs RENAME TO jobs_away"))
@@ -145,12 +150,22 @@ def test_a_queue_failure_never_breaks_the_webhook_and_the_sweep_finds_the_work(l
         line.standin.add(sid, silence_wav(3))
         reply = call.recording_status(sid, seconds=3)  # the queue cannot be written to
         assert reply.status == 200 and reply.root.tag == "Response"
-        assert line.recording(sid).status == "completed"  # the fact is kept all the same
+        assert line.app.extensions["spool"].depth() == 1  # the fact and its job, kept together
     finally:
         with line.app.app_context():
             db.session.execute(text("ALTER TABLE jobs_away RENAME TO jobs"))
             db.session.commit()
-    assert line.job("download", sid) is None
+    line.work()
+    assert line.app.extensions["spool"].depth() == 0
+    assert line.recording(sid).status == "completed" and line.recording(sid).stored_at is not None
+
+
+def test_the_sweep_queues_work_for_a_comment_that_has_none(line):
+    line = line()
+    sid = line.comment()
+    with line.app.app_context():
+        db.session.execute(text("DELETE FROM jobs"))  # as if the job had been lost
+        db.session.commit()
     line.app.config["WORKER_SWEEP_SECONDS"] = 60
     line.work()
     assert line.recording(sid).stored_at is not None
@@ -165,8 +180,11 @@ def test_recordings_in_s3_compatible_storage(line, tmp_path, monkeypatch):
     try:
         host, port = server.get_host_and_port()
         endpoint = f"http://{host}:{port}"
-        for name, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-                            "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        for name, value in {
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }.items():
             monkeypatch.setenv(name, value)
         boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="comments")
         line = line(RECORDINGS_STORAGE="s3", S3_BUCKET="comments", S3_PREFIX="line-a", S3_ENDPOINT_URL=endpoint)

@@ -87,15 +87,19 @@ def test_a_failed_try_waits_its_backoff_and_the_last_one_ends_failed(session):
     assert (row.state, row.attempts, row.finished_at is not None) == ("failed", 2, True)
 
 
-@pytest.mark.parametrize("name, value, says", [
-    ("TRANSCRIBERS", "es-US=google", "TRANSCRIBERS: 'es-US=google' must be LANGUAGE=whisper|none"),
-    ("RECORDINGS_STORAGE", "s3", "S3_BUCKET is not set"),
-    ("JOB_MAX_ATTEMPTS", "many", "JOB_MAX_ATTEMPTS must be a whole number"),
-    ("DELETE_FROM_TWILIO", "maybe", "DELETE_FROM_TWILIO must be true or false"),
-])
+@pytest.mark.parametrize(
+    "name, value, says",
+    [
+        ("TRANSCRIBERS", "es-US=google", "TRANSCRIBERS: 'es-US=google' must be LANGUAGE=whisper|none"),
+        ("RECORDINGS_STORAGE", "s3", "S3_BUCKET is not set"),
+        ("JOB_MAX_ATTEMPTS", "many", "JOB_MAX_ATTEMPTS must be a whole number"),
+        ("DELETE_FROM_TWILIO", "maybe", "DELETE_FROM_TWILIO must be true or false"),
+    ],
+)
 def test_a_wrong_worker_setting_is_named(name, value, says):
     from config import SettingsError, load_settings
 
     with pytest.raises(SettingsError, match=re.escape(says)):
-        load_settings({"APP_ENV": "test", "SECRET_KEY": "s", "TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t",
-                       name: value})
+        load_settings(
+            {"APP_ENV": "test", "SECRET_KEY": "s", "TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t", name: value}
+        )

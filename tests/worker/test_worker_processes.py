@@ -93,10 +93,16 @@ def test_a_worker_killed_while_transcribing_leaves_one_transcript_after_the_reru
     from .conftest import whisper_model_dir
     from .sound import speech_wav
 
-    line = line(JOB_LEASE_SECONDS="2", TRANSCRIBERS="*=whisper", WHISPER_MODEL_DIR=whisper_model_dir(),
-                TWILIO_TRANSCRIPT_GRACE_SECONDS="0")
-    paragraph = ("Good evening. I live on Oak Street near the river and I am calling about the proposed city "
-                 "budget. I think the library needs more money, because the children use it every afternoon.")
+    line = line(
+        JOB_LEASE_SECONDS="2",
+        TRANSCRIBERS="*=whisper",
+        WHISPER_MODEL_DIR=whisper_model_dir(),
+        TWILIO_TRANSCRIPT_GRACE_SECONDS="0",
+    )
+    paragraph = (
+        "Good evening. I live on Oak Street near the river and I am calling about the proposed city "
+        "budget. I think the library needs more money, because the children use it every afternoon."
+    )
     sid = line.comment(speech_wav(tmp_path, "paragraph", paragraph, voice="en-us", rate=160), language="1")
     line.work("--kind", "download")  # stored; the transcription is queued
     first = workers()

@@ -33,6 +33,8 @@ run: $(VENV)/.installed
 	@echo "the number's voice URL to <tunnel>/twilio/voice and its status callback to <tunnel>/twilio/status."
 	@echo "The staff console is on http://localhost:5000 too; make its first account with"
 	@echo "    $(DEV) $(BIN)/flask --app app users create --admin you@example.org"
+	@echo "Recordings are fetched and transcribed by the worker: run it in another terminal with"
+	@echo "    $(DEV) $(BIN)/flask --app app worker run    (see docs/worker.md)"
 	@echo
 	$(DEV) $(BIN)/gunicorn --config config/gunicorn.py "app:create_app()"
 

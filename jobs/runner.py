@@ -242,21 +242,26 @@ class Worker:
         return outcome
 
     def _record(self, claimed: Claimed, kind: Kind | None, error: str | None, retry_in: float | None) -> str:
+        """Write a try's outcome, unless this worker lost the job's lease meanwhile ("lost")."""
         session = db.session
         if error is None:
-            finish(session, claimed.id, self.name)
-            session.commit()
+            held = finish(session, claimed.id, self.name)
+        elif retry_in is not None and not claimed.last_try:
+            held = fail(session, claimed.id, self.name, error, retry_in)
+        else:
+            held = fail(session, claimed.id, self.name, error, None)
+        session.commit()
+        if not held:
+            return "lost"
+        if error is None:
             return "done"
         if retry_in is not None and not claimed.last_try:
-            fail(session, claimed.id, self.name, error, retry_in)
-            session.commit()
             return f"retry in {retry_in:.1f}s"
-        if fail(session, claimed.id, self.name, error, None) and kind and kind.give_up:
+        if kind and kind.give_up:
             try:
                 kind.give_up(self.app, claimed, error)
+                session.commit()
             except Exception:
                 session.rollback()
                 log.exception("job %s: could not record why it failed", claimed.id)
-                return "failed"
-        session.commit()
         return "failed"

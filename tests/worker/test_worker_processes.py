@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -72,3 +73,77 @@ def test_two_workers_share_two_hundred_comments_and_every_effect_lands_once(line
         assert set(db.session.scalars(select(Job.attempts))) == {1}
         reasons = db.session.scalars(select(Transcription.reason).where(Transcription.status == "failed")).all()
         assert reasons == ["no transcriber is set for en-US"] * 200
+
+
+def test_a_job_longer_than_its_lease_is_not_taken_by_another_worker(line, workers):
+    line = line(JOB_LEASE_SECONDS="2", MEDIA_TIMEOUT_SECONDS="30")
+    sid = line.comment(silence_wav(2), seconds=2)
+    line.standin.slow[sid] = 6  # three leases long: the heartbeat must keep it
+    pair = [workers(), workers()]
+    eventually(lambda: line.job("download", sid).state == "done", timeout=60, what="the slow download")
+    time.sleep(2.5)  # a lease's length more: time for a second worker to take it, were it free
+    assert [worker.stop() for worker in pair] == [0, 0]
+    starts = [run for worker in pair for run in worker.runs() if run["event"] == "start"]
+    assert [(run["kind"], run["key"]) for run in starts if run["kind"] == "download"] == [("download", sid)]
+    assert [e for e in line.standin.arrived if e == ("GET", sid)] == [("GET", sid)]
+    assert line.job("download", sid).attempts == 1
+
+
+def test_a_worker_killed_while_transcribing_leaves_one_transcript_after_the_rerun(line, workers, tmp_path):
+    from .conftest import whisper_model_dir
+    from .sound import speech_wav
+
+    line = line(
+        JOB_LEASE_SECONDS="2",
+        TRANSCRIBERS="*=whisper",
+        WHISPER_MODEL_DIR=whisper_model_dir(),
+        TWILIO_TRANSCRIPT_GRACE_SECONDS="0",
+    )
+    paragraph = (
+        "Good evening. I live on Oak Street near the river and I am calling about the proposed city "
+        "budget. I think the library needs more money, because the children use it every afternoon."
+    )
+    sid = line.comment(speech_wav(tmp_path, "paragraph", paragraph, voice="en-us", rate=160), language="1")
+    line.work("--kind", "download")  # stored; the transcription is queued
+    first = workers()
+    eventually(lambda: any(r["kind"] == "transcribe" for r in first.runs()), what="the transcription to start")
+    time.sleep(0.3)  # loading the model alone takes longer
+    first.kill()
+    assert line.transcripts(sid) == {}
+    second = workers()
+    eventually(lambda: line.job("transcribe", sid).state == "done", timeout=120, what="the rerun")
+    second.stop()
+    assert line.job("transcribe", sid).attempts == 2
+    found = line.transcripts(sid)
+    assert set(found) == {"whisper"} and found["whisper"].status == "completed"
+    assert {"library", "budget"} <= set(found["whisper"].text.lower().replace(",", " ").replace(".", " ").split())
+
+
+def test_the_procfile_web_and_worker_processes_together(line, served_line, workers):
+    """gunicorn answers Twilio at once while Twilio's media is slow; the worker fetches it."""
+    import requests
+
+    line = line(MEDIA_TIMEOUT_SECONDS="30")
+    web = served_line(workers=1, threads=2)
+
+    def over_http(url, params, headers):
+        return requests.post(url, data=params, headers=headers, timeout=10)
+
+    twilio = type(line.twilio)(over_http, base=web.base)  # the same signing stand-in, over real HTTP
+    call = twilio.call()
+    call.dial()
+    call.press("2")
+    call.press("3")
+    _, sid = call.speak(seconds=3)
+    wav = silence_wav(3)
+    line.standin.add(sid, wav)
+    line.standin.slow[sid] = 6
+    worker = workers()
+    started = time.monotonic()
+    reply = call.recording_status(sid, seconds=3)
+    assert reply.root.tag == "Response" and time.monotonic() - started < 4  # never waits on Twilio
+    eventually(lambda: line.recording(sid).stored_at, timeout=60, what="the worker to store it")
+    eventually(lambda: line.transcripts(sid), timeout=60, what="the worker to settle the transcript")
+    assert worker.stop() == 0
+    assert line.stored_bytes(sid) == wav
+    assert line.transcripts(sid)["whisper"].reason == "no transcriber is set for es-US"

@@ -9,13 +9,12 @@ from sqlalchemy import select, update
 from models import Recording, db, utcnow
 from models.audit import audit
 from models.jobs import Claimed
-from models.recordings import note_transcription
 from storage import checksum, storage_for
 from storage.twilio_media import MediaError, delete_media, fetch_media, media_url
 
 from .audio import BadMedia, check_media
 from .runner import GiveUp, RetryLater, job, queue
-from .transcripts import has_transcript, plan_transcription
+from .transcripts import has_transcript, note_no_transcript, plan_transcription
 
 
 def recording(session, sid: str) -> Recording:
@@ -41,18 +40,7 @@ def note_no_audio(app: Flask, claimed: Claimed, reason: str) -> None:
     if has_transcript(session, claimed.key):
         return
     row = recording(session, claimed.key)
-    note_transcription(
-        session,
-        row.recording_sid,
-        row.call_sid,
-        at=utcnow(),
-        source="whisper",
-        transcription_sid=None,
-        status="failed",
-        text=None,
-        language=row.language,
-        reason=f"the audio could not be fetched from Twilio: {reason}",
-    )
+    note_no_transcript(session, row, row.language, f"the audio could not be fetched from Twilio: {reason}")
 
 
 @job("download", give_up=note_no_audio)

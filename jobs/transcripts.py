@@ -65,7 +65,8 @@ def transcriber_for(config, language: str | None) -> str:
     return table.get("*", "none")
 
 
-def _note_failed(session, row: Recording, language: str | None, reason: str) -> None:
+def note_no_transcript(session, row: Recording, language: str | None, reason: str) -> None:
+    """Record why this comment has no offline transcript, where the transcript would be."""
     note_transcription(
         session,
         row.recording_sid,
@@ -85,7 +86,7 @@ def note_untranscribed(app: Flask, claimed: Claimed, reason: str) -> None:
     session = db.session
     row = session.scalar(select(Recording).where(Recording.recording_sid == claimed.key))
     if row is not None and not has_transcript(session, claimed.key):
-        _note_failed(session, row, row.language, f"the transcriber failed: {reason}")
+        note_no_transcript(session, row, row.language, f"the transcriber failed: {reason}")
 
 
 @job("transcribe", give_up=note_untranscribed)
@@ -104,15 +105,15 @@ def transcribe_recording(app: Flask, claimed: Claimed) -> None:
         or session.scalar(select(Call.language).where(Call.call_sid == row.call_sid))
     )
     if row.purged_at is not None:
-        return _note_failed(session, row, language, "the audio was deleted under the retention rule")
+        return note_no_transcript(session, row, language, "the audio was deleted under the retention rule")
     if row.stored_at is None or not row.storage_key:
         download = job_for(session, "download", row.recording_sid)
         if download is not None and download.state == "failed":
-            return _note_failed(session, row, language, f"the audio could not be fetched: {download.last_error}")
+            return note_no_transcript(session, row, language, f"the audio could not be fetched: {download.last_error}")
         raise RetryLater("the audio is not stored yet")
     name = transcriber_for(cfg, language)
     if name == "none":
-        return _note_failed(session, row, language, f"no transcriber is set for {language or 'unknown language'}")
+        return note_no_transcript(session, row, language, f"no transcriber is set for {language or 'unknown language'}")
     from .whisper import TranscriberUnavailable, transcriber  # only the worker loads the model
 
     try:
@@ -139,5 +140,5 @@ def transcribe_recording(app: Flask, claimed: Claimed) -> None:
             language=language or heard.language,
         )
     else:
-        _note_failed(session, row, language or heard.language, "no speech was heard in the recording")
+        note_no_transcript(session, row, language or heard.language, "no speech was heard in the recording")
     session.commit()

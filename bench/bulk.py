@@ -32,7 +32,7 @@ from models.base import utcnow
 
 from .driver import ACCOUNT_SID, Driver, LineFacts, Record, compare_counts, expected_counts, fetch_counts
 from .driver import percentile as pct
-from .servers import OURS, SECRETS, TOKEN, Database, Server, api_token
+from .servers import OURS, SECRETS, TOKEN, Database, Server, api_token, flask
 
 CALL_COLUMNS = (
     "call_sid",
@@ -83,6 +83,7 @@ TRANSCRIPTION_COLUMNS = (
 DAYS = 30
 PEAK_DAY = 3  # days before now: the day of the decision, with 40% of the calls
 REQUESTS = 20
+BUDGET_SECONDS = 300  # per endpoint; at a million calls on SQLite the counts take 20-70 s each
 TEXTS = (
     "I support the new routes, they help me get to work.",
     "Please do not cut the library budget.",
@@ -266,14 +267,26 @@ def fill(db: Database, n_calls: int, now: datetime) -> dict[str, int]:
 
 
 async def timed_gets(
-    server: Server, api: str, path: str, params: dict, fresh: Driver, record: Record, n: int = REQUESTS
+    server: Server,
+    api: str,
+    path: str,
+    params: dict,
+    fresh: Driver,
+    record: Record,
+    n: int = REQUESTS,
+    budget: float = BUDGET_SECONDS,
 ) -> dict:
-    """`n` GETs of `path`, each after a fresh first webhook (so nothing can be cached)."""
+    """`n` GETs of `path`, each after a fresh first webhook (so nothing can be cached); fewer
+    (at least 3) when they have taken more than `budget` seconds in all: such a figure is far
+    off its target, and the report gives n."""
     times = []
     url = server.base + path + (f"?{urlencode(params)}" if params else "")
-    async with aiohttp.ClientSession() as session:
+    started_all = time.perf_counter()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=900)) as session:
         fresh.session = session
         for _ in range(n):
+            if len(times) >= 3 and time.perf_counter() - started_all > budget:
+                break
             record.calls.append(await fresh.play_call(700, len(record.calls), first_only=True))
             started = time.perf_counter()
             async with session.get(url, headers={"Authorization": f"Bearer {api}"}) as response:
@@ -282,7 +295,12 @@ async def timed_gets(
                     raise RuntimeError(f"GET {url} answered {response.status}")
             times.append(time.perf_counter() - started)
         fresh.session = None
-    return {"n": n, "p50_ms": pct(times, 0.5) * 1000, "p95_ms": pct(times, 0.95) * 1000, "max_ms": max(times) * 1000}
+    return {
+        "n": len(times),
+        "p50_ms": pct(times, 0.5) * 1000,
+        "p95_ms": pct(times, 0.95) * 1000,
+        "max_ms": max(times) * 1000,
+    }
 
 
 def inbox_route(db: Database) -> str | None:
@@ -307,6 +325,8 @@ def run_bulk(
     now = utcnow()
     started = time.perf_counter()
     rows = fill(db, n_calls, now)
+    if "rebuild" in flask(db, "counts", "--help"):
+        flask(db, "counts", "rebuild")  # a line with summary rows: make them from the facts just written
     fill_seconds = time.perf_counter() - started
     say(f"  {db.kind}: filled {rows} in {fill_seconds:.1f} s")
     api = api_token(db, "bench-bulk")
@@ -341,7 +361,9 @@ def run_bulk(
         "timings": timings,
         "calls_after": total["calls"],
         "fresh_webhooks": len(record.calls),
-        "inbox": inbox or "no inbox route on this branch (the staff console is built elsewhere): not timed",
+        "inbox": f"the inbox is at {inbox} but needs a staff sign-in, which this benchmark does not do yet: not timed"
+        if inbox
+        else "no inbox route on this branch (the staff console is built elsewhere): not timed",
     }
 
 

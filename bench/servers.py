@@ -45,7 +45,7 @@ class Database:
         return {**SECRETS, "DATABASE_URL": self.url, "INSTANCE_DIR": str(self.instance)}
 
 
-def flask(db: Database, *args: str) -> str:
+def flask(db: Database, *args: str, timeout: float = 300) -> str:
     """Run `flask --app app ...` as the release step does; return its stdout."""
     done = subprocess.run(
         [sys.executable, "-m", "flask", "--app", "app", *args],
@@ -53,7 +53,7 @@ def flask(db: Database, *args: str) -> str:
         env={**os.environ, **db.env()},
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
     )
     if done.returncode != 0:
         raise RuntimeError(f"flask {' '.join(args)} failed: {done.stderr[-2000:]}")

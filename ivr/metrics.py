@@ -110,5 +110,7 @@ def allowed() -> bool:
 def scrape():
     if not allowed():
         abort(403, description="Send the METRICS_TOKEN as a bearer token, or scrape from loopback.")
-    registry = current_app.extensions.setdefault("metrics_registry", registry_for(current_app._get_current_object()))
+    registry = current_app.extensions.get("metrics_registry")
+    if registry is None:  # built once per process, not on every scrape
+        registry = current_app.extensions["metrics_registry"] = registry_for(current_app._get_current_object())
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

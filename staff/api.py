@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import timedelta
 
 from flask import Blueprint, Response, abort, current_app, g, jsonify, request
 from sqlalchemy import select
@@ -20,6 +21,7 @@ from .windows import BadWindow, parse_window
 api = Blueprint("api", __name__, url_prefix="/api/v1")
 COUNTS_CSV_HEADER = ["slug", "digit", "name", "calls", "callers", "comments", "support", "oppose", "other"]
 MAX_PAGE = 200
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 @api.before_request
@@ -29,8 +31,10 @@ def require_token() -> None:
     row = find_token(db.session, token.strip()) if scheme.lower() == "bearer" else None
     if row is None:
         abort(401, description="A valid bearer token is required (see `flask tokens create`).")
-    row.last_used_at = utcnow()
-    db.session.commit()
+    now = utcnow()
+    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
+        row.last_used_at = now  # to the minute: not a write on every request
+        db.session.commit()
     g.api_token = row
 
 

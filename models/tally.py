@@ -39,6 +39,16 @@ class TopicCount:
     comments: int = 0
     stance: dict = field(default_factory=lambda: dict.fromkeys(STANCE_NAMES, 0))
 
+    def figures(self) -> list:
+        """calls, callers ("" when numbers are not kept), comments, support, oppose, other:
+        the columns every table of counts shows."""
+        return [
+            self.calls,
+            "" if self.callers is None else self.callers,
+            self.comments,
+            *(self.stance[name] for name in STANCE_NAMES),
+        ]
+
 
 @dataclass
 class Tally:

@@ -80,19 +80,7 @@ def counts_csv():
     writer = csv.writer(out)
     writer.writerow(COUNTS_CSV_HEADER)
     for t in current_tally().topics:
-        writer.writerow(
-            [
-                t.slug,
-                t.digit,
-                t.name,
-                t.calls,
-                "" if t.callers is None else t.callers,
-                t.comments,
-                t.stance["support"],
-                t.stance["oppose"],
-                t.stance["other"],
-            ]
-        )
+        writer.writerow([t.slug, t.digit, t.name, *t.figures()])
     return Response(
         out.getvalue(), mimetype="text/csv", headers={"Content-Disposition": "attachment; filename=counts.csv"}
     )

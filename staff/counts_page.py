@@ -38,19 +38,7 @@ class CountsView:
 
     def rows(self) -> list[list]:
         """The table as shown: one row per topic, then calls with no topic, then the total."""
-        topics = [
-            [
-                t.slug,
-                t.name + ("" if t.enabled else " (switched off)"),
-                t.calls,
-                "" if t.callers is None else t.callers,
-                t.comments,
-                t.stance["support"],
-                t.stance["oppose"],
-                t.stance["other"],
-            ]
-            for t in self.result.topics
-        ]
+        topics = [[t.slug, t.name + ("" if t.enabled else " (switched off)"), *t.figures()] for t in self.result.topics]
         # Comments and positions belong to one topic each, so their column sums are totals;
         # calls and callers are not (one call can choose several topics): those come from tally().
         sums = [sum(row[i] for row in topics) for i in (4, 5, 6, 7)]

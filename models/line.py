@@ -240,25 +240,29 @@ class ScriptCache:
         script = self._script
         if script is not None and (now - self._checked < self.ttl or not database_ok):
             return script
+        fresh = self._read(session, script) if database_ok else None
+        if fresh is None and script is None:
+            if self.fallback_file is None:
+                raise ScriptError("the line's script cannot be read and no script file is set")
+            fresh = script_from_file(read_script_file(self.fallback_file))
+        with self._lock:
+            self._script, self._checked = fresh or script, now
+        return self._script
+
+    def _read(self, session, cached: LineScript | None) -> LineScript | None:
+        """The stored script (the cached one while its version stands), or None when the
+        database cannot give one."""
         try:
-            if not database_ok:
-                raise ScriptError("the database is away")
             version = session.execute(select(LineSettings.version).where(LineSettings.id == 1)).scalar()
             if version is None:
-                raise ScriptError("the line has no script yet: run `flask line load`")
-            if script is None or script.version != version or script.fingerprint.startswith("file:"):
-                settings = session.get(LineSettings, 1)
-                script = build_script(settings, list(session.scalars(select(Topic))))
-        except (SQLAlchemyError, ScriptError):
-            if database_ok:
-                session.rollback()
-            if script is None:
-                if self.fallback_file is None:
-                    raise
-                script = script_from_file(read_script_file(self.fallback_file))
-        with self._lock:
-            self._script, self._checked = script, now
-        return script
+                return None  # no script loaded yet (`flask line load`)
+            if cached is not None and cached.version == version and not cached.fingerprint.startswith("file:"):
+                return cached
+            settings = session.get(LineSettings, 1)
+            return build_script(settings, list(session.scalars(select(Topic))))
+        except SQLAlchemyError:
+            session.rollback()
+            return None
 
     def forget(self) -> None:
         with self._lock:

@@ -196,16 +196,7 @@ class Worker:
         """Run one try of a claimed job and record its outcome: done, retry or failed."""
         kind = KINDS.get(claimed.kind)
         started = time.time()
-        runs.info(
-            "run start job=%s kind=%s key=%s try=%d/%d worker=%s at=%.6f",
-            claimed.id,
-            claimed.kind,
-            claimed.key,
-            claimed.attempt,
-            claimed.max_attempts,
-            self.name,
-            started,
-        )
+        self._log_run("start", claimed, started)
         error, retry_in = None, None
         with Heartbeat(db.engine, claimed.id, self.name, self.app.config["JOB_LEASE_SECONDS"]):
             try:
@@ -225,21 +216,30 @@ class Worker:
             finally:
                 db.session.rollback()
         outcome = self._record(claimed, kind, error, retry_in)
+        finished = time.time()
+        self._log_run(
+            "end",
+            claimed,
+            finished,
+            f" outcome={outcome} seconds={finished - started:.3f}" + (f" error={error}" if error else ""),
+        )
+        db.session.remove()
+        return outcome
+
+    def _log_run(self, event: str, claimed: Claimed, at: float, extra: str = "") -> None:
+        """One line of the run log (`jobs.runs`), as each try starts and ends."""
         runs.info(
-            "run end job=%s kind=%s key=%s try=%d/%d worker=%s at=%.6f outcome=%s seconds=%.3f%s",
+            "run %s job=%s kind=%s key=%s try=%d/%d worker=%s at=%.6f%s",
+            event,
             claimed.id,
             claimed.kind,
             claimed.key,
             claimed.attempt,
             claimed.max_attempts,
             self.name,
-            time.time(),
-            outcome,
-            time.time() - started,
-            f" error={error}" if error else "",
+            at,
+            extra,
         )
-        db.session.remove()
-        return outcome
 
     def _record(self, claimed: Claimed, kind: Kind | None, error: str | None, retry_in: float | None) -> str:
         """Write a try's outcome, unless this worker lost the job's lease meanwhile ("lost")."""

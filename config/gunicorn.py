@@ -5,6 +5,11 @@ import os
 import shutil
 import tempfile
 
+from dotenv import load_dotenv
+
+# Settings from a .env file in the working directory, as `flask` reads them (the environment wins).
+load_dotenv(os.path.join(os.getcwd(), ".env"))
+
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '5000')}"
 workers = int(os.environ.get("WEB_WORKERS", multiprocessing.cpu_count()))
 worker_class = "gthread"

@@ -30,7 +30,16 @@ import psycopg
 from config import PROJECT_DIR
 from models.base import utcnow
 
-from .driver import ACCOUNT_SID, Driver, LineFacts, Record, compare_counts, expected_counts, fetch_counts
+from .driver import (
+    ACCOUNT_SID,
+    Driver,
+    LineFacts,
+    Record,
+    compare_counts,
+    expected_counts,
+    fetch_counts,
+    settled_counts,
+)
 from .driver import percentile as pct
 from .servers import OURS, SECRETS, TOKEN, Database, Server, api_token, flask
 
@@ -401,8 +410,9 @@ def run_memory(
                 f"({done / (time.perf_counter() - started):.0f} calls/s)"
             )
         api = api_token(db, "bench-memory")
-        shown = asyncio.run(fetch_counts(server.base, api))
-        problems = compare_counts(expected_counts(record.calls, line.slugs), shown)
+        expected = expected_counts(record.calls, line.slugs)
+        shown = asyncio.run(settled_counts(server.base, api, expected))
+        problems = compare_counts(expected, shown)
     finally:
         server.stop()
     return {

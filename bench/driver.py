@@ -538,6 +538,25 @@ async def fetch_counts(base_url: str, api_token: str, **window: str) -> dict:
             return await response.json()
 
 
+async def settled_counts(
+    base_url: str, api_token: str, expected: dict, *, quiet: float = 3.0, timeout: float = 60.0
+) -> dict:
+    """The API's counts once they equal `expected`, or once they have not moved for `quiet`
+    seconds (at most `timeout`). The line writes behind its replies: the last webhooks' facts
+    reach the database a batch later."""
+    deadline = time.monotonic() + timeout
+    shown = await fetch_counts(base_url, api_token)
+    still_since = time.monotonic()
+    while compare_counts(expected, shown) and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        latest = await fetch_counts(base_url, api_token)
+        if latest != shown:
+            shown, still_since = latest, time.monotonic()
+        elif time.monotonic() - still_since >= quiet:
+            break
+    return shown
+
+
 def percentile(values, q: float) -> float | None:
     if not values:
         return None

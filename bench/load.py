@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .driver import KINDS, Driver, LineFacts, Record, RoundStats, compare_counts, expected_counts, fetch_counts
+from .driver import KINDS, Driver, LineFacts, Record, RoundStats, compare_counts, expected_counts, settled_counts
 from .driver import percentile as pct
 from .servers import CEILING, OURS, TOKEN, Database, Server, api_token, machine_cpu_seconds
 
@@ -128,8 +128,9 @@ def run_load(
                         f"{s['server_cpu_ms_per_webhook']:.2f} ms CPU/webhook  errors {s['errors']}"
                     )
                 if name == "ours":
-                    shown = asyncio.run(fetch_counts(server.base, token))
-                    problems = compare_counts(expected_counts(ours_record.calls, line.slugs, drop_one), shown)
+                    expected = expected_counts(ours_record.calls, line.slugs, drop_one)
+                    shown = asyncio.run(settled_counts(server.base, token, expected))
+                    problems = compare_counts(expected, shown)
                     result.counts_problems = problems
             finally:
                 server.stop()

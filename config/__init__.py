@@ -121,6 +121,13 @@ def load_settings(env: dict[str, str] | None = None, instance_dir: Path | None =
         "SPOOL_DIR": env.get("SPOOL_DIR") or str(instance_dir / "spool"),
         "DB_COOL_OFF_SECONDS": float(env.get("DB_COOL_OFF_SECONDS", "2")),
         "SQLITE_BUSY_SECONDS": float(env.get("SQLITE_BUSY_SECONDS", "3")),
+        # Webhooks answer once their facts are journalled; a writer thread stores them in
+        # batches (ivr/behind.py). Off: each webhook commits before it answers. The tests'
+        # in-process app writes directly, so that a test reads what it just played.
+        "WRITE_BEHIND": _flag(env, "WRITE_BEHIND", app_env != "test"),
+        "JOURNAL_FSYNC": _flag(env, "JOURNAL_FSYNC", False),
+        # How long the writer lets a batch fill: the counts lag the calls by about this much.
+        "WRITE_BEHIND_GATHER_MS": _number(env, "WRITE_BEHIND_GATHER_MS", 20),
         "LOG_FORMAT": env.get("LOG_FORMAT") or ("json" if app_env == "production" else "text"),
         "LOG_LEVEL": (env.get("LOG_LEVEL") or "INFO").upper(),
         "METRICS_TOKEN": env.get("METRICS_TOKEN", "").strip(),

@@ -8,11 +8,14 @@ the reply, and the caller hears the next prompt all the same.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import TypeVar
 from urllib.parse import parse_qs, parse_qsl, urlparse
 
 from flask import Blueprint, Response, abort, current_app, g, request
+from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
@@ -22,12 +25,14 @@ from models.calls import STANCES, call_values
 from models.facts import Fact, apply
 from models.line import LineScript, read_script_file, script_from_file
 from models.recordings import reference_for
+from models.writer import reserve_recording
 
 from . import twiml
 from .metrics import begin_webhook, observe
 from .signature import public_base_url, require_twilio_signature
 from .spool import database_unavailable
 
+T = TypeVar("T")
 bp = Blueprint("ivr", __name__, url_prefix="/twilio")
 bp.before_request(begin_webhook)  # first, so that refused requests are measured too
 bp.before_request(require_twilio_signature)
@@ -128,29 +133,43 @@ def this_call(now: datetime) -> dict:
     return call_values(request.form, mode=cfg["CALLER_NUMBERS"], key=cfg["CALLER_HASH_KEY"], seen_at=now)
 
 
-def store(facts: list[Fact]) -> list | None:
-    """Write the facts in one transaction and return what each returned; or, when the
-    database cannot take them, put them in the spool (on disk before this returns) and return
-    None. The caller is answered either way."""
+def store(facts: list[Fact]) -> dict[str, int] | None:
+    """Store one webhook's facts. With write-behind, journal them for the writer thread and
+    return None. Otherwise write them in one transaction and return the row id of each
+    recording they name; or, when the database cannot take them, put them in the spool (on
+    disk before this returns) and return None. The caller is answered either way."""
+    ext = current_app.extensions
+    if "write_behind" in ext:
+        ext["write_behind"].submit(facts)
+        return None
+    stored = write_now(lambda connection: apply(connection, facts))
+    if stored is None:
+        ext["spool"].append(facts)
+        ext["spool_replayer"].start()
+        current_app.logger.info("spooled %d fact(s) from %s", len(facts), request.path)
+    return stored
+
+
+def write_now(work: Callable[[Connection], T]) -> T | None:
+    """`work(connection)` in a transaction of its own, before the reply; None when the
+    database would not (logged; when it is down, the breaker skips it for a while)."""
     ext = current_app.extensions
     breaker = ext["db_breaker"]
-    if breaker.closed():
-        try:
-            # A Core connection of its own: the ORM session's bookkeeping would only add to
-            # every webhook (the script's version check keeps using the session).
-            with ext["write_lock"], db.engine.begin() as connection:
-                return apply(connection, facts)
-        except SQLAlchemyError as exc:
-            if not database_unavailable(exc):
-                current_app.logger.exception("the database refused the facts of %s; spooling", request.path)
-            elif is_lock_timeout(exc):  # busy, not down: spool this one, try the next as usual
-                current_app.logger.warning("database locked too long at %s; spooling", request.path)
-            else:
-                breaker.trip()
-                current_app.logger.warning("database unavailable (%s); spooling", getattr(exc, "orig", exc))
-    ext["spool"].append(facts)
-    ext["spool_replayer"].start()
-    current_app.logger.info("spooled %d fact(s) from %s", len(facts), request.path)
+    if not breaker.closed():
+        return None
+    try:
+        # A Core connection of its own: the ORM session's bookkeeping would only add to
+        # every webhook (the script's version check keeps using the session).
+        with ext["write_lock"], db.engine.begin() as connection:
+            return work(connection)
+    except SQLAlchemyError as exc:
+        if not database_unavailable(exc):
+            current_app.logger.exception("the database refused the facts of %s", request.path)
+        elif is_lock_timeout(exc):  # busy, not down: this one waits, the next tries as usual
+            current_app.logger.warning("database locked too long at %s", request.path)
+        else:
+            breaker.trip()
+            current_app.logger.warning("database unavailable (%s)", getattr(exc, "orig", exc))
     return None
 
 
@@ -272,6 +291,18 @@ def recording_fact(sid: str, now: datetime, script: LineScript) -> Fact:
     )
 
 
+def store_comment(facts: list[Fact], sid: str) -> str | None:
+    """Store the `<Record>` action's facts; return the comment's reference number, made from
+    its row id, which is therefore written before the reply even with write-behind (None
+    when the database is away)."""
+    if "write_behind" not in current_app.extensions:
+        stored = store(facts)
+        return reference_for(stored[sid]) if stored else None
+    recording_id = write_now(lambda connection: reserve_recording(connection, sid, g.call_sid, utcnow()))
+    store(facts)
+    return reference_for(recording_id) if recording_id is not None else None
+
+
 @bp.post("/recorded")
 def comment_recorded():
     """The `<Record>` action: store the comment and read back its reference number (when the
@@ -283,8 +314,7 @@ def comment_recorded():
     reference = None
     if sid:
         now = utcnow()
-        stored = store([Fact("call", {"values": this_call(now)}), recording_fact(sid, now, script)])
-        reference = reference_for(stored[1]) if stored else None
+        reference = store_comment([Fact("call", {"values": this_call(now)}), recording_fact(sid, now, script)], sid)
     if digits == "hangup":
         return answer(twiml.nothing())  # Twilio ignores it; the caller has gone
     if not duration:

@@ -1,6 +1,11 @@
 """The durable local spool: where a webhook's facts wait while the database is away.
 
-A webhook that cannot write appends its facts as one JSON line to this process's spool file,
+With write-behind (ivr/behind.py, the default) every webhook's facts first go to its
+process's journal, `<host>-<pid>-<n>.journal`, held under an exclusive `flock` for as long as
+the process lives; a batch the database does not take is renamed to a spool file, and the
+journal of a process that died (its lock is free) is replayed like one.
+
+Without it, a webhook that cannot write appends its facts as one JSON line to this process's spool file,
 flushes and fsyncs it, and only then answers Twilio. A replayer (a thread in each web process,
 `flask spool replay`, and the worker) writes the spooled facts with the same idempotent
 statements and deletes what it has written. A line replayed twice changes nothing, so a crash
@@ -32,6 +37,22 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from models.facts import Fact, apply, dumps, loads
 
 log = logging.getLogger(__name__)
+REPLAY_BATCH = 200  # spooled transactions written per database transaction
+
+
+def is_locked(path: Path) -> bool:
+    """Whether a live process holds the file's lock (a write-behind journal in use)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return True  # gone: nothing to take
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops a lock taken here
+    return False
 
 
 def database_unavailable(exc: Exception) -> bool:
@@ -59,7 +80,10 @@ class Spool:
 
     def append(self, facts: list[Fact]) -> None:
         """Append one transaction's facts durably: on return they are on disk."""
-        line = (dumps(facts) + "\n").encode()
+        self.append_lines([(dumps(facts) + "\n").encode()])
+
+    def append_lines(self, lines: list[bytes]) -> None:
+        """Append transactions already written as lines, with one fsync for them all."""
         with self._lock:
             self.dir.mkdir(parents=True, exist_ok=True)
             while True:
@@ -71,17 +95,22 @@ class Spool:
                     except FileNotFoundError:
                         same = False
                     if same:  # not taken by a replayer while we waited for the lock
-                        os.write(fd, line)
+                        os.write(fd, b"".join(lines))
                         os.fsync(fd)
                         return
                 finally:
                     os.close(fd)
 
     def files(self) -> list[Path]:
+        """The files waiting to be replayed: spooled facts, replays that stopped, and the
+        write-behind journals of processes that died (a live one holds its journal's lock)."""
         if not self.dir.is_dir():
             return []
         return sorted(
-            p for p in self.dir.iterdir() if p.suffix in (".jsonl", ".replaying") and p.name != "rejected.jsonl"
+            p
+            for p in self.dir.iterdir()
+            if (p.suffix in (".jsonl", ".replaying") and p.name != "rejected.jsonl")
+            or (p.suffix == ".journal" and not is_locked(p))
         )
 
     def depth(self) -> int:
@@ -110,7 +139,9 @@ class Spool:
         except FileNotFoundError:
             return None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (fcntl.LOCK_NB if path.suffix == ".replaying" else 0))
+            # A spool file is only appended to for a moment: wait for that. A journal or a replay
+            # held by a live process is that process's to finish.
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if path.suffix == ".jsonl" else fcntl.LOCK_NB))
         except BlockingIOError:
             os.close(fd)
             return None  # another replayer has it
@@ -131,37 +162,80 @@ class Spool:
         fd, path = claimed
         try:
             lines = path.read_bytes().split(b"\n")
+            readable: list[tuple[bytes, list[Fact]]] = []
             for number, raw in enumerate(lines):
                 if not raw.strip():
                     continue
                 try:
-                    facts = loads(raw.decode())
+                    readable.append((raw, loads(raw.decode())))
                 except ValueError:
                     if number == len(lines) - 1:
                         report.torn += 1  # died mid-append: never acknowledged
                         continue
                     self._reject(raw, "unreadable")
                     report.rejected += 1
-                    continue
-                try:
-                    apply(session, facts)
-                    session.commit()
-                    report.written += 1
-                except Exception as exc:  # noqa: BLE001 - each line's fate is decided here
-                    session.rollback()
-                    if database_unavailable(exc):
-                        report.stopped = f"{type(exc).__name__}: the database is unavailable"
-                        return  # keep the file; what was written will be rewritten harmlessly
-                    log.exception("spool: the database rejected a spooled transaction; kept in rejected.jsonl")
-                    self._reject(raw, type(exc).__name__)
-                    report.rejected += 1
+            for start in range(0, len(readable), REPLAY_BATCH):
+                if not self._write(session, readable[start : start + REPLAY_BATCH], report):
+                    return  # keep the file; what was written will be rewritten harmlessly
             path.unlink()
         finally:
             os.close(fd)
 
+    def _write(self, session, lines: list[tuple[bytes, list[Fact]]], report: ReplayReport) -> bool:
+        """Write the lines in one transaction; if the database rejects that, line by line,
+        setting aside the lines it rejects. False when the database is unavailable."""
+        try:
+            apply(session, *(facts for _, facts in lines))
+            session.commit()
+            report.written += len(lines)
+            return True
+        except Exception as exc:  # noqa: BLE001 - each line's fate is decided here
+            session.rollback()
+            if database_unavailable(exc):
+                report.stopped = f"{type(exc).__name__}: the database is unavailable"
+                return False
+            if len(lines) > 1:
+                return all(self._write(session, [line], report) for line in lines)
+            log.exception("spool: the database rejected a spooled transaction; kept in rejected.jsonl")
+            self._reject(lines[0][0], type(exc).__name__)
+            report.rejected += 1
+            return True
+
     def _reject(self, raw: bytes, why: str) -> None:
         with (self.dir / "rejected.jsonl").open("ab") as f:
             f.write(raw.rstrip(b"\n") + f"  # {why}\n".encode())
+
+
+class WriterTurn:
+    """SQLite's one writer at a time, taken in turn by the threads and processes of this
+    machine: a thread lock within the process, then an `flock` on a file beside the spool
+    across processes. The kernel hands the `flock` to a waiter the moment it is released,
+    where SQLite's own busy handler would have the waiter sleep and poll (up to 100 ms a
+    time), which is what a caller waiting for a reference number would hear."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._thread_lock = threading.Lock()
+        self._fd: int | None = None
+        self._pid: int | None = None
+
+    def __enter__(self) -> WriterTurn:
+        self._thread_lock.acquire()
+        try:
+            if self._pid != os.getpid():  # first use in this process (a fork opens its own)
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fd, self._pid = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600), os.getpid()
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._thread_lock.release()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
 
 
 class Breaker:

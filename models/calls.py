@@ -14,12 +14,10 @@ import hashlib
 import hmac
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, bindparam, select, update
+from sqlalchemy import ForeignKey, Index, Integer, String, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from . import summary
-from .base import binds, db, prepared
-from .line import Topic
+from .base import db
 
 FINAL_CALL_STATUSES = ("completed", "busy", "failed", "no-answer", "canceled")
 STANCES = {"1": "support", "2": "oppose", "3": "other"}
@@ -117,127 +115,6 @@ def call_values(form, *, mode: str, key: str, seen_at: datetime) -> dict:
         value = form.get(param)
         values[column] = value[:128] if value else None
     return values
-
-
-def _new_call(insert):
-    return (
-        insert(Call)
-        .values(**binds(*CALL_COLUMNS, Call.topics))
-        .on_conflict_do_nothing(index_elements=["call_sid"])
-        .returning(Call.started_at)
-    )
-
-
-def note_call(session, values: dict, *, language: str | None = None) -> None:
-    """Count the call if it is new; with `language`, set the language it chose."""
-    params = dict.fromkeys(CALL_KEYS) | values | {"language": language, "topics": 0}
-    inserted = session.execute(prepared(session, _new_call), params).first()
-    if inserted is not None:
-        summary.add(session, summary.hour_of(inserted.started_at), summary.WHOLE_LINE, calls=1)
-    elif language:
-        session.execute(update(Call).where(Call.call_sid == values["call_sid"]).values(language=language))
-
-
-def note_call_status(session, values: dict, *, status: str, duration: int | None, ended_at: datetime) -> None:
-    """Keep the call's status from the status callback. A final status is never replaced by a
-    non-final one that arrives late; duplicates change nothing."""
-    note_call(session, values)
-    final = status in FINAL_CALL_STATUSES
-    stmt = update(Call).where(Call.call_sid == values["call_sid"])
-    if not final:
-        stmt = stmt.where(Call.status.is_(None) | Call.status.not_in(FINAL_CALL_STATUSES))
-    session.execute(stmt.values(status=status, duration=duration, ended_at=ended_at if final else None))
-
-
-def _new_choice(insert):
-    columns = binds(Choice.call_sid, Choice.step, Choice.kind, Choice.language, Choice.stance, Choice.chosen_at)
-    topic_id = select(Topic.id).where(Topic.slug == bindparam("topic", None, type_=String)).scalar_subquery()
-    return (
-        insert(Choice)
-        .values(**columns, topic_id=topic_id)
-        .on_conflict_do_nothing(index_elements=["call_sid", "step"])
-        .returning(Choice.step, Choice.topic_id)
-    )
-
-
-def _new_pair(insert):
-    return (
-        insert(CallTopic)
-        .values(**binds(CallTopic.call_sid, CallTopic.topic_id, CallTopic.stance, CallTopic.stance_step))
-        .on_conflict_do_nothing(index_elements=["call_sid", "topic_id"])
-        .returning(CallTopic.call_sid)
-    )
-
-
-def note_choice(
-    session,
-    call_sid: str,
-    step: int,
-    kind: str,
-    *,
-    at: datetime,
-    topic: str | None = None,
-    language: str | None = None,
-    stance: str | None = None,
-) -> None:
-    """Store a keypress as a fact keyed on (call, step); when it is new, bring `call_topics`
-    and the summaries up to date in the same transaction. `topic` is the topic's slug (facts
-    name topics by slug, so that a fact taken while the database was away can be written
-    later). The call's row must exist (every webhook's facts start with it)."""
-    new = session.execute(
-        prepared(session, _new_choice),
-        {
-            "call_sid": call_sid,
-            "step": step,
-            "kind": kind,
-            "topic": topic,
-            "language": language,
-            "stance": stance,
-            "chosen_at": at,
-        },
-    ).first()
-    if new is None or new.topic_id is None:
-        return  # a retry (everything below was done with the first), or no topic
-    topic_id = new.topic_id
-    call = session.execute(select(Call.started_at, Call.caller_hash).where(Call.call_sid == call_sid)).first()
-    hour = summary.hour_of(call.started_at if call else at)
-    paired = session.execute(
-        prepared(session, _new_pair),
-        {"call_sid": call_sid, "topic_id": topic_id, "stance": stance, "stance_step": step if stance else 0},
-    ).first()
-    if paired is not None:  # the call's first choice of this topic
-        topics = session.execute(
-            update(Call).where(Call.call_sid == call_sid).values(topics=Call.topics + 1).returning(Call.topics)
-        ).scalar()
-        if topics == 1:
-            summary.add(session, hour, summary.WHOLE_LINE, routed=1)
-        new_caller = bool(call and call.caller_hash) and summary.count_caller(session, hour, topic_id, call.caller_hash)
-        summary.add(session, hour, topic_id, calls=1, callers_new=int(new_caller), **({stance: 1} if stance else {}))
-        return
-    if stance is None:
-        return
-    before = session.execute(
-        select(CallTopic.stance, CallTopic.stance_step)
-        .where(CallTopic.call_sid == call_sid, CallTopic.topic_id == topic_id)
-        .with_for_update()
-    ).first()
-    if before.stance_step >= step:
-        return  # a later position is already stored
-    session.execute(
-        update(CallTopic)
-        .where(CallTopic.call_sid == call_sid, CallTopic.topic_id == topic_id)
-        .values(stance=stance, stance_step=step)
-    )
-    if before.stance != stance:
-        deltas = {stance: 1}
-        if before.stance:
-            deltas[before.stance] = -1
-        summary.add(session, hour, topic_id, **deltas)
-
-
-def topic_id_of(slug: str | None):
-    """The id of the topic with this slug, as a subquery (NULL when there is none)."""
-    return select(Topic.id).where(Topic.slug == slug).scalar_subquery()
 
 
 def expected_call_topics(session) -> dict[tuple[str, int], str | None]:

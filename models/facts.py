@@ -1,8 +1,9 @@
 """Facts as named, serialisable records: what a webhook writes, in a form that can wait in the
 spool while the database is away and be written later by exactly the same statements.
 
-Every fact function is an idempotent upsert keyed on Twilio's ids, so applying a record twice
-(a retried webhook, a replayed spool line) changes nothing the second time.
+Every fact is written by an idempotent upsert keyed on Twilio's ids (models/writer.py), so
+applying a record twice (a retried webhook, a replayed spool line) changes nothing the second
+time.
 """
 
 from __future__ import annotations
@@ -12,19 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .calls import note_call, note_call_status, note_choice
-from .jobs import enqueue
-from .recordings import note_recording_action, note_recording_status, note_transcription
+from .writer import write
 
-FACTS = {
-    "call": note_call,
-    "call_status": note_call_status,
-    "choice": note_choice,
-    "recording_action": note_recording_action,
-    "recording_status": note_recording_status,
-    "transcription": note_transcription,
-    "job": enqueue,
-}
+FACTS = ("call", "call_status", "choice", "recording_action", "recording_status", "transcription", "job")
 
 
 @dataclass(frozen=True)
@@ -37,9 +28,10 @@ class Fact:
             raise ValueError(f"unknown fact {self.name!r}")
 
 
-def apply(session, facts: list[Fact]) -> list[Any]:
-    """Write the facts in the session's transaction; return what each fact function returned."""
-    return [FACTS[fact.name](session, **fact.args) for fact in facts]
+def apply(connection, *groups: list[Fact]) -> dict[str, int]:
+    """Write the groups of facts (each one webhook's) in the transaction of the connection or
+    session; return the row id of each recording they name, by `RecordingSid`."""
+    return write(connection, groups)
 
 
 def _encode(value: Any) -> Any:

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, func, select, update
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from . import summary
-from .base import binds, db, prepared
-from .calls import Call, topic_id_of
+from .base import db
 
 RECORDING_STATUSES = ("in-progress", "completed", "absent", "failed")
 NOT_A_COMMENT = ("absent", "failed")
@@ -98,109 +96,6 @@ def is_comment(topic_id: int | None, duration: int | None, status: str | None) -
     return topic_id is not None and (duration or 0) > 0 and status not in NOT_A_COMMENT
 
 
-def _new_recording(insert):
-    return (
-        insert(Recording)
-        .values(**binds(Recording.recording_sid, Recording.call_sid, Recording.created_at))
-        .on_conflict_do_nothing(index_elements=["recording_sid"])
-    )
-
-
-def _locked_state(session, recording_sid: str, call_sid: str, at: datetime):
-    """Make sure the recording's row exists, lock it, and return what it holds now."""
-    session.execute(
-        prepared(session, _new_recording), {"recording_sid": recording_sid, "call_sid": call_sid, "created_at": at}
-    )
-    return session.execute(
-        select(Recording.id, Recording.call_sid, Recording.topic_id, Recording.duration, Recording.status)
-        .where(Recording.recording_sid == recording_sid)
-        .with_for_update()
-    ).one()
-
-
-def _recount(session, before, after) -> None:
-    """Move the comment count when this change made or unmade a comment (or moved its topic)."""
-    was = before.topic_id if is_comment(before.topic_id, before.duration, before.status) else None
-    now = after.topic_id if is_comment(after.topic_id, after.duration, after.status) else None
-    if was == now:
-        return
-    started = session.execute(select(Call.started_at).where(Call.call_sid == after.call_sid)).scalar()
-    if started is None:
-        return  # no call row: `flask counts verify` would say so
-    hour = summary.hour_of(started)
-    if was is not None:
-        summary.add(session, hour, was, comments=-1)
-    if now is not None:
-        summary.add(session, hour, now, comments=1)
-
-
-def note_recording_action(
-    session,
-    recording_sid: str,
-    call_sid: str,
-    *,
-    at: datetime,
-    topic: str | None,
-    stance: str | None,
-    language: str | None,
-    step: int,
-    duration: int | None,
-    finished_by: str | None,
-    media_url: str | None,
-) -> int:
-    """Store the comment when the `<Record>` action arrives, filling only what is still empty
-    (a callback may have come first); return its row id."""
-    before = _locked_state(session, recording_sid, call_sid, at)
-    after = session.execute(
-        update(Recording)
-        .where(Recording.recording_sid == recording_sid)
-        .values(
-            topic_id=func.coalesce(Recording.topic_id, topic_id_of(topic) if topic else None),
-            stance=func.coalesce(Recording.stance, stance),
-            language=func.coalesce(Recording.language, language),
-            step=func.coalesce(Recording.step, step),
-            duration=func.coalesce(Recording.duration, duration),
-            finished_by=func.coalesce(Recording.finished_by, finished_by),
-            media_url=func.coalesce(Recording.media_url, media_url),
-            action_at=func.coalesce(Recording.action_at, at),
-        )
-        .returning(Recording.id, Recording.call_sid, Recording.topic_id, Recording.duration, Recording.status)
-    ).one()
-    _recount(session, before, after)
-    return after.id
-
-
-def note_recording_status(
-    session,
-    recording_sid: str,
-    call_sid: str,
-    *,
-    at: datetime,
-    status: str,
-    duration: int | None,
-    media_url: str | None,
-    error_code: str | None,
-) -> None:
-    """Keep the recording status callback's word. Its duration is the final one; a status
-    already final is not moved back by a late `in-progress`; duplicates change nothing."""
-    before = _locked_state(session, recording_sid, call_sid, at)
-    if before.status not in (None, "in-progress"):
-        return
-    after = session.execute(
-        update(Recording)
-        .where(Recording.recording_sid == recording_sid)
-        .values(
-            status=status,
-            duration=func.coalesce(duration, Recording.duration),
-            media_url=func.coalesce(media_url, Recording.media_url),
-            error_code=error_code,
-            status_at=at,
-        )
-        .returning(Recording.id, Recording.call_sid, Recording.topic_id, Recording.duration, Recording.status)
-    ).one()
-    _recount(session, before, after)
-
-
 def note_transcription(
     session,
     recording_sid: str,
@@ -216,49 +111,20 @@ def note_transcription(
 ) -> None:
     """Keep a transcript (or, with status failed, the reason there is none), creating the
     recording's row if this arrives first. A later result from the same source replaces it."""
-    session.execute(
-        prepared(session, _new_recording), {"recording_sid": recording_sid, "call_sid": call_sid, "created_at": at}
-    )
-    session.execute(
-        prepared(session, _transcript),
+    from .facts import Fact, apply
+
+    fact = Fact(
+        "transcription",
         {
             "recording_sid": recording_sid,
+            "call_sid": call_sid,
+            "at": at,
             "source": source,
             "transcription_sid": transcription_sid,
-            "language": language,
             "status": status,
             "text": text,
+            "language": language,
             "reason": reason,
-            "created_at": at,
-            "updated_at": at,
         },
     )
-
-
-def _transcript(insert):
-    t = Transcription
-    stmt = insert(t).values(
-        **binds(
-            t.recording_sid,
-            t.source,
-            t.transcription_sid,
-            t.language,
-            t.status,
-            t.text,
-            t.reason,
-            t.created_at,
-            t.updated_at,
-        )
-    )
-    ex = stmt.excluded
-    return stmt.on_conflict_do_update(
-        index_elements=["recording_sid", "source"],
-        set_={
-            "status": ex.status,
-            "text": ex.text,
-            "transcription_sid": ex.transcription_sid,
-            "language": func.coalesce(ex.language, Transcription.language),
-            "reason": ex.reason,
-            "updated_at": ex.updated_at,
-        },
-    )
+    apply(session, [fact])

@@ -20,7 +20,7 @@ from datetime import datetime
 from sqlalchemy import DateTime, Integer, String, delete, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import binds, db, prepared
+from .base import db
 
 WHOLE_LINE = 0  # topic_id of the hourly row for every call
 COUNTED = ("calls", "routed", "comments", "support", "oppose", "other", "callers_new")
@@ -57,49 +57,6 @@ class CallerHour(db.Model):
 
 def hour_of(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
-
-
-def add(session, hour: datetime, topic_id: int, **deltas: int) -> None:
-    """Add `deltas` to the hour's row for the topic, creating it when it is the first."""
-    if not any(deltas.values()):
-        return
-    session.execute(
-        prepared(session, _add_hourly), {"hour": hour, "topic_id": topic_id, **dict.fromkeys(COUNTED, 0), **deltas}
-    )
-
-
-def _add_hourly(insert):
-    stmt = insert(HourlyCount).values(
-        **binds(HourlyCount.hour, HourlyCount.topic_id, *(getattr(HourlyCount, name) for name in COUNTED))
-    )
-    return stmt.on_conflict_do_update(
-        index_elements=["hour", "topic_id"],
-        set_={name: getattr(HourlyCount, name) + getattr(stmt.excluded, name) for name in COUNTED},
-    )
-
-
-def _caller_hour(insert):
-    return (
-        insert(CallerHour)
-        .values(**binds(CallerHour.hour, CallerHour.topic_id, CallerHour.caller_hash))
-        .on_conflict_do_nothing(index_elements=["hour", "topic_id", "caller_hash"])
-    )
-
-
-def _topic_caller(insert):
-    return (
-        insert(TopicCaller)
-        .values(**binds(TopicCaller.topic_id, TopicCaller.caller_hash))
-        .on_conflict_do_nothing(index_elements=["topic_id", "caller_hash"])
-        .returning(TopicCaller.topic_id)
-    )
-
-
-def count_caller(session, hour: datetime, topic_id: int, caller_hash: str) -> bool:
-    """Note a caller of a topic in an hour; True when the caller is new to the topic."""
-    params = {"hour": hour, "topic_id": topic_id, "caller_hash": caller_hash}
-    session.execute(prepared(session, _caller_hour), params)
-    return session.execute(prepared(session, _topic_caller), params).first() is not None
 
 
 # --- recomputing from the facts ----------------------------------------------------------------
@@ -197,4 +154,4 @@ def rebuild(session) -> None:
         )
 
 
-__all__ = ["HourlyCount", "TopicCaller", "CallerHour", "add", "count_caller", "hour_of", "rebuild", "verify"]
+__all__ = ["HourlyCount", "TopicCaller", "CallerHour", "hour_of", "rebuild", "verify"]

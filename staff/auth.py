@@ -51,7 +51,15 @@ UNSAFE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
 
 class ConsoleSessionInterface(SecureCookieSessionInterface):
-    """Flask's signed-cookie session, with the Secure flag set for requests over HTTPS."""
+    """Flask's signed-cookie session, with the Secure flag set for requests over HTTPS. Twilio's
+    webhooks, the JSON API and the probes carry no session: they get none to read or write."""
+
+    SESSIONLESS = ("/twilio/", "/api/", "/metrics", "/livez", "/healthz")
+
+    def open_session(self, app, request):
+        if request.path.startswith(self.SESSIONLESS):
+            return self.make_null_session(app)
+        return super().open_session(app, request)
 
     def get_cookie_secure(self, app) -> bool:
         return bool(app.config["SESSION_COOKIE_SECURE"] or (has_request_context() and request.is_secure))

@@ -46,11 +46,13 @@ def migrate_to_head(database_url: str, instance: Path) -> None:
 
 @pytest.fixture(autouse=True)
 def no_replayer_outlives_its_test():
-    """A spool replayer thread left running would write one test's spooled facts into the
-    next test's database."""
+    """A spool replayer or write-behind thread left running would write one test's facts into
+    the next test's database."""
     yield
+    from ivr.behind import WriteBehind
     from ivr.spool import Replayer
 
+    WriteBehind.stop_all()
     Replayer.stop_all()
 
 
@@ -368,11 +370,13 @@ class ServedLine:
 
 @pytest.fixture
 def served_line(app, settings):
-    """Start gunicorn on the test's database (the script is already loaded)."""
+    """Start gunicorn on the test's database (the script is already loaded), writing behind
+    its replies as in production, or, with `write_behind=False`, committing each webhook
+    before its reply, for a test that reads the tables right after playing."""
     started: list[ServedLine] = []
 
-    def serve(**kwargs) -> ServedLine:
-        line = ServedLine(settings, **kwargs)
+    def serve(write_behind: bool = True, **kwargs) -> ServedLine:
+        line = ServedLine({**settings, "WRITE_BEHIND": "1" if write_behind else "0"}, **kwargs)
         started.append(line)
         return line
 

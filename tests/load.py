@@ -74,6 +74,17 @@ def expected_counts(played: list[Plan]) -> dict:
     }
 
 
+def counts_settled(base: str, token: str, expected: dict, timeout: float = 30.0) -> dict:
+    """The counts once they equal `expected`, or as they are after `timeout` s: the line
+    writes behind its replies, and a killed worker's journal is replayed seconds later."""
+    deadline = time.monotonic() + timeout
+    seen = counts_seen(base, token)
+    while seen != expected and time.monotonic() < deadline:
+        time.sleep(0.25)
+        seen = counts_seen(base, token)
+    return seen
+
+
 def counts_seen(base: str, token: str) -> dict:
     body = requests.get(base + "/api/v1/counts", headers={"Authorization": f"Bearer {token}"}, timeout=30).json()
     return {

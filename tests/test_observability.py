@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
@@ -19,6 +20,9 @@ def samples(text: str) -> dict[tuple[str, tuple], float]:
     return found
 
 
+HOUSING = (("topic", "housing"),)
+
+
 def test_metrics_across_gunicorn_workers(served_line, app):
     line = served_line(workers=2, threads=2)
     twilio = Twilio(lambda u, p, h: requests.post(u, data=p, headers=h, timeout=10), base=line.base)
@@ -29,6 +33,11 @@ def test_metrics_across_gunicorn_workers(served_line, app):
         call.press("3")
         call.speak(seconds=5)
     assert twilio.post("/twilio/voice", {"CallSid": "CA1"}, signature="wrong").status_code == 403
+    deadline = time.monotonic() + 15  # the counts come from the facts, written a batch later
+    while time.monotonic() < deadline:
+        if samples(requests.get(line.base + "/metrics", timeout=10).text).get(("commentline_comments", HOUSING)) == 6:
+            break
+        time.sleep(0.1)
     # Each scrape may reach either worker; every one must see the sum of both.
     for _ in range(4):
         text = requests.get(line.base + "/metrics", timeout=10).text
@@ -37,8 +46,8 @@ def test_metrics_across_gunicorn_workers(served_line, app):
         assert found[("commentline_webhooks_total", (("route", "/twilio/voice"), ("status", "403")))] == 1
         assert found[("commentline_webhooks_total", (("route", "/twilio/recorded"), ("status", "200")))] == 6
         assert found[("commentline_webhook_seconds_count", (("route", "/twilio/topic"),))] == 6
-        assert found[("commentline_calls", (("topic", "housing"),))] == 6
-        assert found[("commentline_comments", (("topic", "housing"),))] == 6
+        assert found[("commentline_calls", HOUSING)] == 6
+        assert found[("commentline_comments", HOUSING)] == 6
         assert found[("commentline_spool_depth", ())] == 0
 
 

@@ -1,0 +1,209 @@
+"""Write-behind: a webhook's facts reach the database in batches, after its reply.
+
+A webhook hands its facts to `WriteBehind.submit`, which appends them as one line to its
+thread's journal file and queues them; the reply goes out at once. A writer thread lets a
+batch gather for `WRITE_BEHIND_GATHER_MS`, takes everything queued and writes it in one
+transaction (models/writer.py: a fixed number of statements per batch, whatever its size).
+A journal file is deleted once its thread has moved on to a new one and every line in it is
+in the database.
+
+Why this is safe:
+- The journal line is written (to the operating system) before the reply, so a process that
+  is killed loses nothing it acknowledged: its journals keep their lines, their `flock`s die
+  with it, and any replayer (ivr/spool.py: each web process, `flask spool replay`, the worker)
+  writes them. With `JOURNAL_FSYNC=1` each line is also fsynced before the reply, so that a
+  power cut loses nothing either; whenever the database is known to be away, lines are fsynced
+  all the same, since they may wait there for long.
+- A batch the database does not take (down, locked too long, or refusing a fact) goes to the
+  spool, fsynced; the replayer writes it when it can, setting aside only a line the database
+  refuses.
+- Every write is idempotent, so a line written twice (a replayer taking a dead process's
+  journal, part of which that process had written) changes nothing the second time.
+
+Why per thread: the request threads share no lock on their way to the reply (a shared one
+makes them queue behind whichever holds it while the writer has Python's GIL); the queue is a
+`deque`, whose appends need none.
+
+What it costs: the counts lag the calls by one batch (tens of milliseconds; seconds after a
+process was killed, until a replayer takes its journals).
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import fcntl
+import itertools
+import logging
+import os
+import socket
+import threading
+import time
+import weakref
+from pathlib import Path
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from models.facts import Fact, apply, dumps
+
+from .spool import Breaker, Replayer, Spool, database_unavailable
+
+log = logging.getLogger(__name__)
+SEGMENT_LINES = 5000  # a thread starts a new journal file after this many lines
+
+
+class Segment:
+    """One request thread's journal file, locked for as long as its process lives. Only its
+    thread appends (`lines`); only the writer counts what is done with them (`accounted`)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.pid = path, os.getpid()
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        self.lines = self.accounted = 0
+        self.closed = False  # its thread has moved on to a new file
+
+    def append(self, line: bytes, sync: bool) -> None:
+        os.write(self.fd, line)
+        if sync:
+            os.fsync(self.fd)
+        self.lines += 1
+
+    def delete(self) -> None:
+        self.path.unlink(missing_ok=True)
+        os.close(self.fd)
+
+
+class WriteBehind:
+    running: weakref.WeakSet[WriteBehind] = weakref.WeakSet()
+
+    def __init__(
+        self, app, spool: Spool, breaker: Breaker, replayer: Replayer, *, fsync: bool = False, gather: float = 0.02
+    ) -> None:
+        self.app, self.spool, self.breaker, self.replayer = app, spool, breaker, replayer
+        self.fsync, self.gather = fsync, gather
+        self._queue: collections.deque[tuple[Segment, bytes, list[Fact]]] = collections.deque()
+        self._wake = threading.Event()
+        self._local = threading.local()
+        self._serial = itertools.count()
+        self._start_lock = threading.Lock()
+        self._pid: int | None = None
+        self._busy = self._stopping = False
+        self._open: dict[Segment, None] = {}  # the writer's: journals it has taken lines from
+        self._thread: threading.Thread | None = None
+
+    def submit(self, facts: list[Fact]) -> None:
+        """Journal the facts (on return they survive this process) and queue them."""
+        if self._pid != os.getpid():
+            self._start()
+        if self._stopping:  # the process is ending: straight to the spool
+            self.spool.append(facts)
+            return
+        line = (dumps(facts) + "\n").encode()
+        segment = getattr(self._local, "segment", None)
+        if segment is None or segment.pid != os.getpid():
+            segment = self._local.segment = self._new_segment()
+        segment.append(line, sync=self.fsync or not self.breaker.closed())
+        self._queue.append((segment, line, facts))
+        if segment.lines >= SEGMENT_LINES:
+            segment.closed, self._local.segment = True, None
+        if not self._wake.is_set():
+            self._wake.set()
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until what was submitted before this call has been written (or spooled)."""
+        deadline = time.monotonic() + timeout
+        while self._queue or self._busy:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def close(self) -> None:
+        """Write what is queued and stop the writer (at the process's exit)."""
+        self._stopping = True
+        self._wake.set()
+        if self._thread is not None and self._pid == os.getpid():
+            self._thread.join(timeout=30)
+
+    @classmethod
+    def stop_all(cls) -> None:
+        for behind in list(cls.running):
+            behind.close()
+
+    def _start(self) -> None:
+        """First use in this process (a fork gets its own journals and writer)."""
+        with self._start_lock:
+            if self._pid == os.getpid():
+                return
+            self._queue.clear()
+            self._open, self._busy, self._stopping = {}, False, False
+            self.spool.dir.mkdir(parents=True, exist_ok=True)
+            self._thread = threading.Thread(target=self._run, name="write-behind", daemon=True)
+            self._thread.start()
+            self._pid = os.getpid()
+            WriteBehind.running.add(self)
+            atexit.register(self.close)
+
+    def _new_segment(self) -> Segment:
+        name = f"{socket.gethostname()}-{os.getpid()}-{next(self._serial)}.journal"
+        return Segment(self.spool.dir / name)
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(timeout=1.0)
+            self._wake.clear()
+            if self._queue and not self._stopping:
+                time.sleep(self.gather)  # let more webhooks join the batch
+            self._busy = True
+            batch = []
+            while self._queue:
+                batch.append(self._queue.popleft())
+            if batch:
+                self._write(batch)
+            self._busy = False
+            self._release(final=self._stopping and not self._queue)
+            if self._stopping and not self._queue:
+                return
+
+    def _write(self, batch: list[tuple[Segment, bytes, list[Fact]]]) -> None:
+        from models import db
+
+        written = False
+        if self.breaker.closed():
+            try:
+                with self.app.app_context(), self.app.extensions["write_lock"], db.engine.begin() as connection:
+                    apply(connection, *(facts for _, _, facts in batch))
+                written = True
+            except SQLAlchemyError as exc:
+                if database_unavailable(exc) and "database is locked" not in str(exc):
+                    self.breaker.trip()
+                log.warning("write-behind: %d webhook(s) not written (%s); spooled", len(batch), type(exc).__name__)
+            except Exception:  # noqa: BLE001 - the thread must live on; the lines are kept
+                log.exception("write-behind: %d webhook(s) not written; spooled", len(batch))
+        if not written:
+            try:
+                self.spool.append_lines([line for _, line, _ in batch])
+            except OSError:  # the journals keep them: replayed when this process ends
+                log.exception("write-behind: %d webhook(s) could not be spooled either", len(batch))
+                return
+            self.replayer.start()
+        for segment, _, _ in batch:
+            segment.accounted += 1
+            self._open[segment] = None
+
+    def _release(self, final: bool = False) -> None:
+        """Delete the journals whose every line is done with (at the end, all of them)."""
+        for segment in list(self._open):
+            if segment.accounted >= segment.lines and (segment.closed or final):
+                segment.delete()
+                del self._open[segment]
+
+
+def wait_until_written(app, timeout: float = 30.0) -> bool:
+    """For commands and tests: wait until this process's queued facts are written."""
+    behind = app.extensions.get("write_behind")
+    return behind.flush(timeout) if behind else True
+
+
+__all__ = ["WriteBehind", "Segment", "wait_until_written"]

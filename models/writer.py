@@ -1,0 +1,517 @@
+"""Writing facts, many webhooks' worth in one transaction.
+
+`write(connection, groups)` takes the facts of one or many webhooks (each group one webhook's
+facts, in the order they were answered) and stores them with a fixed number of statements per
+batch, whatever its size: one multi-row `INSERT … ON CONFLICT` per table, the summaries
+added up in Python and upserted once per (hour, topic). It is the only code that writes the
+webhooks' facts: a webhook's own transaction (a batch of one), the write-behind writer
+(ivr/behind.py) and the spool's replay all come here.
+
+Every rule of the per-fact model holds per batch: a fact already stored changes nothing (keys
+are Twilio's ids, and the (call, step) of a keypress); a summary moves only when a fact
+changed; the later of two positions (by step) wins; a final call or recording status is not
+moved back; a recording's fields are filled once, by whichever callback comes first.
+
+Concurrency (PostgreSQL, several processes or instances writing at once): the batch first
+locks the rows of every call it names, in `CallSid` order, with one statement; everything
+derived from a call (its topics and positions, its recordings) is only changed by a
+transaction that holds that lock. Other rows are taken in a fixed order of tables and, within
+a table, in key order, so two batches wait for each other but never deadlock on their own
+rows. SQLite has one writer at a time: a batch begins with `BEGIN IMMEDIATE`.
+
+Statements go straight to the database driver: a batch runs about fifteen of them, and
+SQLAlchemy's statement building would cost more than the database's work.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from . import summary
+from .base import utcnow
+from .calls import CALL_KEYS, FINAL_CALL_STATUSES
+from .recordings import is_comment
+
+CHUNK = 400  # rows per multi-row statement (SQLite allows 32,766 parameters)
+CALL_COLUMNS = (*CALL_KEYS, "topics")
+RECORDING_FIELDS = (
+    "topic_id",
+    "stance",
+    "language",
+    "step",
+    "duration",
+    "status",
+    "finished_by",
+    "media_url",
+    "error_code",
+    "action_at",
+    "status_at",
+)
+ACTION_FIELDS = ("stance", "language", "step", "duration", "finished_by", "media_url")
+
+
+class Sql:
+    """What differs between the two databases at the driver's level."""
+
+    def __init__(self, dialect_name: str) -> None:
+        if dialect_name not in ("sqlite", "postgresql"):
+            raise RuntimeError(f"unsupported database {dialect_name!r}: use SQLite or PostgreSQL")
+        self.postgres = dialect_name == "postgresql"
+        self.mark = "%s" if self.postgres else "?"
+        self.for_update = " FOR UPDATE" if self.postgres else ""
+
+    def stamp(self, value: datetime | None):
+        """A datetime as a parameter: SQLite keeps SQLAlchemy's text form, microseconds always."""
+        if value is None or self.postgres:
+            return value
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+    @staticmethod
+    def moment(value) -> datetime | None:
+        if value is None or isinstance(value, datetime):
+            return value
+        return datetime.fromisoformat(value)
+
+    def marks(self, width: int) -> str:
+        return "(" + ", ".join([self.mark] * width) + ")"
+
+    def rows(self, width: int, count: int) -> str:
+        one = self.marks(width)
+        return ", ".join([one] * count)
+
+
+class Batch:
+    """One transaction's worth of facts, sorted by what they are about."""
+
+    def __init__(self, groups: Iterable[Sequence]) -> None:
+        self.calls: dict[str, dict] = {}  # call_sid -> the first values seen
+        self.languages: dict[str, str] = {}  # call_sid -> the last language chosen
+        self.statuses: list[dict] = []
+        self.choices: dict[tuple[str, int], dict] = {}
+        self.recordings: dict[str, list] = {}  # recording_sid -> its facts, in order
+        self.transcripts: dict[tuple[str, str], dict] = {}  # the last per (recording, source)
+        self.jobs: dict[tuple[str, str], dict] = {}
+        for group in groups:
+            for fact in group:
+                self.add(fact.name, fact.args)
+
+    def add(self, name: str, args: dict) -> None:
+        if name in ("call", "call_status"):
+            values = args["values"]
+            self.calls.setdefault(values["call_sid"], values)
+            if args.get("language"):
+                self.languages[values["call_sid"]] = args["language"]
+            if name == "call_status":
+                self.statuses.append(args)
+        elif name == "choice":
+            self.choices.setdefault((args["call_sid"], args["step"]), args)
+        elif name in ("recording_action", "recording_status"):
+            self.recordings.setdefault(args["recording_sid"], []).append((name, args))
+        elif name == "transcription":
+            self.recordings.setdefault(args["recording_sid"], []).append((name, args))
+            self.transcripts[(args["recording_sid"], args["source"])] = args
+        elif name == "job":
+            self.jobs.setdefault((args["kind"], args["key"]), args)
+        else:
+            raise ValueError(f"unknown fact {name!r}")
+
+
+def write(connection, groups: Iterable[Sequence]) -> dict[str, int]:
+    """Store the groups' facts in the connection's transaction (the caller commits); return
+    the row id of each recording they name, by `RecordingSid`."""
+    return _Writer(connection, Batch(groups)).run()
+
+
+def reserve_recording(connection, recording_sid: str, call_sid: str, at: datetime) -> int:
+    """The recording's row id (its reference number's source), making its row, empty, if this
+    is the first word of it; the facts that fill it may follow later."""
+    writer = _Writer(connection, Batch(()))
+    writer.begin()
+    writer.make_recordings([(recording_sid, call_sid, at)])
+    found = writer.execute(
+        f"SELECT id FROM recordings WHERE recording_sid = {writer.sql.mark}", [recording_sid], rows=True
+    )
+    return found[0][0]
+
+
+class _Writer:
+    def __init__(self, connection, batch: Batch) -> None:
+        if hasattr(connection, "get_bind"):  # an ORM session: write in its transaction
+            connection = connection.connection()
+        self.sql = Sql(connection.dialect.name)
+        self.connection = connection
+        self.batch = batch
+        self.hourly: dict[tuple[datetime, int], dict[str, int]] = defaultdict(lambda: dict.fromkeys(summary.COUNTED, 0))
+        self.known: dict[str, tuple[datetime, str | None, int]] = {}  # call -> (started, caller, topics)
+
+    def begin(self) -> None:
+        """SQLite: take the write lock now, so that what the batch reads stays true."""
+        if not self.sql.postgres and not self.connection.connection.driver_connection.in_transaction:
+            self.execute("BEGIN IMMEDIATE")
+
+    def run(self) -> dict[str, int]:
+        b = self.batch
+        self.begin()
+        self.note_calls()
+        self.note_statuses()
+        topics = self.topic_ids() if b.choices or b.recordings else {}
+        self.note_choices(topics)
+        ids = self.note_recordings(topics)
+        self.note_transcripts()
+        self.note_jobs()
+        self.add_summaries()
+        return ids
+
+    # --- statements -----------------------------------------------------------------------
+
+    def execute(self, statement: str, params: Sequence = (), *, rows: bool = False) -> list:
+        """Run SQL as the driver takes it (SQLAlchemy still translates its errors and drops a
+        connection that broke)."""
+        result = self.connection.exec_driver_sql(statement, tuple(params))
+        return result.fetchall() if rows else []
+
+    def execute_many(self, statement: str, params: list[tuple]) -> None:
+        self.connection.exec_driver_sql(statement, params)
+
+    def many_rows(self, head: str, width: int, rows: list[tuple], tail: str = "") -> list[tuple]:
+        """`head VALUES (…), (…) tail` over the rows, in chunks; the rows any RETURNING gave."""
+        found: list[tuple] = []
+        for start in range(0, len(rows), CHUNK):
+            chunk = rows[start : start + CHUNK]
+            found += self.execute(
+                f"{head} VALUES {self.sql.rows(width, len(chunk))} {tail}",
+                [value for row in chunk for value in row],
+                rows="RETURNING" in tail,
+            )
+        return found
+
+    def select_in(self, query: str, keys: list, suffix: str = "") -> list[tuple]:
+        found: list[tuple] = []
+        for start in range(0, len(keys), CHUNK):
+            chunk = keys[start : start + CHUNK]
+            marks = ", ".join([self.sql.mark] * len(chunk))
+            found += self.execute(f"{query} IN ({marks}){suffix}", chunk, rows=True)
+        return found
+
+    def hour(self, call_sid: str, otherwise: datetime | None = None) -> datetime | None:
+        known = self.known.get(call_sid)
+        moment = known[0] if known else otherwise
+        return summary.hour_of(moment) if moment else None
+
+    # --- calls ----------------------------------------------------------------------------
+
+    def note_calls(self) -> None:
+        """Insert the calls not yet stored (each new call counts once in its hour), lock every
+        call of the batch, and set the languages chosen."""
+        b, s = self.batch, self.sql
+        if not b.calls:
+            return
+        rows = []
+        for sid in sorted(b.calls):
+            values = b.calls[sid]
+            rows.append(
+                tuple(
+                    s.stamp(values.get(k)) if k == "started_at" else values.get(k) for k in CALL_KEYS if k != "language"
+                )
+                + (b.languages.get(sid), 0)
+            )
+        columns = [k for k in CALL_KEYS if k != "language"] + ["language", "topics"]
+        # PostgreSQL: "DO UPDATE … WHERE false" locks a stored call without writing it.
+        tail = "ON CONFLICT (call_sid) DO " + (
+            "UPDATE SET call_sid = excluded.call_sid WHERE false" if s.postgres else "NOTHING"
+        )
+        new = self.many_rows(
+            f"INSERT INTO calls ({', '.join(columns)})", len(columns), rows, tail + " RETURNING call_sid, started_at"
+        )
+        inserted = set()
+        for sid, started in new:
+            inserted.add(sid)
+            self.hourly[(summary.hour_of(s.moment(started)), summary.WHOLE_LINE)]["calls"] += 1
+        changed = [(language, sid) for sid, language in sorted(b.languages.items()) if sid not in inserted]
+        if changed:
+            self.execute_many(f"UPDATE calls SET language = {s.mark} WHERE call_sid = {s.mark}", changed)
+
+    def note_statuses(self) -> None:
+        """Status callbacks: a final status is never replaced by a late non-final one, so the
+        non-final ones go first and the final ones after, each in the order they came."""
+        s = self.sql
+        final, passing = [], []
+        for args in self.batch.statuses:
+            sid, status = args["values"]["call_sid"], args["status"]
+            if status in FINAL_CALL_STATUSES:
+                final.append((status, args["duration"], s.stamp(args["ended_at"]), sid))
+            else:
+                passing.append((status, args["duration"], sid))
+        if passing:
+            finals = ", ".join(f"'{status}'" for status in FINAL_CALL_STATUSES)
+            self.execute_many(
+                f"UPDATE calls SET status = {s.mark}, duration = {s.mark}, ended_at = NULL "
+                f"WHERE call_sid = {s.mark} AND (status IS NULL OR status NOT IN ({finals}))",
+                passing,
+            )
+        if final:
+            self.execute_many(
+                f"UPDATE calls SET status = {s.mark}, duration = {s.mark}, ended_at = {s.mark} "
+                f"WHERE call_sid = {s.mark}",
+                final,
+            )
+
+    def learn_calls(self, call_sids: Iterable[str]) -> None:
+        wanted = sorted(set(call_sids) - self.known.keys())
+        if wanted:
+            query = "SELECT call_sid, started_at, caller_hash, topics FROM calls WHERE call_sid"
+            for sid, started, caller, topics in self.select_in(query, wanted):
+                self.known[sid] = (self.sql.moment(started), caller, topics or 0)
+
+    def topic_ids(self) -> dict[str, int]:
+        return {slug: topic_id for slug, topic_id in self.execute("SELECT slug, id FROM topics", rows=True)}
+
+    # --- keypresses -----------------------------------------------------------------------
+
+    def note_choices(self, topics: dict[str, int]) -> None:
+        """Store the keypresses; for each new one about a topic, bring the call's topics and
+        positions (`call_topics`), its callers and the hourly counts up to date."""
+        b, s = self.batch, self.sql
+        if not b.choices:
+            return
+        keys = sorted(b.choices)
+        rows = []
+        for key in keys:
+            a = b.choices[key]
+            topic_id = topics.get(a["topic"]) if a.get("topic") else None
+            rows.append((key[0], key[1], a["kind"], topic_id, a.get("language"), a.get("stance"), s.stamp(a["at"])))
+        new = self.many_rows(
+            "INSERT INTO choices (call_sid, step, kind, topic_id, language, stance, chosen_at)",
+            7,
+            rows,
+            "ON CONFLICT (call_sid, step) DO NOTHING RETURNING call_sid, step, topic_id",
+        )
+        fresh = sorted((sid, step, topic_id) for sid, step, topic_id in new if topic_id is not None)
+        if not fresh:
+            return
+        call_sids = sorted({sid for sid, _, _ in fresh})
+        self.learn_calls(call_sids)
+        pairs: dict[tuple[str, int], list] = {}  # (call, topic) -> [stance, stance_step, state]
+        query = "SELECT call_sid, topic_id, stance, stance_step FROM call_topics WHERE call_sid"
+        for sid, topic_id, stance, stance_step in self.select_in(query, call_sids):
+            pairs[(sid, topic_id)] = [stance, stance_step, "stored"]
+        added: dict[str, int] = defaultdict(int)
+        callers: dict[tuple[int, str], datetime] = {}
+        caller_hours: set[tuple[datetime, int, str]] = set()
+        for sid, step, topic_id in fresh:
+            stance = b.choices[(sid, step)].get("stance")
+            hour = self.hour(sid, b.choices[(sid, step)]["at"])
+            counts = self.hourly[(hour, topic_id)]
+            pair = pairs.get((sid, topic_id))
+            if pair is None:  # the call's first choice of this topic
+                pairs[(sid, topic_id)] = [stance, step if stance else 0, "new"]
+                known = self.known.get(sid)
+                if known is not None and known[2] + added[sid] == 0:
+                    self.hourly[(hour, summary.WHOLE_LINE)]["routed"] += 1
+                added[sid] += 1
+                counts["calls"] += 1
+                if stance:
+                    counts[stance] += 1
+                caller = known[1] if known else None
+                if caller:
+                    caller_hours.add((hour, topic_id, caller))
+                    callers[(topic_id, caller)] = min(callers.get((topic_id, caller), hour), hour)
+            elif stance is not None and pair[1] < step:  # a later position replaces an earlier one
+                if pair[0] != stance:
+                    counts[stance] += 1
+                    if pair[0]:
+                        counts[pair[0]] -= 1
+                pair[0], pair[1] = stance, step
+                if pair[2] == "stored":
+                    pair[2] = "changed"
+        self.write_pairs(pairs, added)
+        self.count_callers(callers, caller_hours)
+
+    def write_pairs(self, pairs: dict[tuple[str, int], list], added: dict[str, int]) -> None:
+        s = self.sql
+        new = [(sid, tid, p[0], p[1]) for (sid, tid), p in sorted(pairs.items()) if p[2] == "new"]
+        if new:
+            self.many_rows(
+                "INSERT INTO call_topics (call_sid, topic_id, stance, stance_step)",
+                4,
+                new,
+                "ON CONFLICT (call_sid, topic_id) DO NOTHING",
+            )
+        changed = [(p[0], p[1], sid, tid) for (sid, tid), p in sorted(pairs.items()) if p[2] == "changed"]
+        if changed:
+            self.execute_many(
+                f"UPDATE call_topics SET stance = {s.mark}, stance_step = {s.mark} "
+                f"WHERE call_sid = {s.mark} AND topic_id = {s.mark}",
+                changed,
+            )
+        if added:
+            self.execute_many(
+                f"UPDATE calls SET topics = topics + {s.mark} WHERE call_sid = {s.mark}",
+                [(count, sid) for sid, count in sorted(added.items())],
+            )
+
+    def count_callers(self, callers: dict[tuple[int, str], datetime], caller_hours: set) -> None:
+        """Note who called about what, and count each caller new to a topic once, in the
+        earliest hour they called about it."""
+        s = self.sql
+        if caller_hours:
+            self.many_rows(
+                "INSERT INTO caller_hours (hour, topic_id, caller_hash)",
+                3,
+                [(s.stamp(h), t, c) for h, t, c in sorted(caller_hours)],
+                "ON CONFLICT (hour, topic_id, caller_hash) DO NOTHING",
+            )
+        if callers:
+            new = self.many_rows(
+                "INSERT INTO topic_callers (topic_id, caller_hash)",
+                2,
+                sorted(callers),
+                "ON CONFLICT (topic_id, caller_hash) DO NOTHING RETURNING topic_id, caller_hash",
+            )
+            for topic_id, caller in new:
+                self.hourly[(callers[(topic_id, caller)], topic_id)]["callers_new"] += 1
+
+    # --- recordings -----------------------------------------------------------------------
+
+    def note_recordings(self, topics: dict[str, int]) -> dict[str, int]:
+        """Make sure each recording's row exists, lock it, fill it from the batch's callbacks
+        in the order they came, and move the comment counts where a comment was made or
+        unmade."""
+        b, s = self.batch, self.sql
+        if not b.recordings:
+            return {}
+        sids = sorted(b.recordings)
+        self.make_recordings(
+            [(sid, b.recordings[sid][0][1]["call_sid"], b.recordings[sid][0][1]["at"]) for sid in sids]
+        )
+        query = f"SELECT id, recording_sid, call_sid, {', '.join(RECORDING_FIELDS)} FROM recordings WHERE recording_sid"
+        stored = {row[1]: row for row in self.select_in(query, sids, " ORDER BY recording_sid" + s.for_update)}
+        self.learn_calls(row[2] for row in stored.values())
+        ids, updates = {}, []
+        for sid in sids:
+            row = stored[sid]
+            ids[sid] = row[0]
+            before = {
+                f: s.moment(value) if f.endswith("_at") else value
+                for f, value in zip(RECORDING_FIELDS, row[3:], strict=True)
+            }
+            after = dict(before)
+            for name, args in b.recordings[sid]:
+                fill(after, name, args, topics)
+            if after != before:
+                values = tuple(s.stamp(after[f]) if f.endswith("_at") else after[f] for f in RECORDING_FIELDS)
+                updates.append((*values, row[0]))
+                self.recount(row[2], before, after)
+        if updates:
+            assignments = ", ".join(f"{f} = {s.mark}" for f in RECORDING_FIELDS)
+            self.execute_many(f"UPDATE recordings SET {assignments} WHERE id = {s.mark}", updates)
+        return ids
+
+    def make_recordings(self, rows: list[tuple[str, str, datetime]]) -> None:
+        """Make the rows of recordings not yet stored, empty: (RecordingSid, CallSid, at)."""
+        self.many_rows(
+            "INSERT INTO recordings (recording_sid, call_sid, created_at)",
+            3,
+            [(sid, call_sid, self.sql.stamp(at)) for sid, call_sid, at in sorted(rows)],
+            "ON CONFLICT (recording_sid) DO NOTHING",
+        )
+
+    def recount(self, call_sid: str, before: dict, after: dict) -> None:
+        was = before["topic_id"] if is_comment(before["topic_id"], before["duration"], before["status"]) else None
+        now = after["topic_id"] if is_comment(after["topic_id"], after["duration"], after["status"]) else None
+        hour = self.hour(call_sid)
+        if was == now or hour is None:
+            return  # no change; or no call row, which `flask counts verify` would report
+        if was is not None:
+            self.hourly[(hour, was)]["comments"] -= 1
+        if now is not None:
+            self.hourly[(hour, now)]["comments"] += 1
+
+    def note_transcripts(self) -> None:
+        """Keep each transcript (or why there is none); a later result from the same source
+        replaces an earlier one."""
+        s = self.sql
+        if not self.batch.transcripts:
+            return
+        rows = []
+        for (sid, source), a in sorted(self.batch.transcripts.items()):
+            at = s.stamp(a["at"])
+            rows.append(
+                (sid, source, a.get("transcription_sid"), a.get("language"), a["status"], a.get("text"))
+                + (a.get("reason"), at, at)
+            )
+        self.many_rows(
+            "INSERT INTO transcriptions (recording_sid, source, transcription_sid, language, status, text, reason, "
+            "created_at, updated_at)",
+            9,
+            rows,
+            "ON CONFLICT (recording_sid, source) DO UPDATE SET status = excluded.status, text = excluded.text, "
+            "transcription_sid = excluded.transcription_sid, "
+            "language = COALESCE(excluded.language, transcriptions.language), reason = excluded.reason, "
+            "updated_at = excluded.updated_at",
+        )
+
+    def note_jobs(self) -> None:
+        """Queue background work once per (kind, key); work already queued keeps its place,
+        or moves earlier (the same rule as `models.jobs.enqueue`)."""
+        s = self.sql
+        if not self.batch.jobs:
+            return
+        now = s.stamp(utcnow())
+        options = f"CAST({s.mark} AS JSON)" if s.postgres else s.mark
+        jobs = sorted(self.batch.jobs.items())
+        rows = [(kind, key, "{}", args["max_attempts"], now, now, now) for (kind, key), args in jobs]
+        for start in range(0, len(rows), CHUNK):
+            chunk = rows[start : start + CHUNK]
+            one = f"({s.mark}, {s.mark}, {options}, 'queued', 0, {s.mark}, {s.mark}, {s.mark}, {s.mark})"
+            self.execute(
+                "INSERT INTO jobs (kind, key, options, state, attempts, max_attempts, run_after, created_at, "
+                f"updated_at) VALUES {', '.join([one] * len(chunk))} ON CONFLICT (kind, key) DO UPDATE SET "
+                "run_after = CASE WHEN jobs.run_after > excluded.run_after THEN excluded.run_after "
+                "ELSE jobs.run_after END, updated_at = excluded.updated_at WHERE jobs.state = 'queued'",
+                [v for row in chunk for v in row],
+            )
+
+    # --- summaries ------------------------------------------------------------------------
+
+    def add_summaries(self) -> None:
+        """Add the batch's changes to the hourly counts: one upsert per (hour, topic), in key
+        order, last, so that the busiest rows are held for the shortest time."""
+        s = self.sql
+        rows = [
+            (s.stamp(hour), topic_id, *(counts[name] for name in summary.COUNTED))
+            for (hour, topic_id), counts in sorted(self.hourly.items())
+            if any(counts.values())
+        ]
+        if not rows:
+            return
+        columns = ", ".join(summary.COUNTED)
+        sums = ", ".join(f"{name} = hourly_counts.{name} + excluded.{name}" for name in summary.COUNTED)
+        self.many_rows(
+            f"INSERT INTO hourly_counts (hour, topic_id, {columns})",
+            2 + len(summary.COUNTED),
+            rows,
+            f"ON CONFLICT (hour, topic_id) DO UPDATE SET {sums}",
+        )
+
+
+def fill(row: dict, name: str, args: dict, topics: dict[str, int]) -> None:
+    """Apply one recording callback to the recording's fields, as stored so far."""
+    if name == "recording_action":
+        if row["topic_id"] is None and args.get("topic"):
+            row["topic_id"] = topics.get(args["topic"])
+        for field in ACTION_FIELDS:
+            if row[field] is None:
+                row[field] = args.get(field)
+        if row["action_at"] is None:
+            row["action_at"] = args["at"]
+    elif name == "recording_status":
+        if row["status"] not in (None, "in-progress"):
+            return  # already final: a late or repeated callback changes nothing
+        row["status"] = args["status"]
+        row["duration"] = args["duration"] if args.get("duration") is not None else row["duration"]
+        row["media_url"] = args["media_url"] if args.get("media_url") is not None else row["media_url"]
+        row["error_code"] = args.get("error_code")
+        row["status_at"] = args["at"]

@@ -1,0 +1,168 @@
+"""Write-behind and batches: a webhook's facts written together with many others' (in one
+transaction of models/writer.py) count exactly as they would alone; the writer thread stores
+what the webhooks journalled; a dead process's journal is replayed, a live one's is not; a
+fact the database refuses costs only its own webhook."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+
+import pytest
+
+from ivr.behind import wait_until_written
+from models import db
+from tests.test_facts import play_to_record, topic
+
+
+def counts(api) -> dict:
+    body = api("/api/v1/counts").json
+    return {
+        "calls": (body["calls"], body["unrouted"]),
+        **{t["slug"]: (t["calls"], t["callers"], t["comments"], t["stance"]) for t in body["topics"]},
+    }
+
+
+def stance(support=0, oppose=0, other=0) -> dict:
+    return {"support": support, "oppose": oppose, "other": other}
+
+
+def hold_the_database(app):
+    """Make every webhook spool its facts, as when the database is away."""
+    breaker = app.extensions["db_breaker"]
+    breaker.cool_off = 3600
+    breaker.trip()
+    return breaker, app.extensions["spool"]
+
+
+def reopen_the_database(app) -> None:
+    """The database is back; the test replays the spool itself (no replayer thread races it)."""
+    app.extensions["spool_replayer"].stop()
+    app.extensions["db_breaker"].reset()
+
+
+def play_the_hard_cases(twilio) -> dict:
+    """Calls that exercise every rule, each webhook delivered twice; what they must count."""
+    original = twilio.send
+    twilio.send = lambda url, params, headers: (original(url, params, headers), original(url, params, headers))[1]
+    # Budget: support, then the position changed to oppose on a second pass; then transit.
+    call = play_to_record(twilio, ("1", "1", "1"))
+    saved, sid = call.speak(seconds=9)
+    call.transcription(sid, text="first")  # the transcript before the status callback
+    call.recording_status(sid, seconds=9)
+    call.reply = saved
+    call.press("1")
+    call.press("1")
+    call.press("2")  # budget again: oppose
+    call.speak(seconds=4)
+    call.press("1")
+    call.press("2")  # transit
+    call.press("3")  # other
+    reply, sid = call.speak(seconds=0)  # nothing said: not a comment
+    call.recording_status(sid, seconds=0)
+    call.hang_up()
+    # The same caller again, in Spanish: budget, support; the status callback comes first.
+    again = play_to_record(twilio, ("2", "1", "1"))
+    record = again.reply
+    again.recording_status("RE" + "b" * 32, seconds=20)
+    again.reply = record
+    again.speak(seconds=20, sid="RE" + "b" * 32)
+    # A withheld number: housing, its recording failed; then a call that hangs up at once.
+    withheld = twilio.call(From="anonymous")
+    withheld.dial()
+    withheld.press("1")
+    withheld.press("3")
+    _, sid = withheld.speak(seconds=5)
+    withheld.recording_status(sid, status="failed", seconds=5)
+    short = twilio.call(From="+15035550111")
+    short.dial()
+    short.hang_up(duration=2)
+    twilio.send = original
+    return {
+        "calls": (4, 1),
+        "budget": (2, 1, 3, stance(support=1, oppose=1)),
+        "transit": (1, 1, 0, stance(other=1)),
+        "housing": (1, 0, 0, stance()),
+        "general": (0, 0, 0, stance()),
+    }
+
+
+def test_many_webhooks_in_one_transaction_count_as_each_alone(app, twilio, api):
+    """Everything the calls said waits in the spool (the database "away"), then the replay
+    writes it all in one transaction, as the write-behind writer does under load."""
+    breaker, spool = hold_the_database(app)
+    expected = play_the_hard_cases(twilio)
+    waiting = spool.depth()
+    assert waiting > 50 and api("/api/v1/counts").json["calls"] == 0
+    reopen_the_database(app)
+    with app.app_context():
+        report = spool.replay(db.session)
+    assert (report.written, report.rejected, spool.depth()) == (waiting, 0, 0)
+    assert counts(api) == expected
+    # and the fixture checks every summary against the facts
+
+
+@pytest.fixture
+def behind_settings(settings):
+    settings["WRITE_BEHIND"] = "1"
+    return settings
+
+
+def test_write_behind_stores_what_the_webhooks_journalled(behind_settings, app, twilio, api):
+    expected = play_the_hard_cases(twilio)
+    assert wait_until_written(app)
+    assert counts(api) == expected
+    spool = app.extensions["spool"]
+    assert list(spool.dir.glob("*.journal"))  # this thread's journal, its lines written
+    assert spool.files() == []  # a live process's journal is its own to write
+    app.extensions["write_behind"].close()  # as at the process's end
+    assert list(spool.dir.glob("*.journal")) == []
+
+
+def test_a_dead_process_journal_is_replayed_and_a_live_one_is_not(app, twilio, api):
+    breaker, spool = hold_the_database(app)
+    call = play_to_record(twilio, ("1", "3"))
+    call.speak(seconds=6)
+    reopen_the_database(app)
+    (spooled,) = spool.files()
+    dead = spool.dir / "elsewhere-4242-0.journal"  # its process died: nobody holds its lock
+    spooled.rename(dead)
+    live = spool.dir / "elsewhere-4343-0.journal"
+    live.write_bytes(dead.read_bytes())
+    holder = os.open(live, os.O_RDONLY)
+    fcntl.flock(holder, fcntl.LOCK_EX)  # a process still writing this one
+    try:
+        assert spool.files() == [dead]
+        with app.app_context():
+            assert spool.replay(db.session).written == 4
+        assert spool.files() == [] and live.exists()
+        assert topic(api, "housing")["comments"] == 1
+    finally:
+        os.close(holder)
+        live.unlink()
+
+
+def test_a_refused_fact_costs_only_its_own_webhook(app, twilio, api):
+    breaker, spool = hold_the_database(app)
+    first = play_to_record(twilio, ("1", "3"))
+    _, sid = first.speak(seconds=6)
+    first.transcription(sid, text="mine")
+    second = play_to_record(twilio, ("1", "3"))
+    _, other = second.speak(seconds=7)
+    # A transcription callback that names the first one's TranscriptionSid for another
+    # recording: the database refuses it (the sid is unique), and only it.
+    second.post(
+        "/twilio/transcription",
+        RecordingSid=other,
+        TranscriptionSid="TR" + sid[2:],
+        TranscriptionText="not mine",
+        TranscriptionStatus="completed",
+    )
+    reopen_the_database(app)
+    waiting = spool.depth()
+    with app.app_context():
+        report = spool.replay(db.session)
+    assert (report.written, report.rejected) == (waiting - 1, 1)
+    assert "not mine" in (spool.dir / "rejected.jsonl").read_text()
+    housing = topic(api, "housing")
+    assert (housing["calls"], housing["comments"]) == (2, 2)

@@ -78,7 +78,7 @@ class WriteBehind:
     running: weakref.WeakSet[WriteBehind] = weakref.WeakSet()
 
     def __init__(
-        self, app, spool: Spool, breaker: Breaker, replayer: Replayer, *, fsync: bool = False, gather: float = 0.02
+        self, app, spool: Spool, breaker: Breaker, replayer: Replayer, *, fsync: bool = False, gather: float = 0.05
     ) -> None:
         self.app, self.spool, self.breaker, self.replayer = app, spool, breaker, replayer
         self.fsync, self.gather = fsync, gather

@@ -34,7 +34,8 @@ def requested_url() -> str:
 
 
 def require_twilio_signature() -> None:
-    """A `before_request` hook: 403 unless the request is signed with our Auth Token."""
+    """For every webhook, before anything else it does: 403 unless the request is signed with
+    our Auth Token."""
     ok = is_valid_signature(
         current_app.config["TWILIO_AUTH_TOKEN"],
         requested_url(),

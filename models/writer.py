@@ -66,7 +66,7 @@ class Sql:
         """A datetime as a parameter: SQLite keeps SQLAlchemy's text form, microseconds always."""
         if value is None or self.postgres:
             return value
-        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+        return value.isoformat(" ", "microseconds")
 
     @staticmethod
     def moment(value) -> datetime | None:

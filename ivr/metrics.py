@@ -15,6 +15,7 @@ import hmac
 import ipaddress
 import os
 import time
+from functools import lru_cache
 
 from flask import Blueprint, Response, abort, current_app, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -48,9 +49,17 @@ def observe(response: Response) -> Response:
     started = g.pop("webhook_started", None)
     if started is not None:
         route = request.url_rule.rule if request.url_rule else "unmatched"
-        LATENCY.labels(route).observe(time.perf_counter() - started)
-        WEBHOOKS.labels(route, str(response.status_code)).inc()
+        latency, count = samples_for(route, response.status_code)
+        latency.observe(time.perf_counter() - started)
+        count.inc()
     return response
+
+
+@lru_cache(maxsize=256)
+def samples_for(route: str, status: int):
+    """The latency histogram and the webhook counter of a route and status (looked up once:
+    `labels()` takes a lock and builds a key on every call)."""
+    return LATENCY.labels(route), WEBHOOKS.labels(route, str(status))
 
 
 class FactsCollector:

@@ -177,6 +177,7 @@ def goodbye(script: LineScript, language: str) -> str:
     return str(response)
 
 
+@lru_cache(maxsize=1)
 def nothing() -> str:
     """For callbacks and hung-up calls: Twilio ignores the body, but it must be TwiML."""
     return str(VoiceResponse())

@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.keep:
                 drop_database(db)
         if args.bulk_calls:
-            print(f"{kind}: {args.bulk_calls:,} calls in bulk, then the counts timed")
+            print(f"{kind}: {args.bulk_calls:,} calls in bulk, then the counts and the inbox timed")
             db = fresh_database(kind, workdir, args.pg_url, "_bulk")
             out["bulk"] = bulk.run_bulk(
                 db, workdir, line, n_calls=args.bulk_calls, workers=args.workers, threads=args.threads

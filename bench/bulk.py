@@ -1,5 +1,6 @@
-"""Part 2: a million calls in the database, fast, then the counts (and the inbox) timed as the
-client sees them; and a web worker's memory after 100,000 calls.
+"""Part 2: a million calls in the database, fast, then the counts and the staff inbox timed as
+the client sees them (the inbox signed in as a staff account, as a browser is); and a web
+worker's memory after 100,000 calls.
 
 The rows are the ones the line itself writes for such calls: `calls` (keyed hash of the
 number, as CALLER_NUMBERS=hash keeps it), `choices` (language, topic, position, with their
@@ -14,12 +15,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import os
 import random
+import re
 import sqlite3
-import subprocess
-import sys
 import time
+from contextlib import closing
 from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
@@ -27,8 +27,8 @@ from urllib.parse import urlencode
 import aiohttp
 import psycopg
 
-from config import PROJECT_DIR
 from models.base import utcnow
+from models.recordings import reference_for
 
 from .driver import (
     ACCOUNT_SID,
@@ -41,7 +41,7 @@ from .driver import (
     settled_counts,
 )
 from .driver import percentile as pct
-from .servers import OURS, SECRETS, TOKEN, Database, Server, api_token, flask
+from .servers import OURS, SECRETS, TOKEN, Database, Server, api_token, flask, staff_account
 
 CALL_COLUMNS = (
     "call_sid",
@@ -99,6 +99,10 @@ TEXTS = (
     "We need more affordable housing in this neighborhood.",
     "I oppose this proposal.",
 )
+SEARCH_WORD = "library"  # in one of the TEXTS, so in about a quarter of the transcripts
+STAFF_EMAIL = "bench-staff@example.org"
+# What every timed inbox page must show: the inbox, listing at least one comment.
+INBOX_PAGE = ("<h1>Inbox</h1>", '<a class="ref"')
 
 
 def generate(n_calls: int, topic_ids: dict[str, int], now: datetime, seed: int = 7):
@@ -215,12 +219,17 @@ def as_sqlite(value):
     return value.isoformat(" ", timespec="microseconds") if isinstance(value, datetime) else value
 
 
-def topic_ids_of(db: Database) -> dict[str, int]:
+def query(db: Database, sql: str) -> list[tuple]:
+    """The rows `sql` reads from the benchmark's database."""
     if db.kind == "sqlite":
-        with sqlite3.connect(db.url.removeprefix("sqlite:///")) as conn:
-            return dict(conn.execute("SELECT slug, id FROM topics ORDER BY position"))
+        with closing(sqlite3.connect(db.url.removeprefix("sqlite:///"))) as conn:
+            return conn.execute(sql).fetchall()
     with psycopg.connect(db.url) as conn:
-        return dict(conn.execute("SELECT slug, id FROM topics ORDER BY position").fetchall())
+        return conn.execute(sql).fetchall()
+
+
+def topic_ids_of(db: Database) -> dict[str, int]:
+    return dict(query(db, "SELECT slug, id FROM topics ORDER BY position"))
 
 
 def fill(db: Database, n_calls: int, now: datetime) -> dict[str, int]:
@@ -277,17 +286,22 @@ def fill(db: Database, n_calls: int, now: datetime) -> dict[str, int]:
 
 async def timed_gets(
     server: Server,
-    api: str,
     path: str,
     params: dict,
     fresh: Driver,
     record: Record,
+    *,
+    headers: dict[str, str] | None = None,
+    cookies: dict[str, str] | None = None,
+    expect: tuple[str, ...] = (),
     n: int = REQUESTS,
     budget: float = BUDGET_SECONDS,
 ) -> dict:
     """`n` GETs of `path`, each after a fresh first webhook (so nothing can be cached); fewer
     (at least 3) when they have taken more than `budget` seconds in all: such a figure is far
-    off its target, and the report gives n."""
+    off its target, and the report gives n. Each GET carries `headers` (e.g. the API's bearer
+    token) and `cookies` (e.g. a staff session from `sign_in`). Raises RuntimeError when an
+    answer is not 200 (redirects are not followed) or lacks one of the strings in `expect`."""
     times = []
     url = server.base + path + (f"?{urlencode(params)}" if params else "")
     started_all = time.perf_counter()
@@ -298,11 +312,14 @@ async def timed_gets(
                 break
             record.calls.append(await fresh.play_call(700, len(record.calls), first_only=True))
             started = time.perf_counter()
-            async with session.get(url, headers={"Authorization": f"Bearer {api}"}) as response:
-                await response.read()
-                if response.status != 200:
-                    raise RuntimeError(f"GET {url} answered {response.status}")
+            async with session.get(url, headers=headers, cookies=cookies, allow_redirects=False) as response:
+                body = await response.read()
             times.append(time.perf_counter() - started)
+            if response.status != 200:
+                raise RuntimeError(f"GET {url} answered {response.status}")
+            missing = [s for s in expect if s.encode() not in body]
+            if missing:
+                raise RuntimeError(f"GET {url} answered a page without {missing[0]!r}")
         fresh.session = None
     return {
         "n": len(times),
@@ -312,20 +329,50 @@ async def timed_gets(
     }
 
 
-def inbox_route(db: Database) -> str | None:
-    """The staff inbox's URL rule, if this branch has one."""
-    done = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "app", "routes"],
-        cwd=PROJECT_DIR,
-        env={**os.environ, **db.env()},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    for line in done.stdout.splitlines():
-        if "inbox" in line.lower():
-            return line.split()[-1]
-    return None
+def url_rules(db: Database) -> dict[str, str]:
+    """The app's URL rule for each endpoint (e.g. "console.inbox"), as `flask routes` lists them."""
+    rules = {}
+    for line in flask(db, "routes", "--sort", "endpoint").splitlines()[2:]:
+        endpoint, *_, rule = line.split()
+        rules[endpoint] = rule
+    return rules
+
+
+async def sign_in(server: Server, sign_in_path: str, inbox_path: str, email: str, password: str) -> dict[str, str]:
+    """Sign in as a browser does: GET the sign-in form, POST it back with its CSRF token, keep
+    the cookies. Returns the cookies for `timed_gets`. Raises RuntimeError when the sign-in is
+    refused or the inbox at `inbox_path` then answers anything but the inbox page."""
+    jar = aiohttp.CookieJar(unsafe=True)  # keeps cookies from 127.0.0.1, as a browser does
+    async with aiohttp.ClientSession(cookie_jar=jar, timeout=aiohttp.ClientTimeout(total=60)) as session:
+        async with session.get(server.base + sign_in_path) as response:
+            form = await response.text()
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form)
+        if response.status != 200 or token is None:
+            raise RuntimeError(f"GET {sign_in_path} answered {response.status} without a sign-in form")
+        fields = {"csrf_token": token[1], "email": email, "password": password, "next": ""}
+        async with session.post(server.base + sign_in_path, data=fields, allow_redirects=False) as response:
+            if response.status != 302:
+                raise RuntimeError(f"signing in as {email} answered {response.status}, not a redirect")
+        async with session.get(server.base + inbox_path, allow_redirects=False) as response:
+            page = await response.text()
+        if response.status != 200 or INBOX_PAGE[0] not in page:
+            raise RuntimeError(f"signed in as {email}, GET {inbox_path} answered {response.status}, not the inbox")
+    return {cookie.key: cookie.value for cookie in jar}
+
+
+def inbox_pages(db: Database, day: str) -> dict[str, tuple[dict, tuple[str, ...]]]:
+    """The inbox pages to time, by name: (query, what the page must then show besides a list of
+    comments). Each check proves the filter was taken (a filter the inbox rejects is dropped
+    with a message, and the page would list every comment)."""
+    (comment_id,) = query(db, "SELECT min(id) FROM recordings WHERE duration > 0")[0]
+    reference = reference_for(comment_id)
+    return {
+        "unfiltered": ({}, ()),
+        "one topic": ({"topic": "transit"}, ('<option value="transit" selected>',)),
+        "one whole day": ({"from": day, "to": day}, (f'name="from" value="{day}"',)),
+        f"search {SEARCH_WORD!r}": ({"q": SEARCH_WORD}, tuple(t for t in TEXTS if SEARCH_WORD in t)),
+        "search a reference number": ({"q": reference}, (f"#{reference}</a>",)),
+    }
 
 
 def run_bulk(
@@ -353,14 +400,26 @@ def run_bulk(
     record = Record()
     try:
         fresh = Driver(server.base, TOKEN, line, seed=99, run_id="bulk")
+        bearer = {"Authorization": f"Bearer {api}"}
         for name, params in windows.items():
-            timings[f"counts, {name}"] = asyncio.run(timed_gets(server, api, "/api/v1/counts", params, fresh, record))
+            timings[f"counts, {name}"] = asyncio.run(
+                timed_gets(server, "/api/v1/counts", params, fresh, record, headers=bearer)
+            )
             say(f"  {db.kind}: counts, {name}: p95 {timings[f'counts, {name}']['p95_ms']:.0f} ms")
-        inbox = inbox_route(db)
         comments = {"unfiltered": {}, "topic": {"topic": "transit"}, "window": windows["one whole day"]}
         for name, params in comments.items():
             key = f"API comments first page, {name}"
-            timings[key] = asyncio.run(timed_gets(server, api, "/api/v1/comments", params, fresh, record))
+            timings[key] = asyncio.run(timed_gets(server, "/api/v1/comments", params, fresh, record, headers=bearer))
+            say(f"  {db.kind}: {key}: p95 {timings[key]['p95_ms']:.0f} ms")
+        rules = url_rules(db)
+        inbox = rules["console.inbox"]
+        password = staff_account(db, STAFF_EMAIL)
+        staff = asyncio.run(sign_in(server, rules["auth.sign_in"], inbox, STAFF_EMAIL, password))
+        for name, (params, shows) in inbox_pages(db, peak.isoformat()).items():
+            key = f"inbox first page, {name}"
+            timings[key] = asyncio.run(
+                timed_gets(server, inbox, params, fresh, record, cookies=staff, expect=INBOX_PAGE + shows)
+            )
             say(f"  {db.kind}: {key}: p95 {timings[key]['p95_ms']:.0f} ms")
         total = asyncio.run(fetch_counts(server.base, api))
     finally:
@@ -371,9 +430,6 @@ def run_bulk(
         "timings": timings,
         "calls_after": total["calls"],
         "fresh_webhooks": len(record.calls),
-        "inbox": f"the inbox is at {inbox} but needs a staff sign-in, which this benchmark does not do yet: not timed"
-        if inbox
-        else "no inbox route on this branch (the staff console is built elsewhere): not timed",
     }
 
 

@@ -8,6 +8,7 @@ with the environment a deploy gives it. The ceiling is served by the same comman
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -45,12 +46,14 @@ class Database:
         return {**SECRETS, "DATABASE_URL": self.url, "INSTANCE_DIR": str(self.instance)}
 
 
-def flask(db: Database, *args: str, timeout: float = 300) -> str:
-    """Run `flask --app app ...` as the release step does; return its stdout."""
+def flask(db: Database, *args: str, timeout: float = 300, stdin: str | None = None) -> str:
+    """Run `flask --app app ...` as the release step does, with `stdin` as its standard input
+    if given; return its stdout. Raises RuntimeError when it fails."""
     done = subprocess.run(
         [sys.executable, "-m", "flask", "--app", "app", *args],
         cwd=PROJECT_DIR,
         env={**os.environ, **db.env()},
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -92,6 +95,14 @@ def drop_database(db: Database) -> None:
 
 def api_token(db: Database, name: str) -> str:
     return flask(db, "tokens", "create", name).strip().splitlines()[-1]
+
+
+def staff_account(db: Database, email: str) -> str:
+    """Make a staff account for `email` as an operator does (`flask users create
+    --password-stdin`); return its password, new each time."""
+    password = secrets.token_urlsafe(18)
+    flask(db, "users", "create", email, "--name", "Benchmark", "--password-stdin", stdin=password + "\n")
+    return password
 
 
 def free_port() -> int:

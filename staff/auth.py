@@ -67,7 +67,8 @@ class ConsoleSessionInterface(SecureCookieSessionInterface):
 
 def configure_sessions(app) -> None:
     hours = float(app.config.get("CONSOLE_SESSION_HOURS", 12))
-    app.config.setdefault("SESSION_COOKIE_NAME", "commentline_session")
+    if app.config.get("SESSION_COOKIE_NAME", "session") == "session":  # Flask's default: name it ours
+        app.config["SESSION_COOKIE_NAME"] = "commentline_session"
     app.config["SESSION_COOKIE_HTTPONLY"] = True
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=hours)

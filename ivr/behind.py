@@ -150,21 +150,23 @@ class WriteBehind:
         return Segment(self.spool.dir / name)
 
     def _run(self) -> None:
-        while True:
+        while not (self._stopping and not self._queue):
             self._wake.wait(timeout=1.0)
             self._wake.clear()
             if self._queue and not self._stopping:
                 time.sleep(self.gather)  # let more webhooks join the batch
             self._busy = True
-            batch = []
-            while self._queue:
-                batch.append(self._queue.popleft())
-            if batch:
-                self._write(batch)
-            self._busy = False
-            self._release(final=self._stopping and not self._queue)
-            if self._stopping and not self._queue:
-                return
+            try:
+                batch = []
+                while self._queue:
+                    batch.append(self._queue.popleft())
+                if batch:
+                    self._write(batch)
+                self._release(final=self._stopping and not self._queue)
+            except Exception:  # noqa: BLE001 - a writer that died would leave every later line unwritten
+                log.exception("write-behind: the writer failed; its lines stay in the journals")
+            finally:
+                self._busy = False
 
     def _write(self, batch: list[tuple[Segment, bytes, list[Fact]]]) -> None:
         from models import db

@@ -8,7 +8,7 @@ from .jobs import Job
 from .line import LineSettings, Topic
 from .recordings import Recording, Transcription
 from .setup import init_app
-from .summary import CallerHour, HourlyCount, TopicCaller
+from .summary import CallerDay, CallerHour, HourlyCount, TopicCaller
 from .tokens import ApiToken
 from .users import User
 
@@ -17,6 +17,7 @@ __all__ = [
     "AuditEntry",
     "Base",
     "Call",
+    "CallerDay",
     "CallerHour",
     "CallTopic",
     "Choice",

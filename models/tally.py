@@ -16,14 +16,14 @@ tests compare them, and `flask counts verify` checks the summaries against the f
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import case, distinct, func, or_, select, union_all
 
 from .calls import Call, CallTopic
 from .line import Topic
 from .recordings import NOT_A_COMMENT, Recording
-from .summary import WHOLE_LINE, CallerHour, HourlyCount, hour_of
+from .summary import WHOLE_LINE, CallerDay, CallerHour, HourlyCount, hour_of
 
 STANCE_NAMES = ("support", "oppose", "other")
 
@@ -155,6 +155,8 @@ def distinct_callers(session, whole: tuple | None, ends: list[tuple]) -> dict[in
             select(HourlyCount.topic_id, func.sum(HourlyCount.callers_new)).group_by(HourlyCount.topic_id)
         )
         return {topic_id: int(n or 0) for topic_id, n in rows}
+    if whole is not None and not ends and all(is_midnight(end) for end in whole):
+        return callers_on_days(session, whole[0].date(), whole[1].date())
     parts = []
     if whole is not None:
         parts.append(select(CallerHour.topic_id, CallerHour.caller_hash).where(*_between(CallerHour.hour, *whole)))
@@ -166,6 +168,31 @@ def distinct_callers(session, whole: tuple | None, ends: list[tuple]) -> dict[in
         )
     both = union_all(*parts).subquery()
     rows = session.execute(select(both.c.topic_id, func.count(distinct(both.c.caller_hash))).group_by(both.c.topic_id))
+    return dict(rows.all())
+
+
+def is_midnight(moment: datetime | None) -> bool:
+    return moment is not None and moment == datetime.combine(moment.date(), time())
+
+
+def callers_on_days(session, first: date, end: date) -> dict[int, int]:
+    """Distinct callers per topic on the UTC days [first, end): for one day, the sum of its
+    hours' `callers_day_new`; for several, a distinct count over one row per caller and day."""
+    if end <= first:
+        return {}
+    if end == first + timedelta(days=1):
+        since = datetime.combine(first, time())
+        rows = session.execute(
+            select(HourlyCount.topic_id, func.sum(HourlyCount.callers_day_new))
+            .where(*_between(HourlyCount.hour, since, since + timedelta(days=1)))
+            .group_by(HourlyCount.topic_id)
+        )
+        return {topic_id: int(n or 0) for topic_id, n in rows}
+    rows = session.execute(
+        select(CallerDay.topic_id, func.count(distinct(CallerDay.caller_hash)))
+        .where(CallerDay.day >= first, CallerDay.day < end)
+        .group_by(CallerDay.topic_id)
+    )
     return dict(rows.all())
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import date, datetime
 
 from . import summary
 from .base import utcnow
@@ -354,8 +354,22 @@ class _Writer:
 
     def count_callers(self, callers: dict[tuple[int, str], datetime], caller_hours: set) -> None:
         """Note who called about what, and count each caller new to a topic once, in the
-        earliest hour they called about it."""
+        earliest hour they called about it; and new to the topic that day, once a day."""
         s = self.sql
+        days: dict[tuple, datetime] = {}
+        for hour, topic_id, caller in caller_hours:
+            key = (hour.date(), topic_id, caller)
+            days[key] = min(days.get(key, hour), hour)
+        if days:
+            new = self.many_rows(
+                "INSERT INTO caller_days (day, topic_id, caller_hash)",
+                3,
+                [(day.isoformat(), t, c) for day, t, c in sorted(days)],
+                "ON CONFLICT (day, topic_id, caller_hash) DO NOTHING RETURNING day, topic_id, caller_hash",
+            )
+            for day, topic_id, caller in new:
+                day = day if isinstance(day, date) else date.fromisoformat(day)
+                self.hourly[(days[(day, topic_id, caller)], topic_id)]["callers_day_new"] += 1
         if caller_hours:
             self.many_rows(
                 "INSERT INTO caller_hours (hour, topic_id, caller_hash)",

@@ -77,5 +77,8 @@ def test_summaries_and_facts_agree_for_any_window(twilio, app):
             b = a + timedelta(minutes=rng.choice([1, 30, 59, 61, 90, 600, 1440, 3000]))
             windows.append((a, b))
         windows.append((start + timedelta(hours=5, minutes=10), start + timedelta(hours=5, minutes=50)))
+        day = datetime(2026, 11, 1)
+        windows += [(day, day + timedelta(days=1)), (day + timedelta(days=1), day + timedelta(days=2))]
+        windows += [(day, day + timedelta(days=3)), (day - timedelta(days=2), day)]  # whole days
         for since, until in windows:
             assert from_tally(db.session, since, until) == facts_only(db.session, since, until), (since, until)

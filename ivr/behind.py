@@ -33,12 +33,12 @@ from __future__ import annotations
 import atexit
 import collections
 import fcntl
-import itertools
 import logging
 import os
 import socket
 import threading
 import time
+import uuid
 import weakref
 from pathlib import Path
 
@@ -49,19 +49,34 @@ from models.facts import Fact, apply, dumps
 from .spool import Breaker, Replayer, Spool, database_unavailable
 
 log = logging.getLogger(__name__)
-SEGMENT_LINES = 5000  # a thread starts a new journal file after this many lines
+# A thread starts a new journal file at its next webhook once its current one is this old or
+# this long; the writer deletes the old one as soon as its last line is written. So a journal
+# replayed after a crash repeats at most a few seconds of facts already written.
+SEGMENT_SECONDS = 2.0
+SEGMENT_LINES = 5000
 
 
 class Segment:
     """One request thread's journal file, locked for as long as its process lives. Only its
     thread appends (`lines`); only the writer counts what is done with them (`accounted`)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path, self.pid = path, os.getpid()
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    def __init__(self, directory: Path) -> None:
+        self.pid = os.getpid()
+        # A name no other process has used, made and locked under a name no replayer takes,
+        # then renamed: a replayer never sees it unlocked, and nobody appends to an old one.
+        stem = f"{socket.gethostname()}-{self.pid}-{uuid.uuid4().hex[:12]}"
+        making = directory / f"{stem}.making"
+        self.fd = os.open(making, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
         fcntl.flock(self.fd, fcntl.LOCK_EX)
+        self.path = directory / f"{stem}.journal"
+        os.rename(making, self.path)
+        self.started = time.monotonic()
         self.lines = self.accounted = 0
-        self.closed = False  # its thread has moved on to a new file
+        self.lock = threading.Lock()  # its thread appending, or the writer deleting it
+        self.gone = False  # deleted by the writer: its thread starts a new one
+
+    def old(self) -> bool:
+        return self.lines >= SEGMENT_LINES or time.monotonic() - self.started >= SEGMENT_SECONDS
 
     def append(self, line: bytes, sync: bool) -> None:
         os.write(self.fd, line)
@@ -85,7 +100,6 @@ class WriteBehind:
         self._queue: collections.deque[tuple[Segment, bytes, list[Fact]]] = collections.deque()
         self._wake = threading.Event()
         self._local = threading.local()
-        self._serial = itertools.count()
         self._start_lock = threading.Lock()
         self._pid: int | None = None
         self._busy = self._stopping = False
@@ -100,13 +114,23 @@ class WriteBehind:
             self.spool.append(facts)
             return
         line = (dumps(facts) + "\n").encode()
-        segment = getattr(self._local, "segment", None)
-        if segment is None or segment.pid != os.getpid():
-            segment = self._local.segment = self._new_segment()
-        segment.append(line, sync=self.fsync or not self.breaker.closed())
+        sync = self.fsync or not self.breaker.closed()
+        while True:
+            segment = getattr(self._local, "segment", None)
+            if segment is None or segment.pid != os.getpid() or segment.old():
+                segment = self._local.segment = Segment(self.spool.dir)  # the old one: the writer's
+            with segment.lock:  # taken by the writer only to delete it, once all of it is written
+                if segment.gone:
+                    self._local.segment = None
+                    continue
+                try:
+                    segment.append(line, sync)
+                except OSError:  # the disk refused the journal: the spool (fsynced), or an error
+                    log.exception("write-behind: the journal could not be written; spooling")
+                    self.spool.append(facts)
+                    return
+            break
         self._queue.append((segment, line, facts))
-        if segment.lines >= SEGMENT_LINES:
-            segment.closed, self._local.segment = True, None
         if not self._wake.is_set():
             self._wake.set()
 
@@ -145,10 +169,6 @@ class WriteBehind:
             WriteBehind.running.add(self)
             atexit.register(self.close)
 
-    def _new_segment(self) -> Segment:
-        name = f"{socket.gethostname()}-{os.getpid()}-{next(self._serial)}.journal"
-        return Segment(self.spool.dir / name)
-
     def _run(self) -> None:
         while not (self._stopping and not self._queue):
             self._wake.wait(timeout=1.0)
@@ -162,11 +182,12 @@ class WriteBehind:
                     batch.append(self._queue.popleft())
                 if batch:
                     self._write(batch)
-                self._release(final=self._stopping and not self._queue)
+                self._release()
             except Exception:  # noqa: BLE001 - a writer that died would leave every later line unwritten
                 log.exception("write-behind: the writer failed; its lines stay in the journals")
             finally:
                 self._busy = False
+        self._release(final=True)
 
     def _write(self, batch: list[tuple[Segment, bytes, list[Fact]]]) -> None:
         from models import db
@@ -195,11 +216,20 @@ class WriteBehind:
             self._open[segment] = None
 
     def _release(self, final: bool = False) -> None:
-        """Delete the journals whose every line is done with (at the end, all of them)."""
+        """Delete the journals whose every line is written and which their thread has left or
+        which are old enough to leave (at the end, all that are written)."""
         for segment in list(self._open):
-            if segment.accounted >= segment.lines and (segment.closed or final):
+            if segment.accounted < segment.lines or not (final or segment.old()):
+                continue
+            with segment.lock:
+                if segment.accounted < segment.lines:
+                    continue  # its thread appended meanwhile
+                segment.gone = True
+            try:
                 segment.delete()
-                del self._open[segment]
+            except OSError:
+                log.exception("write-behind: could not delete the journal %s", segment.path)
+            del self._open[segment]
 
 
 def wait_until_written(app, timeout: float = 30.0) -> bool:

@@ -161,7 +161,10 @@ class Spool:
             return
         fd, path = claimed
         try:
-            lines = path.read_bytes().split(b"\n")
+            try:
+                lines = path.read_bytes().split(b"\n")
+            except FileNotFoundError:
+                return  # another replayer wrote and deleted it just before we locked it
             readable: list[tuple[bytes, list[Fact]]] = []
             for number, raw in enumerate(lines):
                 if not raw.strip():
@@ -306,6 +309,9 @@ class Replayer:
             with self.app.app_context():
                 try:
                     report = self.spool.replay(db.session)
+                except Exception:  # noqa: BLE001 - try again at the next turn; the files stay
+                    log.exception("spool: the replay failed; trying again")
+                    continue
                 finally:
                     db.session.remove()
             if report.written or report.rejected:

@@ -35,7 +35,6 @@ from .calls import CALL_KEYS, FINAL_CALL_STATUSES
 from .recordings import is_comment
 
 CHUNK = 400  # rows per multi-row statement (SQLite allows 32,766 parameters)
-CALL_COLUMNS = (*CALL_KEYS, "topics")
 RECORDING_FIELDS = (
     "topic_id",
     "stance",
@@ -111,7 +110,11 @@ class Batch:
             self.recordings.setdefault(args["recording_sid"], []).append((name, args))
         elif name == "transcription":
             self.recordings.setdefault(args["recording_sid"], []).append((name, args))
-            self.transcripts[(args["recording_sid"], args["source"])] = args
+            key = (args["recording_sid"], args["source"])
+            earlier = self.transcripts.get(key)
+            if earlier is not None:  # the later result wins, as two upserts in turn would leave it
+                args = {**args, "at": earlier["at"], "language": args.get("language") or earlier.get("language")}
+            self.transcripts[key] = args
         elif name == "job":
             self.jobs.setdefault((args["kind"], args["key"]), args)
         else:
@@ -456,6 +459,8 @@ class _Writer:
                 (sid, source, a.get("transcription_sid"), a.get("language"), a["status"], a.get("text"))
                 + (a.get("reason"), at, at)
             )
+        # A transcript staff removed stays removed, whatever arrives after (a late callback, a
+        # journal replayed after a crash).
         self.many_rows(
             "INSERT INTO transcriptions (recording_sid, source, transcription_sid, language, status, text, reason, "
             "created_at, updated_at)",
@@ -464,7 +469,7 @@ class _Writer:
             "ON CONFLICT (recording_sid, source) DO UPDATE SET status = excluded.status, text = excluded.text, "
             "transcription_sid = excluded.transcription_sid, "
             "language = COALESCE(excluded.language, transcriptions.language), reason = excluded.reason, "
-            "updated_at = excluded.updated_at",
+            "updated_at = excluded.updated_at WHERE transcriptions.status <> 'redacted'",
         )
 
     def note_jobs(self) -> None:

@@ -166,3 +166,41 @@ def test_a_refused_fact_costs_only_its_own_webhook(app, twilio, api):
     assert "not mine" in (spool.dir / "rejected.jsonl").read_text()
     housing = topic(api, "housing")
     assert (housing["calls"], housing["comments"]) == (2, 2)
+
+
+def test_a_journal_keeps_only_what_is_not_yet_written(behind_settings, app, twilio, api):
+    """A thread's journal is deleted once it is written and a couple of seconds old, so that
+    a crash replays little that was already written; the next webhook starts a new one."""
+    import time
+
+    from ivr.behind import SEGMENT_SECONDS
+
+    call = play_to_record(twilio, ("1", "3"))
+    spool = app.extensions["spool"]
+    assert wait_until_written(app) and list(spool.dir.glob("*.journal"))
+    deadline = time.monotonic() + SEGMENT_SECONDS + 5
+    while list(spool.dir.glob("*.journal")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert list(spool.dir.glob("*.journal")) == []
+    call.speak(seconds=4)
+    assert wait_until_written(app)
+    assert topic(api, "housing")["comments"] == 1
+    assert len(list(spool.dir.glob("*.journal"))) == 1
+
+
+def test_a_removed_transcript_stays_removed_when_the_callback_comes_again(app, twilio, api):
+    from sqlalchemy import select
+
+    from models import Recording, Transcription
+    from models.comments import remove_transcripts
+
+    call = play_to_record(twilio, ("1", "3"))
+    _, sid = call.speak(seconds=6)
+    call.transcription(sid, text="my neighbour's name is in this")
+    with app.app_context():
+        remove_transcripts(db.session, db.session.scalar(select(Recording)), "a name")
+        db.session.commit()
+    call.transcription(sid, text="my neighbour's name is in this")  # Twilio retried, or a replay
+    with app.app_context():
+        kept = db.session.scalar(select(Transcription))
+        assert (kept.status, kept.text) == ("redacted", None)

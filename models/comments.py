@@ -155,14 +155,28 @@ def _like_pattern(text: str) -> str:
     return f"%{escaped.lower()}%"
 
 
+def _matching_text(words: str, how: str):
+    like = func.lower(Transcription.text).like(_like_pattern(words), escape="\\")
+    if how == "scan":  # every matching transcript first, once (a CTE the database may not inline)
+        matching = select(Transcription.recording_sid).where(like).cte("matching").prefix_with("MATERIALIZED")
+        return Recording.recording_sid.in_(select(matching.c.recording_sid))
+    probe = select(Transcription.id).where(Transcription.recording_sid == Recording.recording_sid, like)
+    if how == "probe":
+        probe = probe.offset(0)  # PostgreSQL: kept a per-row probe, not pulled up into a join
+    return probe.exists()
+
+
 def reference_in(search: str) -> int | None:
     """The row id when a search is a reference number (seven or eight digits), else None."""
     digits = search.replace(" ", "").replace("-", "").lstrip("#")
     return recording_id_for(digits) if digits.isdigit() and len(digits) in (7, 8) else None
 
 
-def comment_conditions(f: InboxFilter) -> list:
-    """The WHERE conditions for a filter; shared by the inbox and the export."""
+def comment_conditions(f: InboxFilter, *, search: str = "either") -> list:
+    """The WHERE conditions for a filter; shared by the inbox and the export. How a text
+    search runs: "probe" looks up each candidate's transcripts in turn (newest first, so a
+    common word fills a page at once); "scan" finds every matching transcript first (a rare
+    word); "either" leaves it to the database, which cannot guess how common a word is."""
     conditions = [
         ~_state_where(CommentState.deleted_at.is_not(None)),
         or_(Recording.status.is_(None), Recording.status.not_in(NOT_A_COMMENT)),
@@ -187,44 +201,81 @@ def comment_conditions(f: InboxFilter) -> list:
     if f.has_transcript is not None:
         has = and_(_has_text(), ~text_removed)
         conditions.append(has if f.has_transcript else ~has)
-    search = f.search.strip()
-    if search:
-        reference_id = reference_in(search)
+    words = f.search.strip()
+    if words:
+        reference_id = reference_in(words)
         if reference_id is not None:
             conditions.append(Recording.id == reference_id)
         else:
-            matches_text = exists().where(
-                Transcription.recording_sid == Recording.recording_sid,
-                func.lower(Transcription.text).like(_like_pattern(search), escape="\\"),
-            )
-            conditions.append(and_(matches_text, ~text_removed))
+            conditions.append(and_(_matching_text(words, search), ~text_removed))
     return conditions
 
 
 def find_comments(
-    session, f: InboxFilter, *, before: str | None = None, after: str | None = None, limit: int = 50
+    session,
+    f: InboxFilter,
+    *,
+    before: str | None = None,
+    after: str | None = None,
+    limit: int = 50,
+    search_window: int | None = None,
 ) -> tuple[list[CommentRow], bool]:
     """One page of comments, newest first, and whether there are more beyond it.
 
     Keyset pagination on (created_at, id): `before` (a row's `cursor`) gives the page older
     than that row, `after` the page newer than it (then "more" means newer ones exist). Each
     page costs the same however deep it is."""
+    newer_than, older_than = decode_cursor(after), decode_cursor(before)
+    recordings = None
+    if f.search.strip() and reference_in(f.search) is None:
+        window = SEARCH_WINDOW if search_window is None else search_window
+        recordings = _page_of_recent_matches(session, f, newer_than, older_than, limit, window)
+    if recordings is None:
+        recordings = _page(session, comment_conditions(f, search="scan"), newer_than, older_than, limit)
+    more = len(recordings) > limit
+    recordings = recordings[:limit]
+    if newer_than is not None:
+        recordings.reverse()
+    return comment_rows(session, recordings), more
+
+
+SEARCH_WINDOW = 2000  # recordings a text search probes one by one before it searches them all
+
+
+def _page(session, conditions: list, newer_than, older_than, limit: int) -> list[Recording]:
+    """Up to `limit` + 1 recordings meeting the conditions, in the page's order."""
     key = tuple_(Recording.created_at, Recording.id)
-    query = select(Recording).where(*comment_conditions(f))
-    newer_than = decode_cursor(after)
-    older_than = decode_cursor(before)
+    query = select(Recording).where(*conditions)
     if newer_than is not None:
         query = query.where(key > tuple_(*newer_than)).order_by(Recording.created_at, Recording.id)
     else:
         if older_than is not None:
             query = query.where(key < tuple_(*older_than))
         query = query.order_by(Recording.created_at.desc(), Recording.id.desc())
-    recordings = list(session.scalars(query.limit(limit + 1)))
-    more = len(recordings) > limit
-    recordings = recordings[:limit]
+    return list(session.scalars(query.limit(limit + 1)))
+
+
+def _page_of_recent_matches(
+    session, f: InboxFilter, newer_than, older_than, limit: int, window: int
+) -> list[Recording] | None:
+    """A text search's page found among the next `window` recordings in the page's
+    order, each probed in turn: a common word fills the page after a few hundred. None when
+    the window holds less than a full page of matches and more recordings lie beyond it: the
+    whole search must then run (a rare word)."""
+    key = tuple_(Recording.created_at, Recording.id)
+    edge = select(Recording.created_at, Recording.id)
     if newer_than is not None:
-        recordings.reverse()
-    return comment_rows(session, recordings), more
+        edge = edge.where(key > tuple_(*newer_than)).order_by(Recording.created_at, Recording.id)
+    else:
+        if older_than is not None:
+            edge = edge.where(key < tuple_(*older_than))
+        edge = edge.order_by(Recording.created_at.desc(), Recording.id.desc())
+    last = session.execute(edge.offset(window).limit(1)).first()
+    conditions = comment_conditions(f, search="probe")
+    if last is not None:
+        conditions.append(key < tuple_(*last) if newer_than is not None else key > tuple_(*last))
+    found = _page(session, conditions, newer_than, older_than, limit)
+    return found if len(found) > limit or last is None else None
 
 
 def iter_comments(session, f: InboxFilter, batch: int = 500):

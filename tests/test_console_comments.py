@@ -447,3 +447,34 @@ def test_why_a_comment_has_no_transcript(app, sign_in, twilio):
     staff_client = sign_in("staff")
     assert "No transcript: too quiet to transcribe" in staff_client.get("/inbox").get_data(as_text=True)
     assert "No transcript: too quiet to transcribe" in staff_client.get(f"/comments/{reference}").get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    ("words", "found"), [("the", 3), ("budget", 2), ("river", 1), ("nothing like it", 0), ("100%", 0)]
+)
+def test_a_search_finds_the_same_pages_however_it_runs(app, comments, words, found):
+    """A search first probes the newest recordings one by one, and searches every transcript
+    only when they hold less than a page: the pages are the same either way."""
+    from models.comments import InboxFilter, find_comments
+
+    def pages(window: int) -> tuple[list, list]:
+        forward, before = [], None
+        while True:  # a page of one, oldest-ward
+            rows, more = find_comments(
+                db.session, InboxFilter(search=words), before=before, limit=1, search_window=window
+            )
+            forward.append(([row.reference for row in rows], more))
+            if not more:
+                break
+            before = rows[-1].cursor
+        back = []
+        if before is not None:  # and one page newest-ward again, from the oldest found
+            rows, _ = find_comments(db.session, InboxFilter(search=words), after=before, limit=1, search_window=window)
+            back = [row.reference for row in rows]
+        return forward, back
+
+    with app.app_context():
+        whole = pages(10_000)  # every recording fits the window: each probed in turn
+        for window in (0, 1, 2, 3):  # too small: the full search decides
+            assert pages(window) == whole, window
+    assert sum(len(refs) for refs, _ in whole[0]) == found

@@ -125,13 +125,27 @@ class Spool:
         return total
 
     def replay(self, session) -> ReplayReport:
-        """Write every spooled transaction, one database transaction each."""
+        """Write every spooled transaction, `REPLAY_BATCH` to a database transaction."""
         report = ReplayReport()
+        self._sweep_unfinished_journals()
         for path in self.files():
             if report.stopped:
                 break
             self._replay_file(path, session, report)
         return report
+
+    def _sweep_unfinished_journals(self, older_than: float = 60.0) -> None:
+        """Delete journals a process died while making (`*.making`: created, not yet locked and
+        named, so empty), once no process holds them and they are a minute old."""
+        if not self.dir.is_dir():
+            return
+        for path in self.dir.glob("*.making"):
+            try:
+                stale = time.time() - path.stat().st_mtime > older_than
+            except FileNotFoundError:
+                continue
+            if stale and not is_locked(path):
+                path.unlink(missing_ok=True)
 
     def _claim(self, path: Path) -> tuple[int, Path] | None:
         try:

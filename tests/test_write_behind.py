@@ -204,3 +204,19 @@ def test_a_removed_transcript_stays_removed_when_the_callback_comes_again(app, t
     with app.app_context():
         kept = db.session.scalar(select(Transcription))
         assert (kept.status, kept.text) == ("redacted", None)
+
+
+def test_a_journal_left_half_made_is_swept_once_stale(app):
+    import os
+    import time
+
+    spool = app.extensions["spool"]
+    spool.dir.mkdir(parents=True, exist_ok=True)
+    stale, fresh = spool.dir / "gone-1-abc.making", spool.dir / "gone-2-def.making"
+    stale.touch()
+    fresh.touch()
+    an_hour_ago = time.time() - 3600
+    os.utime(stale, (an_hour_ago, an_hour_ago))
+    with app.app_context():
+        spool.replay(db.session)
+    assert not stale.exists() and fresh.exists()  # a process may be making that one now

@@ -121,9 +121,12 @@ spool_cli = AppGroup("spool", help="Facts that waited on disk while the database
 
 @spool_cli.command("status")
 def spool_status() -> None:
-    """How many transactions wait in this machine's spool."""
+    """How many transactions wait in this machine's spool (spooled, or journalled by a process
+    that died), and how many journals running processes are writing."""
     spool = current_app.extensions["spool"]
     click.echo(f"{spool.depth()} transaction(s) waiting in {spool.dir}")
+    live = [p for p in spool.dir.glob("*.journal") if p not in spool.files()] if spool.dir.is_dir() else []
+    click.echo(f"{len(live)} journal(s) in use by running web processes (written behind, within seconds)")
 
 
 @spool_cli.command("replay")

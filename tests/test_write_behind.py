@@ -220,3 +220,26 @@ def test_a_journal_left_half_made_is_swept_once_stale(app):
     with app.app_context():
         spool.replay(db.session)
     assert not stale.exists() and fresh.exists()  # a process may be making that one now
+
+
+def test_spool_commands_tell_waiting_from_live_journals(app, twilio, api, runner):
+    breaker, spool = hold_the_database(app)
+    call = play_to_record(twilio, ("1", "3"))
+    call.speak(seconds=6)
+    reopen_the_database(app)
+    (spooled,) = spool.files()
+    dead = spool.dir / "elsewhere-4242-abc.journal"
+    spooled.rename(dead)
+    live = spool.dir / "elsewhere-4343-def.journal"
+    live.write_bytes(b"")
+    holder = os.open(live, os.O_RDONLY)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    try:
+        shown = runner.invoke(args=["spool", "status"]).output
+        assert "4 transaction(s) waiting" in shown and "1 journal(s) in use" in shown
+        replayed = runner.invoke(args=["spool", "replay"])
+        assert replayed.exit_code == 0 and "wrote 4, rejected 0" in replayed.output
+        assert topic(api, "housing")["comments"] == 1
+    finally:
+        os.close(holder)
+        live.unlink()

@@ -4,8 +4,10 @@ A webhook hands its facts to `WriteBehind.submit`, which appends them as one lin
 thread's journal file and queues them; the reply goes out at once. A writer thread lets a
 batch gather for `WRITE_BEHIND_GATHER_MS`, takes everything queued and writes it in one
 transaction (models/writer.py: a fixed number of statements per batch, whatever its size).
-A journal file is deleted once its thread has moved on to a new one and every line in it is
-in the database.
+A journal file is deleted once every line in it is in the database and it is two seconds old
+(its thread then starts a new one), so that a journal replayed after a crash repeats little
+that was already written. Journals are named for the host, the process and a random part,
+made under a name no replayer takes and renamed once locked.
 
 Why this is safe:
 - The journal line is written (to the operating system) before the reply, so a process that
@@ -18,11 +20,13 @@ Why this is safe:
   spool, fsynced; the replayer writes it when it can, setting aside only a line the database
   refuses.
 - Every write is idempotent, so a line written twice (a replayer taking a dead process's
-  journal, part of which that process had written) changes nothing the second time.
+  journal, part of which that process had written) changes nothing the second time; and
+  what staff changed since (a transcript removed) is not undone by it.
 
 Why per thread: the request threads share no lock on their way to the reply (a shared one
 makes them queue behind whichever holds it while the writer has Python's GIL); the queue is a
-`deque`, whose appends need none.
+`deque`, whose appends need none. A journal's own lock is taken by the writer only to delete
+it, so that its thread never appends to a file being deleted.
 
 What it costs: the counts lag the calls by one batch (tens of milliseconds; seconds after a
 process was killed, until a replayer takes its journals).

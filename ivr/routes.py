@@ -1,9 +1,11 @@
 """Twilio's webhooks: check, record the fact, answer.
 
 Each route reads Twilio's form, works out the reply from the URL's state (a pure function,
-cached), and stores its facts (models/facts.py) with idempotent upserts in one transaction.
-When the database cannot take them, the facts go to the durable spool (ivr/spool.py) before
-the reply, and the caller hears the next prompt all the same.
+cached), and stores its facts (models/facts.py): journalled for the write-behind writer
+(ivr/behind.py), or with `WRITE_BEHIND` off written in one transaction before the reply. When
+the database cannot take them, the facts go to the durable spool (ivr/spool.py), and the
+caller hears the next prompt all the same. Only the `<Record>` action writes before it answers
+in every mode: the reference number it reads back is the comment's row id.
 """
 
 from __future__ import annotations

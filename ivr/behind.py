@@ -64,7 +64,7 @@ class Segment:
     """One request thread's journal file, locked for as long as its process lives. Only its
     thread appends (`lines`); only the writer counts what is done with them (`accounted`)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, durable: bool = False) -> None:
         self.pid = os.getpid()
         # A name no other process has used, made and locked under a name no replayer takes,
         # then renamed: a replayer never sees it unlocked, and nobody appends to an old one.
@@ -74,6 +74,12 @@ class Segment:
         fcntl.flock(self.fd, fcntl.LOCK_EX)
         self.path = directory / f"{stem}.journal"
         os.rename(making, self.path)
+        if durable:  # the file's name must survive a power cut too, not only its lines
+            folder = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)
         self.started = time.monotonic()
         self.lines = self.accounted = 0
         self.lock = threading.Lock()  # its thread appending, or the writer deleting it
@@ -122,7 +128,7 @@ class WriteBehind:
         while True:
             segment = getattr(self._local, "segment", None)
             if segment is None or segment.pid != os.getpid() or segment.old():
-                segment = self._local.segment = Segment(self.spool.dir)  # the old one: the writer's
+                segment = self._local.segment = Segment(self.spool.dir, durable=self.fsync)  # old one: the writer's
             with segment.lock:  # taken by the writer only to delete it, once all of it is written
                 if segment.gone:
                     self._local.segment = None

@@ -243,3 +243,28 @@ def test_spool_commands_tell_waiting_from_live_journals(app, twilio, api, runner
     finally:
         os.close(holder)
         live.unlink()
+
+
+def test_journal_fsync_mode_stores_the_same(settings, app, twilio, api):
+    settings["WRITE_BEHIND"] = "1"
+    settings["JOURNAL_FSYNC"] = "1"
+    from app import create_app
+    from models.line import load_script, read_script_file
+    from tests.conftest import Twilio
+
+    durable = create_app(settings)
+    with durable.app_context():
+        load_script(db.session, read_script_file(durable.config["LINE_CONFIG"]))
+        db.session.commit()
+    assert durable.extensions["write_behind"].fsync
+    client = durable.test_client()
+    caller = Twilio(lambda url, params, headers: client.post(url, data=params, headers=headers)).call()
+    caller.dial()
+    caller.press("1")
+    caller.press("3")
+    caller.speak(seconds=5)
+    assert wait_until_written(durable)
+    assert topic(api, "housing")["comments"] == 1
+    durable.extensions["write_behind"].close()
+    with durable.app_context():
+        db.engine.dispose()

@@ -2,10 +2,12 @@
 
 `write(connection, groups)` takes the facts of one or many webhooks (each group one webhook's
 facts, in the order they were answered) and stores them with a fixed number of statements per
-batch, whatever its size: one multi-row `INSERT … ON CONFLICT` per table, the summaries
-added up in Python and upserted once per (hour, topic). It is the only code that writes the
-webhooks' facts: a webhook's own transaction (a batch of one), the write-behind writer
-(ivr/behind.py) and the spool's replay all come here.
+batch, whatever its size: one multi-row `INSERT … ON CONFLICT` per table (on PostgreSQL with
+one array per column, so that the statement's text, and the plan PostgreSQL keeps for it, is
+the same for any batch), the summaries added up in Python and upserted once per (hour,
+topic). It is the only code that writes the webhooks' facts: a webhook's own transaction (a
+batch of one), the write-behind writer (ivr/behind.py), the spool's replay and the worker's
+transcripts all come here; `reserve_recording` makes a comment's row before its reply.
 
 Every rule of the per-fact model holds per batch: a fact already stored changes nothing (keys
 are Twilio's ids, and the (call, step) of a keypress); a summary moves only when a fact
@@ -19,7 +21,8 @@ transaction that holds that lock. Other rows are taken in a fixed order of table
 a table, in key order, so two batches wait for each other but never deadlock on their own
 rows. SQLite has one writer at a time: a batch begins with `BEGIN IMMEDIATE`.
 
-Statements go straight to the database driver: a batch runs about fifteen of them, and
+Statements go to the database driver as SQL text (through the connection, which still
+translates errors and drops a broken connection): a batch runs about fifteen of them, and
 SQLAlchemy's statement building would cost more than the database's work.
 """
 

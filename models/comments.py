@@ -242,16 +242,20 @@ def find_comments(
 SEARCH_WINDOW = 2000  # recordings a text search probes one by one before it searches them all
 
 
+def _in_page_order(query, newer_than, older_than):
+    """The query limited to the rows past the cursor, in the page's order: newer than `after`
+    oldest first, or older than `before` (or from the newest) newest first."""
+    key = tuple_(Recording.created_at, Recording.id)
+    if newer_than is not None:
+        return query.where(key > tuple_(*newer_than)).order_by(Recording.created_at, Recording.id)
+    if older_than is not None:
+        query = query.where(key < tuple_(*older_than))
+    return query.order_by(Recording.created_at.desc(), Recording.id.desc())
+
+
 def _page(session, conditions: list, newer_than, older_than, limit: int) -> list[Recording]:
     """Up to `limit` + 1 recordings meeting the conditions, in the page's order."""
-    key = tuple_(Recording.created_at, Recording.id)
-    query = select(Recording).where(*conditions)
-    if newer_than is not None:
-        query = query.where(key > tuple_(*newer_than)).order_by(Recording.created_at, Recording.id)
-    else:
-        if older_than is not None:
-            query = query.where(key < tuple_(*older_than))
-        query = query.order_by(Recording.created_at.desc(), Recording.id.desc())
+    query = _in_page_order(select(Recording).where(*conditions), newer_than, older_than)
     return list(session.scalars(query.limit(limit + 1)))
 
 
@@ -262,17 +266,11 @@ def _page_of_recent_matches(
     order, each probed in turn: a common word fills the page after a few hundred. None when
     the window holds less than a full page of matches and more recordings lie beyond it: the
     whole search must then run (a rare word)."""
-    key = tuple_(Recording.created_at, Recording.id)
-    edge = select(Recording.created_at, Recording.id)
-    if newer_than is not None:
-        edge = edge.where(key > tuple_(*newer_than)).order_by(Recording.created_at, Recording.id)
-    else:
-        if older_than is not None:
-            edge = edge.where(key < tuple_(*older_than))
-        edge = edge.order_by(Recording.created_at.desc(), Recording.id.desc())
+    edge = _in_page_order(select(Recording.created_at, Recording.id), newer_than, older_than)
     last = session.execute(edge.offset(window).limit(1)).first()
     conditions = comment_conditions(f, search="probe")
     if last is not None:
+        key = tuple_(Recording.created_at, Recording.id)
         conditions.append(key < tuple_(*last) if newer_than is not None else key > tuple_(*last))
     found = _page(session, conditions, newer_than, older_than, limit)
     return found if len(found) > limit or last is None else None

@@ -153,7 +153,6 @@ def reserve_recording(connection, recording_sid: str, call_sid: str, at: datetim
     # "DO UPDATE" of nothing, so that RETURNING gives the id whether the row is new or not.
     found = writer.many_rows(
         "INSERT INTO recordings (recording_sid, call_sid, created_at)",
-        3,
         [(recording_sid, call_sid, writer.sql.stamp(at))],
         "ON CONFLICT (recording_sid) DO UPDATE SET recording_sid = excluded.recording_sid RETURNING id",
     )
@@ -199,15 +198,16 @@ class _Writer:
     def execute_many(self, statement: str, params: list[tuple]) -> None:
         self.connection.exec_driver_sql(statement, params)
 
-    def many_rows(self, head: str, width: int, rows: list[tuple], tail: str = "") -> list[tuple]:
+    def many_rows(self, head: str, rows: list[tuple], tail: str = "") -> list[tuple]:
         """`head VALUES (…), (…) tail` over the rows, in chunks; the rows any RETURNING gave.
-        PostgreSQL takes one array per column instead (`SELECT * FROM unnest(…)`): the same
-        text for any number of rows, so the driver prepares it once per connection and the
-        server neither parses nor plans it again, and the driver converts 13 arrays rather
-        than hundreds of values."""
+        `head` is `INSERT INTO table (column, …)`. PostgreSQL takes one array per column
+        instead (`SELECT * FROM unnest(…)`): the same text for any number of rows, so the
+        driver prepares it once per connection and the server neither parses nor plans it
+        again, and the driver converts 13 arrays rather than hundreds of values."""
+        match = INSERT_HEAD.fullmatch(head)
+        columns = tuple(c.strip() for c in match["columns"].split(","))
         if self.sql.postgres:
-            match = INSERT_HEAD.fullmatch(head)
-            casts = array_casts(match["table"], tuple(c.strip() for c in match["columns"].split(",")))
+            casts = array_casts(match["table"], columns)
             return self.execute(
                 f"{head} SELECT * FROM unnest({casts}) {tail}",
                 [list(column) for column in zip(*rows, strict=True)],
@@ -217,7 +217,7 @@ class _Writer:
         for start in range(0, len(rows), CHUNK):
             chunk = rows[start : start + CHUNK]
             found += self.execute(
-                f"{head} VALUES {self.sql.rows(width, len(chunk))} {tail}",
+                f"{head} VALUES {self.sql.rows(len(columns), len(chunk))} {tail}",
                 [value for row in chunk for value in row],
                 rows="RETURNING" in tail,
             )
@@ -247,22 +247,18 @@ class _Writer:
         b, s = self.batch, self.sql
         if not b.calls:
             return
+        columns = (*CALL_KEYS, "topics")
         rows = []
         for sid in sorted(b.calls):
-            values = b.calls[sid]
-            rows.append(
-                tuple(
-                    s.stamp(values.get(k)) if k == "started_at" else values.get(k) for k in CALL_KEYS if k != "language"
-                )
-                + (b.languages.get(sid), 0)
-            )
-        columns = [k for k in CALL_KEYS if k != "language"] + ["language", "topics"]
+            values = b.calls[sid] | {"started_at": s.stamp(b.calls[sid]["started_at"])}
+            values |= {"language": b.languages.get(sid), "topics": 0}
+            rows.append(tuple(values.get(k) for k in columns))
         # PostgreSQL: "DO UPDATE … WHERE false" locks a stored call without writing it.
         tail = "ON CONFLICT (call_sid) DO " + (
             "UPDATE SET call_sid = excluded.call_sid WHERE false" if s.postgres else "NOTHING"
         )
         new = self.many_rows(
-            f"INSERT INTO calls ({', '.join(columns)})", len(columns), rows, tail + " RETURNING call_sid, started_at"
+            f"INSERT INTO calls ({', '.join(columns)})", rows, tail + " RETURNING call_sid, started_at"
         )
         inserted = set()
         for sid, started in new:
@@ -323,7 +319,6 @@ class _Writer:
             rows.append((key[0], key[1], a["kind"], topic_id, a.get("language"), a.get("stance"), s.stamp(a["at"])))
         new = self.many_rows(
             "INSERT INTO choices (call_sid, step, kind, topic_id, language, stance, chosen_at)",
-            7,
             rows,
             "ON CONFLICT (call_sid, step) DO NOTHING RETURNING call_sid, step, topic_id",
         )
@@ -374,7 +369,6 @@ class _Writer:
         if new:
             self.many_rows(
                 "INSERT INTO call_topics (call_sid, topic_id, stance, stance_step)",
-                4,
                 new,
                 "ON CONFLICT (call_sid, topic_id) DO NOTHING",
             )
@@ -402,7 +396,6 @@ class _Writer:
         if days:
             new = self.many_rows(
                 "INSERT INTO caller_days (day, topic_id, caller_hash)",
-                3,
                 [(day.isoformat(), t, c) for day, t, c in sorted(days)],
                 "ON CONFLICT (day, topic_id, caller_hash) DO NOTHING RETURNING day, topic_id, caller_hash",
             )
@@ -412,14 +405,12 @@ class _Writer:
         if caller_hours:
             self.many_rows(
                 "INSERT INTO caller_hours (hour, topic_id, caller_hash)",
-                3,
                 [(s.stamp(h), t, c) for h, t, c in sorted(caller_hours)],
                 "ON CONFLICT (hour, topic_id, caller_hash) DO NOTHING",
             )
         if callers:
             new = self.many_rows(
                 "INSERT INTO topic_callers (topic_id, caller_hash)",
-                2,
                 sorted(callers),
                 "ON CONFLICT (topic_id, caller_hash) DO NOTHING RETURNING topic_id, caller_hash",
             )
@@ -466,7 +457,6 @@ class _Writer:
         """Make the rows of recordings not yet stored, empty: (RecordingSid, CallSid, at)."""
         self.many_rows(
             "INSERT INTO recordings (recording_sid, call_sid, created_at)",
-            3,
             [(sid, call_sid, self.sql.stamp(at)) for sid, call_sid, at in sorted(rows)],
             "ON CONFLICT (recording_sid) DO NOTHING",
         )
@@ -500,7 +490,6 @@ class _Writer:
         self.many_rows(
             "INSERT INTO transcriptions (recording_sid, source, transcription_sid, language, status, text, reason, "
             "created_at, updated_at)",
-            9,
             rows,
             "ON CONFLICT (recording_sid, source) DO UPDATE SET status = excluded.status, text = excluded.text, "
             "transcription_sid = excluded.transcription_sid, "
@@ -518,7 +507,6 @@ class _Writer:
         jobs = sorted(self.batch.jobs.items())
         self.many_rows(
             "INSERT INTO jobs (kind, key, options, state, attempts, max_attempts, run_after, created_at, updated_at)",
-            9,
             [(kind, key, "{}", "queued", 0, args["max_attempts"], now, now, now) for (kind, key), args in jobs],
             "ON CONFLICT (kind, key) DO UPDATE SET "
             "run_after = CASE WHEN jobs.run_after > excluded.run_after THEN excluded.run_after "
@@ -542,7 +530,6 @@ class _Writer:
         sums = ", ".join(f"{name} = hourly_counts.{name} + excluded.{name}" for name in summary.COUNTED)
         self.many_rows(
             f"INSERT INTO hourly_counts (hour, topic_id, {columns})",
-            2 + len(summary.COUNTED),
             rows,
             f"ON CONFLICT (hour, topic_id) DO UPDATE SET {sums}",
         )

@@ -119,27 +119,33 @@ def test_write_behind_stores_what_the_webhooks_journalled(behind_settings, app, 
     assert list(spool.dir.glob("*.journal")) == []
 
 
-def test_a_dead_process_journal_is_replayed_and_a_live_one_is_not(app, twilio, api):
-    breaker, spool = hold_the_database(app)
+@pytest.fixture
+def journals(app, twilio):
+    """A comment's four webhooks in the journal of a process that died (nobody holds its
+    lock), and the same in the journal of one still writing it (a lock held here)."""
+    hold_the_database(app)
     call = play_to_record(twilio, ("1", "3"))
     call.speak(seconds=6)
     reopen_the_database(app)
+    spool = app.extensions["spool"]
     (spooled,) = spool.files()
-    dead = spool.dir / "elsewhere-4242-0.journal"  # its process died: nobody holds its lock
+    dead, live = spool.dir / "elsewhere-4242-abc.journal", spool.dir / "elsewhere-4343-def.journal"
     spooled.rename(dead)
-    live = spool.dir / "elsewhere-4343-0.journal"
     live.write_bytes(dead.read_bytes())
     holder = os.open(live, os.O_RDONLY)
-    fcntl.flock(holder, fcntl.LOCK_EX)  # a process still writing this one
-    try:
-        assert spool.files() == [dead]
-        with app.app_context():
-            assert spool.replay(db.session).written == 4
-        assert spool.files() == [] and live.exists()
-        assert topic(api, "housing")["comments"] == 1
-    finally:
-        os.close(holder)
-        live.unlink()
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    yield spool, dead, live
+    os.close(holder)
+    live.unlink()
+
+
+def test_a_dead_process_journal_is_replayed_and_a_live_one_is_not(app, api, journals):
+    spool, dead, live = journals
+    assert spool.files() == [dead]
+    with app.app_context():
+        assert spool.replay(db.session).written == 4
+    assert spool.files() == [] and live.exists()
+    assert topic(api, "housing")["comments"] == 1
 
 
 def test_a_refused_fact_costs_only_its_own_webhook(app, twilio, api):
@@ -222,27 +228,12 @@ def test_a_journal_left_half_made_is_swept_once_stale(app):
     assert not stale.exists() and fresh.exists()  # a process may be making that one now
 
 
-def test_spool_commands_tell_waiting_from_live_journals(app, twilio, api, runner):
-    breaker, spool = hold_the_database(app)
-    call = play_to_record(twilio, ("1", "3"))
-    call.speak(seconds=6)
-    reopen_the_database(app)
-    (spooled,) = spool.files()
-    dead = spool.dir / "elsewhere-4242-abc.journal"
-    spooled.rename(dead)
-    live = spool.dir / "elsewhere-4343-def.journal"
-    live.write_bytes(b"")
-    holder = os.open(live, os.O_RDONLY)
-    fcntl.flock(holder, fcntl.LOCK_EX)
-    try:
-        shown = runner.invoke(args=["spool", "status"]).output
-        assert "4 transaction(s) waiting" in shown and "1 journal(s) in use" in shown
-        replayed = runner.invoke(args=["spool", "replay"])
-        assert replayed.exit_code == 0 and "wrote 4, rejected 0" in replayed.output
-        assert topic(api, "housing")["comments"] == 1
-    finally:
-        os.close(holder)
-        live.unlink()
+def test_spool_commands_tell_waiting_from_live_journals(api, runner, journals):
+    shown = runner.invoke(args=["spool", "status"]).output
+    assert "4 transaction(s) waiting" in shown and "1 journal(s) in use" in shown
+    replayed = runner.invoke(args=["spool", "replay"])
+    assert replayed.exit_code == 0 and "wrote 4, rejected 0" in replayed.output
+    assert topic(api, "housing")["comments"] == 1
 
 
 def test_journal_fsync_mode_stores_the_same(settings, app, twilio, api):

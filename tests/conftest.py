@@ -289,6 +289,18 @@ class Caller:
         )
 
 
+def eventually(read, done, timeout: float = 30.0, every: float = 0.2):
+    """`read()` again and again until `done(what it read)` or `timeout` seconds have passed;
+    the last reading. For what the line writes behind its replies (a batch later, or seconds
+    after a killed worker's journal is replayed)."""
+    deadline = time.monotonic() + timeout
+    seen = read()
+    while not done(seen) and time.monotonic() < deadline:
+        time.sleep(every)
+        seen = read()
+    return seen
+
+
 def recording_url(sid: str) -> str:
     return f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT}/Recordings/{sid}"
 

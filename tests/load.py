@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import requests
 from twilio.request_validator import RequestValidator
 
-from tests.conftest import ACCOUNT, TOKEN, recording_url
+from tests.conftest import ACCOUNT, TOKEN, eventually, recording_url
 
 TOPICS = {"1": "budget", "2": "transit", "3": "housing", "9": "general"}
 ASKS_STANCE = {"budget", "transit"}
@@ -77,12 +77,7 @@ def expected_counts(played: list[Plan]) -> dict:
 def counts_settled(base: str, token: str, expected: dict, timeout: float = 30.0) -> dict:
     """The counts once they equal `expected`, or as they are after `timeout` s: the line
     writes behind its replies, and a killed worker's journal is replayed seconds later."""
-    deadline = time.monotonic() + timeout
-    seen = counts_seen(base, token)
-    while seen != expected and time.monotonic() < deadline:
-        time.sleep(0.25)
-        seen = counts_seen(base, token)
-    return seen
+    return eventually(lambda: counts_seen(base, token), lambda seen: seen == expected, timeout)
 
 
 def counts_seen(base: str, token: str) -> dict:

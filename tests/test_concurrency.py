@@ -4,7 +4,6 @@ identical webhooks is released together on a barrier, and every fact counts once
 from __future__ import annotations
 
 import threading
-import time
 import xml.etree.ElementTree as ET
 
 import requests
@@ -12,7 +11,7 @@ from twilio.request_validator import RequestValidator
 
 from models import db
 from models.tokens import create_token
-from tests.conftest import ACCOUNT, TOKEN, recording_url
+from tests.conftest import ACCOUNT, TOKEN, eventually, recording_url
 
 CALLS = 50
 TOPICS = ["1", "2", "3", "9"]
@@ -151,9 +150,4 @@ def test_fifty_duplicate_pairs_at_once_count_once(served_line, app):
             for slug, e in expected.items()
         },
     }
-    deadline = time.monotonic() + 30  # the line writes behind its replies
-    seen = counted()
-    while seen != want and time.monotonic() < deadline:
-        time.sleep(0.25)
-        seen = counted()
-    assert seen == want
+    assert eventually(counted, lambda seen: seen == want) == want  # the line writes behind its replies

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import Caller, Twilio
+from tests.conftest import Caller, Twilio, eventually
 
 
 def samples(text: str) -> dict[tuple[str, tuple], float]:
@@ -33,11 +32,11 @@ def test_metrics_across_gunicorn_workers(served_line, app):
         call.press("3")
         call.speak(seconds=5)
     assert twilio.post("/twilio/voice", {"CallSid": "CA1"}, signature="wrong").status_code == 403
-    deadline = time.monotonic() + 15  # the counts come from the facts, written a batch later
-    while time.monotonic() < deadline:
-        if samples(requests.get(line.base + "/metrics", timeout=10).text).get(("commentline_comments", HOUSING)) == 6:
-            break
-        time.sleep(0.1)
+    eventually(  # the counts come from the facts, written a batch later
+        lambda: samples(requests.get(line.base + "/metrics", timeout=10).text),
+        lambda found: found.get(("commentline_comments", HOUSING)) == 6,
+        timeout=15,
+    )
     # Each scrape may reach either worker; every one must see the sum of both.
     for _ in range(4):
         text = requests.get(line.base + "/metrics", timeout=10).text

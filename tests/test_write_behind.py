@@ -12,6 +12,7 @@ import pytest
 
 from ivr.behind import wait_until_written
 from models import db
+from tests.conftest import eventually
 from tests.test_facts import play_to_record, topic
 
 
@@ -177,17 +178,13 @@ def test_a_refused_fact_costs_only_its_own_webhook(app, twilio, api):
 def test_a_journal_keeps_only_what_is_not_yet_written(behind_settings, app, twilio, api):
     """A thread's journal is deleted once it is written and a couple of seconds old, so that
     a crash replays little that was already written; the next webhook starts a new one."""
-    import time
 
     from ivr.behind import SEGMENT_SECONDS
 
     call = play_to_record(twilio, ("1", "3"))
     spool = app.extensions["spool"]
     assert wait_until_written(app) and list(spool.dir.glob("*.journal"))
-    deadline = time.monotonic() + SEGMENT_SECONDS + 5
-    while list(spool.dir.glob("*.journal")) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert list(spool.dir.glob("*.journal")) == []
+    assert eventually(lambda: list(spool.dir.glob("*.journal")), lambda left: not left, SEGMENT_SECONDS + 5) == []
     call.speak(seconds=4)
     assert wait_until_written(app)
     assert topic(api, "housing")["comments"] == 1

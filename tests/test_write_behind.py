@@ -178,7 +178,6 @@ def test_a_refused_fact_costs_only_its_own_webhook(app, twilio, api):
 def test_a_journal_keeps_only_what_is_not_yet_written(behind_settings, app, twilio, api):
     """A thread's journal is deleted once it is written and a couple of seconds old, so that
     a crash replays little that was already written; the next webhook starts a new one."""
-
     from ivr.behind import SEGMENT_SECONDS
 
     call = play_to_record(twilio, ("1", "3"))

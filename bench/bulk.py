@@ -64,6 +64,7 @@ CHOICE_COLUMNS = ("call_sid", "step", "kind", "topic_id", "language", "stance", 
 CALL_TOPIC_COLUMNS = ("call_sid", "topic_id", "stance", "stance_step")
 RECORDING_COLUMNS = (
     "id",
+    "number",
     "recording_sid",
     "call_sid",
     "topic_id",
@@ -173,6 +174,7 @@ def generate(n_calls: int, topic_ids: dict[str, int], now: datetime, seed: int =
                     "recordings",
                     (
                         recording_id,
+                        recording_id,
                         rsid,
                         sid,
                         topic_ids[slug],
@@ -254,6 +256,7 @@ def fill(db: Database, n_calls: int, now: datetime) -> dict[str, int]:
             for table in TABLES:
                 flush(table)
             conn.execute("SELECT setval('recordings_id_seq', (SELECT max(id) FROM recordings))")
+            conn.execute("UPDATE recording_numbers SET next_number = (SELECT max(number) + 1 FROM recordings)")
             conn.execute("SELECT setval('transcriptions_id_seq', (SELECT max(id) FROM transcriptions))")
             conn.commit()
             conn.autocommit = True
@@ -279,6 +282,7 @@ def fill(db: Database, n_calls: int, now: datetime) -> dict[str, int]:
                 flush_sqlite(table)
         for table in TABLES:
             flush_sqlite(table)
+        conn.execute("UPDATE recording_numbers SET next_number = (SELECT max(number) + 1 FROM recordings)")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     return counts
@@ -364,8 +368,8 @@ def inbox_pages(db: Database, day: str) -> dict[str, tuple[dict, tuple[str, ...]
     """The inbox pages to time, by name: (query, what the page must then show besides a list of
     comments). Each check proves the filter was taken (a filter the inbox rejects is dropped
     with a message, and the page would list every comment)."""
-    (comment_id,) = query(db, "SELECT min(id) FROM recordings WHERE duration > 0")[0]
-    reference = reference_for(comment_id)
+    (number,) = query(db, "SELECT min(number) FROM recordings WHERE duration > 0")[0]
+    reference = reference_for(number)
     return {
         "unfiltered": ({}, ()),
         "one topic": ({"topic": "transit"}, ('<option value="transit" selected>',)),

@@ -12,6 +12,7 @@ from .behind import WriteBehind
 from .commands import line_cli, spool_cli
 from .health import health
 from .metrics import metrics
+from .numbers import Numbers
 from .routes import bp
 from .spool import Breaker, Replayer, Spool, WriterTurn
 
@@ -21,7 +22,7 @@ def init_app(app: Flask) -> None:
     app.extensions["line_script"] = ScriptCache(cfg["LINE_CACHE_SECONDS"], fallback_file=cfg["LINE_CONFIG"])
     spool, breaker = Spool(cfg["SPOOL_DIR"]), Breaker(cfg["DB_COOL_OFF_SECONDS"])
     replayer = Replayer(app, spool, breaker)
-    app.extensions.update(spool=spool, db_breaker=breaker, spool_replayer=replayer)
+    app.extensions.update(spool=spool, db_breaker=breaker, spool_replayer=replayer, comment_numbers=Numbers())
     if cfg["WRITE_BEHIND"]:
         app.extensions["write_behind"] = WriteBehind(
             app, spool, breaker, replayer, fsync=cfg["JOURNAL_FSYNC"], gather=cfg["WRITE_BEHIND_GATHER_MS"] / 1000

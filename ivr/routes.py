@@ -4,8 +4,8 @@ Each route reads Twilio's form, works out the reply from the URL's state (a pure
 cached), and stores its facts (models/facts.py): journalled for the write-behind writer
 (ivr/behind.py), or with `WRITE_BEHIND` off written in one transaction before the reply. When
 the database cannot take them, the facts go to the durable spool (ivr/spool.py), and the
-caller hears the next prompt all the same. Only the `<Record>` action writes before it answers
-in every mode: the reference number it reads back is the comment's row id.
+caller hears the next prompt all the same. The `<Record>` action reads back the comment's
+reference number: with write-behind, a number this process took in advance (ivr/numbers.py).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from models.calls import STANCES, call_values
 from models.facts import Fact, apply
 from models.line import LineScript, read_script_file, script_from_file
 from models.recordings import reference_for
-from models.writer import reserve_recording
+from models.writer import take_numbers
 
 from . import twiml
 from .metrics import begin_webhook, observe
@@ -279,12 +279,13 @@ def clipped(name: str, length: int) -> str | None:
     return value[:length] or None
 
 
-def recording_fact(sid: str, now: datetime, script: LineScript) -> Fact:
+def recording_fact(sid: str, now: datetime, script: LineScript, number: int | None) -> Fact:
     stance = arg("p")
     return Fact(
         "recording_action",
         {
             "recording_sid": sid,
+            "number": number,
             "call_sid": g.call_sid,
             "at": now,
             "topic": arg("t") or None,
@@ -298,16 +299,20 @@ def recording_fact(sid: str, now: datetime, script: LineScript) -> Fact:
     )
 
 
-def store_comment(facts: list[Fact], sid: str) -> str | None:
-    """Store the `<Record>` action's facts; return the comment's reference number, made from
-    its row id, which is therefore written before the reply even with write-behind (None
-    when the database is away)."""
-    if "write_behind" not in current_app.extensions:
-        stored = store(facts)
-        return reference_for(stored[sid]) if stored else None
-    recording_id = write_now(lambda connection: reserve_recording(connection, sid, g.call_sid, utcnow()))
-    store(facts)
-    return reference_for(recording_id) if recording_id is not None else None
+def store_comment(sid: str, now: datetime, script: LineScript) -> str | None:
+    """Store the `<Record>` action's facts; return the comment's reference number (None when
+    there is none to give: the database is away). With write-behind the number is one this
+    process took in advance, carried by the fact; otherwise the one the row was given."""
+    ext = current_app.extensions
+    number = None
+    if "write_behind" in ext:
+        number = ext["comment_numbers"].for_recording(
+            sid, lambda count: write_now(lambda connection: take_numbers(connection, count))
+        )
+    stored = store([Fact("call", {"values": this_call(now)}), recording_fact(sid, now, script, number)])
+    if stored is not None:
+        number = stored[sid]
+    return reference_for(number) if number is not None else None
 
 
 @bp.post("/recorded")
@@ -320,8 +325,7 @@ def comment_recorded():
     digits, duration, sid = pressed(), seconds("RecordingDuration"), recording_sid()
     reference = None
     if sid:
-        now = utcnow()
-        reference = store_comment([Fact("call", {"values": this_call(now)}), recording_fact(sid, now, script)], sid)
+        reference = store_comment(sid, utcnow(), script)
     if digits == "hangup":
         return answer(twiml.nothing())  # Twilio ignores it; the caller has gone
     if not duration:

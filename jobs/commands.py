@@ -16,7 +16,7 @@ from sqlalchemy import delete, func, select, update
 from models import Job, Recording, Transcription, db, utcnow
 from models.audit import audit
 from models.jobs import Claimed
-from models.recordings import recording_id_for
+from models.recordings import recording_for_reference
 from storage import checksum, storage_for
 
 from . import recordings, transcripts  # noqa: F401  (registers the job kinds)
@@ -121,13 +121,6 @@ def transcribe_missing(queue_only: bool) -> None:
         work_through("transcribe", sids, "Transcribing")
 
 
-def _recording_by_reference(value: str) -> Recording | None:
-    if value.upper().startswith("RE"):
-        return db.session.scalar(select(Recording).where(Recording.recording_sid == value))
-    row_id = recording_id_for(value)
-    return db.session.get(Recording, row_id) if row_id else None
-
-
 @recordings_cli.command("retranscribe")
 @click.argument("comments", nargs=-1, required=True)
 @click.option("--language", help="Transcribe as this language (e.g. es-US) instead of the caller's choice.")
@@ -137,7 +130,7 @@ def retranscribe(comments: tuple[str, ...], language: str | None, queue_only: bo
     offline transcriber, replacing its earlier transcript."""
     sids = []
     for value in comments:
-        row = _recording_by_reference(value)
+        row = recording_for_reference(db.session, value)
         if row is None:
             raise click.BadParameter(f"no comment {value!r}", param_hint="COMMENTS")
         sids.append(row.recording_sid)

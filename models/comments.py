@@ -22,7 +22,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from .base import db, insert_for, utcnow
 from .calls import Call
 from .line import Topic
-from .recordings import NOT_A_COMMENT, Recording, Transcription, recording_id_for
+from .recordings import NOT_A_COMMENT, Recording, Transcription, number_for, numbered, recording_for_reference
 
 TRANSCRIPT_RANK = {"staff": 0, "whisper": 1, "twilio": 2}
 MAX_TAGS = 10
@@ -167,9 +167,9 @@ def _matching_text(words: str, how: str):
 
 
 def reference_in(search: str) -> int | None:
-    """The row id when a search is a reference number (seven or eight digits), else None."""
+    """The number when a search is a reference number (seven or eight digits), else None."""
     digits = search.replace(" ", "").replace("-", "").lstrip("#")
-    return recording_id_for(digits) if digits.isdigit() and len(digits) in (7, 8) else None
+    return number_for(digits) if digits.isdigit() and len(digits) in (7, 8) else None
 
 
 def comment_conditions(f: InboxFilter, *, search: str = "either") -> list:
@@ -203,9 +203,9 @@ def comment_conditions(f: InboxFilter, *, search: str = "either") -> list:
         conditions.append(has if f.has_transcript else ~has)
     words = f.search.strip()
     if words:
-        reference_id = reference_in(words)
-        if reference_id is not None:
-            conditions.append(Recording.id == reference_id)
+        number = reference_in(words)
+        if number is not None:
+            conditions.append(numbered(number))
         else:
             conditions.append(and_(_matching_text(words, search), ~text_removed))
     return conditions
@@ -339,8 +339,7 @@ def attach_transcripts(session, comments: list[CommentRow]) -> None:
 
 def get_comment(session, reference: str) -> CommentRow | None:
     """A comment by its reference number (deleted ones included), or None."""
-    recording_id = recording_id_for(reference.strip())
-    recording = session.get(Recording, recording_id) if recording_id is not None else None
+    recording = recording_for_reference(session, reference)
     return comment_rows(session, [recording])[0] if recording is not None else None
 
 

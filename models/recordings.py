@@ -2,15 +2,23 @@
 
 The `<Record>` action, the recording status callback and the transcription callback may come
 in any order, and twice: each upserts what it knows and never overwrites what another
-already filled in. A comment's reference number is a fixed permutation of its row id: unique
-by construction, assigned once, the same for every retry, and not a visible count.
+already filled in.
+
+A comment's reference number is a fixed permutation of its `number`: unique by construction
+and not a visible count. Numbers come from one counter in the database (`recording_numbers`),
+which web processes draw from in blocks (ivr/numbers.py), so that the `<Record>` action can read a number back without a
+transaction of its own. The number the caller heard is the one kept: a row made first by a
+callback gets a number of its own, replaced by the action's. Should the action be answered
+twice with two numbers (a retry that reached another process), the first stored stays the
+comment's and the other is kept in `recording_aliases`, so that every number a caller heard
+finds the comment.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import db
@@ -18,20 +26,20 @@ from .base import db
 RECORDING_STATUSES = ("in-progress", "completed", "absent", "failed")
 NOT_A_COMMENT = ("absent", "failed")
 
-# reference = 1,000,000 + (id * _REF_MULTIPLIER mod 9,000,000): seven digits, one per id.
+# reference = 1,000,000 + (number * _REF_MULTIPLIER mod 9,000,000): seven digits, one per number.
 _REF_SPAN = 9_000_000
 _REF_MULTIPLIER = 7_368_787  # coprime with the span, so the map is a bijection
 _REF_INVERSE = pow(_REF_MULTIPLIER, -1, _REF_SPAN)
 
 
-def reference_for(recording_id: int) -> str:
-    if recording_id < _REF_SPAN:
-        return str(1_000_000 + (recording_id * _REF_MULTIPLIER) % _REF_SPAN)
-    return str(10_000_000 + recording_id - _REF_SPAN)  # eight digits beyond nine million
+def reference_for(number: int) -> str:
+    if number < _REF_SPAN:
+        return str(1_000_000 + (number * _REF_MULTIPLIER) % _REF_SPAN)
+    return str(10_000_000 + number - _REF_SPAN)  # eight digits beyond nine million
 
 
-def recording_id_for(reference: str) -> int | None:
-    """The row id a reference number was made from, or None if it is not one of ours."""
+def number_for(reference: str) -> int | None:
+    """The number a reference was made from, or None if it is not one of ours."""
     if not reference.isdigit():
         return None
     number = int(reference)
@@ -48,6 +56,7 @@ class Recording(db.Model):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     recording_sid: Mapped[str] = mapped_column(String(64), unique=True)
+    number: Mapped[int | None] = mapped_column(Integer, index=True, unique=True)  # its reference's
     call_sid: Mapped[str] = mapped_column(String(64), index=True)
     topic_id: Mapped[int | None] = mapped_column(ForeignKey("topics.id"))
     stance: Mapped[str | None] = mapped_column(String(16))
@@ -71,7 +80,45 @@ class Recording(db.Model):
 
     @property
     def reference(self) -> str:
-        return reference_for(self.id)
+        return reference_for(self.number if self.number is not None else self.id)
+
+
+class RecordingNumbers(db.Model):
+    """The counter comment numbers come from: one row (`models.writer.take_numbers`)."""
+
+    __tablename__ = "recording_numbers"
+    __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    next_number: Mapped[int] = mapped_column(Integer)
+
+
+class RecordingAlias(db.Model):
+    """Another number a caller was given for the same recording (its `<Record>` action
+    answered twice, by processes that had not yet seen each other's)."""
+
+    __tablename__ = "recording_aliases"
+
+    number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    recording_sid: Mapped[str] = mapped_column(String(64), index=True)
+
+
+def numbered(number: int):
+    """The condition for the recording a number was given for, its own or an alias."""
+    alias = select(RecordingAlias.recording_sid).where(RecordingAlias.number == number)
+    return (Recording.number == number) | Recording.recording_sid.in_(alias)
+
+
+def recording_for_reference(session, reference: str) -> Recording | None:
+    """The recording whose reference number this is (a number it was given, or its
+    `RecordingSid`), or None."""
+    reference = reference.strip()
+    if reference.upper().startswith("RE"):
+        return session.scalar(select(Recording).where(Recording.recording_sid == reference))
+    number = number_for(reference.replace(" ", "").replace("-", "").lstrip("#"))
+    if number is None:
+        return None
+    return session.scalar(select(Recording).where(numbered(number)).limit(1))
 
 
 class Transcription(db.Model):

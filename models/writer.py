@@ -7,7 +7,7 @@ one array per column, so that the statement's text, and the plan PostgreSQL keep
 the same for any batch), the summaries added up in Python and upserted once per (hour,
 topic). It is the only code that writes the webhooks' facts: a webhook's own transaction (a
 batch of one), the write-behind writer (ivr/behind.py), the spool's replay and the worker's
-transcripts all come here; `reserve_recording` makes a comment's row before its reply.
+transcripts all come here; `take_numbers` gives the web processes comment numbers in blocks.
 
 Every rule of the per-fact model holds per batch: a fact already stored changes nothing (keys
 are Twilio's ids, and the (call, step) of a keypress); a summary moves only when a fact
@@ -52,6 +52,7 @@ RECORDING_FIELDS = (
     "error_code",
     "action_at",
     "status_at",
+    "number",
 )
 ACTION_FIELDS = ("stance", "language", "step", "duration", "finished_by", "media_url")
 
@@ -142,21 +143,20 @@ class Batch:
 
 def write(connection, groups: Iterable[Sequence]) -> dict[str, int]:
     """Store the groups' facts in the connection's transaction (the caller commits); return
-    the row id of each recording they name, by `RecordingSid`."""
+    the number of each recording they name (its reference's), by `RecordingSid`."""
     return _Writer(connection, Batch(groups)).run()
 
 
-def reserve_recording(connection, recording_sid: str, call_sid: str, at: datetime) -> int:
-    """The recording's row id (its reference number's source), making its row, empty, if this
-    is the first word of it; the facts that fill it may follow later."""
-    writer = _Writer(connection, Batch(()))
-    # "DO UPDATE" of nothing, so that RETURNING gives the id whether the row is new or not.
-    found = writer.many_rows(
-        "INSERT INTO recordings (recording_sid, call_sid, created_at)",
-        [(recording_sid, call_sid, writer.sql.stamp(at))],
-        "ON CONFLICT (recording_sid) DO UPDATE SET recording_sid = excluded.recording_sid RETURNING id",
-    )
-    return found[0][0]
+def take_numbers(connection, count: int) -> list[int]:
+    """`count` comment numbers no one else has or will get, from the one-row counter, in the
+    connection's transaction: numbers taken in a transaction that rolls back are given again,
+    so a web process keeps a block (ivr/numbers.py) only once its transaction committed. On
+    PostgreSQL the counter's row stays locked until then; the writer takes it after the
+    recordings' rows and before the transcripts', so batches cannot deadlock over it."""
+    mark = "%s" if connection.dialect.name == "postgresql" else "?"
+    statement = f"UPDATE recording_numbers SET next_number = next_number + {mark} RETURNING next_number"
+    (after,) = connection.exec_driver_sql(statement, (count,)).one()
+    return list(range(after - count, after))
 
 
 class _Writer:
@@ -422,7 +422,7 @@ class _Writer:
     def note_recordings(self, topics: dict[str, int]) -> dict[str, int]:
         """Make sure each recording's row exists, lock it, fill it from the batch's callbacks
         in the order they came, and move the comment counts where a comment was made or
-        unmade."""
+        unmade. Return each recording's number."""
         b, s = self.batch, self.sql
         if not b.recordings:
             return {}
@@ -433,17 +433,26 @@ class _Writer:
         query = f"SELECT id, recording_sid, call_sid, {', '.join(RECORDING_FIELDS)} FROM recordings WHERE recording_sid"
         stored = {row[1]: row for row in self.select_in(query, sids, " ORDER BY recording_sid" + s.for_update)}
         self.learn_calls(row[2] for row in stored.values())
-        ids, updates = {}, []
+        numbers, updates, filled, aliases = {}, [], [], []
         for sid in sids:
             row = stored[sid]
-            ids[sid] = row[0]
             before = {
                 f: s.moment(value) if f.endswith("_at") else value
                 for f, value in zip(RECORDING_FIELDS, row[3:], strict=True)
             }
             after = dict(before)
             for name, args in b.recordings[sid]:
-                fill(after, name, args, topics)
+                other = fill(after, name, args, topics)
+                if other is not None:
+                    aliases.append((other, sid))
+            filled.append((sid, row, before, after))
+        # A row a callback made, or an action whose process had no number to give: one now.
+        unnumbered = [after for _, _, _, after in filled if after["number"] is None]
+        if unnumbered:
+            for after, number in zip(unnumbered, take_numbers(self.connection, len(unnumbered)), strict=True):
+                after["number"] = number
+        for sid, row, before, after in filled:
+            numbers[sid] = after["number"]
             if after != before:
                 values = tuple(s.stamp(after[f]) if f.endswith("_at") else after[f] for f in RECORDING_FIELDS)
                 updates.append((*values, row[0]))
@@ -451,7 +460,13 @@ class _Writer:
         if updates:
             assignments = ", ".join(f"{f} = {s.mark}" for f in RECORDING_FIELDS)
             self.execute_many(f"UPDATE recordings SET {assignments} WHERE id = {s.mark}", updates)
-        return ids
+        if aliases:
+            self.many_rows(
+                "INSERT INTO recording_aliases (number, recording_sid)",
+                sorted(aliases),
+                "ON CONFLICT (number) DO NOTHING",
+            )
+        return numbers
 
     def make_recordings(self, rows: list[tuple[str, str, datetime]]) -> None:
         """Make the rows of recordings not yet stored, empty: (RecordingSid, CallSid, at)."""
@@ -535,9 +550,16 @@ class _Writer:
         )
 
 
-def fill(row: dict, name: str, args: dict, topics: dict[str, int]) -> None:
-    """Apply one recording callback to the recording's fields, as stored so far."""
+def fill(row: dict, name: str, args: dict, topics: dict[str, int]) -> int | None:
+    """Apply one recording callback to the recording's fields, as stored so far. Return the
+    number a `<Record>` action gave the caller when the recording already has another from
+    an earlier action (kept as an alias); the first action's number replaces any other."""
     if name == "recording_action":
+        given = args.get("number")
+        if given is not None and given != row["number"]:
+            if row["action_at"] is not None:
+                return given
+            row["number"] = given
         if row["topic_id"] is None and args.get("topic"):
             row["topic_id"] = topics.get(args["topic"])
         for field in ACTION_FIELDS:
@@ -547,9 +569,10 @@ def fill(row: dict, name: str, args: dict, topics: dict[str, int]) -> None:
             row["action_at"] = args["at"]
     elif name == "recording_status":
         if row["status"] not in (None, "in-progress"):
-            return  # already final: a late or repeated callback changes nothing
+            return None  # already final: a late or repeated callback changes nothing
         row["status"] = args["status"]
         row["duration"] = args["duration"] if args.get("duration") is not None else row["duration"]
         row["media_url"] = args["media_url"] if args.get("media_url") is not None else row["media_url"]
         row["error_code"] = args.get("error_code")
         row["status_at"] = args["at"]
+    return None

@@ -28,7 +28,7 @@ from models.comments import (
     set_note,
 )
 from models.line import LineScript
-from models.recordings import recording_id_for
+from models.recordings import number_for
 
 from .auth import check_csrf, load_user, record
 from .windows import BadWindow, parse_instant
@@ -221,9 +221,11 @@ def review_many():
     """Mark the ticked comments reviewed (or not reviewed)."""
     references = request.form.getlist("ref")[:MAX_BULK]
     reviewed = request.form.get("mark", "reviewed") != "unreviewed"
-    wanted = {recording_id_for(ref): ref for ref in references if recording_id_for(ref)}
-    found = db.session.scalars(select(Recording.id).where(Recording.id.in_(wanted))) if wanted else []
-    ids = {recording_id: wanted[recording_id] for recording_id in found}
+    wanted = {number_for(ref): ref for ref in references if number_for(ref)}
+    found = (
+        db.session.execute(select(Recording.id, Recording.number).where(Recording.number.in_(wanted))) if wanted else []
+    )
+    ids = {recording_id: wanted[number] for recording_id, number in found}
     if not ids:
         flash("Tick one or more comments first.", "error")
         return redirect(back_to())

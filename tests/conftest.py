@@ -79,16 +79,20 @@ def pg_migrated(tmp_path_factory) -> str | None:
 
 
 def empty_pg(url: str) -> None:
+    """Every table as the migrations left it: emptied, but for the counter they start."""
     engine = create_engine(normalize_database_url(url))
     with engine.begin() as conn:
+        kept = ("alembic_version", "recording_numbers")
         tables = (
             conn.execute(
-                text("SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'")
+                text("SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND NOT tablename = ANY(:kept)"),
+                {"kept": list(kept)},
             )
             .scalars()
             .all()
         )
         conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        conn.execute(text("UPDATE recording_numbers SET next_number = 1"))
     engine.dispose()
 
 

@@ -26,6 +26,7 @@ def test_every_webhook_delivered_twice_half_at_once(served_line, app):
     load.play_all(twilio, planned)
     expected = load.expected_counts(planned)
     assert load.counts_settled(line.base, api_token(app), expected) == expected
+    assert load.unfound_references(app, twilio) == {}
 
 
 def workers_of(pid: int) -> list[int]:
@@ -62,6 +63,7 @@ def test_a_web_worker_killed_mid_load(served_line, app):
     assert twilio.retries + twilio.fallbacks > 0, "the kill did not hit a request: the test proved nothing"
     expected = load.expected_counts(planned)
     assert load.counts_settled(line.base, api_token(app), expected) == expected
+    assert load.unfound_references(app, twilio) == {}
 
 
 def test_two_instances_on_one_database(served_line, app):
@@ -73,3 +75,4 @@ def test_two_instances_on_one_database(served_line, app):
     expected = load.expected_counts(planned)
     assert load.counts_settled(first.base, api_token(app), expected) == expected
     assert load.counts_seen(second.base, api_token(app)) == expected
+    assert load.unfound_references(app, twilio) == {}

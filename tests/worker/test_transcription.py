@@ -143,7 +143,7 @@ def test_retranscribe_replaces_a_transcript_heard_in_the_wrong_language(heard, c
     line.callers[sid].transcription(sid, text="", status="failed")
     line.work()
     assert line.transcripts(sid)["whisper"].language == "en-US"
-    reference = reference_for(line.recording(sid).id)
+    reference = reference_for(line.recording(sid).number)
     out = line.cli("recordings", "retranscribe", reference, "--language", "es-US").output
     assert "1 comment(s) to transcribe again." in out and "1 done, 0 failed" in out
     found = line.transcripts(sid)["whisper"]

@@ -142,7 +142,12 @@ def test_the_procfile_web_and_worker_processes_together(line, served_line, worke
     started = time.monotonic()
     reply = call.recording_status(sid, seconds=3)
     assert reply.root.tag == "Response" and time.monotonic() - started < 4  # never waits on Twilio
-    eventually(lambda: line.recording(sid).stored_at, timeout=60, what="the worker to store it")
+
+    def stored():  # the recording's row is written behind the reply
+        recording = line.recording(sid)
+        return recording and recording.stored_at
+
+    eventually(stored, timeout=60, what="the worker to store it")
     eventually(lambda: line.transcripts(sid), timeout=60, what="the worker to settle the transcript")
     assert worker.stop() == 0
     assert line.stored_bytes(sid) == wav

@@ -1,0 +1,128 @@
+"""Reference numbers: the number a caller hears finds their comment, whichever process
+answered, however often, and whatever callback came first. With write-behind, processes
+give numbers from blocks they took in advance (ivr/numbers.py)."""
+
+from __future__ import annotations
+
+from flask_migrate import downgrade, upgrade
+from sqlalchemy import func, select, text
+
+from app import create_app
+from config import PROJECT_DIR
+from ivr.behind import wait_until_written
+from ivr.numbers import Numbers
+from models import Recording, db
+from models.comments import get_comment
+from models.recordings import RecordingAlias, recording_for_reference, reference_for
+from models.writer import take_numbers
+from tests.conftest import Twilio, recording_url
+from tests.load import REFERENCE
+
+
+def heard(reply) -> str:
+    found = {m.replace(", ", "") for m in REFERENCE.findall(reply.said)}
+    assert len(found) == 1, reply.said
+    return found.pop()
+
+
+def twilio_of(app) -> Twilio:
+    client = app.test_client()
+    return Twilio(lambda url, params, headers: client.post(url, data=params, headers=headers))
+
+
+def test_the_number_read_back_finds_the_comment(twilio, app):
+    call = twilio.call()
+    call.dial()
+    call.press("1")
+    call.press("3")  # housing: no position asked
+    reply, sid = call.speak()
+    reference = heard(reply)
+    with app.app_context():
+        recording = recording_for_reference(db.session, reference)
+        assert (recording.recording_sid, recording.reference) == (sid, reference)
+        assert get_comment(db.session, reference).recording.recording_sid == sid
+        assert recording_for_reference(db.session, sid).id == recording.id  # a RecordingSid works too
+
+
+def test_every_number_a_caller_heard_finds_the_comment_across_processes(settings, app):
+    """Two processes writing behind their replies: a recording callback first (its row gets a
+    number no one heard), the action twice to one process (the same number), then to the
+    other (another number). The first number heard is the comment's; both find it."""
+    first, second = (create_app({**settings, "WRITE_BEHIND": "1"}) for _ in range(2))
+    line, other = twilio_of(first), twilio_of(second)
+    call = line.call()
+    call.dial()
+    call.press("1")
+    record = call.press("3")
+    sid = "RE" + "5" * 32
+    call.recording_status(sid)
+    assert wait_until_written(first)
+    with app.app_context():
+        unheard = db.session.scalar(select(Recording).where(Recording.recording_sid == sid)).reference
+    call.reply = record
+    once = heard(call.speak(sid=sid)[0])
+    call.reply = record
+    again = heard(call.speak(sid=sid)[0])
+    assert once == again != unheard
+    assert wait_until_written(first)
+    elsewhere = heard(other.call(call_sid=call.sid).post(record.action, Digits="#", **speech(sid)))
+    assert elsewhere != once
+    assert wait_until_written(second)
+    with app.app_context():
+        recording = db.session.scalar(select(Recording).where(Recording.recording_sid == sid))
+        assert recording.reference == once
+        for reference in (once, elsewhere):
+            assert recording_for_reference(db.session, reference).id == recording.id, reference
+            assert get_comment(db.session, reference).recording.id == recording.id
+        assert recording_for_reference(db.session, unheard) is None
+        assert db.session.scalar(select(func.count()).select_from(RecordingAlias)) == 1
+
+
+def speech(sid: str) -> dict:
+    return {"RecordingSid": sid, "RecordingUrl": recording_url(sid), "RecordingDuration": "12"}
+
+
+def test_processes_take_numbers_in_blocks_and_never_share_one(app):
+    with app.app_context():
+        blocks = []
+
+        def take(count: int) -> list[int]:
+            with db.engine.begin() as connection:
+                blocks.append(take_numbers(connection, count))
+            return blocks[-1]
+
+        one, two = Numbers(block=3), Numbers(block=3)
+        given = [numbers.for_recording(f"RE{i}", take) for numbers in (one, two) for i in range(4)]
+        assert len(blocks) == 4 and all(len(block) == 3 for block in blocks)
+        assert len(set(given)) == 8
+        assert one.for_recording("RE0", take) == given[0]  # remembered
+        assert one.for_recording("RE9", lambda count: None) == blocks[1][1]  # the block's next
+        assert one.for_recording("RE10", lambda count: None) == blocks[1][2]
+        assert one.for_recording("RE11", lambda count: None) is None  # none left, and none to take
+
+
+def test_stored_comments_keep_their_reference_through_the_migration(app, twilio):
+    """Before numbers, a reference was made from the row id: those still find their comment,
+    and numbers given after the migration are new ones."""
+    call = twilio.call()
+    call.dial()
+    call.press("1")
+    call.press("3")
+    call.speak()
+    with app.app_context():
+        db.session.remove()
+        migrations = str(PROJECT_DIR / "migrations")
+        downgrade(directory=migrations, revision="5b2f8c1d9e47")
+        (row_id,) = db.session.execute(text("SELECT id FROM recordings")).one()
+        db.session.remove()
+        upgrade(directory=migrations)
+        recording = recording_for_reference(db.session, reference_for(row_id))
+        assert recording is not None and recording.number == recording.id == row_id
+        db.session.remove()
+    call = twilio.call()
+    call.dial()
+    call.press("1")
+    call.press("3")
+    later = heard(call.speak()[0])
+    with app.app_context():
+        assert recording_for_reference(db.session, later).number > recording.id

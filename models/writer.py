@@ -28,6 +28,7 @@ SQLAlchemy's statement building would cost more than the database's work.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -39,6 +40,7 @@ from .base import utcnow
 from .calls import CALL_KEYS, FINAL_CALL_STATUSES
 from .recordings import is_comment
 
+log = logging.getLogger(__name__)
 CHUNK = 400  # rows per multi-row statement (SQLite allows 32,766 parameters)
 RECORDING_FIELDS = (
     "topic_id",
@@ -446,6 +448,7 @@ class _Writer:
                 if other is not None:
                     aliases.append((other, sid))
             filled.append((sid, row, before, after))
+        self.check_numbers_given(filled, [number for number, _ in aliases])
         # A row a callback made, or an action whose process had no number to give: one now.
         unnumbered = [after for _, _, _, after in filled if after["number"] is None]
         if unnumbered:
@@ -467,6 +470,33 @@ class _Writer:
                 "ON CONFLICT (number) DO NOTHING",
             )
         return numbers
+
+    def check_numbers_given(self, filled: list[tuple[str, tuple, dict, dict]], others: list[int]) -> None:
+        """The numbers actions gave are unique as long as they come from this database's
+        counter. One that does not (a journal replayed into a database restored from an
+        older backup, whose counter went back) and is another recording's already is not
+        taken: the recording gets a number of its own, and no fact is lost. The counter is
+        kept above every number given (`others`: those kept as aliases), so that it never gives
+        one of them again."""
+        given = {after["number"]: sid for sid, _, before, after in filled if after["number"] != before["number"]}
+        given.pop(None, None)
+        if not given and not others:
+            return
+        query = "SELECT number, recording_sid FROM recordings WHERE number"
+        found = self.select_in(query, sorted(given)) if given else []
+        taken = {number for number, sid in found if sid != given[number]}
+        claimed: set[int] = set()
+        for sid, _, before, after in filled:
+            number = after["number"]
+            if number != before["number"] and (number in taken or number in claimed):
+                log.warning("comment number %s is taken; recording %s gets another", number, sid)
+                after["number"] = before["number"]
+            claimed.add(after["number"])
+        mark = self.sql.mark
+        highest = max([*given, *others])
+        self.execute(
+            f"UPDATE recording_numbers SET next_number = {mark} + 1 WHERE next_number <= {mark}", (highest, highest)
+        )
 
     def make_recordings(self, rows: list[tuple[str, str, datetime]]) -> None:
         """Make the rows of recordings not yet stored, empty: (RecordingSid, CallSid, at)."""

@@ -13,6 +13,7 @@ from ivr.behind import wait_until_written
 from ivr.numbers import Numbers
 from models import Recording, db
 from models.comments import get_comment
+from models.facts import Fact, apply
 from models.recordings import RecordingAlias, recording_for_reference, reference_for
 from models.writer import take_numbers
 from tests.conftest import Twilio, recording_url
@@ -126,3 +127,33 @@ def test_stored_comments_keep_their_reference_through_the_migration(app, twilio)
     later = heard(call.speak()[0])
     with app.app_context():
         assert recording_for_reference(db.session, later).number > recording.id
+
+
+def test_a_number_another_comment_has_loses_nothing(app, twilio):
+    """A journal replayed into a database restored from an older backup may carry numbers its
+    counter gives again: the comment is stored all the same, with a number of its own, and
+    the counter moves past every number given."""
+    call = twilio.call()
+    call.dial()
+    call.press("1")
+    call.press("3")
+    reference = heard(call.speak()[0])
+    with app.app_context():
+        first = recording_for_reference(db.session, reference)
+        late = {
+            "recording_sid": "RE" + "7" * 32,
+            "call_sid": call.sid,
+            "at": first.created_at,
+            "topic": "housing",
+            "language": "en-US",
+            "step": 9,
+            "duration": 5,
+            "number": first.number,
+        }
+        with db.engine.begin() as connection:
+            apply(connection, [Fact("recording_action", late)], [Fact("recording_action", {**late, "number": 5000})])
+        stored = db.session.scalar(select(Recording).where(Recording.recording_sid == late["recording_sid"]))
+        assert stored.number not in (None, first.number)
+        assert recording_for_reference(db.session, reference).id == first.id
+        with db.engine.begin() as connection:
+            assert min(take_numbers(connection, 1)) > 5000

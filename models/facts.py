@@ -30,7 +30,7 @@ class Fact:
 
 def apply(connection, *groups: list[Fact]) -> dict[str, int]:
     """Write the groups of facts (each one webhook's) in the transaction of the connection or
-    session; return the row id of each recording they name, by `RecordingSid`."""
+    session; return the number (its reference's) of each recording they name, by `RecordingSid`."""
     return write(connection, groups)
 
 

@@ -6,12 +6,13 @@ already filled in.
 
 A comment's reference number is a fixed permutation of its `number`: unique by construction
 and not a visible count. Numbers come from one counter in the database (`recording_numbers`),
-which web processes draw from in blocks (ivr/numbers.py), so that the `<Record>` action can read a number back without a
-transaction of its own. The number the caller heard is the one kept: a row made first by a
-callback gets a number of its own, replaced by the action's. Should the action be answered
-twice with two numbers (a retry that reached another process), the first stored stays the
-comment's and the other is kept in `recording_aliases`, so that every number a caller heard
-finds the comment.
+which web processes draw from in blocks (ivr/numbers.py), so that the `<Record>` action can
+read one back without a transaction of its own. The number the caller heard is the one kept:
+a row made first by a callback gets a number of its own, replaced by the action's. Should the
+action be answered twice with two numbers (a retry that reached another process), the first
+stored stays the comment's and the other is kept in `recording_aliases`, so that every number
+a caller heard finds the comment. Recordings stored before numbers existed have their row id
+as their number, so their references did not change.
 """
 
 from __future__ import annotations

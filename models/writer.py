@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, datetime
 from functools import lru_cache
 
@@ -41,7 +41,7 @@ from .calls import CALL_KEYS, FINAL_CALL_STATUSES
 from .recordings import is_comment
 
 log = logging.getLogger(__name__)
-CHUNK = 400  # rows per multi-row statement (SQLite allows 32,766 parameters)
+CHUNK = 256  # most rows per multi-row statement on SQLite (it allows 32,766 parameters)
 RECORDING_FIELDS = (
     "topic_id",
     "stance",
@@ -71,6 +71,18 @@ def array_casts(table: str, columns: tuple[str, ...]) -> str:
 
     found = Base.metadata.tables[table].c
     return ", ".join(f"%s::{found[name].type.compile(dialect=postgresql.dialect())}[]" for name in columns)
+
+
+def pieces(count: int) -> Iterator[tuple[int, int]]:
+    """(start, size) of the pieces a SQLite statement takes `count` rows in: each a power of
+    two, at most CHUNK. So a table's statement has a handful of texts, which SQLite's
+    statement cache keeps prepared; with one text per row count it parsed nearly every
+    statement anew, and each connection's cache filled with large ones (RSS grew with them)."""
+    start = 0
+    while start < count:
+        size = min(CHUNK, 1 << ((count - start).bit_length() - 1))
+        yield start, size
+        start += size
 
 
 class Sql:
@@ -216,8 +228,8 @@ class _Writer:
                 rows="RETURNING" in tail,
             )
         found: list[tuple] = []
-        for start in range(0, len(rows), CHUNK):
-            chunk = rows[start : start + CHUNK]
+        for start, size in pieces(len(rows)):
+            chunk = rows[start : start + size]
             found += self.execute(
                 f"{head} VALUES {self.sql.rows(len(columns), len(chunk))} {tail}",
                 [value for row in chunk for value in row],
@@ -230,8 +242,8 @@ class _Writer:
         if self.sql.postgres:
             return self.execute(f"{query} = ANY(%s){suffix}", [list(keys)], rows=True)
         found: list[tuple] = []
-        for start in range(0, len(keys), CHUNK):
-            chunk = keys[start : start + CHUNK]
+        for start, size in pieces(len(keys)):
+            chunk = keys[start : start + size]
             marks = ", ".join([self.sql.mark] * len(chunk))
             found += self.execute(f"{query} IN ({marks}){suffix}", chunk, rows=True)
         return found

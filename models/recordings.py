@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint, select
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func, select
+from sqlalchemy.orm import Mapped, aliased, mapped_column
 
 from .base import db
 
@@ -105,9 +105,15 @@ class RecordingAlias(db.Model):
 
 
 def numbered(number: int):
-    """The condition for the recording a number was given for, its own or an alias."""
-    alias = select(RecordingAlias.recording_sid).where(RecordingAlias.number == number)
-    return (Recording.number == number) | Recording.recording_sid.in_(alias)
+    """The condition for the recording a number was given for, its own or an alias: one
+    `RecordingSid`, found first (an `OR` of the two would make PostgreSQL scan every
+    recording)."""
+    own = aliased(Recording)
+    sid = func.coalesce(
+        select(own.recording_sid).where(own.number == number).scalar_subquery(),
+        select(RecordingAlias.recording_sid).where(RecordingAlias.number == number).scalar_subquery(),
+    )
+    return Recording.recording_sid == sid
 
 
 def recording_for_reference(session, reference: str) -> Recording | None:

@@ -195,11 +195,11 @@ class _Writer:
         self.note_statuses()
         topics = self.topic_ids() if b.choices or b.recordings else {}
         self.note_choices(topics)
-        ids = self.note_recordings(topics)
+        numbers = self.note_recordings(topics)
         self.note_transcripts()
         self.note_jobs()
         self.add_summaries()
-        return ids
+        return numbers
 
     # --- statements -----------------------------------------------------------------------
 

@@ -26,17 +26,23 @@ def heard(reply) -> str:
     return found.pop()
 
 
+def at_the_recording(twilio: Twilio):
+    """A call that has chosen English and housing (no position asked): its reply holds the
+    `<Record>`."""
+    call = twilio.call()
+    call.dial()
+    call.press("1")
+    call.press("3")
+    return call
+
+
 def twilio_of(app) -> Twilio:
     client = app.test_client()
     return Twilio(lambda url, params, headers: client.post(url, data=params, headers=headers))
 
 
 def test_the_number_read_back_finds_the_comment(twilio, app):
-    call = twilio.call()
-    call.dial()
-    call.press("1")
-    call.press("3")  # housing: no position asked
-    reply, sid = call.speak()
+    reply, sid = at_the_recording(twilio).speak()
     reference = heard(reply)
     with app.app_context():
         recording = recording_for_reference(db.session, reference)
@@ -51,10 +57,8 @@ def test_every_number_a_caller_heard_finds_the_comment_across_processes(settings
     other (another number). The first number heard is the comment's; both find it."""
     first, second = (create_app({**settings, "WRITE_BEHIND": "1"}) for _ in range(2))
     line, other = twilio_of(first), twilio_of(second)
-    call = line.call()
-    call.dial()
-    call.press("1")
-    record = call.press("3")
+    call = at_the_recording(line)
+    record = call.reply
     sid = "RE" + "5" * 32
     call.recording_status(sid)
     assert wait_until_written(first)
@@ -105,11 +109,7 @@ def test_processes_take_numbers_in_blocks_and_never_share_one(app):
 def test_stored_comments_keep_their_reference_through_the_migration(app, twilio):
     """Before numbers, a reference was made from the row id: those still find their comment,
     and numbers given after the migration are new ones."""
-    call = twilio.call()
-    call.dial()
-    call.press("1")
-    call.press("3")
-    call.speak()
+    at_the_recording(twilio).speak()
     with app.app_context():
         db.session.remove()
         migrations = str(PROJECT_DIR / "migrations")
@@ -120,11 +120,7 @@ def test_stored_comments_keep_their_reference_through_the_migration(app, twilio)
         recording = recording_for_reference(db.session, reference_for(row_id))
         assert recording is not None and recording.number == recording.id == row_id
         db.session.remove()
-    call = twilio.call()
-    call.dial()
-    call.press("1")
-    call.press("3")
-    later = heard(call.speak()[0])
+    later = heard(at_the_recording(twilio).speak()[0])
     with app.app_context():
         assert recording_for_reference(db.session, later).number > recording.id
 
@@ -133,10 +129,7 @@ def test_a_number_another_comment_has_loses_nothing(app, twilio):
     """A journal replayed into a database restored from an older backup may carry numbers its
     counter gives again: the comment is stored all the same, with a number of its own, and
     the counter moves past every number given."""
-    call = twilio.call()
-    call.dial()
-    call.press("1")
-    call.press("3")
+    call = at_the_recording(twilio)
     reference = heard(call.speak()[0])
     with app.app_context():
         first = recording_for_reference(db.session, reference)

@@ -22,7 +22,15 @@ from sqlalchemy.orm import Mapped, mapped_column
 from .base import db, insert_for, utcnow
 from .calls import Call
 from .line import Topic
-from .recordings import NOT_A_COMMENT, Recording, Transcription, number_for, numbered, recording_for_reference
+from .recordings import (
+    NOT_A_COMMENT,
+    Recording,
+    Transcription,
+    number_for,
+    numbered,
+    recording_for_reference,
+    typed_digits,
+)
 
 TRANSCRIPT_RANK = {"staff": 0, "whisper": 1, "twilio": 2}
 MAX_TAGS = 10
@@ -168,7 +176,7 @@ def _matching_text(words: str, how: str):
 
 def reference_in(search: str) -> int | None:
     """The number when a search is a reference number (seven or eight digits), else None."""
-    digits = search.replace(" ", "").replace("-", "").lstrip("#")
+    digits = typed_digits(search)
     return number_for(digits) if digits.isdigit() and len(digits) in (7, 8) else None
 
 

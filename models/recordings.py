@@ -39,8 +39,14 @@ def reference_for(number: int) -> str:
     return str(10_000_000 + number - _REF_SPAN)  # eight digits beyond nine million
 
 
+def typed_digits(text: str) -> str:
+    """A reference number as a person types it ("#836-8787", "836 8787"), digits only."""
+    return text.strip().replace(" ", "").replace("-", "").lstrip("#")
+
+
 def number_for(reference: str) -> int | None:
     """The number a reference was made from, or None if it is not one of ours."""
+    reference = typed_digits(reference)
     if not reference.isdigit():
         return None
     number = int(reference)
@@ -122,7 +128,7 @@ def recording_for_reference(session, reference: str) -> Recording | None:
     reference = reference.strip()
     if reference.upper().startswith("RE"):
         return session.scalar(select(Recording).where(Recording.recording_sid == reference))
-    number = number_for(reference.replace(" ", "").replace("-", "").lstrip("#"))
+    number = number_for(reference)
     if number is None:
         return None
     return session.scalar(select(Recording).where(numbered(number)).limit(1))

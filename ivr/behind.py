@@ -48,7 +48,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from models.facts import Fact, apply, dumps
+from models.facts import Fact, apply, line_of
 
 from .spool import Breaker, Replayer, Spool, database_unavailable
 
@@ -123,7 +123,7 @@ class WriteBehind:
         if self._stopping:  # the process is ending: straight to the spool
             self.spool.append(facts)
             return
-        line = (dumps(facts) + "\n").encode()
+        line = line_of(facts)
         sync = self.fsync or not self.breaker.closed()
         while True:
             segment = getattr(self._local, "segment", None)

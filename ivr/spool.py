@@ -34,7 +34,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from models.facts import Fact, apply, dumps, loads
+from models.facts import Fact, apply, line_of, loads
 
 log = logging.getLogger(__name__)
 REPLAY_BATCH = 200  # spooled transactions written per database transaction
@@ -80,7 +80,7 @@ class Spool:
 
     def append(self, facts: list[Fact]) -> None:
         """Append one transaction's facts durably: on return they are on disk."""
-        self.append_lines([(dumps(facts) + "\n").encode()])
+        self.append_lines([line_of(facts)])
 
     def append_lines(self, lines: list[bytes]) -> None:
         """Append transactions already written as lines, with one fsync for them all."""

@@ -11,7 +11,7 @@ from models.line import ScriptCache
 from .behind import WriteBehind
 from .commands import line_cli, spool_cli
 from .health import health
-from .metrics import metrics
+from .metrics import meter_webhooks, metrics
 from .numbers import Numbers
 from .routes import bp
 from .spool import Breaker, Replayer, Spool, WriterTurn
@@ -34,9 +34,9 @@ def init_app(app: Flask) -> None:
         app.extensions["write_lock"] = WriterTurn(url.removeprefix("sqlite:///") + ".writer-lock")
     else:
         app.extensions["write_lock"] = contextlib.nullcontext()
-    app.before_request(app.extensions["spool_replayer"].look)
     app.register_blueprint(bp)
     app.register_blueprint(health)
     app.register_blueprint(metrics)
     app.cli.add_command(line_cli)
     app.cli.add_command(spool_cli)
+    meter_webhooks(app)

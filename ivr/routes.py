@@ -30,13 +30,11 @@ from models.recordings import reference_for
 from models.writer import take_numbers
 
 from . import twiml
-from .metrics import begin_webhook, observe
 from .signature import public_base_url, require_twilio_signature
 from .spool import database_unavailable
 
 T = TypeVar("T")
 bp = Blueprint("ivr", __name__, url_prefix="/twilio")
-bp.after_request(observe)
 MAX_MISSES = 3  # at a menu, the third miss takes the fall-back
 MAX_EMPTY_RECORDINGS = 2
 RESCUE_STEP = 1000  # choices made on the rescue paths get steps of their own: 1000 + the failed step
@@ -44,13 +42,14 @@ RESCUE_STEP = 1000  # choices made on the rescue paths get steps of their own: 1
 
 @bp.before_request
 def before_webhook() -> None:
-    """Start measuring (first, so that refused requests are measured too), then refuse what
-    Twilio did not sign (403), then what names no call (400). One hook: each costs Flask a
-    dispatch on every webhook."""
-    begin_webhook()
+    """Refuse what Twilio did not sign (403), then what names no call (400); name the call for
+    every log line the webhook writes; and look for spooled facts to replay. One hook: each
+    costs Flask a dispatch on every webhook (ivr/metrics.py measures them, outside Flask)."""
+    g.call_sid = request.form.get("CallSid")
     require_twilio_signature()
-    if not request.form.get("CallSid"):
+    if not g.call_sid:
         abort(400, description="CallSid is required.")
+    current_app.extensions["spool_replayer"].look()
 
 
 @bp.errorhandler(Exception)

@@ -10,7 +10,7 @@ from .api import api
 from .auth import auth, configure_sessions, csrf_token
 from .commands import counts_cli, tokens_cli
 from .console import console as console_pages
-from .errors import register_error_pages, security_headers
+from .errors import register_error_pages
 from .users_cli import users_cli
 
 
@@ -23,5 +23,4 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(console_pages)
     app.jinja_env.globals["csrf_token"] = csrf_token
     register_error_pages(app)
-    app.after_request(security_headers)
     app.cli.add_command(users_cli)

@@ -40,6 +40,8 @@ from models import audit, db, utcnow
 from models.audit import count_recent
 from models.users import User, UserError, authenticate, set_password, user_for_reset
 
+from .errors import security_headers
+
 auth = Blueprint(
     "auth", __name__, template_folder="templates", static_folder="static", static_url_path="/console-static"
 )
@@ -144,6 +146,7 @@ def check_csrf() -> None:
 
 auth.before_request(load_user)
 auth.before_request(check_csrf)
+auth.after_request(security_headers)
 
 
 # --- signing in and out ---------------------------------------------------------------------

@@ -31,11 +31,13 @@ from models.line import LineScript
 from models.recordings import number_for
 
 from .auth import check_csrf, load_user, record
+from .errors import security_headers
 from .windows import BadWindow, parse_instant
 
 console = Blueprint("console", __name__)
 console.before_request(load_user)
 console.before_request(check_csrf)
+console.after_request(security_headers)
 PAGE_SIZE = 50
 MAX_BULK = 200
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import secrets
 
-from flask import current_app, g, jsonify, render_template, request
+from flask import current_app, g, jsonify, make_response, render_template, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 TITLES = {
@@ -37,13 +37,14 @@ def http_error(error: HTTPException):
         if request.path.startswith("/api/"):
             return jsonify(error=error.description), error.code
         return f"{error.code} {error.name}\n", error.code, {"Content-Type": "text/plain"}
-    return render_template(
+    page = render_template(
         "error.html",
         code=error.code,
         title=TITLES.get(error.code, error.name),
         message=error.description,
         user=g.get("user"),
-    ), error.code
+    )
+    return protected(make_response(page, error.code))
 
 
 def server_error(error: InternalServerError):
@@ -54,13 +55,14 @@ def server_error(error: InternalServerError):
     )
     if not wants_html():
         return f"500 Internal Server Error ({incident})\n", 500, {"Content-Type": "text/plain"}
-    return render_template(
+    page = render_template(
         "error.html",
         code=500,
         title=TITLES[500],
         user=g.get("user"),
         message=f"The console could not do that. If it happens again, tell an admin: error {incident}.",
-    ), 500
+    )
+    return protected(make_response(page, 500))
 
 
 def register_error_pages(app) -> None:
@@ -68,13 +70,20 @@ def register_error_pages(app) -> None:
     app.register_error_handler(InternalServerError, server_error)
 
 
-def security_headers(response):
-    """For the console's pages: no framing, no sniffing, scripts and styles only from us."""
-    if request.blueprint in ("console", "auth") or (request.blueprint is None and wants_html()):
-        response.headers.setdefault("Content-Security-Policy", CSP)
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        if request.blueprint == "console":
-            response.headers.setdefault("Cache-Control", "private, no-store")
+def protected(response):
+    """A page for people: no framing, no sniffing, scripts and styles only from us."""
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
     return response
+
+
+def security_headers(response):
+    """`after_request` of the console's blueprints (sign-in and console), whose every reply,
+    error pages included, is protected; the console's are never cached. Error pages outside
+    them are protected where they are made. Not an app-wide hook: the webhooks would pay
+    for it on every request."""
+    if request.blueprint == "console":
+        response.headers.setdefault("Cache-Control", "private, no-store")
+    return protected(response)

@@ -215,6 +215,26 @@ def test_error_pages_show_no_stack_trace(sign_in):
     assert staff.get("/no-such-page").status_code == 404
 
 
+def test_pages_for_people_carry_the_security_headers_and_webhook_replies_do_not(client, sign_in, twilio):
+    staff = sign_in("staff")
+    pages = {
+        "console": staff.get("/inbox"),
+        "console error": staff.get("/comments/123"),
+        "sign-in": client.get("/sign-in"),
+        "console style": client.get("/console-static/console.css"),
+        "unknown page": client.get("/no-such-page"),
+    }
+    for name, response in pages.items():
+        assert response.headers.get("Content-Security-Policy", "").startswith("default-src 'self'"), name
+        assert response.headers["X-Frame-Options"] == "DENY", name
+        assert response.headers["X-Content-Type-Options"] == "nosniff", name
+    assert pages["console"].headers["Cache-Control"] == "private, no-store"
+    assert pages["unknown page"].status_code == 404 and "<html" in pages["unknown page"].get_data(as_text=True)
+    call = twilio.call()
+    reply = twilio.post("/twilio/voice", {**call.params, "CallStatus": "ringing"})
+    assert reply.status_code == 200 and "Content-Security-Policy" not in reply.headers
+
+
 # --- accounts, from the command line ------------------------------------------------------------
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from config import DEFAULT_LINE_CONFIG, PROJECT_DIR
 
-from . import bulk, load, report
+from . import bulk, inprocess, load, report
 from .driver import LineFacts
 from .servers import DEFAULT_PG, drop_database, fresh_database
 
@@ -54,11 +54,21 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="self-test: leave one comment out of the driver's expectations; the check must fail",
     )
     run.add_argument("--keep", action="store_true", help="keep the databases afterwards")
+    one = sub.add_parser("inprocess", help="one server's cost per webhook, in this process (bench/inprocess.py)")
+    one.add_argument("--server", choices=["ours", "ceiling"], default="ours")
+    one.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite", help="ours' database")
+    one.add_argument("--calls", type=int, default=1000, help="whole calls measured, after a warm-up")
+    one.add_argument(
+        "--instructions", action="store_true", help="count instructions per webhook under valgrind (repeatable)"
+    )
+    one.add_argument("--prepared", type=int, default=0, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
+    if args.command == "inprocess":
+        return inprocess.main(args.server, args.calls, args.db, args.instructions, args.prepared)
     # A TERM (e.g. from a CI timeout) unwinds normally, so every gunicorn started is stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     databases = args.db or ["sqlite", "postgresql"]

@@ -255,3 +255,46 @@ def test_journal_fsync_mode_stores_the_same(settings, app, twilio, api):
     durable.extensions["write_behind"].close()
     with durable.app_context():
         db.engine.dispose()
+
+
+KILLED_WRITER = """
+import os, signal, sys
+from datetime import datetime
+from pathlib import Path
+from ivr.behind import Segment
+from models.calls import call_values
+from models.facts import Fact, line_of
+
+segment = Segment(Path(sys.argv[1]))
+for n in range(int(sys.argv[2])):
+    sid = f"CA{n:032d}"
+    form = {"CallSid": sid, "From": f"+1503555{n:04d}", "To": "+15035550199"}
+    now = datetime(2026, 11, 30, 12, 0, 0)
+    values = call_values(form, mode="hash", key="test-key", seen_at=now)
+    choice = {"call_sid": sid, "step": 2, "kind": "topic", "at": now, "topic": "housing"}
+    segment.append(line_of([Fact("call", {"values": values}), Fact("choice", choice)]), sync=False)
+os.kill(os.getpid(), signal.SIGKILL)  # nothing flushed, nothing closed, nothing written
+"""
+
+
+def test_a_killed_process_journal_is_replayed_line_for_line(app, api):
+    """A journal is made at its full size and mapped into memory, so a line is on its way to
+    the disk once copied there: the lines of a process killed right after are all replayed,
+    once each, and the zeros after the last one are neither a line nor a torn one."""
+    import subprocess
+    import sys
+
+    from config import PROJECT_DIR
+
+    spool = app.extensions["spool"]
+    spool.dir.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(spool.dir), "300"], cwd=PROJECT_DIR)
+    assert done.returncode == -9
+    (journal,) = spool.files()
+    assert journal.suffix == ".journal" and journal.stat().st_size > 300 * 100  # its full size, zeros after
+    assert spool.depth() == 300
+    with app.app_context():
+        report = spool.replay(db.session)
+    assert (report.written, report.torn, report.rejected) == (300, 0, 0)
+    assert spool.files() == []
+    assert topic(api, "housing")["calls"] == 300 and api("/api/v1/counts").json["calls"] == 300

@@ -82,7 +82,10 @@ class Segment:
         self.fd = os.open(making, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX)
-            os.posix_fallocate(self.fd, 0, SEGMENT_BYTES)
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(self.fd, 0, SEGMENT_BYTES)
+            else:  # macOS, for development: a sparse file, its blocks not reserved
+                os.ftruncate(self.fd, SEGMENT_BYTES)
             self.map = mmap.mmap(self.fd, SEGMENT_BYTES, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         except OSError:
             os.close(self.fd)

@@ -108,8 +108,11 @@ def counts_seen(base: str, token: str) -> dict:
 class Twilio:
     """Delivers webhooks as Twilio does. A request whose connection could not be made is
     retried; one that was sent and then dropped goes to the Fallback URL (callbacks, which
-    have none, are retried). With `twice`, every webhook is delivered twice: every other pair
-    at the same moment, the rest one after the other."""
+    have none, are retried). A Fallback URL request that is dropped in turn is sent again as it
+    was, naming the webhook that failed first: Twilio itself would end the call there, which
+    no count could be checked against; sent to the Fallback URL as a failure of the Fallback
+    URL, it would take a general comment the plan never made. With `twice`, every webhook is
+    delivered twice: every other pair at the same moment, the rest one after the other."""
 
     bases: list[str]
     twice: bool = False
@@ -143,8 +146,9 @@ class Twilio:
                     time.sleep(0.05 * (attempt + 1))
                     continue
                 self.fallbacks += 1
-                base = url.split("/twilio/")[0]
-                url, params = base + "/twilio/fallback", {**params, "ErrorCode": "11200", "ErrorUrl": url}
+                if "ErrorUrl" not in params:  # the Fallback URL's own request, dropped: sent again as it was
+                    base = url.split("/twilio/")[0]
+                    url, params = base + "/twilio/fallback", {**params, "ErrorCode": "11200", "ErrorUrl": url}
                 continue
             if response.status_code >= 500:
                 self.retries += 1

@@ -71,7 +71,7 @@ class Segment:
     a copy into the page cache, which the kernel writes back to the file whether or not this
     process lives on, as it would a `write()`'s. A `write()` per webhook cost 15-25 µs of
     kernel time in a busy worker; the copy costs a few. After the last line the file holds
-    zeros, which readers drop (`journal_lines`)."""
+    zeros, which the spool's replay drops (ivr/spool.py)."""
 
     def __init__(self, directory: Path, durable: bool = False) -> None:
         self.pid = os.getpid()

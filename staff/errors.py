@@ -37,14 +37,7 @@ def http_error(error: HTTPException):
         if request.path.startswith("/api/"):
             return jsonify(error=error.description), error.code
         return f"{error.code} {error.name}\n", error.code, {"Content-Type": "text/plain"}
-    page = render_template(
-        "error.html",
-        code=error.code,
-        title=TITLES.get(error.code, error.name),
-        message=error.description,
-        user=g.get("user"),
-    )
-    return protected(make_response(page, error.code))
+    return error_page(error.code, TITLES.get(error.code, error.name), error.description)
 
 
 def server_error(error: InternalServerError):
@@ -55,14 +48,15 @@ def server_error(error: InternalServerError):
     )
     if not wants_html():
         return f"500 Internal Server Error ({incident})\n", 500, {"Content-Type": "text/plain"}
-    page = render_template(
-        "error.html",
-        code=500,
-        title=TITLES[500],
-        user=g.get("user"),
-        message=f"The console could not do that. If it happens again, tell an admin: error {incident}.",
-    )
-    return protected(make_response(page, 500))
+    message = f"The console could not do that. If it happens again, tell an admin: error {incident}."
+    return error_page(500, TITLES[500], message)
+
+
+def error_page(code: int, title: str, message: str):
+    """The error page people see, with the console's security headers (an error outside the
+    console's blueprints gets no after-request hook to add them)."""
+    page = render_template("error.html", code=code, title=title, message=message, user=g.get("user"))
+    return protected(make_response(page, code))
 
 
 def register_error_pages(app) -> None:

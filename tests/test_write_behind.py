@@ -9,9 +9,10 @@ import fcntl
 import os
 
 import pytest
+from sqlalchemy import select
 
 from ivr.behind import wait_until_written
-from models import db
+from models import Call, db
 from tests.conftest import eventually
 from tests.test_facts import play_to_record, topic
 
@@ -101,6 +102,40 @@ def test_many_webhooks_in_one_transaction_count_as_each_alone(app, twilio, api):
     assert (report.written, report.rejected, spool.depth()) == (waiting, 0, 0)
     assert counts(api) == expected
     # and the fixture checks every summary against the facts
+
+
+def test_call_statuses_in_one_transaction_end_as_they_would_one_by_one(app, twilio):
+    """Status callbacks written together (a batch, or the spool's replay): a call's last final
+    status stands, whatever came after it; a late non-final one moves no final status, stored
+    or in the same batch; without a final one, the last one stands."""
+    done = twilio.call()
+    done.dial()
+    done.hang_up(duration=12)  # stored before the batch
+    breaker, spool = hold_the_database(app)
+    done.hang_up(duration=0, status="in-progress")
+    ended = twilio.call()
+    ended.dial()
+    ended.hang_up(duration=0, status="in-progress")
+    ended.hang_up(duration=30, status="completed")
+    ended.hang_up(duration=0, status="ringing")
+    ended.hang_up(duration=31, status="busy")
+    ongoing = twilio.call()
+    ongoing.dial()
+    ongoing.hang_up(duration=0, status="ringing")
+    ongoing.hang_up(duration=5, status="in-progress")
+    assert spool.depth() == 9
+    reopen_the_database(app)
+    with app.app_context():
+        assert (spool.replay(db.session).written, spool.depth()) == (9, 0)
+        found = {
+            c.call_sid: (c.status, c.duration, c.ended_at is not None)
+            for c in db.session.scalars(select(Call).order_by(Call.call_sid))
+        }
+    assert found == {
+        done.sid: ("completed", 12, True),
+        ended.sid: ("busy", 31, True),
+        ongoing.sid: ("in-progress", 5, False),
+    }
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import abort, current_app, request
+from flask import Request, abort, current_app
 from twilio.request_validator import RequestValidator
 
 
@@ -16,32 +16,21 @@ def is_valid_signature(token: str, url: str, params, signature: str | None) -> b
     return RequestValidator(token).validate(url, params, signature)
 
 
-def public_base_url() -> str:
+def public_base_url(config, request: Request) -> str:
     """The scheme, host and mount point Twilio used to reach us.
 
     `PUBLIC_BASE_URL` when set; otherwise the request's own, which reflects
     `X-Forwarded-*` when `TRUSTED_PROXIES` enables werkzeug's ProxyFix."""
-    base = current_app.config["PUBLIC_BASE_URL"]
-    if base:
-        return base
-    return request.host_url.rstrip("/") + request.script_root
+    return config["PUBLIC_BASE_URL"] or request.host_url.rstrip("/") + request.script_root
 
 
-def requested_url() -> str:
-    """The full URL Twilio requested, query string included, exactly as it was sent."""
-    query = request.query_string.decode("latin-1")
-    return public_base_url() + request.path + (f"?{query}" if query else "")
-
-
-def require_twilio_signature() -> None:
+def require_twilio_signature(config, request: Request, base: str) -> None:
     """For every webhook, before anything else it does: 403 unless the request is signed with
-    our Auth Token."""
-    ok = is_valid_signature(
-        current_app.config["TWILIO_AUTH_TOKEN"],
-        requested_url(),
-        request.form,
-        request.headers.get("X-Twilio-Signature"),
-    )
-    if not ok:
+    our Auth Token for the URL Twilio requested (`base`, then the path and query string
+    exactly as they were sent)."""
+    query = request.query_string.decode("latin-1")
+    url = base + request.path + (f"?{query}" if query else "")
+    signature = request.headers.get("X-Twilio-Signature")
+    if not is_valid_signature(config["TWILIO_AUTH_TOKEN"], url, request.form, signature):
         current_app.logger.warning("rejected unsigned or wrongly signed webhook to %s", request.path)
         abort(403, description="The request is not signed with this line's Twilio Auth Token.")

@@ -21,9 +21,11 @@ transaction that holds that lock. Other rows are taken in a fixed order of table
 a table, in key order, so two batches wait for each other but never deadlock on their own
 rows. SQLite has one writer at a time: a batch begins with `BEGIN IMMEDIATE`.
 
-Statements go to the database driver as SQL text (through the connection, which still
-translates errors and drops a broken connection): a batch runs about fifteen of them, and
-SQLAlchemy's statement building would cost more than the database's work.
+Statements go to the driver's cursor as SQL text, in the connection's transaction: a batch runs
+about fifteen of them, and SQLAlchemy's statement building, and even its handling of a driver
+statement's result, cost more than the database's work. A driver error is raised as
+SQLAlchemy's (`DBAPIError.instance`, as its own execution does), and a connection the error
+shows broken is invalidated, so that the pool does not hand it out again.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, datetime
 from functools import lru_cache
+from typing import NoReturn
+
+from sqlalchemy.exc import DBAPIError
 
 from . import summary
 from .base import utcnow
@@ -181,6 +186,7 @@ class _Writer:
             connection = connection.connection()
         self.sql = Sql(connection.dialect.name)
         self.connection = connection
+        self.cursor = connection.connection.cursor()  # the driver's, in the connection's transaction
         self.batch = batch
         self.hourly: dict[tuple[datetime, int], dict[str, int]] = defaultdict(lambda: dict.fromkeys(summary.COUNTED, 0))
         self.known: dict[str, tuple[datetime, str | None, int]] = {}  # call -> (started, caller, topics)
@@ -191,6 +197,12 @@ class _Writer:
             self.execute("BEGIN IMMEDIATE")
 
     def run(self) -> dict[str, int]:
+        try:
+            return self.write()
+        finally:
+            self.cursor.close()
+
+    def write(self) -> dict[str, int]:
         b = self.batch
         self.begin()
         self.note_calls()
@@ -206,15 +218,30 @@ class _Writer:
     # --- statements -----------------------------------------------------------------------
 
     def execute(self, statement: str, params: Sequence = (), *, rows: bool = False) -> list:
-        """Run SQL as the driver takes it (SQLAlchemy still translates its errors and drops a
-        connection that broke)."""
-        result = self.connection.exec_driver_sql(statement, tuple(params))
-        return result.fetchall() if rows else []
+        """Run SQL as the driver takes it; the rows it returns when `rows`."""
+        try:
+            self.cursor.execute(statement, tuple(params))
+            return self.cursor.fetchall() if rows else []
+        except self.connection.dialect.loaded_dbapi.Error as exc:
+            self.fail(exc, statement, params)
 
-    def execute_many(self, statement: str, params: list[tuple]) -> None:
-        self.connection.exec_driver_sql(statement, params)
+    def execute_many(self, statement: str, params: list[Sequence]) -> None:
+        try:
+            self.cursor.executemany(statement, params)
+        except self.connection.dialect.loaded_dbapi.Error as exc:
+            self.fail(exc, statement, params)
 
-    def many_rows(self, head: str, rows: list[tuple], tail: str = "") -> list[tuple]:
+    def fail(self, exc: Exception, statement: str, params) -> NoReturn:
+        """Raise a driver's error as SQLAlchemy does, invalidating a connection it shows broken."""
+        dialect = self.connection.dialect
+        broken = dialect.is_disconnect(exc, self.connection.connection.dbapi_connection, self.cursor)
+        if broken:
+            self.connection.invalidate(exc)
+        raise DBAPIError.instance(
+            statement, params, exc, dialect.loaded_dbapi.Error, connection_invalidated=broken, dialect=dialect
+        ) from exc
+
+    def many_rows(self, head: str, rows: list[Sequence], tail: str = "") -> list[tuple]:
         """`head VALUES (…), (…) tail` over the rows, in chunks; the rows any RETURNING gave.
         `head` is `INSERT INTO table (column, …)`. PostgreSQL takes one array per column
         instead (`SELECT * FROM unnest(…)`): the same text for any number of rows, so the
@@ -296,11 +323,12 @@ class _Writer:
         if not b.calls:
             return
         columns = (*CALL_KEYS, "topics")
+        started, language = CALL_KEYS.index("started_at"), CALL_KEYS.index("language")
         rows = []
         for sid in sorted(b.calls):
-            values = b.calls[sid] | {"started_at": s.stamp(b.calls[sid]["started_at"])}
-            values |= {"language": b.languages.get(sid), "topics": 0}
-            rows.append(tuple(values.get(k) for k in columns))
+            row = [*map(b.calls[sid].get, CALL_KEYS), 0]
+            row[started], row[language] = s.stamp(row[started]), b.languages.get(sid)
+            rows.append(row)
         # PostgreSQL: "DO UPDATE … WHERE false" locks a stored call without writing it.
         tail = "ON CONFLICT (call_sid) DO " + (
             "UPDATE SET call_sid = excluded.call_sid WHERE false" if s.postgres else "NOTHING"

@@ -62,6 +62,16 @@ SEGMENT_LINES = 5000
 SEGMENT_BYTES = 1 << 20  # a line that would not fit starts a new journal
 
 
+class This:
+    """This process's id, kept current across forks: `os.getpid()` is a system call, and
+    every webhook asked it twice."""
+
+    pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=lambda: setattr(This, "pid", os.getpid()))
+
+
 class Segment:
     """One request thread's journal file, locked for as long as its process lives. Only its
     thread appends (`lines`); only the writer counts what is done with them (`accounted`).
@@ -143,7 +153,7 @@ class WriteBehind:
 
     def submit(self, facts: list[Fact]) -> None:
         """Journal the facts (on return they survive this process) and queue them."""
-        if self._pid != os.getpid():
+        if self._pid != This.pid:
             self._start()
         if self._stopping:  # the process is ending: straight to the spool
             self.spool.append(facts)
@@ -156,7 +166,7 @@ class WriteBehind:
         while True:
             segment = getattr(self._local, "segment", None)
             try:
-                if segment is None or segment.pid != os.getpid() or segment.old() or not segment.fits(line):
+                if segment is None or segment.pid != This.pid or segment.old() or not segment.fits(line):
                     segment = self._local.segment = Segment(self.spool.dir, durable=self.fsync)  # old: the writer's
                 with segment.lock:  # taken by the writer only to delete it, once all of it is written
                     if segment.gone:

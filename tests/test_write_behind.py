@@ -333,3 +333,42 @@ def test_a_killed_process_journal_is_replayed_line_for_line(app, api):
     assert (report.written, report.torn, report.rejected) == (300, 0, 0)
     assert spool.files() == []
     assert topic(api, "housing")["calls"] == 300 and api("/api/v1/counts").json["calls"] == 300
+
+
+def test_a_journal_line_gives_back_the_facts_it_was_written_from():
+    """Every kind of fact, read back from its line with its moments as datetimes (written as
+    ISO text, turned back by where they are); and a line written with the earlier form of a
+    moment reads the same."""
+    from datetime import datetime
+
+    from models.facts import Fact, line_of, loads
+
+    now, whole = datetime(2026, 11, 30, 12, 0, 0, 123456), datetime(2026, 11, 30, 12, 0, 40)
+    sid, rec = "CA" + "1" * 32, "RE" + "2" * 32
+    values = {"call_sid": sid, "from_number": "+15035550100", "started_at": now, "from_city": None}
+    facts = [
+        Fact("call", {"values": values, "language": "es-US"}),
+        Fact("call_status", {"values": values, "status": "completed", "duration": 40, "ended_at": whole}),
+        Fact("choice", {"call_sid": sid, "step": 2, "kind": "topic", "at": now, "topic": "budget"}),
+        Fact("recording_action", {"recording_sid": rec, "call_sid": sid, "at": now, "number": 7, "step": 4}),
+        Fact("recording_status", {"recording_sid": rec, "call_sid": sid, "at": whole, "status": "completed"}),
+        Fact("transcription", {"recording_sid": rec, "at": now, "source": "twilio", "text": "at 9 on 2026-11-30"}),
+        Fact("job", {"kind": "download", "key": rec, "max_attempts": 5}),
+    ]
+    assert loads(line_of(facts).decode()) == facts
+    earlier = '[["choice", {"call_sid": "' + sid + '", "at": {"$dt": "2026-11-30T12:00:00.123456"}, "step": 2}]]'
+    assert loads(earlier) == [Fact("choice", {"call_sid": sid, "at": now, "step": 2})]
+
+
+def test_a_forked_process_knows_its_own_id():
+    """Journals are per process: a fork (gunicorn's preload) must not append to its parent's."""
+    from ivr.behind import This
+
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child reports what it sees, and leaves without running pytest's exit
+        os.write(write, f"{This.pid} {os.getpid()}".encode())
+        os._exit(0)
+    os.waitpid(child, 0)
+    seen, actual = os.read(read, 100).decode().split()
+    assert seen == actual == str(child) and This.pid == os.getpid() != child

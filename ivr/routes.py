@@ -90,12 +90,15 @@ class Webhook:
         return ext["line_script"].get(db.session, database_ok=ext["db_breaker"].closed())
 
 
+def new_webhook() -> Webhook:
+    """Make this request's `Webhook` and keep it for its handlers."""
+    g.webhook = made = Webhook(current_app._get_current_object(), request._get_current_object())
+    return made
+
+
 def webhook() -> Webhook:
     """This request's `Webhook` (made by `before_webhook`; made here if that failed first)."""
-    found = g.get("webhook")
-    if found is None:
-        found = g.webhook = Webhook(current_app._get_current_object(), request._get_current_object())
-    return found
+    return g.get("webhook") or new_webhook()
 
 
 @bp.before_request
@@ -103,10 +106,9 @@ def before_webhook() -> None:
     """Refuse what Twilio did not sign (403), then what names no call (400); name the call for
     every log line the webhook writes; and look for spooled facts to replay. One hook: each
     costs Flask a dispatch on every webhook (ivr/metrics.py measures them, outside Flask)."""
-    app, req = current_app._get_current_object(), request._get_current_object()
-    g.webhook = w = Webhook(app, req)
+    w = new_webhook()
     g.call_sid = w.call_sid
-    require_twilio_signature(w.config, req, w.base)
+    require_twilio_signature(w.config, request._get_current_object(), w.base)
     if not w.call_sid:
         abort(400, description="CallSid is required.")
     w.extensions["spool_replayer"].look()

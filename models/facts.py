@@ -37,7 +37,7 @@ def apply(connection, *groups: list[Fact]) -> dict[str, int]:
 
 
 def _decode(obj: dict) -> Any:
-    """A moment as lines written before 2026-12 kept it."""
+    """A moment as lines written before commit 138c6d2 kept it: `{"$dt": ISO text}`."""
     if set(obj) == {"$dt"}:
         return datetime.fromisoformat(obj["$dt"])
     return obj

@@ -7,6 +7,7 @@ import os
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+import facts
 import ivr
 import jobs
 import models
@@ -27,6 +28,7 @@ def create_app(test_config: dict[str, str] | None = None) -> Flask:
         hops = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=hops)
     models.init_app(app)
+    facts.init_app(app)
     ivr.init_app(app)
     staff.init_app(app)
     jobs.init_app(app)

@@ -32,6 +32,7 @@ from urllib.parse import urlencode
 from twilio.request_validator import RequestValidator
 
 from config import PROJECT_DIR
+from facts import write_path
 
 from .servers import CEILING, SECRETS, TOKEN, drop_database, fresh_database
 
@@ -130,7 +131,6 @@ def measure(server: str, calls: int, kind: str, prepared: int = 0) -> float:
     """CPU seconds of this process per webhook, over `calls` whole calls after a warm-up
     (`prepared`: make the webhooks of that many calls, so that two runs can spend the same
     on making them)."""
-    from ivr.behind import wait_until_written
 
     workdir = Path(tempfile.mkdtemp(prefix="commentline-inprocess-"))
     app, db = build(server, workdir, kind)
@@ -140,12 +140,12 @@ def measure(server: str, calls: int, kind: str, prepared: int = 0) -> float:
         for environs in played[:WARMUP_CALLS]:
             for environ in environs:
                 answer(app, environ)
-        wait_until_written(app)
+        write_path(app).flush()
         started = time.process_time()
         for environs in played[WARMUP_CALLS : WARMUP_CALLS + calls]:
             for environ in environs:
                 answer(app, environ)
-        if not wait_until_written(app):
+        if not write_path(app).flush():
             raise RuntimeError("the write-behind writer did not finish")
         return (time.process_time() - started) / (calls * WEBHOOKS_PER_CALL)
     finally:

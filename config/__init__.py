@@ -122,7 +122,7 @@ def load_settings(env: dict[str, str] | None = None, instance_dir: Path | None =
         "DB_COOL_OFF_SECONDS": float(env.get("DB_COOL_OFF_SECONDS", "2")),
         "SQLITE_BUSY_SECONDS": float(env.get("SQLITE_BUSY_SECONDS", "3")),
         # Webhooks answer once their facts are journalled; a writer thread stores them in
-        # batches (ivr/behind.py). Off: each webhook commits before it answers. The tests'
+        # batches (facts/journal.py). Off: each webhook commits before it answers. The tests'
         # in-process app writes directly, so that a test reads what it just played.
         "WRITE_BEHIND": _flag(env, "WRITE_BEHIND", app_env != "test"),
         "JOURNAL_FSYNC": _flag(env, "JOURNAL_FSYNC", False),

@@ -114,25 +114,3 @@ def call(
     for line in played.heard:
         click.echo(("  " if line.startswith("[") else "  > ") + line)
     click.echo(f"{played.webhooks} webhooks, all answered.")
-
-
-spool_cli = AppGroup("spool", help="Facts that waited on disk while the database was away.")
-
-
-@spool_cli.command("status")
-def spool_status() -> None:
-    """How many transactions wait in this machine's spool (spooled, or journalled by a process
-    that died), and how many journals running processes are writing."""
-    spool = current_app.extensions["spool"]
-    click.echo(f"{spool.depth()} transaction(s) waiting in {spool.dir}")
-    live = [p for p in spool.dir.glob("*.journal") if p not in spool.files()] if spool.dir.is_dir() else []
-    click.echo(f"{len(live)} journal(s) in use by running web processes (written behind, within seconds)")
-
-
-@spool_cli.command("replay")
-def spool_replay() -> None:
-    """Write every spooled transaction to the database now (safe to repeat)."""
-    report = current_app.extensions["spool"].replay(db.session)
-    click.echo(f"wrote {report.written}, rejected {report.rejected}, skipped {report.torn} torn line(s)")
-    if report.stopped:
-        raise click.ClickException(f"stopped: {report.stopped}; run it again when the database is back")

@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy.exc import SQLAlchemyError
 
+from facts import write_path
 from models import db
 from models.tally import tally
 
@@ -88,7 +89,7 @@ class FactsCollector:
 
     def collect(self):
         spool = GaugeMetricFamily("commentline_spool_depth", "Transactions waiting in this machine's spool")
-        spool.add_metric([], self.app.extensions["spool"].depth())
+        spool.add_metric([], write_path(self.app).spool.depth())
         yield spool
         calls = GaugeMetricFamily(
             "commentline_calls", 'Calls by topic (all time; topic "" is every call)', labels=["topic"]

@@ -1,39 +1,32 @@
 """Twilio's webhooks: check, record the fact, answer.
 
 Each route reads Twilio's form, works out the reply from the URL's state (a pure function,
-cached), and stores its facts (models/facts.py): journalled for the write-behind writer
-(ivr/behind.py), or with `WRITE_BEHIND` off written in one transaction before the reply. When
-the database cannot take them, the facts go to the durable spool (ivr/spool.py), and the
+cached), and stores its facts (facts/): journalled for the write-behind writer
+(facts/journal.py), or with `WRITE_BEHIND` off written in one transaction before the reply. When
+the database cannot take them, the facts go to the durable spool (facts/spool.py), and the
 caller hears the next prompt all the same. The `<Record>` action reads back the comment's
-reference number: with write-behind, a number this process took in advance (ivr/numbers.py).
+reference number: with write-behind, a number this process took in advance (facts/numbers.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import TypeVar
 from urllib.parse import parse_qs, parse_qsl, urlparse
 
 from flask import Blueprint, Flask, Request, Response, abort, current_app, g, request
-from sqlalchemy import Connection
-from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
 
+from facts import Fact, WritePath, write_path
 from models import db, utcnow
 from models.calls import STANCES, call_values
-from models.facts import Fact, apply
 from models.line import LineScript, read_script_file, script_from_file
 from models.recordings import reference_for
-from models.writer import take_numbers
 
 from . import twiml
 from .signature import public_base_url, require_twilio_signature
-from .spool import database_unavailable
 
-T = TypeVar("T")
 bp = Blueprint("ivr", __name__, url_prefix="/twilio")
 MAX_MISSES = 3  # at a menu, the third miss takes the fall-back
 MAX_EMPTY_RECORDINGS = 2
@@ -49,10 +42,11 @@ class Webhook:
     field asked for. `args` are the values the previous reply put in this URL (on the Fallback
     URL, those of the URL that failed)."""
 
-    __slots__ = ("app", "config", "extensions", "form", "args", "call_sid", "base")
+    __slots__ = ("app", "config", "extensions", "facts", "form", "args", "call_sid", "base")
 
     def __init__(self, app: Flask, request: Request) -> None:
         self.app, self.config, self.extensions = app, app.config, app.extensions
+        self.facts: WritePath = write_path(app)
         self.form: dict[str, str] = request.form.to_dict()
         self.args: MultiDict = request.args
         self.call_sid: str | None = self.form.get("CallSid")
@@ -87,7 +81,7 @@ class Webhook:
 
     def script(self) -> LineScript:
         ext = self.extensions
-        return ext["line_script"].get(db.session, database_ok=ext["db_breaker"].closed())
+        return ext["line_script"].get(db.session, database_ok=self.facts.breaker.closed())
 
 
 def new_webhook() -> Webhook:
@@ -111,7 +105,7 @@ def before_webhook() -> None:
     require_twilio_signature(w.config, request._get_current_object(), w.base)
     if not w.call_sid:
         abort(400, description="CallSid is required.")
-    w.extensions["spool_replayer"].look()
+    w.facts.replayer.look()
 
 
 @bp.errorhandler(Exception)
@@ -172,47 +166,9 @@ def miss_notice(digits: str) -> str:
 
 
 def store(w: Webhook, facts: list[Fact]) -> dict[str, int] | None:
-    """Store one webhook's facts. With write-behind, journal them for the writer thread and
-    return None. Otherwise write them in one transaction and return the row id of each
-    recording they name; or, when the database cannot take them, put them in the spool (on
-    disk before this returns) and return None. The caller is answered either way."""
-    ext = w.extensions
-    if "write_behind" in ext:
-        ext["write_behind"].submit(facts)
-        return None
-    stored = write_now(w, lambda connection: apply(connection, facts))
-    if stored is None:
-        ext["spool"].append(facts)
-        ext["spool_replayer"].start()
-        w.app.logger.info("spooled %d fact(s) from %s", len(facts), request.path)
-    return stored
-
-
-def write_now(w: Webhook, work: Callable[[Connection], T]) -> T | None:
-    """`work(connection)` in a transaction of its own, before the reply; None when the
-    database would not (logged; when it is down, the breaker skips it for a while)."""
-    ext = w.extensions
-    breaker = ext["db_breaker"]
-    if not breaker.closed():
-        return None
-    try:
-        # A Core connection of its own: the ORM session's bookkeeping would only add to
-        # every webhook (the script's version check keeps using the session).
-        with ext["write_lock"], db.engine.begin() as connection:
-            return work(connection)
-    except SQLAlchemyError as exc:
-        if not database_unavailable(exc):
-            w.app.logger.exception("the database refused the facts of %s", request.path)
-        elif is_lock_timeout(exc):  # busy, not down: this one waits, the next tries as usual
-            w.app.logger.warning("database locked too long at %s", request.path)
-        else:
-            breaker.trip()
-            w.app.logger.warning("database unavailable (%s)", getattr(exc, "orig", exc))
-    return None
-
-
-def is_lock_timeout(exc: SQLAlchemyError) -> bool:
-    return "database is locked" in str(getattr(exc, "orig", exc))
+    """Hand one webhook's facts to the write path (facts/): the number of each recording they
+    name when they were written now, else None. The caller is answered either way."""
+    return w.facts.submit(facts)
 
 
 def work(w: Webhook, kind: str, recording_sid: str) -> Fact:
@@ -332,12 +288,7 @@ def store_comment(w: Webhook, sid: str, now: datetime, script: LineScript) -> st
     """Store the `<Record>` action's facts; return the comment's reference number (None when
     there is none to give: the database is away). With write-behind the number is one this
     process took in advance, carried by the fact; otherwise the one the row was given."""
-    ext = w.extensions
-    number = None
-    if "write_behind" in ext:
-        number = ext["comment_numbers"].for_recording(
-            sid, lambda count: write_now(w, lambda connection: take_numbers(connection, count))
-        )
+    number = w.facts.take_number(sid)
     stored = store(w, [Fact("call", {"values": w.call(now)}), recording_fact(w, sid, now, script, number)])
     if stored is not None:
         number = stored[sid]

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
+from facts import write_path
 from models import db
 from models.jobs import Claimed, claim, enqueue, fail, finish, has_due, renew_lease
 
@@ -142,7 +143,7 @@ class Worker:
     def _loop(self, burst: bool, on_finished, sweep) -> int:
         cfg, done = self.app.config, 0
         log.info("worker %s: started (kinds: %s)", self.name, ", ".join(self.kinds or ("all",)))
-        spool, last_spool_look = self.app.extensions.get("spool"), -float("inf")
+        spool, last_spool_look = write_path(self.app).spool, -float("inf")
         with self.app.app_context():
             while not self.stopping.is_set():
                 if sweep and self._sweep_due():

@@ -15,9 +15,9 @@ from datetime import timedelta
 from flask import Flask
 from sqlalchemy import select
 
+from facts.writer import note_transcription
 from models import Call, Recording, Transcription, db, utcnow
 from models.jobs import Claimed, job_for
-from models.recordings import note_transcription
 from storage import storage_for
 
 from .runner import GiveUp, RetryLater, job, queue

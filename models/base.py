@@ -34,7 +34,7 @@ def insert_for(session, model):
     """An INSERT that understands ON CONFLICT, for the session's database (SQLite or PostgreSQL).
 
     For the staff side's occasional upserts; the webhooks' facts are written by
-    models/writer.py, straight to the driver.
+    facts/writer.py, straight to the driver.
     """
     dialect = session.dialect.name if hasattr(session, "dialect") else session.get_bind().dialect.name
     if dialect == "postgresql":

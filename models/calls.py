@@ -15,7 +15,7 @@ import hmac
 from datetime import datetime
 from functools import lru_cache
 
-from sqlalchemy import ForeignKey, Index, Integer, String, select
+from sqlalchemy import ForeignKey, Index, Integer, String, func, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import db
@@ -169,3 +169,24 @@ CALL_COLUMNS = (
     Call.language,
 )
 CALL_KEYS = tuple(c.key for c in CALL_COLUMNS)
+
+
+def repair_starts(session) -> tuple[int, int]:
+    """Move each call's start back to its earliest stored keypress or `<Record>` action where
+    it is later (a call first stored from a callback that came before its first webhook, by
+    a writer that kept the first value it saw). Returns (calls repaired, of which without a
+    caller): such a call whose caller is missing most likely lost it the same way, and no
+    stored fact can give it back."""
+    from .recordings import Recording
+
+    repaired = without_caller = 0
+    for moment_of in (
+        select(func.min(Choice.chosen_at)).where(Choice.call_sid == Call.call_sid).scalar_subquery(),
+        select(func.min(Recording.action_at)).where(Recording.call_sid == Call.call_sid).scalar_subquery(),
+    ):
+        later = Call.started_at > moment_of
+        without_caller += session.execute(
+            select(func.count()).select_from(Call).where(later, Call.caller_hash.is_(None))
+        ).scalar_one()
+        repaired += session.execute(update(Call).where(later).values(started_at=moment_of)).rowcount
+    return repaired, without_caller

@@ -91,7 +91,7 @@ class Recording(db.Model):
 
 
 class RecordingNumbers(db.Model):
-    """The counter comment numbers come from: one row (`models.writer.take_numbers`)."""
+    """The counter comment numbers come from: one row (`facts.writer.take_numbers`)."""
 
     __tablename__ = "recording_numbers"
     __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
@@ -154,37 +154,3 @@ def is_comment(topic_id: int | None, duration: int | None, status: str | None) -
     """A recording counts as a comment on its topic when it is longer than 0 s and its status
     is not absent or failed."""
     return topic_id is not None and (duration or 0) > 0 and status not in NOT_A_COMMENT
-
-
-def note_transcription(
-    session,
-    recording_sid: str,
-    call_sid: str,
-    *,
-    at: datetime,
-    source: str,
-    transcription_sid: str | None,
-    status: str,
-    text: str | None,
-    language: str | None,
-    reason: str | None = None,
-) -> None:
-    """Keep a transcript (or, with status failed, the reason there is none), creating the
-    recording's row if this arrives first. A later result from the same source replaces it."""
-    from .facts import Fact, apply
-
-    fact = Fact(
-        "transcription",
-        {
-            "recording_sid": recording_sid,
-            "call_sid": call_sid,
-            "at": at,
-            "source": source,
-            "transcription_sid": transcription_sid,
-            "status": status,
-            "text": text,
-            "language": language,
-            "reason": reason,
-        },
-    )
-    apply(session, [fact])

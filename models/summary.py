@@ -1,14 +1,15 @@
 """Summary rows that make counts fast at millions of calls, kept exact.
 
 - `hourly_counts` (hour, topic; topic 0 is the whole line): calls, routed calls, comments,
-  stances, and `callers_new` (callers first counted for the topic in that hour).
-- `topic_callers` (topic, caller hash): every distinct caller of a topic, once.
-- `caller_hours` (hour, topic, caller hash): who called about what in each hour, for distinct
-  callers over a window.
-- `caller_days` (UTC day, topic, caller hash): who called about what on each day, and on
-  `hourly_counts`, `callers_day_new` (callers first counted for the topic on that day, in that
-  hour): distinct callers for a whole day are then a sum of 24 rows, and for several whole
-  days a distinct count over one row per caller and day rather than per hour.
+  stances; `callers_new` (callers of the topic whose earliest call falls in that hour) and
+  `callers_day_new` (in a day's first hour, 00:00 UTC: the topic's distinct callers that day):
+  distinct callers for all time are then a sum per topic, for a whole day a sum of 24 rows.
+- `topic_callers` (topic, caller hash): every distinct caller of a topic, once, with the
+  hour of their earliest call about it.
+- `caller_hours` (hour, topic, caller hash) and `caller_days` (UTC day, topic, caller hash):
+  who called about what in each hour and on each day, for distinct callers over a window,
+  with `calls`, how many of the caller's calls about the topic put the row there (a row
+  exists while that is above zero: a call whose start moves takes its part with it).
 
 Each is written in the same transaction as the fact that changes it, and only when that fact
 actually changed something: a retried webhook finds its fact already stored and adds nothing.
@@ -18,8 +19,8 @@ Hours are the UTC hour of the call's first webhook: the hour a window filters on
 
 from __future__ import annotations
 
-from collections import defaultdict
-from datetime import date, datetime
+from collections import Counter, defaultdict
+from datetime import date, datetime, time
 
 from sqlalchemy import Date, DateTime, Integer, String, delete, select
 from sqlalchemy.orm import Mapped, mapped_column
@@ -50,6 +51,7 @@ class TopicCaller(db.Model):
 
     topic_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     caller_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    first_hour: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class CallerHour(db.Model):
@@ -58,6 +60,7 @@ class CallerHour(db.Model):
     hour: Mapped[datetime] = mapped_column(DateTime, primary_key=True)
     topic_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     caller_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    calls: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
 
 class CallerDay(db.Model):
@@ -66,6 +69,7 @@ class CallerDay(db.Model):
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     topic_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     caller_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    calls: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
 
 def hour_of(moment: datetime) -> datetime:
@@ -75,8 +79,9 @@ def hour_of(moment: datetime) -> datetime:
 # --- recomputing from the facts ----------------------------------------------------------------
 
 
-def expected_summaries(session) -> tuple[dict, set, set, set]:
-    """(hourly counts, topic callers, caller hours, caller days) as the facts say they should be."""
+def expected_summaries(session) -> tuple[dict, dict, Counter, Counter]:
+    """(hourly counts, topic callers with their first hour, caller hours and caller days with
+    their reference counts) as the facts say they should be."""
     from .calls import Call, CallTopic
     from .recordings import Recording, is_comment
 
@@ -87,9 +92,10 @@ def expected_summaries(session) -> tuple[dict, set, set, set]:
         hour = hours[call_sid] = hour_of(started_at)
         hashes[call_sid] = caller_hash
         hourly[(hour, WHOLE_LINE)]["calls"] += 1
-    routed, topic_callers, caller_hours = set(), set(), set()
+    routed: set[str] = set()
     first_hours: dict[tuple[int, str], datetime] = {}
-    first_in_day: dict[tuple[date, int, str], datetime] = {}
+    caller_hours: Counter = Counter()
+    caller_days: Counter = Counter()
     rows = session.execute(select(CallTopic.call_sid, CallTopic.topic_id, CallTopic.stance))
     for call_sid, topic_id, stance in rows:
         if call_sid not in hours:
@@ -103,34 +109,49 @@ def expected_summaries(session) -> tuple[dict, set, set, set]:
             routed.add(call_sid)
             hourly[(hour, WHOLE_LINE)]["routed"] += 1
         if caller:
-            topic_callers.add((topic_id, caller))
-            caller_hours.add((hour, topic_id, caller))
+            caller_hours[(hour, topic_id, caller)] += 1
+            caller_days[(hour.date(), topic_id, caller)] += 1
             key = (topic_id, caller)
             first_hours[key] = min(first_hours.get(key, hour), hour)
-            day_key = (hour.date(), topic_id, caller)
-            first_in_day[day_key] = min(first_in_day.get(day_key, hour), hour)
     for (topic_id, _), hour in first_hours.items():
         hourly[(hour, topic_id)]["callers_new"] += 1
-    for (_, topic_id, _), hour in first_in_day.items():
-        hourly[(hour, topic_id)]["callers_day_new"] += 1
+    for day, topic_id, _ in caller_days:
+        hourly[(datetime.combine(day, time()), topic_id)]["callers_day_new"] += 1
     recordings = session.execute(select(Recording.call_sid, Recording.topic_id, Recording.duration, Recording.status))
     for call_sid, topic_id, duration, status in recordings:
         if call_sid in hours and is_comment(topic_id, duration, status):
             hourly[(hours[call_sid], topic_id)]["comments"] += 1
     hourly = {k: v for k, v in hourly.items() if any(v.values())}
-    return hourly, topic_callers, caller_hours, set(first_in_day)
+    return hourly, first_hours, caller_hours, caller_days
 
 
-def stored_summaries(session) -> tuple[dict, set, set, set]:
+def stored_summaries(session) -> tuple[dict, dict, Counter, Counter]:
     hourly = {}
     for row in session.scalars(select(HourlyCount)):
         values = {name: getattr(row, name) for name in COUNTED}
         if any(values.values()):
             hourly[(row.hour, row.topic_id)] = values
-    topic_callers = set(session.execute(select(TopicCaller.topic_id, TopicCaller.caller_hash)).tuples())
-    caller_hours = set(session.execute(select(CallerHour.hour, CallerHour.topic_id, CallerHour.caller_hash)).tuples())
-    caller_days = set(session.execute(select(CallerDay.day, CallerDay.topic_id, CallerDay.caller_hash)).tuples())
-    return hourly, topic_callers, caller_hours, caller_days
+    first_hours = {
+        (t, c): h
+        for t, c, h in session.execute(select(TopicCaller.topic_id, TopicCaller.caller_hash, TopicCaller.first_hour))
+    }
+    caller_hours = Counter(
+        {
+            (h, t, c): n
+            for h, t, c, n in session.execute(
+                select(CallerHour.hour, CallerHour.topic_id, CallerHour.caller_hash, CallerHour.calls)
+            )
+        }
+    )
+    caller_days = Counter(
+        {
+            (d, t, c): n
+            for d, t, c, n in session.execute(
+                select(CallerDay.day, CallerDay.topic_id, CallerDay.caller_hash, CallerDay.calls)
+            )
+        }
+    )
+    return hourly, first_hours, caller_hours, caller_days
 
 
 def verify(session) -> list[str]:
@@ -148,14 +169,16 @@ def verify(session) -> list[str]:
                 problems.append(
                     f"hour {key[0]:%Y-%m-%d %H:00} topic {key[1]}: {name} {have[name]}, facts say {want[name]}"
                 )
-    if want_callers != have_callers:
-        problems.append(
-            f"topic callers: {len(have_callers - want_callers)} extra, {len(want_callers - have_callers)} missing"
-        )
-    if want_hours != have_hours:
-        problems.append(f"caller hours: {len(have_hours - want_hours)} extra, {len(want_hours - have_hours)} missing")
-    if want_days != have_days:
-        problems.append(f"caller days: {len(have_days - want_days)} extra, {len(want_days - have_days)} missing")
+    for name, want, have in (
+        ("topic callers", want_callers, have_callers),
+        ("caller hours", want_hours, have_hours),
+        ("caller days", want_days, have_days),
+    ):
+        extra = len(have.keys() - want.keys())
+        missing = len(want.keys() - have.keys())
+        differing = sum(1 for key in want.keys() & have.keys() if want[key] != have[key])
+        if extra or missing or differing:
+            problems.append(f"{name}: {extra} extra, {missing} missing, {differing} differing")
     return problems
 
 
@@ -169,14 +192,19 @@ def rebuild(session) -> None:
             HourlyCount.__table__.insert(), [{"hour": h, "topic_id": t, **v} for (h, t), v in hourly.items()]
         )
     if topic_callers:
-        session.execute(TopicCaller.__table__.insert(), [{"topic_id": t, "caller_hash": c} for t, c in topic_callers])
+        session.execute(
+            TopicCaller.__table__.insert(),
+            [{"topic_id": t, "caller_hash": c, "first_hour": h} for (t, c), h in topic_callers.items()],
+        )
     if caller_hours:
         session.execute(
-            CallerHour.__table__.insert(), [{"hour": h, "topic_id": t, "caller_hash": c} for h, t, c in caller_hours]
+            CallerHour.__table__.insert(),
+            [{"hour": h, "topic_id": t, "caller_hash": c, "calls": n} for (h, t, c), n in caller_hours.items()],
         )
     if caller_days:
         session.execute(
-            CallerDay.__table__.insert(), [{"day": d, "topic_id": t, "caller_hash": c} for d, t, c in caller_days]
+            CallerDay.__table__.insert(),
+            [{"day": d, "topic_id": t, "caller_hash": c, "calls": n} for (d, t, c), n in caller_days.items()],
         )
 
 

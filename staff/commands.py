@@ -10,7 +10,7 @@ from flask.cli import AppGroup
 from sqlalchemy import select
 
 from models import ApiToken, db, summary, utcnow
-from models.calls import verify_call_topics
+from models.calls import repair_starts, verify_call_topics
 from models.tally import tally
 from models.tokens import create_token
 
@@ -83,8 +83,17 @@ def counts_verify() -> None:
 
 @counts_cli.command("rebuild")
 def counts_rebuild() -> None:
-    """Recompute the hourly summaries from the stored facts (a repair; the counts never need
-    it in normal running). Run it while the line is quiet: webhooks wait for it on SQLite."""
+    """Repair what the stored facts can repair (a call's start later than its first keypress),
+    then recompute the summaries from the facts. Says what cannot be repaired. Run it while
+    the line is quiet: webhooks wait for it on SQLite."""
+    repaired, without_caller = repair_starts(db.session)
     summary.rebuild(db.session)
     db.session.commit()
+    if repaired:
+        click.echo(f"{repaired} call(s) started later than their first keypress: their start was moved back.")
+    if without_caller:
+        click.echo(
+            f"{without_caller} of them have no caller: it was most likely lost when the call was first stored "
+            "from a callback, and no stored fact holds it (replaying the webhooks' journals, if kept, restores it)."
+        )
     click.echo("The summaries were rebuilt from the facts.")

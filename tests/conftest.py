@@ -22,6 +22,7 @@ from twilio.request_validator import RequestValidator
 
 from app import create_app
 from config import PROJECT_DIR, normalize_database_url
+from facts import write_path
 from models import db, summary
 from models.calls import verify_call_topics
 from models.line import load_script, read_script_file
@@ -49,8 +50,8 @@ def no_replayer_outlives_its_test():
     """A spool replayer or write-behind thread left running would write one test's facts into
     the next test's database."""
     yield
-    from ivr.behind import WriteBehind
-    from ivr.spool import Replayer
+    from facts.journal import WriteBehind
+    from facts.spool import Replayer
 
     WriteBehind.stop_all()
     Replayer.stop_all()
@@ -122,7 +123,7 @@ def app(settings):
         load_script(db.session, read_script_file(app.config["LINE_CONFIG"]))
         db.session.commit()
     yield app
-    app.extensions["spool_replayer"].stop()
+    write_path(app).replayer.stop()
     with app.app_context():
         db.session.remove()
         # Whatever the test did, the summaries must still agree with the facts.

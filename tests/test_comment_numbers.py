@@ -9,13 +9,13 @@ from sqlalchemy import func, select, text
 
 from app import create_app
 from config import PROJECT_DIR
-from ivr.behind import wait_until_written
-from ivr.numbers import Numbers
+from facts import write_path
+from facts.numbers import Numbers
+from facts.record import Fact
+from facts.writer import apply, take_numbers
 from models import Recording, db
 from models.comments import get_comment
-from models.facts import Fact, apply
 from models.recordings import RecordingAlias, recording_for_reference, reference_for
-from models.writer import take_numbers
 from tests.conftest import Twilio, recording_url
 from tests.load import REFERENCE
 
@@ -61,7 +61,7 @@ def test_every_number_a_caller_heard_finds_the_comment_across_processes(settings
     record = call.reply
     sid = "RE" + "5" * 32
     call.recording_status(sid)
-    assert wait_until_written(first)
+    assert write_path(first).flush()
     with app.app_context():
         unheard = db.session.scalar(select(Recording).where(Recording.recording_sid == sid)).reference
     call.reply = record
@@ -69,10 +69,10 @@ def test_every_number_a_caller_heard_finds_the_comment_across_processes(settings
     call.reply = record
     again = heard(call.speak(sid=sid)[0])
     assert once == again != unheard
-    assert wait_until_written(first)
+    assert write_path(first).flush()
     elsewhere = heard(other.call(call_sid=call.sid).post(record.action, Digits="#", **speech(sid)))
     assert elsewhere != once
-    assert wait_until_written(second)
+    assert write_path(second).flush()
     with app.app_context():
         recording = db.session.scalar(select(Recording).where(Recording.recording_sid == sid))
         assert recording.reference == once

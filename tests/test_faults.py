@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from app import create_app
-from ivr.behind import wait_until_written
+from facts import write_path
 from models import db
 from models.line import load_script, read_script_file
 from models.tokens import create_token
@@ -66,10 +66,10 @@ def play_whole_call(twilio, keys, seconds=10) -> Caller:
 
 
 def wait_for_empty_spool(app, timeout=40.0) -> None:
-    spool = app.extensions["spool"]
+    spool = write_path(app).spool
     deadline = time.monotonic() + timeout
     while spool.depth() and time.monotonic() < deadline:
-        app.extensions["spool_replayer"].start()
+        write_path(app).replayer.start()
         time.sleep(0.5)
     assert spool.depth() == 0, "the spool was not replayed"
 
@@ -87,11 +87,11 @@ EXPECTED = {
 def play_through_outage(app, client, break_database, mend_database) -> None:
     twilio = TimedTwilio(lambda u, p, h: client.post(u, data=p, headers=h))
     play_whole_call(twilio, ["1", "1", "1"])  # before: budget, support
-    wait_until_written(app)
+    write_path(app).flush()
     break_database()
-    spool = app.extensions["spool"]
+    spool = write_path(app).spool
     during = play_whole_call(twilio, ["2", "3"])  # during: Spanish, housing
-    wait_until_written(app)  # with write-behind: the writer found the database away
+    write_path(app).flush()  # with write-behind: the writer found the database away
     assert spool.depth() >= 6, "the webhooks did not use the spool"
     during.hang_up()  # a duplicate status callback, spooled too
     retried = twilio.call()
@@ -100,7 +100,7 @@ def play_through_outage(app, client, break_database, mend_database) -> None:
     retried.press("1")
     retried.press("9")
     retried.speak()
-    wait_until_written(app)
+    write_path(app).flush()
     mend_database()
     wait_for_empty_spool(app)
     assert counts(client, app.extensions["api_token"]) == EXPECTED
@@ -221,7 +221,7 @@ def test_sqlite_locked_by_another_process_then_released(sqlite_template, tmp_pat
 
 
 def test_spool_replays_exactly_once_even_when_replayed_twice(sqlite_template, tmp_path):
-    from models.facts import loads
+    from facts.record import loads
 
     path = tmp_path / "line.db"
     shutil.copy(sqlite_template, path)
@@ -231,12 +231,12 @@ def test_spool_replays_exactly_once_even_when_replayed_twice(sqlite_template, tm
     client = app.test_client()
     twilio = Twilio(lambda u, p, h: client.post(u, data=p, headers=h))
     play_whole_call(twilio, ["1", "1", "1"])
-    spool = app.extensions["spool"]
+    spool = write_path(app).spool
     lines = [loads(line) for f in spool.files() for line in f.read_text().splitlines()]
     assert len(lines) >= 6
     copy = spool.files()[0].read_bytes()
     healthy, token = line_app(f"sqlite:///{path}", tmp_path / "instance")
-    replayer = healthy.extensions["spool"]
+    replayer = write_path(healthy).spool
     with healthy.app_context():
         first = replayer.replay(db.session)
         (replayer.dir / "again.jsonl").write_bytes(copy + b'[["call",{"values"')  # and a torn last line

@@ -11,6 +11,7 @@ from sqlalchemy import inspect
 
 from app import create_app
 from config import SettingsError, load_settings, normalize_database_url
+from facts import write_path
 from models import Base, db
 
 
@@ -124,4 +125,4 @@ def test_webhooks_answer_twiml_even_when_the_database_is_gone(settings):
     assert "For English, press 1." in call.dial().said
     assert "Please choose the topic" in call.press("1").said
     assert call.press("3").record is not None
-    assert app.extensions["spool"].depth() == 3
+    assert write_path(app).spool.depth() == 3

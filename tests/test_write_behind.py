@@ -1,5 +1,5 @@
 """Write-behind and batches: a webhook's facts written together with many others' (in one
-transaction of models/writer.py) count exactly as they would alone; the writer thread stores
+transaction of facts/writer.py) count exactly as they would alone; the writer thread stores
 what the webhooks journalled; a dead process's journal is replayed, a live one's is not; a
 fact the database refuses costs only its own webhook."""
 
@@ -11,7 +11,7 @@ import os
 import pytest
 from sqlalchemy import select
 
-from ivr.behind import wait_until_written
+from facts import write_path
 from models import Call, db
 from tests.conftest import eventually
 from tests.test_facts import play_to_record, topic
@@ -31,16 +31,16 @@ def stance(support=0, oppose=0, other=0) -> dict:
 
 def hold_the_database(app):
     """Make every webhook spool its facts, as when the database is away."""
-    breaker = app.extensions["db_breaker"]
+    breaker = write_path(app).breaker
     breaker.cool_off = 3600
     breaker.trip()
-    return breaker, app.extensions["spool"]
+    return breaker, write_path(app).spool
 
 
 def reopen_the_database(app) -> None:
     """The database is back; the test replays the spool itself (no replayer thread races it)."""
-    app.extensions["spool_replayer"].stop()
-    app.extensions["db_breaker"].reset()
+    write_path(app).replayer.stop()
+    write_path(app).breaker.reset()
 
 
 def play_the_hard_cases(twilio) -> dict:
@@ -146,12 +146,12 @@ def behind_settings(settings):
 
 def test_write_behind_stores_what_the_webhooks_journalled(behind_settings, app, twilio, api):
     expected = play_the_hard_cases(twilio)
-    assert wait_until_written(app)
+    assert write_path(app).flush()
     assert counts(api) == expected
-    spool = app.extensions["spool"]
+    spool = write_path(app).spool
     assert list(spool.dir.glob("*.journal"))  # this thread's journal, its lines written
     assert spool.files() == []  # a live process's journal is its own to write
-    app.extensions["write_behind"].close()  # as at the process's end
+    write_path(app).close()  # as at the process's end
     assert list(spool.dir.glob("*.journal")) == []
 
 
@@ -163,7 +163,7 @@ def journals(app, twilio):
     call = play_to_record(twilio, ("1", "3"))
     call.speak(seconds=6)
     reopen_the_database(app)
-    spool = app.extensions["spool"]
+    spool = write_path(app).spool
     (spooled,) = spool.files()
     dead, live = spool.dir / "elsewhere-4242-abc.journal", spool.dir / "elsewhere-4343-def.journal"
     spooled.rename(dead)
@@ -213,14 +213,14 @@ def test_a_refused_fact_costs_only_its_own_webhook(app, twilio, api):
 def test_a_journal_keeps_only_what_is_not_yet_written(behind_settings, app, twilio, api):
     """A thread's journal is deleted once it is written and a couple of seconds old, so that
     a crash replays little that was already written; the next webhook starts a new one."""
-    from ivr.behind import SEGMENT_SECONDS
+    from facts.journal import SEGMENT_SECONDS
 
     call = play_to_record(twilio, ("1", "3"))
-    spool = app.extensions["spool"]
-    assert wait_until_written(app) and list(spool.dir.glob("*.journal"))
+    spool = write_path(app).spool
+    assert write_path(app).flush() and list(spool.dir.glob("*.journal"))
     assert eventually(lambda: list(spool.dir.glob("*.journal")), lambda left: not left, SEGMENT_SECONDS + 5) == []
     call.speak(seconds=4)
-    assert wait_until_written(app)
+    assert write_path(app).flush()
     assert topic(api, "housing")["comments"] == 1
     assert len(list(spool.dir.glob("*.journal"))) == 1
 
@@ -247,7 +247,7 @@ def test_a_journal_left_half_made_is_swept_once_stale(app):
     import os
     import time
 
-    spool = app.extensions["spool"]
+    spool = write_path(app).spool
     spool.dir.mkdir(parents=True, exist_ok=True)
     stale, fresh = spool.dir / "gone-1-abc.making", spool.dir / "gone-2-def.making"
     stale.touch()
@@ -278,16 +278,16 @@ def test_journal_fsync_mode_stores_the_same(settings, app, twilio, api):
     with durable.app_context():
         load_script(db.session, read_script_file(durable.config["LINE_CONFIG"]))
         db.session.commit()
-    assert durable.extensions["write_behind"].fsync
+    assert write_path(durable).fsync
     client = durable.test_client()
     caller = Twilio(lambda url, params, headers: client.post(url, data=params, headers=headers)).call()
     caller.dial()
     caller.press("1")
     caller.press("3")
     caller.speak(seconds=5)
-    assert wait_until_written(durable)
+    assert write_path(durable).flush()
     assert topic(api, "housing")["comments"] == 1
-    durable.extensions["write_behind"].close()
+    write_path(durable).close()
     with durable.app_context():
         db.engine.dispose()
 
@@ -296,9 +296,9 @@ KILLED_WRITER = """
 import os, signal, sys
 from datetime import datetime
 from pathlib import Path
-from ivr.behind import Segment
+from facts.journal import Segment
 from models.calls import call_values
-from models.facts import Fact, line_of
+from facts.record import Fact, line_of
 
 segment = Segment(Path(sys.argv[1]))
 for n in range(int(sys.argv[2])):
@@ -321,7 +321,7 @@ def test_a_killed_process_journal_is_replayed_line_for_line(app, api):
 
     from config import PROJECT_DIR
 
-    spool = app.extensions["spool"]
+    spool = write_path(app).spool
     spool.dir.mkdir(parents=True, exist_ok=True)
     done = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(spool.dir), "300"], cwd=PROJECT_DIR)
     assert done.returncode == -9
@@ -341,7 +341,7 @@ def test_a_journal_line_gives_back_the_facts_it_was_written_from():
     moment reads the same."""
     from datetime import datetime
 
-    from models.facts import Fact, line_of, loads
+    from facts.record import Fact, line_of, loads
 
     now, whole = datetime(2026, 11, 30, 12, 0, 0, 123456), datetime(2026, 11, 30, 12, 0, 40)
     sid, rec = "CA" + "1" * 32, "RE" + "2" * 32
@@ -362,7 +362,7 @@ def test_a_journal_line_gives_back_the_facts_it_was_written_from():
 
 def test_a_forked_process_knows_its_own_id():
     """Journals are per process: a fork (gunicorn's preload) must not append to its parent's."""
-    from ivr.behind import This
+    from facts.journal import This
 
     read, write = os.pipe()
     child = os.fork()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import select, text
 
+from facts import write_path
 from models import AuditEntry, Job, db, utcnow
 
 from .sound import silence_wav
@@ -142,12 +143,12 @@ def test_failed_jobs_are_listed_and_can_be_retried(line):
 def test_the_worker_writes_what_webhooks_spooled(line):
     """Facts a web process kept on this machine's disk while the database was away are written
     by the worker too, exactly once."""
+    from facts.record import Fact
     from models.base import utcnow
-    from models.facts import Fact
     from models.tally import tally
 
     running = line()
-    spool = running.app.extensions["spool"]
+    spool = write_path(running.app).spool
     now = utcnow()
     call = {"call_sid": "CA" + "9" * 32, "started_at": now, "caller_hash": None}
     facts = [

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
+from facts import write_path
 from models import db
 
 from .sound import silence_wav, to_mp3
@@ -150,13 +151,13 @@ def test_a_queue_failure_never_breaks_the_webhook_and_loses_nothing(line):
         line.standin.add(sid, silence_wav(3))
         reply = call.recording_status(sid, seconds=3)  # the queue cannot be written to
         assert reply.status == 200 and reply.root.tag == "Response"
-        assert line.app.extensions["spool"].depth() == 1  # the fact and its job, kept together
+        assert write_path(line.app).spool.depth() == 1  # the fact and its job, kept together
     finally:
         with line.app.app_context():
             db.session.execute(text("ALTER TABLE jobs_away RENAME TO jobs"))
             db.session.commit()
     line.work()
-    assert line.app.extensions["spool"].depth() == 0
+    assert write_path(line.app).spool.depth() == 0
     assert line.recording(sid).status == "completed" and line.recording(sid).stored_at is not None
 
 

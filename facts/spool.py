@@ -1,6 +1,6 @@
 """The durable local spool: where a webhook's facts wait while the database is away.
 
-With write-behind (ivr/behind.py, the default) every webhook's facts first go to its
+With write-behind (facts/journal.py, the default) every webhook's facts first go to its
 process's journal, `<host>-<pid>-<n>.journal`, held under an exclusive `flock` for as long as
 the process lives; a batch the database does not take is renamed to a spool file, and the
 journal of a process that died (its lock is free) is replayed like one.
@@ -34,7 +34,8 @@ from pathlib import Path
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from models.facts import Fact, apply, line_of, loads
+from .record import Fact, line_of, loads
+from .writer import apply
 
 log = logging.getLogger(__name__)
 REPLAY_BATCH = 200  # spooled transactions written per database transaction

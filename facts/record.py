@@ -1,7 +1,7 @@
 """Facts as named, serialisable records: what a webhook writes, in a form that can wait in the
 spool while the database is away and be written later by exactly the same statements.
 
-Every fact is written by an idempotent upsert keyed on Twilio's ids (models/writer.py), so
+Every fact is written by an idempotent upsert keyed on Twilio's ids (facts/writer.py), so
 applying a record twice (a retried webhook, a replayed spool line) changes nothing the second
 time.
 """
@@ -15,8 +15,6 @@ from typing import Any
 
 import orjson
 
-from .writer import write
-
 FACTS = ("call", "call_status", "choice", "recording_action", "recording_status", "transcription", "job")
 
 
@@ -28,12 +26,6 @@ class Fact:
     def __post_init__(self) -> None:
         if self.name not in FACTS:
             raise ValueError(f"unknown fact {self.name!r}")
-
-
-def apply(connection, *groups: list[Fact]) -> dict[str, int]:
-    """Write the groups of facts (each one webhook's) in the transaction of the connection or
-    session; return the number (its reference's) of each recording they name, by `RecordingSid`."""
-    return write(connection, groups)
 
 
 def _decode(obj: dict) -> Any:

@@ -2,9 +2,9 @@
 
 The caller hears the comment's reference number at once, but with write-behind its row is
 written after the reply. So each web process takes numbers from the database's counter a
-block at a time (`models.writer.take_numbers`: one short transaction per block, instead of
+block at a time (`facts.writer.take_numbers`: one short transaction per block, instead of
 one per comment) and gives them out; the action's fact carries its number, and the writer
-stores it as the recording's (models/writer.py).
+stores it as the recording's (facts/writer.py).
 
 The same process gives a `RecordingSid` the same number again (Twilio retrying the action,
 or its Fallback URL): it remembers the last few thousand it gave. A retry that reaches

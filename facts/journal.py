@@ -3,7 +3,7 @@
 A webhook hands its facts to `WriteBehind.submit`, which appends them as one line to its
 thread's journal file and queues them; the reply goes out at once. A writer thread lets a
 batch gather for `WRITE_BEHIND_GATHER_MS`, takes everything queued and writes it in one
-transaction (models/writer.py: a fixed number of statements per batch, whatever its size).
+transaction (facts/writer.py: a fixed number of statements per batch, whatever its size).
 A journal file is deleted once every line in it is in the database and it is two seconds old
 (its thread then starts a new one), so that a journal replayed after a crash repeats little
 that was already written. Journals are named for the host, the process and a random part,
@@ -12,7 +12,7 @@ made under a name no replayer takes and renamed once locked.
 Why this is safe:
 - The journal line is written (to the operating system) before the reply, so a process that
   is killed loses nothing it acknowledged: its journals keep their lines, their `flock`s die
-  with it, and any replayer (ivr/spool.py: each web process, `flask spool replay`, the worker)
+  with it, and any replayer (facts/spool.py: each web process, `flask spool replay`, the worker)
   writes them. With `JOURNAL_FSYNC=1` each line is also fsynced before the reply, so that a
   power cut loses nothing either; whenever the database is known to be away, lines are fsynced
   all the same, since they may wait there for long.
@@ -49,9 +49,10 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from models.facts import Fact, apply, line_of
-
+from . import WritePath
+from .record import Fact, line_of
 from .spool import Breaker, Replayer, Spool, database_unavailable
+from .writer import apply, take_numbers
 
 log = logging.getLogger(__name__)
 # A thread starts a new journal file at its next webhook once its current one is this old or
@@ -81,7 +82,7 @@ class Segment:
     a copy into the page cache, which the kernel writes back to the file whether or not this
     process lives on, as it would a `write()`'s. A `write()` per webhook cost 15-25 µs of
     kernel time in a busy worker; the copy costs a few. After the last line the file holds
-    zeros, which the spool's replay drops (ivr/spool.py)."""
+    zeros, which the spool's replay drops (facts/spool.py)."""
 
     def __init__(self, directory: Path, durable: bool = False) -> None:
         self.pid = os.getpid()
@@ -134,13 +135,23 @@ class Segment:
         os.close(self.fd)
 
 
-class WriteBehind:
+class WriteBehind(WritePath):
+    """The write path that journals a webhook's facts and writes them in batches."""
+
     running: weakref.WeakSet[WriteBehind] = weakref.WeakSet()
 
     def __init__(
-        self, app, spool: Spool, breaker: Breaker, replayer: Replayer, *, fsync: bool = False, gather: float = 0.05
+        self,
+        app,
+        spool: Spool,
+        breaker: Breaker,
+        replayer: Replayer,
+        turn,
+        *,
+        fsync: bool = False,
+        gather: float = 0.05,
     ) -> None:
-        self.app, self.spool, self.breaker, self.replayer = app, spool, breaker, replayer
+        super().__init__(app, spool, breaker, replayer, turn)
         self.fsync, self.gather = fsync, gather
         self._queue: collections.deque[tuple[Segment, bytes, list[Fact]]] = collections.deque()
         self._wake = threading.Event()
@@ -150,6 +161,12 @@ class WriteBehind:
         self._busy = self._stopping = False
         self._open: dict[Segment, None] = {}  # the writer's: journals it has taken lines from
         self._thread: threading.Thread | None = None
+
+    def take_number(self, recording_sid: str) -> int | None:
+        """This process's number for the recording, from a block taken in advance."""
+        return self.numbers.for_recording(
+            recording_sid, lambda count: self.write_now(lambda c: take_numbers(c, count), where="comment numbers")
+        )
 
     def submit(self, facts: list[Fact]) -> None:
         """Journal the facts (on return they survive this process) and queue them."""
@@ -243,7 +260,7 @@ class WriteBehind:
         written = False
         if self.breaker.closed():
             try:
-                with self.app.app_context(), self.app.extensions["write_lock"], db.engine.begin() as connection:
+                with self.app.app_context(), self.turn, db.engine.begin() as connection:
                     apply(connection, *(facts for _, _, facts in batch))
                 written = True
             except SQLAlchemyError as exc:
@@ -280,10 +297,4 @@ class WriteBehind:
             del self._open[segment]
 
 
-def wait_until_written(app, timeout: float = 30.0) -> bool:
-    """For commands and tests: wait until this process's queued facts are written."""
-    behind = app.extensions.get("write_behind")
-    return behind.flush(timeout) if behind else True
-
-
-__all__ = ["WriteBehind", "Segment", "wait_until_written"]
+__all__ = ["WriteBehind", "Segment"]

@@ -1,0 +1,606 @@
+"""Writing facts, many webhooks' worth in one transaction, by the merge rules of facts/rules.py.
+
+`write(connection, groups)` takes the facts of one or many webhooks (each group one webhook's
+facts) and stores them with a fixed number of statements per batch, whatever its size: one
+multi-row `INSERT … ON CONFLICT` per table (facts/statements.py), the summaries added up in
+Python (`rules.Counts`) and upserted once per row. It is the only code that writes the
+webhooks' facts: a webhook's own transaction (a batch of one), the write-behind writer
+(facts/journal.py), the spool's replay and the worker's transcripts all come here;
+`take_numbers` gives the web processes comment numbers in blocks.
+
+Whatever order and batches a call's facts arrive in, and however often, the stored rows and
+the summaries end the same: each stored column follows its merge rule (facts/rules.py), a
+summary moves only when a fact changed something, and when a merge moves a call's start to
+another hour or learns its caller, what the call already counted for moves with it, once.
+
+Concurrency (PostgreSQL, several processes or instances writing at once): the batch first
+locks the rows of every call it names, in `CallSid` order, with one statement; everything
+derived from a call (its topics and positions, its recordings) is only changed by a
+transaction that holds that lock. Other rows are taken in a fixed order of tables and, within
+a table, in key order, so two batches wait for each other but never deadlock on their own
+rows. SQLite has one writer at a time: a batch begins with `BEGIN IMMEDIATE`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+
+from models.base import utcnow
+from models.recordings import is_comment
+from models.summary import COUNTED
+
+from . import rules
+from .record import Fact
+from .rules import CALL_FIELDS, FINAL_CALL_STATUSES, CallState, Counts, hour_of
+from .statements import Statements
+
+log = logging.getLogger(__name__)
+RECORDING_FIELDS = (
+    "topic_id",
+    "stance",
+    "language",
+    "step",
+    "duration",
+    "status",
+    "finished_by",
+    "media_url",
+    "error_code",
+    "action_at",
+    "status_at",
+    "number",
+    "created_at",
+)
+
+
+class Batch:
+    """One transaction's worth of facts, sorted by what they are about, each kind already
+    merged by its rule (so that a batch is the same whatever order its facts came in)."""
+
+    def __init__(self, groups: Iterable[Sequence[Fact]]) -> None:
+        self.calls: dict[str, dict] = {}  # call_sid -> its values, merged
+        self.statuses: dict[str, tuple] = {}  # call_sid -> (status, duration, ended_at) that stands
+        self.choices: dict[tuple[str, int], dict] = {}
+        self.recordings: dict[str, list] = {}  # recording_sid -> its facts
+        self.transcripts: dict[tuple[str, str], dict] = {}  # the latest per (recording, source)
+        self.jobs: dict[tuple[str, str], dict] = {}
+        for group in groups:
+            for fact in group:
+                self.add(fact.name, fact.args)
+
+    def add(self, name: str, args: dict) -> None:
+        if name in ("call", "call_status"):
+            values = {**args["values"], "language": args.get("language")}
+            sid = values["call_sid"]
+            self.calls[sid] = rules.merge_call(self.calls.get(sid), values)
+            if name == "call_status":
+                final = args["status"] in FINAL_CALL_STATUSES  # a passing status has no end
+                status = (args["status"], args.get("duration"), args.get("ended_at") if final else None)
+                self.statuses[sid] = rules.standing_status(self.statuses.get(sid), status)
+        elif name == "choice":
+            key = (args["call_sid"], args["step"])
+            earlier = self.choices.get(key)
+            if earlier is None or args["at"] < earlier["at"]:
+                self.choices[key] = args
+        elif name in ("recording_action", "recording_status"):
+            self.recordings.setdefault(args["recording_sid"], []).append((name, args))
+        elif name == "transcription":
+            self.recordings.setdefault(args["recording_sid"], []).append((name, args))
+            key = (args["recording_sid"], args["source"])
+            earlier = self.transcripts.get(key)
+            if earlier is None:
+                self.transcripts[key] = {**args, "first_at": args["at"]}
+            else:
+                first_at = min(earlier["first_at"], args["at"])
+                later = args if args["at"] >= earlier["at"] else earlier
+                language = later.get("language") or (earlier if later is args else args).get("language")
+                self.transcripts[key] = {**later, "first_at": first_at, "language": language}
+        elif name == "job":
+            self.jobs.setdefault((args["kind"], args["key"]), args)
+        else:
+            raise ValueError(f"unknown fact {name!r}")
+
+
+def apply(connection, *groups: Sequence[Fact]) -> dict[str, int]:
+    """Write the groups of facts (each one webhook's) in the transaction of the connection or
+    session; return the number (its reference's) of each recording they name, by `RecordingSid`."""
+    return write(connection, groups)
+
+
+def write(connection, groups: Iterable[Sequence[Fact]]) -> dict[str, int]:
+    """Store the groups' facts in the connection's transaction (the caller commits); return
+    the number of each recording they name (its reference's), by `RecordingSid`."""
+    return _Writer(connection, Batch(groups)).run()
+
+
+def status_rank(expression: str) -> str:
+    """SQL for the rank (`rules.STATUS_RANK`) of the call status `expression` names."""
+    ranks = " ".join(f"WHEN '{name}' THEN {rank}" for name, rank in rules.STATUS_RANK.items())
+    return f"(CASE {expression} {ranks} ELSE 0 END)"
+
+
+def take_numbers(connection, count: int) -> list[int]:
+    """`count` comment numbers no one else has or will get, from the one-row counter, in the
+    connection's transaction: numbers taken in a transaction that rolls back are given again,
+    so a web process keeps a block (facts/numbers.py) only once its transaction committed. On
+    PostgreSQL the counter's row stays locked until then; the writer takes it after the
+    recordings' rows and before the transcripts', so batches cannot deadlock over it."""
+    mark = "%s" if connection.dialect.name == "postgresql" else "?"
+    statement = f"UPDATE recording_numbers SET next_number = next_number + {mark} RETURNING next_number"
+    (after,) = connection.exec_driver_sql(statement, (count,)).one()
+    return list(range(after - count, after))
+
+
+class _Writer:
+    def __init__(self, connection, batch: Batch) -> None:
+        self.db = Statements(connection)
+        self.sql, self.connection = self.db.sql, self.db.connection
+        self.batch = batch
+        self.counts = Counts()
+        self.known: dict[str, tuple[datetime, str | None, int]] = {}  # call -> (started, caller, topics)
+
+    def run(self) -> dict[str, int]:
+        try:
+            return self.write()
+        finally:
+            self.db.close()
+
+    def write(self) -> dict[str, int]:
+        b = self.batch
+        self.db.begin()
+        self.note_calls()
+        self.note_statuses()
+        topics = self.topic_ids() if b.choices or b.recordings else {}
+        self.note_choices(topics)
+        numbers = self.note_recordings(topics)
+        self.note_transcripts()
+        self.note_jobs()
+        self.note_callers()
+        self.add_summaries()
+        return numbers
+
+    def started(self, call_sid: str) -> datetime | None:
+        known = self.known.get(call_sid)
+        return known[0] if known else None
+
+    # --- calls ----------------------------------------------------------------------------
+
+    def note_calls(self) -> None:
+        """Insert the calls not yet stored (each new call counts once in its hour), lock every
+        call of the batch, merge what the batch knows into the stored ones, and move what a
+        call counted for when the merge moved its start to another hour or learned its caller."""
+        b, s = self.batch, self.sql
+        if not b.calls:
+            return
+        sids = sorted(b.calls)
+        rows = []
+        for sid in sids:
+            values = b.calls[sid]
+            rows.append((sid, *(s.stamp(values[f]) if f == "started_at" else values[f] for f in CALL_FIELDS), 0))
+        # PostgreSQL: "DO UPDATE … WHERE false" locks a stored call without writing it.
+        tail = "ON CONFLICT (call_sid) DO " + (
+            "UPDATE SET call_sid = excluded.call_sid WHERE false" if s.postgres else "NOTHING"
+        )
+        new = self.db.many_rows(
+            f"INSERT INTO calls (call_sid, {', '.join(CALL_FIELDS)}, topics)", rows, tail + " RETURNING call_sid"
+        )
+        inserted = {sid for (sid,) in new}
+        for sid in inserted:
+            values = b.calls[sid]
+            self.counts.add_call(values["started_at"])
+            self.known[sid] = (values["started_at"], values["caller_hash"], 0)
+        stored = [sid for sid in sids if sid not in inserted]
+        if not stored:
+            return
+        query = f"SELECT call_sid, {', '.join(CALL_FIELDS)}, topics FROM calls WHERE call_sid"
+        updates, moved = [], []
+        for sid, *values, topics in self.db.select_in(query, stored):
+            before = dict(zip(CALL_FIELDS, values, strict=True))
+            before["started_at"] = s.moment(before["started_at"])
+            after = rules.merge_call(before, b.calls[sid])
+            self.known[sid] = (after["started_at"], after["caller_hash"], topics or 0)
+            if after != before:
+                updates.append((*(s.stamp(after[f]) if f == "started_at" else after[f] for f in CALL_FIELDS), sid))
+            if (
+                hour_of(after["started_at"]) != hour_of(before["started_at"])
+                or after["caller_hash"] != before["caller_hash"]
+            ):
+                moved.append((sid, before, after))
+        if updates:
+            self.db.update_rows("calls", CALL_FIELDS, ("call_sid",), updates)
+        if moved:
+            self.move_calls(moved)
+
+    def move_calls(self, moved: list[tuple[str, dict, dict]]) -> None:
+        """Calls whose start moved to another hour, or whose caller was learned late: what
+        they counted for (their topics, positions, comments and caller) moves to the new hour
+        and caller. Rare: only when a call's facts came out of order."""
+        sids = sorted(sid for sid, _, _ in moved)
+        stances: dict[str, dict[int, str | None]] = {sid: {} for sid in sids}
+        query = "SELECT call_sid, topic_id, stance FROM call_topics WHERE call_sid"
+        for sid, topic_id, stance in self.db.select_in(query, sids):
+            stances[sid][topic_id] = stance
+        comments: dict[str, Counter] = {sid: Counter() for sid in sids}
+        query = "SELECT call_sid, topic_id, duration, status FROM recordings WHERE call_sid"
+        for sid, topic_id, duration, status in self.db.select_in(query, sids):
+            if is_comment(topic_id, duration, status):
+                comments[sid][topic_id] += 1
+        for sid, before, after in moved:
+            self.counts.move(
+                CallState(before["started_at"], before["caller_hash"], stances[sid], comments[sid]),
+                CallState(after["started_at"], after["caller_hash"], stances[sid], comments[sid]),
+            )
+
+    def note_statuses(self) -> None:
+        """Status callbacks: the batch's standing status (`rules.status_key`) replaces the
+        stored one only when it ranks higher, or as high with a later end; so a final status
+        is never replaced by a passing one, in any order."""
+        s = self.sql
+        if not self.batch.statuses:
+            return
+        rows = [
+            (status, duration, s.stamp(ended_at), sid)
+            for sid, (status, duration, ended_at) in sorted(self.batch.statuses.items())
+        ]
+        stored_rank = status_rank("calls.status")
+        if s.postgres:
+            new_rank, new_end, dawn = status_rank("v.status"), "v.ended_at", "'0001-01-01'::timestamp"
+        else:  # the row's values again, for the condition's marks
+            new_rank, new_end, dawn = status_rank("?"), "?", "'0001-01-01'"
+            rows = [(*row, row[0], row[0], row[2]) for row in rows]
+        where = (
+            f" AND ({new_rank} > {stored_rank} OR ({new_rank} = {stored_rank} AND "
+            f"COALESCE({new_end}, {dawn}) > COALESCE(calls.ended_at, {dawn})))"
+        )
+        self.db.update_rows("calls", ("status", "duration", "ended_at"), ("call_sid",), rows, where=where)
+
+    def topic_ids(self) -> dict[str, int]:
+        return {slug: topic_id for slug, topic_id in self.db.execute("SELECT slug, id FROM topics", rows=True)}
+
+    # --- keypresses -----------------------------------------------------------------------
+
+    def note_choices(self, topics: dict[str, int]) -> None:
+        """Store the keypresses; for each new one about a topic, bring the call's topics and
+        positions (`call_topics`) and the counts up to date."""
+        b, s = self.batch, self.sql
+        if not b.choices:
+            return
+        keys = sorted(b.choices)
+        rows = []
+        for key in keys:
+            a = b.choices[key]
+            topic_id = topics.get(a["topic"]) if a.get("topic") else None
+            rows.append((key[0], key[1], a["kind"], topic_id, a.get("language"), a.get("stance"), s.stamp(a["at"])))
+        new = self.db.many_rows(
+            "INSERT INTO choices (call_sid, step, kind, topic_id, language, stance, chosen_at)",
+            rows,
+            "ON CONFLICT (call_sid, step) DO NOTHING RETURNING call_sid, step, topic_id",
+        )
+        fresh_keys = {(sid, step) for sid, step, _ in new}
+        again = [(row[6], row[0], row[1]) for row in rows if (row[0], row[1]) not in fresh_keys]
+        if again:  # a keypress stored before: it was made at the earliest moment seen
+            if s.postgres:
+                where = " AND choices.chosen_at > v.chosen_at"
+            else:
+                where, again = " AND choices.chosen_at > ?", [(*row, row[0]) for row in again]
+            self.db.update_rows("choices", ("chosen_at",), ("call_sid", "step"), again, where=where)
+        fresh = sorted((sid, step, topic_id) for sid, step, topic_id in new if topic_id is not None)
+        if not fresh:
+            return
+        call_sids = sorted({sid for sid, _, _ in fresh})
+        pairs: dict[tuple[str, int], list] = {}  # (call, topic) -> [stance, stance_step, state]
+        query = "SELECT call_sid, topic_id, stance, stance_step FROM call_topics WHERE call_sid"
+        for sid, topic_id, stance, stance_step in self.db.select_in(query, call_sids):
+            pairs[(sid, topic_id)] = [stance, stance_step, "stored"]
+        added: dict[str, int] = Counter()
+        for sid, step, topic_id in fresh:
+            stance = b.choices[(sid, step)].get("stance")
+            started = self.started(sid) or b.choices[(sid, step)]["at"]
+            known = self.known.get(sid)
+            pair = pairs.get((sid, topic_id))
+            if pair is None:  # the call's first choice of this topic
+                pairs[(sid, topic_id)] = [stance, step if stance else 0, "new"]
+                routed = known is not None and known[2] + added[sid] == 0
+                added[sid] += 1
+                self.counts.add_topic(started, known[1] if known else None, topic_id, stance, routed)
+            elif stance is not None and pair[1] < step:  # a later position replaces an earlier one
+                self.counts.change_stance(started, topic_id, pair[0], stance)
+                pair[0], pair[1] = stance, step
+                if pair[2] == "stored":
+                    pair[2] = "changed"
+        self.write_pairs(pairs, added)
+
+    def write_pairs(self, pairs: dict[tuple[str, int], list], added: dict[str, int]) -> None:
+        new = [(sid, tid, p[0], p[1]) for (sid, tid), p in sorted(pairs.items()) if p[2] == "new"]
+        if new:
+            self.db.many_rows(
+                "INSERT INTO call_topics (call_sid, topic_id, stance, stance_step)",
+                new,
+                "ON CONFLICT (call_sid, topic_id) DO NOTHING",
+            )
+        changed = [(p[0], p[1], sid, tid) for (sid, tid), p in sorted(pairs.items()) if p[2] == "changed"]
+        if changed:
+            self.db.update_rows("call_topics", ("stance", "stance_step"), ("call_sid", "topic_id"), changed)
+        if added:
+            self.db.update_rows(
+                "calls",
+                ("topics",),
+                ("call_sid",),
+                [(count, sid) for sid, count in sorted(added.items())],
+                topics="calls.topics + {}",
+            )
+
+    # --- callers --------------------------------------------------------------------------
+
+    def note_callers(self) -> None:
+        """Apply the batch's changes to who called about what: reference counts per hour and
+        per day (a row at zero is deleted), a caller's earliest hour per topic; and count
+        each caller new to a topic (`callers_new`, in its earliest hour) and new to a topic
+        on a day (`callers_day_new`, in the day's first hour)."""
+        c, s = self.counts, self.sql
+        hours = sorted((h, t, caller, n) for (h, t, caller), n in c.caller_hours.items() if n)
+        if hours:
+            self.db.many_rows(
+                "INSERT INTO caller_hours (hour, topic_id, caller_hash, calls)",
+                [(s.stamp(h), t, caller, n) for h, t, caller, n in hours],
+                "ON CONFLICT (hour, topic_id, caller_hash) DO UPDATE SET calls = caller_hours.calls + excluded.calls",
+            )
+            spent = [(s.stamp(h), t, caller) for h, t, caller, n in hours if n < 0]
+            self.db.delete_spent("caller_hours", ("hour", "topic_id", "caller_hash"), spent)
+        days = sorted((d, t, caller, n) for (d, t, caller), n in c.caller_days.items() if n)
+        if days:
+            found = self.db.many_rows(
+                "INSERT INTO caller_days (day, topic_id, caller_hash, calls)",
+                [(d.isoformat(), t, caller, n) for d, t, caller, n in days],
+                "ON CONFLICT (day, topic_id, caller_hash) DO UPDATE SET calls = caller_days.calls + excluded.calls "
+                "RETURNING day, topic_id, caller_hash, calls",
+            )
+            for day, topic_id, caller, calls in found:
+                day = day if isinstance(day, date) else date.fromisoformat(day)
+                was = calls - c.caller_days[(day, topic_id, caller)]
+                if was <= 0 < calls:
+                    c.hourly[(rules.day_start(day), topic_id, "callers_day_new")] += 1
+                elif calls <= 0 < was:
+                    c.hourly[(rules.day_start(day), topic_id, "callers_day_new")] -= 1
+            spent = [(d.isoformat(), t, caller) for d, t, caller, n in days if n < 0]
+            self.db.delete_spent("caller_days", ("day", "topic_id", "caller_hash"), spent)
+        self.note_first_hours()
+
+    def note_first_hours(self) -> None:
+        """`topic_callers`: each caller of a topic once, with the earliest hour seen."""
+        c, s = self.counts, self.sql
+        if not c.first_hours:
+            return
+        firsts = sorted(c.first_hours.items())
+        new = self.db.many_rows(
+            "INSERT INTO topic_callers (topic_id, caller_hash, first_hour)",
+            [(t, caller, s.stamp(h)) for (t, caller), h in firsts],
+            "ON CONFLICT (topic_id, caller_hash) DO NOTHING RETURNING topic_id, caller_hash",
+        )
+        fresh = set(map(tuple, new))
+        for key in fresh:
+            c.hourly[(c.first_hours[key], key[0], "callers_new")] += 1
+        known = [key for key, _ in firsts if key not in fresh]
+        if not known:
+            return
+        query = "SELECT topic_callers.topic_id, topic_callers.caller_hash, topic_callers.first_hour FROM topic_callers"
+        earlier = []
+        for topic_id, caller, stored in self.db.select_keys(query, "topic_callers", ("topic_id", "caller_hash"), known):
+            stored, mine = s.moment(stored), c.first_hours[(topic_id, caller)]
+            if stored is None or mine < stored:
+                earlier.append((s.stamp(mine), topic_id, caller))
+                if stored is not None:
+                    c.hourly[(stored, topic_id, "callers_new")] -= 1
+                c.hourly[(mine, topic_id, "callers_new")] += 1
+        if earlier:
+            self.db.update_rows("topic_callers", ("first_hour",), ("topic_id", "caller_hash"), earlier)
+
+    # --- recordings -----------------------------------------------------------------------
+
+    def note_recordings(self, topics: dict[str, int]) -> dict[str, int]:
+        """Make sure each recording's row exists, lock it, fill it from the batch's facts by
+        the rules, and move the comment counts where a comment was made or unmade. Return
+        each recording's number."""
+        b, s = self.batch, self.sql
+        if not b.recordings:
+            return {}
+        sids = sorted(b.recordings)
+        firsts = {sid: min(args["at"] for _, args in b.recordings[sid]) for sid in sids}
+        self.make_recordings([(sid, b.recordings[sid][0][1]["call_sid"], firsts[sid]) for sid in sids])
+        query = f"SELECT id, recording_sid, call_sid, {', '.join(RECORDING_FIELDS)} FROM recordings WHERE recording_sid"
+        stored = {row[1]: row for row in self.db.select_in(query, sids, " ORDER BY recording_sid" + s.for_update)}
+        self.learn_calls(row[2] for row in stored.values())
+        numbers, updates, filled, aliases = {}, [], [], []
+        for sid in sids:
+            row = stored[sid]
+            before = {
+                f: s.moment(value) if f.endswith("_at") else value
+                for f, value in zip(RECORDING_FIELDS, row[3:], strict=True)
+            }
+            after = dict(before)
+            after["created_at"] = rules.earliest(after["created_at"], firsts[sid])
+            # Actions first, then statuses: each rule is a join, so their order is no matter
+            # for the fields; it decides only which of two actions' numbers is looked at first.
+            for name, args in sorted(b.recordings[sid], key=lambda fact: (fact[0], fact[1].get("number") or 0)):
+                if name == "transcription":
+                    continue
+                topic_id = topics.get(args["topic"]) if name == "recording_action" and args.get("topic") else None
+                aliases += [(number, sid) for number in rules.fill_recording(after, name, args, topic_id)]
+            filled.append((sid, row, before, after))
+        self.check_numbers_given(filled, [number for number, _ in aliases])
+        # A row a callback made, or an action whose process had no number to give: one now.
+        unnumbered = [after for _, _, _, after in filled if after["number"] is None]
+        if unnumbered:
+            for after, number in zip(unnumbered, take_numbers(self.connection, len(unnumbered)), strict=True):
+                after["number"] = number
+        for sid, row, before, after in filled:
+            numbers[sid] = after["number"]
+            if after != before:
+                values = tuple(s.stamp(after[f]) if f.endswith("_at") else after[f] for f in RECORDING_FIELDS)
+                updates.append((*values, row[0]))
+                self.recount(row[2], before, after)
+        if updates:
+            self.db.update_rows("recordings", RECORDING_FIELDS, ("id",), updates)
+        if aliases:
+            self.db.many_rows(
+                "INSERT INTO recording_aliases (number, recording_sid)",
+                sorted(aliases),
+                "ON CONFLICT (number) DO NOTHING",
+            )
+        return numbers
+
+    def learn_calls(self, call_sids: Iterable[str]) -> None:
+        wanted = sorted(set(call_sids) - self.known.keys())
+        if wanted:
+            query = "SELECT call_sid, started_at, caller_hash, topics FROM calls WHERE call_sid"
+            for sid, started, caller, topics in self.db.select_in(query, wanted):
+                self.known[sid] = (self.sql.moment(started), caller, topics or 0)
+
+    def check_numbers_given(self, filled: list[tuple[str, tuple, dict, dict]], others: list[int]) -> None:
+        """The numbers actions gave are unique as long as they come from this database's
+        counter. One that does not (a journal replayed into a database restored from an
+        older backup, whose counter went back) and is another recording's already is not
+        taken: the recording gets a number of its own, and no fact is lost. The counter is
+        kept above every number given (`others`: those kept as aliases), so that it never gives
+        one of them again."""
+        given = {after["number"]: sid for sid, _, before, after in filled if after["number"] != before["number"]}
+        given.pop(None, None)
+        if not given and not others:
+            return
+        query = "SELECT number, recording_sid FROM recordings WHERE number"
+        found = self.db.select_in(query, sorted(given)) if given else []
+        taken = {number for number, sid in found if sid != given[number]}
+        claimed: set[int] = set()
+        for sid, _, before, after in filled:
+            number = after["number"]
+            if number != before["number"] and (number in taken or number in claimed):
+                log.warning("comment number %s is taken; recording %s gets another", number, sid)
+                after["number"] = before["number"]
+            claimed.add(after["number"])
+        mark = self.sql.mark
+        highest = max([*given, *others])
+        self.db.execute(
+            f"UPDATE recording_numbers SET next_number = {mark} + 1 WHERE next_number <= {mark}", (highest, highest)
+        )
+
+    def make_recordings(self, rows: list[tuple[str, str, datetime]]) -> None:
+        """Make the rows of recordings not yet stored, empty: (RecordingSid, CallSid, at)."""
+        self.db.many_rows(
+            "INSERT INTO recordings (recording_sid, call_sid, created_at)",
+            [(sid, call_sid, self.sql.stamp(at)) for sid, call_sid, at in sorted(rows)],
+            "ON CONFLICT (recording_sid) DO NOTHING",
+        )
+
+    def recount(self, call_sid: str, before: dict, after: dict) -> None:
+        was = before["topic_id"] if is_comment(before["topic_id"], before["duration"], before["status"]) else None
+        now = after["topic_id"] if is_comment(after["topic_id"], after["duration"], after["status"]) else None
+        started = self.started(call_sid)
+        if was == now or started is None:
+            return  # no change; or no call row, which `flask counts verify` would report
+        if was is not None:
+            self.counts.add_comment(started, was, -1)
+        if now is not None:
+            self.counts.add_comment(started, now, 1)
+
+    def note_transcripts(self) -> None:
+        """Keep each transcript (or why there is none): per recording and source, the result
+        reported last (by its moment) stands, and the row keeps the earliest moment it was
+        made. A transcript staff removed stays removed, whatever arrives after (a late
+        callback, a journal replayed after a crash)."""
+        s = self.sql
+        if not self.batch.transcripts:
+            return
+        rows = []
+        for (sid, source), a in sorted(self.batch.transcripts.items()):
+            rows.append(
+                (sid, source, a.get("transcription_sid"), a.get("language"), a["status"], a.get("text"))
+                + (a.get("reason"), s.stamp(a["first_at"]), s.stamp(a["at"]))
+            )
+        newer = "excluded.updated_at >= transcriptions.updated_at"
+        sets = [
+            f"{c} = CASE WHEN {newer} THEN excluded.{c} ELSE transcriptions.{c} END"
+            for c in ("status", "text", "transcription_sid", "reason", "updated_at")
+        ]
+        sets.append(
+            f"language = CASE WHEN {newer} THEN COALESCE(excluded.language, transcriptions.language) "
+            "ELSE COALESCE(transcriptions.language, excluded.language) END"
+        )
+        sets.append(f"created_at = {s.least}(transcriptions.created_at, excluded.created_at)")
+        self.db.many_rows(
+            "INSERT INTO transcriptions (recording_sid, source, transcription_sid, language, status, text, reason, "
+            "created_at, updated_at)",
+            rows,
+            f"ON CONFLICT (recording_sid, source) DO UPDATE SET {', '.join(sets)} "
+            "WHERE transcriptions.status <> 'redacted'",
+        )
+
+    def note_jobs(self) -> None:
+        """Queue background work once per (kind, key); work already queued keeps its place,
+        or moves earlier (the same rule as `models.jobs.enqueue`)."""
+        s = self.sql
+        if not self.batch.jobs:
+            return
+        now = s.stamp(utcnow())
+        jobs = sorted(self.batch.jobs.items())
+        self.db.many_rows(
+            "INSERT INTO jobs (kind, key, options, state, attempts, max_attempts, run_after, created_at, updated_at)",
+            [(kind, key, "{}", "queued", 0, args["max_attempts"], now, now, now) for (kind, key), args in jobs],
+            "ON CONFLICT (kind, key) DO UPDATE SET "
+            "run_after = CASE WHEN jobs.run_after > excluded.run_after THEN excluded.run_after "
+            "ELSE jobs.run_after END, updated_at = excluded.updated_at WHERE jobs.state = 'queued'",
+        )
+
+    # --- summaries ------------------------------------------------------------------------
+
+    def add_summaries(self) -> None:
+        """Add the batch's changes to the hourly counts: one upsert per (hour, topic), in key
+        order, last, so that the busiest rows are held for the shortest time."""
+        s = self.sql
+        rows = [
+            (s.stamp(hour), topic_id, *(counts[name] for name in COUNTED))
+            for (hour, topic_id), counts in sorted(self.counts.hourly_rows().items())
+            if any(counts.values())
+        ]
+        if not rows:
+            return
+        columns = ", ".join(COUNTED)
+        sums = ", ".join(f"{name} = hourly_counts.{name} + excluded.{name}" for name in COUNTED)
+        self.db.many_rows(
+            f"INSERT INTO hourly_counts (hour, topic_id, {columns})",
+            rows,
+            f"ON CONFLICT (hour, topic_id) DO UPDATE SET {sums}",
+        )
+
+
+def note_transcription(
+    session,
+    recording_sid: str,
+    call_sid: str,
+    *,
+    at: datetime,
+    source: str,
+    transcription_sid: str | None,
+    status: str,
+    text: str | None,
+    language: str | None,
+    reason: str | None = None,
+) -> None:
+    """Keep a transcript (or, with status failed, the reason there is none), creating the
+    recording's row if this arrives first. A later result from the same source replaces it."""
+    fact = Fact(
+        "transcription",
+        {
+            "recording_sid": recording_sid,
+            "call_sid": call_sid,
+            "at": at,
+            "source": source,
+            "transcription_sid": transcription_sid,
+            "status": status,
+            "text": text,
+            "language": language,
+            "reason": reason,
+        },
+    )
+    write(session, [[fact]])

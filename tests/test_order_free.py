@@ -1,0 +1,320 @@
+"""Whatever order and batches a call's facts reach the database in, and however often, the
+stored facts and every count end the same (facts/rules.py).
+
+Calls are played through the real webhooks, with exactly the parameters Twilio sends (the
+recording status and transcription callbacks carry no `From`), by a line whose database is
+away: each webhook's facts land in the spool as the line that production writes. Those lines
+are then delivered to an empty database twice: in the order they were answered, one
+transaction each; and shuffled, some twice, in random batches. Both must store the same rows
+and summaries, agree with `flask counts verify`'s recomputation, and give the same counts
+for every window.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from datetime import datetime, timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import text
+
+from app import create_app
+from facts import write_path
+from facts.record import loads
+from facts.writer import apply
+from models import db, summary
+from models.calls import verify_call_topics
+from models.line import load_script, read_script_file
+from models.tally import tally
+
+from .conftest import ACCOUNT, PG_URL, Reply, Twilio, empty_pg, line_env, recording_url
+
+EXAMPLES = int(os.environ.get("ORDER_FREE_EXAMPLES", "25"))
+NUMBERS = ("+15035550101", "+15035550102", "+15035550103", "anonymous")
+# Starts near the ends of an hour and of a day, so that a call's webhooks straddle them.
+STARTS = (
+    datetime(2026, 11, 30, 10, 59, 57),
+    datetime(2026, 11, 30, 23, 59, 58),
+    datetime(2026, 11, 30, 12, 30, 0),
+    datetime(2026, 12, 1, 0, 0, 1),
+)
+KEYS = "12399*"  # languages, topics, positions, "another topic", and keys no menu takes
+
+
+def callback(twilio: Twilio, path: str, **params) -> Reply:
+    """A callback Twilio sends about a call, with only the parameters it sends: no `From`."""
+    return Reply(twilio.post(path, {"AccountSid": ACCOUNT, **params}))
+
+
+def play(twilio: Twilio, plan: dict) -> None:
+    """Follow the line's replies, pressing `plan["keys"]` at each menu and speaking at each
+    `<Record>`, until the keys run out (the caller hangs up); then Twilio's callbacks."""
+    caller = twilio.call(From=plan["number"])
+    sent: list[tuple[str, dict]] = []
+    reply = caller.dial()
+    sent.append(("/twilio/voice", {**caller.params, "CallStatus": "ringing"}))
+    keys, recordings = list(plan["keys"]), []
+    while keys and (reply.gather is not None or reply.record is not None):
+        if reply.record is not None:
+            reply, sid = caller.speak(seconds=plan["seconds"])
+            recordings.append(sid)
+            keys.pop(0)
+        else:
+            reply = caller.press(keys.pop(0))
+    if plan["retry"]:  # Twilio sends a webhook again: the voice webhook, the simplest to repeat
+        twilio.post("/twilio/voice", {**caller.params, "CallStatus": "ringing"})
+    for sid in recordings:
+        if plan["recording_status"]:
+            callback(
+                twilio,
+                "/twilio/recording-status",
+                CallSid=caller.sid,
+                RecordingSid=sid,
+                RecordingUrl=recording_url(sid),
+                RecordingStatus=plan["recording_status"],
+                RecordingDuration=str(plan["seconds"]),
+                RecordingChannels="1",
+                RecordingSource="RecordVerb",
+            )
+        if plan["transcription"]:
+            callback(
+                twilio,
+                "/twilio/transcription",
+                CallSid=caller.sid,
+                RecordingSid=sid,
+                RecordingUrl=recording_url(sid),
+                TranscriptionSid="TR" + sid[2:],
+                TranscriptionText="I support it.",
+                TranscriptionStatus=plan["transcription"],
+                TranscriptionUrl=recording_url(sid) + "/Transcriptions",
+                TranscriptionType="fast",
+            )
+    if plan["status_callback"]:
+        caller.hang_up(duration=20)
+
+
+def at_moments(lines: list[list], starts: dict[str, datetime]) -> list[list]:
+    """The facts as if each call had started at its planned moment, a second per webhook
+    (the webhooks of a test run are microseconds apart)."""
+    webhook_no: dict[str, int] = {}
+    for facts in lines:
+        sid = next(f.args.get("call_sid") or f.args["values"]["call_sid"] for f in facts if f.name != "job")
+        moment = starts[sid] + timedelta(seconds=webhook_no.setdefault(sid, 0))
+        webhook_no[sid] += 1
+        for fact in facts:
+            if "at" in fact.args:
+                fact.args["at"] = moment
+            if "values" in fact.args:
+                fact.args["values"]["started_at"] = moment
+    return lines
+
+
+def spooled_lines(app) -> list[list]:
+    spool = write_path(app).spool
+    lines = []
+    for path in spool.files():
+        for raw in path.read_bytes().split(b"\n"):
+            if raw.strip():
+                lines.append(loads(raw.decode()))
+    return lines
+
+
+def snapshot(app) -> dict:
+    """Every stored fact and summary, as comparable values (ids and comment numbers, which
+    depend on the order numbers were handed out, left aside)."""
+    queries = {
+        "calls": "SELECT call_sid, account_sid, from_number, caller_hash, to_number, from_city, from_state, from_zip, "
+        "from_country, caller_name, language, started_at, ended_at, duration, status, topics FROM calls",
+        "choices": "SELECT call_sid, step, kind, topic_id, language, stance, chosen_at FROM choices",
+        "call_topics": "SELECT call_sid, topic_id, stance, stance_step FROM call_topics",
+        "recordings": "SELECT recording_sid, call_sid, topic_id, stance, language, step, duration, status, "
+        "finished_by, media_url, error_code, action_at, status_at, created_at FROM recordings",
+        "transcriptions": "SELECT recording_sid, source, transcription_sid, language, status, text, created_at, "
+        "updated_at FROM transcriptions",
+        "jobs": "SELECT kind, key, state FROM jobs",
+        "hourly_counts": "SELECT * FROM hourly_counts",
+        "topic_callers": "SELECT topic_id, caller_hash, first_hour FROM topic_callers",
+        "caller_hours": "SELECT hour, topic_id, caller_hash, calls FROM caller_hours",
+        "caller_days": "SELECT day, topic_id, caller_hash, calls FROM caller_days",
+    }
+    with app.app_context():
+        found = {name: sorted(map(tuple, db.session.execute(text(q)).all()), key=repr) for name, q in queries.items()}
+        found["hourly_counts"] = [row for row in found["hourly_counts"] if any(row[2:])]  # zeros count nothing
+        windows = [(None, None), *((s - timedelta(minutes=30), s + timedelta(hours=2)) for s in STARTS)]
+        windows += [(datetime(2026, 11, 30), datetime(2026, 12, 1)), (datetime(2026, 11, 30), datetime(2026, 12, 2))]
+        found["tallies"] = [tally(db.session, since, until).as_dict() for since, until in windows]
+        found["problems"] = verify_call_topics(db.session) + summary.verify(db.session)
+    return found
+
+
+def empty(app, url: str) -> None:
+    if url.startswith("postgresql"):
+        empty_pg(url)
+        return
+    with app.app_context():
+        for table in (
+            "calls choices call_topics recordings recording_aliases transcriptions jobs hourly_counts "
+            "topic_callers caller_hours caller_days"
+        ).split():
+            db.session.execute(text(f"DELETE FROM {table}"))
+        db.session.commit()
+
+
+def deliver(app, batches: list[list[list]]) -> None:
+    with app.app_context():
+        for batch in batches:
+            apply(db.session, *batch)
+            db.session.commit()
+
+
+plans = st.lists(
+    st.fixed_dictionaries(
+        {
+            "number": st.sampled_from(NUMBERS),
+            "keys": st.lists(st.sampled_from(KEYS), max_size=9),
+            "seconds": st.sampled_from([0, 7]),
+            "recording_status": st.sampled_from([None, "completed", "absent"]),
+            "transcription": st.sampled_from([None, "completed", "failed"]),
+            "status_callback": st.booleans(),
+            "retry": st.booleans(),
+            "start": st.sampled_from(STARTS),
+        }
+    ),
+    min_size=1,
+    max_size=5,
+)
+
+
+@pytest.fixture
+def lines_of(tmp_path, database_url):
+    """Play plans against a line whose database is away; return their spooled lines."""
+    env = line_env(database_url, tmp_path / "capture", WRITE_BEHIND="0", DB_COOL_OFF_SECONDS="86400")
+    capture = create_app(env)
+    with capture.app_context():
+        load_script(db.session, read_script_file(capture.config["LINE_CONFIG"]))
+        db.session.commit()
+    path = write_path(capture)
+    twilio = Twilio(lambda url, data, headers: capture.test_client().post(url, data=data, headers=headers))
+
+    def lines(plan_list: list[dict]) -> list[list]:
+        for old in path.spool.files():
+            old.unlink()
+        path.breaker.trip()  # the database is away: every webhook's facts go to the spool
+        starts = {}
+        for plan in plan_list:
+            before = set(twilio_sids(capture, path))
+            play(twilio, plan)
+            for sid in set(twilio_sids(capture, path)) - before:
+                starts[sid] = plan["start"]
+        return at_moments(spooled_lines(capture), starts)
+
+    yield lines
+    path.replayer.stop()
+
+
+def twilio_sids(app, path) -> set[str]:
+    sids = set()
+    for facts in spooled_lines(app):
+        for fact in facts:
+            if fact.name in ("call", "call_status"):
+                sids.add(fact.args["values"]["call_sid"])
+    return sids
+
+
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(plan_list=plans, seed=st.integers(0, 2**32 - 1))
+def test_any_order_any_batches_count_the_same(app, database_url, lines_of, plan_list, seed):
+    lines = lines_of(plan_list)
+    if not lines:
+        return
+    empty(app, database_url)
+    deliver(app, [[facts] for facts in lines])  # in the order they were answered, one by one
+    in_order = snapshot(app)
+    assert in_order["problems"] == []
+
+    rng = random.Random(seed)
+    shuffled = lines + rng.sample(lines, k=rng.randint(0, len(lines)))  # some twice
+    rng.shuffle(shuffled)
+    batches, i = [], 0
+    while i < len(shuffled):
+        size = rng.randint(1, 6)
+        batches.append(shuffled[i : i + size])
+        i += size
+    empty(app, database_url)
+    deliver(app, batches)
+    assert snapshot(app) == in_order
+
+
+def test_a_caller_learned_from_a_late_webhook_counts_once(app, lines_of, database_url):
+    """The issue's case: a call first stored from its recording status callback (no `From`),
+    its first webhook's facts arriving in a later batch."""
+    plan = {
+        "number": "+15035550101",
+        "keys": ["1", "2", "1", "#", "2"],
+        "seconds": 7,
+        "recording_status": "completed",
+        "transcription": "completed",
+        "status_callback": True,
+        "retry": False,
+        "start": STARTS[0],
+    }
+    lines = lines_of([plan])
+    callbacks_first = sorted(lines, key=lambda facts: facts[-1].name not in ("recording_status", "transcription"))
+    empty(app, database_url)
+    deliver(app, [[facts] for facts in lines])
+    in_order = snapshot(app)
+    empty(app, database_url)
+    deliver(app, [[facts] for facts in callbacks_first])
+    late = snapshot(app)
+    assert late == in_order
+    transit = next(t for t in late["tallies"][0]["topics"] if t["slug"] == "transit")
+    assert (transit["calls"], transit["callers"]) == (1, 1)
+
+
+@pytest.mark.skipif(not PG_URL, reason="two writers at once: PostgreSQL (SQLite takes one writer at a time)")
+def test_two_writers_at_once_count_as_one(app, lines_of, database_url):
+    """Two processes' writers (two connections, two threads) delivering the same calls'
+    facts at once, each in its own random order and batches."""
+    import threading
+
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only")
+    rng = random.Random(12)
+    plan_list = [
+        {
+            "number": rng.choice(NUMBERS),
+            "keys": [rng.choice(KEYS) for _ in range(rng.randint(2, 8))],
+            "seconds": 7,
+            "recording_status": "completed",
+            "transcription": rng.choice([None, "completed"]),
+            "status_callback": True,
+            "retry": rng.random() < 0.3,
+            "start": rng.choice(STARTS),
+        }
+        for _ in range(30)
+    ]
+    lines = lines_of(plan_list)
+    empty(app, database_url)
+    deliver(app, [[facts] for facts in lines])
+    in_order = snapshot(app)
+    empty(app, database_url)
+
+    def writer(seed: int) -> None:
+        mine = random.Random(seed)
+        order = lines[:]
+        mine.shuffle(order)
+        deliver(app, [order[i : i + 5] for i in range(0, len(order), 5)])
+
+    threads = [threading.Thread(target=writer, args=(seed,)) for seed in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert snapshot(app) == in_order

@@ -35,6 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from models import db
 
+from .identity import DatabaseStamp
 from .numbers import Numbers
 from .record import Fact
 from .spool import Breaker, Replayer, Spool, WriterTurn, database_unavailable
@@ -90,8 +91,12 @@ class WritePath:
 class DirectWrites(WritePath):
     """Each webhook's facts in one transaction before its reply (`WRITE_BEHIND` off)."""
 
+    def written(self, connection, numbers: dict[str, int]) -> dict[str, int]:
+        self.spool.stamp.learn(connection)  # once: the files it spools name this database
+        return numbers
+
     def submit(self, facts: list[Fact]) -> dict[str, int] | None:
-        stored = self.write_now(lambda connection: apply(connection, facts), where=facts[0].name)
+        stored = self.write_now(lambda connection: self.written(connection, apply(connection, facts)), facts[0].name)
         if stored is None:
             self.spool.append(facts)
             self.replayer.start()
@@ -109,11 +114,11 @@ def init_app(app: Flask) -> None:
     from .journal import WriteBehind
 
     cfg = app.config
-    spool, breaker = Spool(cfg["SPOOL_DIR"]), Breaker(cfg["DB_COOL_OFF_SECONDS"])
+    url = cfg["SQLALCHEMY_DATABASE_URI"]
+    spool, breaker = Spool(cfg["SPOOL_DIR"], DatabaseStamp(url)), Breaker(cfg["DB_COOL_OFF_SECONDS"])
     replayer = Replayer(app, spool, breaker)
     # SQLite has one writer at a time and no queue for the rest: the web processes' threads
     # take turns here instead of sleeping in SQLite's busy handler.
-    url = cfg["SQLALCHEMY_DATABASE_URI"]
     turn = WriterTurn(url.removeprefix("sqlite:///") + ".writer-lock") if url.startswith("sqlite:///") else None
     turn = turn or contextlib.nullcontext()
     if cfg["WRITE_BEHIND"]:

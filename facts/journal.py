@@ -84,11 +84,12 @@ class Segment:
     kernel time in a busy worker; the copy costs a few. After the last line the file holds
     zeros, which the spool's replay drops (facts/spool.py)."""
 
-    def __init__(self, directory: Path, durable: bool = False) -> None:
+    def __init__(self, directory: Path, stamp: str, durable: bool = False) -> None:
         self.pid = os.getpid()
         # A name no other process has used, made and locked under a name no replayer takes,
         # then renamed: a replayer never sees it unlocked, and nobody appends to an old one.
-        stem = f"{socket.gethostname()}-{self.pid}-{uuid.uuid4().hex[:12]}"
+        # It starts with the stamp of the database it is written for (facts/identity.py).
+        stem = f"{stamp}~{socket.gethostname()}-{self.pid}-{uuid.uuid4().hex[:12]}"
         making = directory / f"{stem}.making"
         self.fd = os.open(making, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -184,7 +185,9 @@ class WriteBehind(WritePath):
             segment = getattr(self._local, "segment", None)
             try:
                 if segment is None or segment.pid != This.pid or segment.old() or not segment.fits(line):
-                    segment = self._local.segment = Segment(self.spool.dir, durable=self.fsync)  # old: the writer's
+                    # The old one is the writer's to delete.
+                    stamp = self.spool.stamp.current
+                    segment = self._local.segment = Segment(self.spool.dir, stamp, durable=self.fsync)
                 with segment.lock:  # taken by the writer only to delete it, once all of it is written
                     if segment.gone:
                         self._local.segment = None
@@ -262,6 +265,7 @@ class WriteBehind(WritePath):
             try:
                 with self.app.app_context(), self.turn, db.engine.begin() as connection:
                     apply(connection, *(facts for _, _, facts in batch))
+                    self.spool.stamp.learn(connection)
                 written = True
             except SQLAlchemyError as exc:
                 if database_unavailable(exc) and "database is locked" not in str(exc):

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from .identity import DatabaseStamp, stamp_of
 from .record import Fact, line_of, loads
 from .writer import apply
 
@@ -68,16 +69,26 @@ class ReplayReport:
     rejected: int = 0
     torn: int = 0
     stopped: str | None = None  # why replay stopped early (the database is away again)
+    set_aside: int = 0  # files written for another database
 
 
 class Spool:
-    def __init__(self, directory: str | Path) -> None:
+    """The spool folder of one database: its files carry the database's stamp
+    (facts/identity.py), and only those are replayed."""
+
+    def __init__(self, directory: str | Path, stamp: DatabaseStamp) -> None:
         self.dir = Path(directory)
+        self.stamp = stamp
         self._lock = threading.Lock()
 
     @property
+    def aside(self) -> Path:
+        """Where files written for another database are set aside."""
+        return self.dir / "other-databases"
+
+    @property
     def path(self) -> Path:
-        return self.dir / f"{socket.gethostname()}-{os.getpid()}.jsonl"
+        return self.dir / f"{self.stamp.current}~{socket.gethostname()}-{os.getpid()}.jsonl"
 
     def append(self, facts: list[Fact]) -> None:
         """Append one transaction's facts durably: on return they are on disk."""
@@ -102,9 +113,10 @@ class Spool:
                 finally:
                     os.close(fd)
 
-    def files(self) -> list[Path]:
-        """The files waiting to be replayed: spooled facts, replays that stopped, and the
-        write-behind journals of processes that died (a live one holds its journal's lock)."""
+    def waiting(self) -> list[Path]:
+        """Every file waiting to be replayed, for this database or not: spooled facts,
+        replays that stopped, and the write-behind journals of processes that died (a live
+        one holds its journal's lock)."""
         if not self.dir.is_dir():
             return []
         return sorted(
@@ -113,6 +125,37 @@ class Spool:
             if (p.suffix in (".jsonl", ".replaying") and p.name != "rejected.jsonl")
             or (p.suffix == ".journal" and not is_locked(p))
         )
+
+    def files(self) -> list[Path]:
+        """The files waiting to be replayed into this database."""
+        return [p for p in self.waiting() if self.stamp.owns(p.name)]
+
+    def foreign(self) -> list[Path]:
+        """Files written for another database (or for none known): waiting here, or set aside."""
+        here = [p for p in self.waiting() if not self.stamp.owns(p.name)]
+        return here + (sorted(self.aside.iterdir()) if self.aside.is_dir() else [])
+
+    def set_aside_foreign(self) -> list[Path]:
+        """Move the files written for another database out of the replay's way; return them."""
+        moved = []
+        for path in self.waiting():
+            if self.stamp.owns(path.name):
+                continue
+            self.aside.mkdir(parents=True, exist_ok=True)
+            target = self.aside / path.name
+            try:
+                os.rename(path, target)
+            except FileNotFoundError:
+                continue
+            log.warning(
+                "spool: %s was written for another database (stamp %s, this one %s); set aside in %s",
+                path.name,
+                stamp_of(path.name),
+                self.stamp.current,
+                self.aside,
+            )
+            moved.append(target)
+        return moved
 
     def depth(self) -> int:
         """How many transactions wait in the spool (whole lines: a torn last line is none)."""
@@ -126,13 +169,24 @@ class Spool:
         return total
 
     def replay(self, session) -> ReplayReport:
-        """Write every spooled transaction, `REPLAY_BATCH` to a database transaction."""
+        """Write every transaction spooled for this database, `REPLAY_BATCH` to a database
+        transaction; set aside the files written for another."""
         report = ReplayReport()
+        self.stamp.learn(session.connection())
+        session.commit()
         self._sweep_unfinished_journals()
+        report.set_aside = len(self.set_aside_foreign())
         for path in self.files():
             if report.stopped:
                 break
             self._replay_file(path, session, report)
+        return report
+
+    def replay_into_this_database(self, path: Path, session) -> ReplayReport:
+        """Write one file's transactions into this database, whatever it was written for (an
+        operator's decision: `flask spool replay --into-this-database FILE`)."""
+        report = ReplayReport()
+        self._replay_file(Path(path), session, report)
         return report
 
     def _sweep_unfinished_journals(self, older_than: float = 60.0) -> None:

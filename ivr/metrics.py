@@ -91,6 +91,11 @@ class FactsCollector:
         spool = GaugeMetricFamily("commentline_spool_depth", "Transactions waiting in this machine's spool")
         spool.add_metric([], write_path(self.app).spool.depth())
         yield spool
+        foreign = GaugeMetricFamily(
+            "commentline_spool_foreign_files", "Spool files written for another database, set aside, never replayed"
+        )
+        foreign.add_metric([], len(write_path(self.app).spool.foreign()))
+        yield foreign
         calls = GaugeMetricFamily(
             "commentline_calls", 'Calls by topic (all time; topic "" is every call)', labels=["topic"]
         )

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, String
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -42,3 +42,12 @@ def insert_for(session, model):
     if dialect == "sqlite":
         return sqlite.insert(model)
     raise RuntimeError(f"unsupported database {dialect!r}: use SQLite or PostgreSQL")
+
+
+class DatabaseIdentity(db.Model):
+    """One row: this database's identity, made when it was first migrated (facts/identity.py)."""
+
+    __tablename__ = "database_identity"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    created_at: Mapped[datetime]

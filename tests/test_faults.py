@@ -221,32 +221,62 @@ def test_sqlite_locked_by_another_process_then_released(sqlite_template, tmp_pat
 
 
 def test_spool_replays_exactly_once_even_when_replayed_twice(sqlite_template, tmp_path):
+    """Facts spooled while the database was away are written once it is back, exactly once,
+    however often the spool is replayed (a torn last line skipped)."""
     from facts.record import loads
 
     path = tmp_path / "line.db"
     shutil.copy(sqlite_template, path)
-    app = create_app(
-        {**SECRETS, "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none", "INSTANCE_DIR": str(tmp_path / "instance")}
-    )
-    client = app.test_client()
-    twilio = Twilio(lambda u, p, h: client.post(u, data=p, headers=h))
-    play_whole_call(twilio, ["1", "1", "1"])
-    spool = write_path(app).spool
+    healthy, token = line_app(f"sqlite:///{path}", tmp_path / "instance")
+    spool = write_path(healthy).spool
+    write_path(healthy).breaker.trip()  # the database is away for the calls below
+    client = healthy.test_client()
+    play_whole_call(Twilio(lambda u, p, h: client.post(u, data=p, headers=h)), ["1", "1", "1"])
+    write_path(healthy).breaker.reset()
+    write_path(healthy).replayer.stop()
     lines = [loads(line) for f in spool.files() for line in f.read_text().splitlines()]
     assert len(lines) >= 6
     copy = spool.files()[0].read_bytes()
-    healthy, token = line_app(f"sqlite:///{path}", tmp_path / "instance")
-    replayer = write_path(healthy).spool
     with healthy.app_context():
-        first = replayer.replay(db.session)
-        (replayer.dir / "again.jsonl").write_bytes(copy + b'[["call",{"values"')  # and a torn last line
-        second = replayer.replay(db.session)
+        first = spool.replay(db.session)
+        (spool.dir / f"{spool.stamp.current}~again.jsonl").write_bytes(copy + b'[["call",{"values"')
+        second = spool.replay(db.session)
         db.engine.dispose()
     assert first.written == len(lines) and second.written == len(lines) and second.torn == 1
-    assert replayer.depth() == 0
+    assert spool.depth() == 0
+    assert counts(client, token)["budget"] == (1, 1, 1)
+    assert counts(client, token)["calls"] == 1
+
+
+def test_a_spool_written_for_another_database_is_never_replayed_here(sqlite_template, tmp_path):
+    """A journal or spool file left by a process that wrote to another database is set aside,
+    reported, and written here only when an operator names it."""
+    path = tmp_path / "line.db"
+    shutil.copy(sqlite_template, path)
+    away = create_app(
+        {**SECRETS, "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none", "INSTANCE_DIR": str(tmp_path / "instance")}
+    )
+    client = away.test_client()
+    play_whole_call(Twilio(lambda u, p, h: client.post(u, data=p, headers=h)), ["1", "1", "1"])
+    write_path(away).replayer.stop()
+    healthy, token = line_app(f"sqlite:///{path}", tmp_path / "instance")
+    spool = write_path(healthy).spool
+    assert spool.files() == [] and len(spool.foreign()) == 1
+    runner = healthy.test_cli_runner()
+    status = runner.invoke(args=["spool", "status"])
+    assert "1 file(s) written for another database" in status.output
+    replayed = runner.invoke(args=["spool", "replay"])
+    assert replayed.exit_code == 0 and "set aside 1 file(s)" in replayed.output
     healthy_client = healthy.test_client()
-    assert counts(healthy_client, token)["budget"] == (1, 1, 1)
+    assert counts(healthy_client, token)["calls"] == 0
+    (aside,) = spool.foreign()
+    assert aside.parent == spool.aside
+    metrics = healthy_client.get("/metrics").get_data(as_text=True)
+    assert "commentline_spool_foreign_files 1.0" in metrics
+    forced = runner.invoke(args=["spool", "replay", "--into-this-database", str(aside)])
+    assert forced.exit_code == 0, forced.output
     assert counts(healthy_client, token)["calls"] == 1
+    assert counts(healthy_client, token)["budget"] == (1, 1, 1)
 
 
 def test_fallback_url_answers_the_failed_webhook_without_double_counting(twilio, api):

@@ -165,7 +165,8 @@ def journals(app, twilio):
     reopen_the_database(app)
     spool = write_path(app).spool
     (spooled,) = spool.files()
-    dead, live = spool.dir / "elsewhere-4242-abc.journal", spool.dir / "elsewhere-4343-def.journal"
+    stamp = spool.stamp.current  # written for this database
+    dead, live = spool.dir / f"{stamp}~elsewhere-4242-abc.journal", spool.dir / f"{stamp}~elsewhere-4343-def.journal"
     spooled.rename(dead)
     live.write_bytes(dead.read_bytes())
     holder = os.open(live, os.O_RDONLY)
@@ -300,7 +301,7 @@ from facts.journal import Segment
 from models.calls import call_values
 from facts.record import Fact, line_of
 
-segment = Segment(Path(sys.argv[1]))
+segment = Segment(Path(sys.argv[1]), sys.argv[3])
 for n in range(int(sys.argv[2])):
     sid = f"CA{n:032d}"
     form = {"CallSid": sid, "From": f"+1503555{n:04d}", "To": "+15035550199"}
@@ -323,7 +324,8 @@ def test_a_killed_process_journal_is_replayed_line_for_line(app, api):
 
     spool = write_path(app).spool
     spool.dir.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(spool.dir), "300"], cwd=PROJECT_DIR)
+    args = [sys.executable, "-c", KILLED_WRITER, str(spool.dir), "300", spool.stamp.current]
+    done = subprocess.run(args, cwd=PROJECT_DIR)
     assert done.returncode == -9
     (journal,) = spool.files()
     assert journal.suffix == ".journal" and journal.stat().st_size > 300 * 100  # its full size, zeros after

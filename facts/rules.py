@@ -104,16 +104,16 @@ def merge_call(stored: dict | None, incoming: dict) -> dict:
     return merged
 
 
-def status_key(status: str | None, ended_at: datetime | None) -> tuple:
-    """Order of call statuses: the greatest stands (rank, then the later end)."""
-    return (STATUS_RANK.get(status or "", 0), ended_at or datetime.min, status or "")
+def status_key(status: str | None, ended_at: datetime | None, duration: int | None = None) -> tuple:
+    """Order of call statuses: the greatest stands (rank, then the later end, then the longer)."""
+    return (STATUS_RANK.get(status or "", 0), ended_at or datetime.min, duration if duration is not None else -1)
 
 
 def standing_status(a: tuple | None, b: tuple | None) -> tuple | None:
     """Of two (status, duration, ended_at), the one that stands."""
     if a is None or b is None:
         return a or b
-    return max(a, b, key=lambda s: status_key(s[0], s[2]))
+    return max(a, b, key=lambda s: status_key(s[0], s[2], s[1]))
 
 
 # --- recordings ------------------------------------------------------------------------------
@@ -153,14 +153,17 @@ def fill_recording(row: dict, name: str, args: dict, topic_id: int | None) -> li
     if name == "recording_status":
         status = args["status"]
         rank, stored_rank = RECORDING_STATUS_RANK.get(status, 0), RECORDING_STATUS_RANK.get(row["status"] or "", 0)
+        if row["status"] is None or rank > stored_rank:
+            row["status"], row["error_code"], row["status_at"] = status, args.get("error_code"), args["at"]
+            for field_name in ("duration", "media_url"):  # the standing status's, when it gave one
+                if args.get(field_name) is not None:
+                    row[field_name] = args[field_name]
+            return []
         if row["status"] == status:
             row["status_at"] = earliest(row["status_at"], args["at"])
-        elif row["status"] is None or rank > stored_rank:
-            row["status"], row["error_code"], row["status_at"] = status, args.get("error_code"), args["at"]
-            if args.get("duration") is not None:
-                row["duration"] = args["duration"]
-            if args.get("media_url") is not None:
-                row["media_url"] = args["media_url"]
+        for field_name in ("duration", "media_url"):  # else only what is still missing
+            if row[field_name] is None:
+                row[field_name] = args.get(field_name)
         return []
     raise ValueError(f"not a recording fact: {name!r}")
 

@@ -246,13 +246,16 @@ class _Writer:
         ]
         stored_rank = status_rank("calls.status")
         if s.postgres:
-            new_rank, new_end, dawn = status_rank("v.status"), "v.ended_at", "'0001-01-01'::timestamp"
+            rank, end, length, dawn = status_rank("v.status"), "v.ended_at", "v.duration", "'0001-01-01'::timestamp"
         else:  # the row's values again, for the condition's marks
-            new_rank, new_end, dawn = status_rank("?"), "?", "'0001-01-01'"
-            rows = [(*row, row[0], row[0], row[2]) for row in rows]
+            rank, end, length, dawn = status_rank("?"), "?", "?", "'0001-01-01'"
+            rows = [(*row, row[0], row[0], row[2], row[0], row[2], row[1]) for row in rows]
+        later, stored_end = f"COALESCE({end}, {dawn})", f"COALESCE(calls.ended_at, {dawn})"
+        # The new status stands when it ranks higher; as high, ends later; as late, lasted longer.
         where = (
-            f" AND ({new_rank} > {stored_rank} OR ({new_rank} = {stored_rank} AND "
-            f"COALESCE({new_end}, {dawn}) > COALESCE(calls.ended_at, {dawn})))"
+            f" AND ({rank} > {stored_rank} OR ({rank} = {stored_rank} AND {later} > {stored_end})"
+            f" OR ({rank} = {stored_rank} AND {later} = {stored_end} AND COALESCE({length}, -1)"
+            " > COALESCE(calls.duration, -1)))"
         )
         self.db.update_rows("calls", ("status", "duration", "ended_at"), ("call_sid",), rows, where=where)
 

@@ -134,7 +134,35 @@ def load_settings(env: dict[str, str] | None = None, instance_dir: Path | None =
         # The staff console: a sign-in lasts this many hours; Secure cookies always when set.
         "CONSOLE_SESSION_HOURS": float(env.get("CONSOLE_SESSION_HOURS") or 12),
         "SESSION_COOKIE_SECURE": env.get("SESSION_COOKIE_SECURE", "").strip().lower() in ("1", "true", "yes"),
+        # Where links for people (reset and invitation links) point: never the request's Host.
+        "LINK_BASE_URL": link_base_url(env, app_env, public_base),
+        **sign_in_limits(env),
         **worker_settings(env, instance_dir),
+    }
+
+
+def link_base_url(env: dict[str, str], app_env: str, public_base: str) -> str:
+    """PUBLIC_BASE_URL; without it, in development and tests, http://localhost:PORT (the port
+    gunicorn serves on, default 5000); in production nothing: the console then makes no links
+    and says why."""
+    if public_base or app_env == "production":
+        return public_base
+    return f"http://localhost:{int(_number(env, 'PORT', 5000, int))}"
+
+
+def sign_in_limits(env: dict[str, str]) -> dict:
+    """How failed sign-ins are throttled (staff/throttle.py): per address and account, free
+    failures then a wait that doubles from SIGN_IN_BACKOFF_SECONDS up to
+    SIGN_IN_BACKOFF_MAX_SECONDS (one free failure each while the account is under attack,
+    that is, has SIGN_IN_FAILURES_PER_ACCOUNT failures within the window from anywhere); per
+    address over all accounts, SIGN_IN_FAILURES_PER_ADDRESS within the window."""
+    return {
+        "SIGN_IN_WINDOW_MINUTES": _number(env, "SIGN_IN_WINDOW_MINUTES", 15) or 15,
+        "SIGN_IN_FAILURES_PER_PAIR": int(_number(env, "SIGN_IN_FAILURES_PER_PAIR", 5, int)),
+        "SIGN_IN_FAILURES_PER_ADDRESS": int(_number(env, "SIGN_IN_FAILURES_PER_ADDRESS", 20, int)),
+        "SIGN_IN_FAILURES_PER_ACCOUNT": int(_number(env, "SIGN_IN_FAILURES_PER_ACCOUNT", 10, int)),
+        "SIGN_IN_BACKOFF_SECONDS": _number(env, "SIGN_IN_BACKOFF_SECONDS", 30),
+        "SIGN_IN_BACKOFF_MAX_SECONDS": _number(env, "SIGN_IN_BACKOFF_MAX_SECONDS", 900),
     }
 
 

@@ -4,6 +4,13 @@ name who did what.
 
 `session_stamp` changes whenever the password is set or the account is disabled: a browser
 session carries the stamp it was signed in with and stops working when they differ.
+
+Each signed-in browser also has a `StaffSession` row, keyed by the SHA-256 of a random key its
+cookie carries: signing out deletes the row (a password change or a disable deletes all the
+account's rows), so a copy of the cookie stops working at once, whatever it says.
+
+`SignInLimit` rows count failed sign-ins per address, per account and per pair of both, for
+the throttle in staff/throttle.py.
 """
 
 from __future__ import annotations
@@ -12,8 +19,8 @@ import hashlib
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import Boolean, String, func, select
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import Boolean, ForeignKey, String, delete, func, select
+from sqlalchemy.orm import Mapped, mapped_column, object_session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .base import db, utcnow
@@ -53,6 +60,30 @@ class User(db.Model):
         return self.email
 
 
+class StaffSession(db.Model):
+    """One signed-in browser. Its cookie carries a random key; this row keeps only the key's
+    SHA-256. The session is valid while the row exists."""
+
+    __tablename__ = "staff_sessions"
+
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class SignInLimit(db.Model):
+    """Failed sign-ins counted for one key: "address <ip>", "account <email>" or
+    "pair <ip> <email>". `first_at` starts the current window, `last_at` is the last failure
+    (rows untouched for a day are deleted)."""
+
+    __tablename__ = "sign_in_limits"
+
+    key: Mapped[str] = mapped_column(String(400), primary_key=True)
+    failures: Mapped[int] = mapped_column(default=0)
+    first_at: Mapped[datetime]
+    last_at: Mapped[datetime] = mapped_column(index=True)
+
+
 def normalize_email(email: str) -> str:
     return (email or "").strip().lower()
 
@@ -78,6 +109,7 @@ def set_password(user: User, password: str) -> None:
     user.session_stamp = secrets.token_hex(16)
     user.reset_token_hash = None
     user.reset_expires_at = None
+    end_sessions(user)
 
 
 def create_user(session, email: str, password: str, *, role: str = "staff", name: str | None = None) -> User:
@@ -118,6 +150,7 @@ def disable_user(user: User) -> None:
     user.session_stamp = secrets.token_hex(16)
     user.reset_token_hash = None
     user.reset_expires_at = None
+    end_sessions(user)
 
 
 def enable_user(user: User) -> None:
@@ -149,3 +182,39 @@ def user_for_reset(session, token: str, now: datetime | None = None) -> User | N
 
 def count_admins(session) -> int:
     return session.scalar(select(func.count()).select_from(User).where(User.role == "admin", User.active.is_(True)))
+
+
+# --- signed-in browsers ---------------------------------------------------------------------------
+
+
+def start_session(session, user: User, now: datetime | None = None) -> str:
+    """Record a new signed-in browser for `user`; return the key its cookie is to carry."""
+    key = secrets.token_urlsafe(32)
+    session.add(StaffSession(key_hash=_digest(key), user_id=user.id, started_at=now or utcnow()))
+    return key
+
+
+def session_is_open(session, user_id: int, key: str | None) -> bool:
+    """Whether `key` names a browser still signed in as `user_id`."""
+    if not key:
+        return False
+    row = session.get(StaffSession, _digest(key))
+    return row is not None and row.user_id == user_id
+
+
+def end_session(session, key: str | None) -> None:
+    """Sign out the browser whose cookie carries `key` (nothing when there is none)."""
+    if key:
+        session.execute(delete(StaffSession).where(StaffSession.key_hash == _digest(key)))
+
+
+def end_sessions(user: User) -> None:
+    """Sign out every browser of `user` (an account not yet stored has none)."""
+    session = object_session(user)
+    if session is not None and user.id is not None:
+        session.execute(delete(StaffSession).where(StaffSession.user_id == user.id))
+
+
+def forget_old_sessions(session, started_before: datetime) -> None:
+    """Delete the rows of sessions that have expired anyway."""
+    session.execute(delete(StaffSession).where(StaffSession.started_at < started_before))

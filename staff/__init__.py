@@ -7,7 +7,7 @@ from flask import Flask
 
 from . import admin, counts_page, recordings  # noqa: F401  (routes on the console blueprint)
 from .api import api
-from .auth import auth, configure_sessions, csrf_token
+from .auth import auth, configure_sessions
 from .commands import counts_cli, tokens_cli
 from .console import console as console_pages
 from .errors import register_error_pages
@@ -21,6 +21,5 @@ def init_app(app: Flask) -> None:
     configure_sessions(app)
     app.register_blueprint(auth)
     app.register_blueprint(console_pages)
-    app.jinja_env.globals["csrf_token"] = csrf_token
     register_error_pages(app)
     app.cli.add_command(users_cli)

@@ -28,7 +28,7 @@ from models.users import (
     start_reset,
 )
 
-from .auth import admin_required, record
+from .auth import NO_LINK_BASE, admin_required, can_make_links, record, reset_link
 from .console import all_topics, console, current_script, url_with
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
@@ -43,11 +43,6 @@ def users_page(shown: dict | None = None, status: int = 200):
     return render_template("users.html", users=users, roles=ROLES, shown=shown), status
 
 
-def reset_link(token: str) -> str:
-    base = current_app.config["PUBLIC_BASE_URL"] or request.host_url.rstrip("/")
-    return base + url_for("auth.reset_password", token=token)
-
-
 @console.get("/admin/users")
 @admin_required
 def users():
@@ -60,6 +55,9 @@ def add_user():
     """Make an account; show its one-time reset link or generated password, once."""
     email, name = request.form.get("email", ""), request.form.get("name", "")
     role, how = request.form.get("role", "staff"), request.form.get("how", "link")
+    if how != "password" and not can_make_links():
+        flash(NO_LINK_BASE, "error")
+        return users_page(status=400)
     password = generate_password()
     try:
         user = create_user(db.session, email, password, role=role, name=name)
@@ -115,8 +113,11 @@ def change_user(user_id: int, change: str):
             password = generate_password()
             set_password(user, password)
             shown = {"email": user.email, "password": password}
-        else:
+        elif can_make_links():
             shown = {"email": user.email, "link": reset_link(start_reset(user))}
+        else:
+            flash(NO_LINK_BASE, "error")
+            return users_page(status=400)
     else:
         abort(404)
     if change != "role":

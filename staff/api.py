@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import timedelta
 
 from flask import Blueprint, Response, abort, current_app, g, jsonify, request
@@ -16,6 +14,7 @@ from models.recordings import NOT_A_COMMENT
 from models.tally import tally
 from models.tokens import find_token
 
+from .csvfiles import csv_text
 from .windows import BadWindow, parse_window
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -76,13 +75,11 @@ def counts():
 
 @api.get("/counts.csv")
 def counts_csv():
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(COUNTS_CSV_HEADER)
-    for t in current_tally().topics:
-        writer.writerow([t.slug, t.digit, t.name, *t.figures()])
+    rows = ([t.slug, t.digit, t.name, *t.figures()] for t in current_tally().topics)
     return Response(
-        out.getvalue(), mimetype="text/csv", headers={"Content-Disposition": "attachment; filename=counts.csv"}
+        csv_text(COUNTS_CSV_HEADER, rows),
+        mimetype="text/csv",
+        headers={"Content-Disposition": "attachment; filename=counts.csv"},
     )
 
 

@@ -30,7 +30,7 @@ from models.comments import (
 from models.line import LineScript
 from models.recordings import number_for
 
-from .auth import check_csrf, load_user, record
+from .auth import check_csrf, load_user, record, safe_next
 from .errors import security_headers
 from .windows import BadWindow, parse_instant
 
@@ -208,14 +208,10 @@ def inbox():
     )
 
 
-def local_path(target: str | None) -> bool:
-    """Whether `target` is a path on this site (so never another site, however written)."""
-    return bool(target) and target.startswith("/") and not target.startswith("//") and "\\" not in target
-
-
 def back_to(default_endpoint: str = "console.inbox") -> str:
-    target = request.form.get("back", "")
-    return target if local_path(target) else url_for(default_endpoint)
+    """Where a form sends the person back to: its `back` field when that is a path on this
+    site (see `local_target`), else the default page."""
+    return safe_next(request.form.get("back"), default_endpoint)
 
 
 @console.post("/inbox/review")
@@ -266,7 +262,7 @@ def comment(reference: str):
         c=found,
         history=history,
         caller_label=caller_label,
-        back=request.args["back"] if local_path(request.args.get("back")) else url_for("console.inbox"),
+        back=safe_next(request.args.get("back")),
     )
 
 

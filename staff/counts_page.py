@@ -5,8 +5,6 @@ Nothing here counts: every number comes from `models.tally.tally`."""
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -17,6 +15,7 @@ from models.tally import Tally, tally
 
 from .auth import record
 from .console import console, date_presets, date_window, line_zone, today_local, url_with
+from .csvfiles import csv_text
 
 MAX_HOURLY_DAYS = 3
 MAX_BARS = 93
@@ -167,13 +166,8 @@ def counts_csv():
     view, error = counts_view(request.args)
     if error:
         return Response(error + "\n", 400, mimetype="text/plain")
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(CSV_HEADER)
-    writer.writerows(view.rows())
+    table = csv_text(CSV_HEADER, view.rows())
     name = f"counts_{view.first}_to_{view.last}.csv"
     record("export_counts", f"counts {view.first}..{view.last}")
     db.session.commit()
-    return Response(
-        out.getvalue(), mimetype="text/csv", headers={"Content-Disposition": f"attachment; filename={name}"}
-    )
+    return Response(table, mimetype="text/csv", headers={"Content-Disposition": f"attachment; filename={name}"})

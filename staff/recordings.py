@@ -8,7 +8,6 @@ browser never sees Twilio's URL or credentials.
 
 from __future__ import annotations
 
-import csv
 import io
 import tempfile
 import zipfile
@@ -33,6 +32,7 @@ from storage.twilio_media import MediaError, fetch_media
 
 from .auth import admin_required, record
 from .console import all_topics, comment_or_404, console, date_presets, date_window, local_time, today_local
+from .csvfiles import SafeWriter
 
 CHUNK = 64 * 1024
 LISTEN_LOG_MINUTES = 30
@@ -222,7 +222,7 @@ def export():
     count = missing = 0
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as bundle:
         table = io.StringIO()
-        writer = csv.writer(table)
+        writer = SafeWriter(table)
         writer.writerow(EXPORT_HEADER)
         for comment in iter_comments(db.session, f):
             name = ""

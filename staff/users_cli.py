@@ -5,12 +5,13 @@ from __future__ import annotations
 import sys
 
 import click
-from flask import current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
 
 from models import User, audit, db
 from models.users import UserError, create_user, disable_user, enable_user, find_user, generate_password, start_reset
+
+from .auth import NO_LINK_BASE, can_make_links, reset_link
 
 users_cli = AppGroup("users", help="Staff accounts for the console.")
 
@@ -82,14 +83,15 @@ def users_reset(email: str, new_password: bool) -> None:
     """Print a one-time link (valid 24 hours) for EMAIL to choose a password, or with
     --password a new generated password. Either is shown once, as the last line."""
     user = _user(email)
+    if not new_password and not can_make_links():
+        raise click.ClickException(NO_LINK_BASE)
     if new_password:
         from models.users import set_password
 
         secret = generate_password()
         set_password(user, secret)
     else:
-        base = current_app.config["PUBLIC_BASE_URL"] or "http://localhost:5000"
-        secret = f"{base}/reset/{start_reset(user)}"
+        secret = reset_link(start_reset(user))
     audit(db.session, "cli", "user_reset", f"user {user.email}", how="password" if new_password else "link")
     db.session.commit()
     click.echo(f"Reset for {user.email}; shown once:", err=True)

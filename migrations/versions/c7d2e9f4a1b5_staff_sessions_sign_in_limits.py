@@ -6,7 +6,7 @@ sign-ins per address, account and pair of both, for the throttle, in the databas
 worker and instance shares. Browsers signed in before this revision sign in again.
 
 Revision ID: c7d2e9f4a1b5
-Revises: a4c7e2d9b318
+Revises: e2b7c9d4a5f1
 Create Date: 2026-12-01 20:30:00.000000
 
 """
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'c7d2e9f4a1b5'
-down_revision = 'a4c7e2d9b318'
+down_revision = 'e2b7c9d4a5f1'
 branch_labels = None
 depends_on = None
 

@@ -30,7 +30,7 @@ from models.calls import verify_call_topics
 from models.line import load_script, read_script_file
 from models.tally import tally
 
-from .conftest import ACCOUNT, PG_URL, Reply, Twilio, empty_pg, line_env, recording_url
+from .conftest import ACCOUNT, PG_URL, Reply, Twilio, line_env, recording_url
 
 EXAMPLES = int(os.environ.get("ORDER_FREE_EXAMPLES", "25"))
 NUMBERS = ("+15035550101", "+15035550102", "+15035550103", "anonymous")
@@ -151,9 +151,7 @@ def snapshot(app) -> dict:
 
 
 def empty(app, url: str) -> None:
-    if url.startswith("postgresql"):
-        empty_pg(url)
-        return
+    """Every fact and summary gone; the line's script (its topics) kept."""
     with app.app_context():
         for table in (
             "calls choices call_topics recordings recording_aliases transcriptions jobs hourly_counts "

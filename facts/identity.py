@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 
+from sqlalchemy import inspect
 from sqlalchemy.engine import make_url
 
 SEPARATOR = "~"  # <stamp>~<host>-<pid>…: the stamp never holds one
@@ -34,10 +35,9 @@ def stamp_of(file_name: str) -> str | None:
 
 def read_identity(connection) -> str | None:
     """The identity of the database `connection` is on (None before the migration made one)."""
-    try:
-        rows = connection.exec_driver_sql("SELECT id FROM database_identity").all()
-    except Exception:  # noqa: BLE001 - a database not yet migrated this far
-        return None
+    if not inspect(connection).has_table("database_identity"):
+        return None  # a database not yet migrated this far
+    rows = connection.exec_driver_sql("SELECT id FROM database_identity").all()
     return rows[0][0] if rows else None
 
 

@@ -172,8 +172,15 @@ class Spool:
         """Write every transaction spooled for this database, `REPLAY_BATCH` to a database
         transaction; set aside the files written for another."""
         report = ReplayReport()
-        self.stamp.learn(session.connection())
-        session.commit()
+        try:
+            self.stamp.learn(session.connection())
+            session.commit()
+        except DBAPIError as exc:
+            session.rollback()
+            if not database_unavailable(exc):
+                raise
+            report.stopped = f"{type(exc).__name__}: the database is unavailable"
+            return report
         self._sweep_unfinished_journals()
         report.set_aside = len(self.set_aside_foreign())
         for path in self.files():

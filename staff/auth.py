@@ -239,7 +239,7 @@ def too_many_failures(email: str, next_url: str, verdict: throttle.Verdict):
     db.session.commit()
     wait = verdict.retry_after
     when = f"{wait} seconds" if wait < 120 else f"{math.ceil(wait / 60)} minutes"
-    message = f"Too many failed sign-ins for this account from here. Wait {when} and try again, or ask an admin."
+    message = f"Too many failed sign-ins from here. Wait {when} and try again, or ask an admin."
     page = render_template("sign_in.html", email=email, next=next_url, error=message)
     return page, 429, {"Retry-After": str(wait)}
 

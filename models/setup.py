@@ -32,14 +32,16 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 def engine_options(url: str, sqlite_busy_seconds: float) -> dict:
     """SQLite waits at most `sqlite_busy_seconds` for the write lock (then the webhook spools);
-    PostgreSQL gives up connecting after 3 s."""
+    PostgreSQL gives up connecting after 3 s, and a pooled connection is checked before use
+    (one round trip), so that one the server ended (a restart, a failover) is replaced rather
+    than failing the request that drew it."""
     if url.startswith("sqlite"):
         return {"connect_args": {"timeout": sqlite_busy_seconds, "check_same_thread": False}}
     return {
         "pool_size": 4,
         "max_overflow": 8,
         "pool_recycle": 1800,
-        "pool_pre_ping": False,
+        "pool_pre_ping": True,
         "connect_args": {"connect_timeout": 3},
     }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import secrets
 from pathlib import Path
@@ -93,10 +94,7 @@ def load_settings(env: dict[str, str] | None = None, instance_dir: Path | None =
     if public_base and not public_base.startswith(("http://", "https://")):
         raise SettingsError("PUBLIC_BASE_URL must start with http:// or https://")
 
-    try:
-        trusted_proxies = int(env.get("TRUSTED_PROXIES", "0") or 0)
-    except ValueError:
-        raise SettingsError("TRUSTED_PROXIES must be a whole number of proxy hops") from None
+    trusted_proxies = number_setting(env, "TRUSTED_PROXIES", 0, int)
 
     return {
         "APP_ENV": app_env,
@@ -114,25 +112,25 @@ def load_settings(env: dict[str, str] | None = None, instance_dir: Path | None =
         "SQLALCHEMY_DATABASE_URI": normalize_database_url(database_url),
         "INSTANCE_DIR": str(instance_dir),
         # Twilio's bodies are a few kB; anything near this is not Twilio.
-        "MAX_CONTENT_LENGTH": int(env.get("MAX_CONTENT_LENGTH", 64 * 1024)),
-        "LINE_CACHE_SECONDS": float(env.get("LINE_CACHE_SECONDS", "1")),
+        "MAX_CONTENT_LENGTH": number_setting(env, "MAX_CONTENT_LENGTH", 64 * 1024, int),
+        "LINE_CACHE_SECONDS": number_setting(env, "LINE_CACHE_SECONDS", 1),
         "TWILIO_API_BASE": (env.get("TWILIO_API_BASE") or "https://api.twilio.com").rstrip("/"),
         "RECORDINGS_DIR": env.get("RECORDINGS_DIR") or str(instance_dir / "recordings"),
         "SPOOL_DIR": env.get("SPOOL_DIR") or str(instance_dir / "spool"),
-        "DB_COOL_OFF_SECONDS": float(env.get("DB_COOL_OFF_SECONDS", "2")),
-        "SQLITE_BUSY_SECONDS": float(env.get("SQLITE_BUSY_SECONDS", "3")),
+        "DB_COOL_OFF_SECONDS": number_setting(env, "DB_COOL_OFF_SECONDS", 2),
+        "SQLITE_BUSY_SECONDS": number_setting(env, "SQLITE_BUSY_SECONDS", 3),
         # Webhooks answer once their facts are journalled; a writer thread stores them in
         # batches (facts/journal.py). Off: each webhook commits before it answers. The tests'
         # in-process app writes directly, so that a test reads what it just played.
         "WRITE_BEHIND": _flag(env, "WRITE_BEHIND", app_env != "test"),
         "JOURNAL_FSYNC": _flag(env, "JOURNAL_FSYNC", False),
         # How long the writer lets a batch fill: the counts lag the calls by about this much.
-        "WRITE_BEHIND_GATHER_MS": _number(env, "WRITE_BEHIND_GATHER_MS", 200),
+        "WRITE_BEHIND_GATHER_MS": number_setting(env, "WRITE_BEHIND_GATHER_MS", 200),
         "LOG_FORMAT": env.get("LOG_FORMAT") or ("json" if app_env == "production" else "text"),
         "LOG_LEVEL": (env.get("LOG_LEVEL") or "INFO").upper(),
         "METRICS_TOKEN": env.get("METRICS_TOKEN", "").strip(),
         # The staff console: a sign-in lasts this many hours; Secure cookies always when set.
-        "CONSOLE_SESSION_HOURS": float(env.get("CONSOLE_SESSION_HOURS") or 12),
+        "CONSOLE_SESSION_HOURS": number_setting(env, "CONSOLE_SESSION_HOURS", 12) or 12,
         "SESSION_COOKIE_SECURE": env.get("SESSION_COOKIE_SECURE", "").strip().lower() in ("1", "true", "yes"),
         # Where links for people (reset and invitation links) point: never the request's Host.
         "LINK_BASE_URL": link_base_url(env, app_env, public_base),
@@ -147,7 +145,7 @@ def link_base_url(env: dict[str, str], app_env: str, public_base: str) -> str:
     and says why."""
     if public_base or app_env == "production":
         return public_base
-    return f"http://localhost:{int(_number(env, 'PORT', 5000, int))}"
+    return f"http://localhost:{number_setting(env, 'PORT', 5000, int)}"
 
 
 def sign_in_limits(env: dict[str, str]) -> dict:
@@ -157,22 +155,28 @@ def sign_in_limits(env: dict[str, str]) -> dict:
     that is, has SIGN_IN_FAILURES_PER_ACCOUNT failures within the window from anywhere); per
     address over all accounts, SIGN_IN_FAILURES_PER_ADDRESS within the window."""
     return {
-        "SIGN_IN_WINDOW_MINUTES": _number(env, "SIGN_IN_WINDOW_MINUTES", 15) or 15,
-        "SIGN_IN_FAILURES_PER_PAIR": int(_number(env, "SIGN_IN_FAILURES_PER_PAIR", 5, int)),
-        "SIGN_IN_FAILURES_PER_ADDRESS": int(_number(env, "SIGN_IN_FAILURES_PER_ADDRESS", 20, int)),
-        "SIGN_IN_FAILURES_PER_ACCOUNT": int(_number(env, "SIGN_IN_FAILURES_PER_ACCOUNT", 10, int)),
-        "SIGN_IN_BACKOFF_SECONDS": _number(env, "SIGN_IN_BACKOFF_SECONDS", 30),
-        "SIGN_IN_BACKOFF_MAX_SECONDS": _number(env, "SIGN_IN_BACKOFF_MAX_SECONDS", 900),
+        "SIGN_IN_WINDOW_MINUTES": number_setting(env, "SIGN_IN_WINDOW_MINUTES", 15) or 15,
+        "SIGN_IN_FAILURES_PER_PAIR": number_setting(env, "SIGN_IN_FAILURES_PER_PAIR", 5, int),
+        "SIGN_IN_FAILURES_PER_ADDRESS": number_setting(env, "SIGN_IN_FAILURES_PER_ADDRESS", 20, int),
+        "SIGN_IN_FAILURES_PER_ACCOUNT": number_setting(env, "SIGN_IN_FAILURES_PER_ACCOUNT", 10, int),
+        "SIGN_IN_BACKOFF_SECONDS": number_setting(env, "SIGN_IN_BACKOFF_SECONDS", 30),
+        "SIGN_IN_BACKOFF_MAX_SECONDS": number_setting(env, "SIGN_IN_BACKOFF_MAX_SECONDS", 900),
     }
 
 
-def _number(env: dict[str, str], name: str, default: float, kind=float) -> float:
+def number_setting(env, name: str, default: float, kind: type = float):
+    """The setting `name` from `env` as a `kind` (float or int), or `default` when unset.
+    Raises SettingsError naming the setting when it is not a finite number of that kind, or
+    is negative. Every numeric setting is read here."""
+    text = (env.get(name) or "").strip()
     try:
-        value = kind(env.get(name, "").strip() or default)
+        value = kind(text) if text else kind(default)
     except ValueError:
-        raise SettingsError(f"{name} must be a {'whole ' if kind is int else ''}number") from None
+        raise SettingsError(f"{name} must be a {'whole ' if kind is int else ''}number, not {text!r}") from None
+    if not math.isfinite(value):
+        raise SettingsError(f"{name} must be a finite number, not {text!r}")
     if value < 0:
-        raise SettingsError(f"{name} must not be negative")
+        raise SettingsError(f"{name} must not be negative, not {text!r}")
     return value
 
 
@@ -208,15 +212,15 @@ def worker_settings(env: dict[str, str], instance_dir: Path) -> dict:
     if media_format not in ("wav", "mp3"):
         raise SettingsError(f"RECORDING_FORMAT must be wav or mp3, not {media_format!r}")
     return {
-        "JOB_MAX_ATTEMPTS": int(_number(env, "JOB_MAX_ATTEMPTS", 8, int)) or 1,
-        "JOB_BACKOFF_SECONDS": _number(env, "JOB_BACKOFF_SECONDS", 15),
-        "JOB_BACKOFF_MAX_SECONDS": _number(env, "JOB_BACKOFF_MAX_SECONDS", 1800),
-        "JOB_LEASE_SECONDS": _number(env, "JOB_LEASE_SECONDS", 120) or 120,
-        "WORKER_POLL_SECONDS": _number(env, "WORKER_POLL_SECONDS", 1),
-        "WORKER_SWEEP_SECONDS": _number(env, "WORKER_SWEEP_SECONDS", 300),
+        "JOB_MAX_ATTEMPTS": number_setting(env, "JOB_MAX_ATTEMPTS", 8, int) or 1,
+        "JOB_BACKOFF_SECONDS": number_setting(env, "JOB_BACKOFF_SECONDS", 15),
+        "JOB_BACKOFF_MAX_SECONDS": number_setting(env, "JOB_BACKOFF_MAX_SECONDS", 1800),
+        "JOB_LEASE_SECONDS": number_setting(env, "JOB_LEASE_SECONDS", 120) or 120,
+        "WORKER_POLL_SECONDS": number_setting(env, "WORKER_POLL_SECONDS", 1),
+        "WORKER_SWEEP_SECONDS": number_setting(env, "WORKER_SWEEP_SECONDS", 300),
         "RECORDING_FORMAT": media_format,
-        "RECORDING_MAX_BYTES": int(_number(env, "RECORDING_MAX_BYTES", 100 * 1024 * 1024, int)),
-        "MEDIA_TIMEOUT_SECONDS": _number(env, "MEDIA_TIMEOUT_SECONDS", 30),
+        "RECORDING_MAX_BYTES": number_setting(env, "RECORDING_MAX_BYTES", 100 * 1024 * 1024, int),
+        "MEDIA_TIMEOUT_SECONDS": number_setting(env, "MEDIA_TIMEOUT_SECONDS", 30),
         "DELETE_FROM_TWILIO": _flag(env, "DELETE_FROM_TWILIO", False),
         "RECORDINGS_STORAGE": backend,
         "S3_BUCKET": env.get("S3_BUCKET", "").strip(),
@@ -224,11 +228,11 @@ def worker_settings(env: dict[str, str], instance_dir: Path) -> dict:
         "S3_ENDPOINT_URL": env.get("S3_ENDPOINT_URL", "").strip() or None,
         "S3_REGION": env.get("S3_REGION", "").strip() or None,
         "TRANSCRIBERS": transcribers(env.get("TRANSCRIBERS", "") or "*=whisper"),
-        "TWILIO_TRANSCRIPT_GRACE_SECONDS": _number(env, "TWILIO_TRANSCRIPT_GRACE_SECONDS", 900),
+        "TWILIO_TRANSCRIPT_GRACE_SECONDS": number_setting(env, "TWILIO_TRANSCRIPT_GRACE_SECONDS", 900),
         "WHISPER_MODEL_DIR": env.get("WHISPER_MODEL_DIR", "").strip() or str(instance_dir / "whisper-model"),
-        "WHISPER_THREADS": int(_number(env, "WHISPER_THREADS", 0, int)),
+        "WHISPER_THREADS": number_setting(env, "WHISPER_THREADS", 0, int),
         "WHISPER_COMPUTE_TYPE": env.get("WHISPER_COMPUTE_TYPE", "").strip() or "int8",
-        "WHISPER_BEAM_SIZE": int(_number(env, "WHISPER_BEAM_SIZE", 5, int)) or 1,
-        "RETENTION_DAYS": int(_number(env, "RETENTION_DAYS", 0, int)),
+        "WHISPER_BEAM_SIZE": number_setting(env, "WHISPER_BEAM_SIZE", 5, int) or 1,
+        "RETENTION_DAYS": number_setting(env, "RETENTION_DAYS", 0, int),
         "RETENTION_KEEP_TRANSCRIPTS": _flag(env, "RETENTION_KEEP_TRANSCRIPTS", True),
     }

@@ -7,17 +7,23 @@ import tempfile
 
 from dotenv import load_dotenv
 
+from config import SettingsError, number_setting
+
 # Settings from a .env file in the working directory, as `flask` reads them (the environment wins).
 load_dotenv(os.path.join(os.getcwd(), ".env"))
 
-bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '5000')}"
-workers = int(os.environ.get("WEB_WORKERS", multiprocessing.cpu_count()))
+try:
+    port = number_setting(os.environ, "PORT", 5000, int)
+    workers = number_setting(os.environ, "WEB_WORKERS", multiprocessing.cpu_count(), int) or 1
+    threads = number_setting(os.environ, "WEB_THREADS", 4, int) or 1
+    max_requests = number_setting(os.environ, "WEB_MAX_REQUESTS", 0, int)
+except SettingsError as exc:  # one clear line, not a traceback
+    raise SystemExit(f"commentline: {exc}") from None
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{port}"
 worker_class = "gthread"
-threads = int(os.environ.get("WEB_THREADS", 4))
 keepalive = 75  # Twilio keeps connections open; so do load balancers
 timeout = 30
 graceful_timeout = 20
-max_requests = int(os.environ.get("WEB_MAX_REQUESTS", 0))
 accesslog = os.environ.get("ACCESS_LOG") or None
 errorlog = "-"
 limit_request_line = 8190

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import inspect
 
 from app import create_app
-from config import SettingsError, load_settings, normalize_database_url
+from config import PROJECT_DIR, SettingsError, load_settings, normalize_database_url
 from facts import write_path
 from models import Base, db
 
@@ -126,3 +130,39 @@ def test_webhooks_answer_twiml_even_when_the_database_is_gone(settings):
     assert "Please choose the topic" in call.press("1").said
     assert call.press("3").record is not None
     assert write_path(app).spool.depth() == 3
+
+
+NUMERIC_SETTINGS = sorted(
+    set(
+        re.findall(
+            r'number_setting\((?:env|os\.environ), ["\']([A-Z_]+)["\']',
+            (PROJECT_DIR / "config" / "__init__.py").read_text(),
+        )
+    )
+)
+
+
+@pytest.mark.parametrize("name", NUMERIC_SETTINGS)
+@given(value=st.sampled_from(["ten", "1e999", "nan", "-1", "0x10", "1,5"]) | st.text(alphabet="abc-/ ", min_size=1))
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_every_numeric_setting_is_checked_and_named(tmp_path, name, value):
+    """Every numeric setting is read by the one checked parser: a bad value names it."""
+    if not value.strip():
+        return
+    with pytest.raises(SettingsError, match=name):
+        load_settings({"APP_ENV": "development", "INSTANCE_DIR": str(tmp_path), name: value})
+
+
+def test_gunicorn_settings_are_checked_too(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", "import runpy; runpy.run_path('config/gunicorn.py')"],
+        cwd=PROJECT_DIR,
+        env={**os.environ, "WEB_THREADS": "four"},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip() == "commentline: WEB_THREADS must be a whole number, not 'four'"

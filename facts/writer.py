@@ -515,8 +515,12 @@ class _Writer:
         s = self.sql
         if not self.batch.transcripts:
             return
+        removed = self.transcripts_removed(sorted({sid for sid, _ in self.batch.transcripts}))
         rows = []
         for (sid, source), a in sorted(self.batch.transcripts.items()):
+            if sid in removed:  # staff removed the comment's transcripts: nothing brings text back
+                rows.append((sid, source, None, None, "redacted", None, None, s.stamp(a["first_at"]), s.stamp(a["at"])))
+                continue
             rows.append(
                 (sid, source, a.get("transcription_sid"), a.get("language"), a["status"], a.get("text"))
                 + (a.get("reason"), s.stamp(a["first_at"]), s.stamp(a["at"]))
@@ -538,6 +542,17 @@ class _Writer:
             f"ON CONFLICT (recording_sid, source) DO UPDATE SET {', '.join(sets)} "
             "WHERE transcriptions.status <> 'redacted'",
         )
+
+    def transcripts_removed(self, recording_sids: list[str]) -> set[str]:
+        """The recordings among these whose transcripts staff removed (or whose comment they
+        deleted): a transcript that arrives for one later, from any source, is kept only as
+        redacted."""
+        query = (
+            "SELECT recordings.recording_sid FROM recordings JOIN comment_states "
+            "ON comment_states.recording_id = recordings.id "
+            "WHERE comment_states.transcript_removed_at IS NOT NULL AND recordings.recording_sid"
+        )
+        return {sid for (sid,) in self.db.select_in(query, recording_sids)}
 
     def note_jobs(self) -> None:
         """Queue background work once per (kind, key); work already queued keeps its place,

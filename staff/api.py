@@ -8,7 +8,7 @@ from flask import Blueprint, Response, abort, current_app, g, jsonify, request
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
-from models import Recording, Topic, Transcription, db, utcnow
+from models import CommentState, Recording, Topic, Transcription, db, utcnow
 from models.line import LineScript
 from models.recordings import NOT_A_COMMENT
 from models.tally import tally
@@ -116,12 +116,21 @@ def comments():
 
 
 def _transcripts(sids: list[str]) -> dict[str, Transcription]:
-    """The best transcript per recording: staff corrections, then the first completed one."""
+    """The best transcript per recording: staff corrections, then the first completed one;
+    none for a comment whose transcripts staff removed."""
     if not sids:
         return {}
     rank = {"staff": 0, "whisper": 1, "twilio": 2}
     best: dict[str, Transcription] = {}
-    for t in db.session.scalars(select(Transcription).where(Transcription.recording_sid.in_(sids))):
+    removed = (
+        select(Recording.recording_sid)
+        .join(CommentState, CommentState.recording_id == Recording.id)
+        .where(Recording.recording_sid.in_(sids), CommentState.transcript_removed_at.is_not(None))
+    )
+    query = select(Transcription).where(
+        Transcription.recording_sid.in_(sids), Transcription.recording_sid.not_in(removed)
+    )
+    for t in db.session.scalars(query):
         current = best.get(t.recording_sid)
         if t.status == "completed" and (current is None or rank.get(t.source, 9) < rank.get(current.source, 9)):
             best[t.recording_sid] = t

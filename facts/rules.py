@@ -245,6 +245,17 @@ class Counts:
         self.add_call_state(before, -1)
         self.add_call_state(after, 1)
 
+    def count_callers(self) -> None:
+        """For counts made from nothing (`call_counts` of every call): each caller once per
+        topic in the hour of their earliest call about it (`callers_new`), and once per topic
+        and day in the day's first hour (`callers_day_new`). The writer, adding to stored rows,
+        derives the same from what the rows held before (facts/writer.py `note_callers`)."""
+        for (topic_id, _), hour in self.first_hours.items():
+            self.hourly[(hour, topic_id, "callers_new")] += 1
+        for (day, topic_id, _), calls in self.caller_days.items():
+            if calls > 0:
+                self.hourly[(day_start(day), topic_id, "callers_day_new")] += 1
+
     def hourly_rows(self) -> dict[tuple[datetime, int], dict[str, int]]:
         """`hourly` as rows of changes, without the rows that change nothing."""
         rows: dict[tuple[datetime, int], dict[str, int]] = {}

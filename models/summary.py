@@ -19,8 +19,8 @@ Hours are the UTC hour of the call's first webhook: the hour a window filters on
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
-from datetime import date, datetime, time
+from collections import Counter
+from datetime import date, datetime
 
 from sqlalchemy import Date, DateTime, Integer, String, delete, select
 from sqlalchemy.orm import Mapped, mapped_column
@@ -81,48 +81,33 @@ def hour_of(moment: datetime) -> datetime:
 
 def expected_summaries(session) -> tuple[dict, dict, Counter, Counter]:
     """(hourly counts, topic callers with their first hour, caller hours and caller days with
-    their reference counts) as the facts say they should be."""
+    their reference counts) as the facts say they should be: what each stored call counts for
+    (`facts.rules.CallState`), added up from nothing."""
+    from facts.rules import CallState, Counts
+
     from .calls import Call, CallTopic
     from .recordings import Recording, is_comment
 
-    hourly: dict[tuple[datetime, int], dict[str, int]] = defaultdict(lambda: dict.fromkeys(COUNTED, 0))
-    hours: dict[str, datetime] = {}
-    hashes: dict[str, str | None] = {}
-    for call_sid, started_at, caller_hash in session.execute(select(Call.call_sid, Call.started_at, Call.caller_hash)):
-        hour = hours[call_sid] = hour_of(started_at)
-        hashes[call_sid] = caller_hash
-        hourly[(hour, WHOLE_LINE)]["calls"] += 1
-    routed: set[str] = set()
-    first_hours: dict[tuple[int, str], datetime] = {}
-    caller_hours: Counter = Counter()
-    caller_days: Counter = Counter()
-    rows = session.execute(select(CallTopic.call_sid, CallTopic.topic_id, CallTopic.stance))
-    for call_sid, topic_id, stance in rows:
-        if call_sid not in hours:
-            continue
-        hour, caller = hours[call_sid], hashes[call_sid]
-        counts = hourly[(hour, topic_id)]
-        counts["calls"] += 1
-        if stance:
-            counts[stance] += 1
-        if call_sid not in routed:
-            routed.add(call_sid)
-            hourly[(hour, WHOLE_LINE)]["routed"] += 1
-        if caller:
-            caller_hours[(hour, topic_id, caller)] += 1
-            caller_days[(hour.date(), topic_id, caller)] += 1
-            key = (topic_id, caller)
-            first_hours[key] = min(first_hours.get(key, hour), hour)
-    for (topic_id, _), hour in first_hours.items():
-        hourly[(hour, topic_id)]["callers_new"] += 1
-    for day, topic_id, _ in caller_days:
-        hourly[(datetime.combine(day, time()), topic_id)]["callers_day_new"] += 1
-    recordings = session.execute(select(Recording.call_sid, Recording.topic_id, Recording.duration, Recording.status))
-    for call_sid, topic_id, duration, status in recordings:
-        if call_sid in hours and is_comment(topic_id, duration, status):
-            hourly[(hours[call_sid], topic_id)]["comments"] += 1
+    calls = {
+        sid: CallState(started_at, caller)
+        for sid, started_at, caller in session.execute(select(Call.call_sid, Call.started_at, Call.caller_hash))
+    }
+    for sid, topic_id, stance in session.execute(select(CallTopic.call_sid, CallTopic.topic_id, CallTopic.stance)):
+        if sid in calls:
+            calls[sid].stances[topic_id] = stance
+    rows = session.execute(select(Recording.call_sid, Recording.topic_id, Recording.duration, Recording.status))
+    for sid, topic_id, duration, status in rows:
+        if sid in calls and is_comment(topic_id, duration, status):
+            calls[sid].comments[topic_id] += 1
+    counts = Counts()
+    for state in calls.values():
+        counts.add_call_state(state)
+    counts.count_callers()
+    hourly: dict[tuple[datetime, int], dict[str, int]] = {}
+    for key, changes in counts.hourly_rows().items():
+        hourly[key] = {name: changes.get(name, 0) for name in COUNTED}
     hourly = {k: v for k, v in hourly.items() if any(v.values())}
-    return hourly, first_hours, caller_hours, caller_days
+    return hourly, counts.first_hours, +counts.caller_hours, +counts.caller_days
 
 
 def stored_summaries(session) -> tuple[dict, dict, Counter, Counter]:

@@ -1,16 +1,19 @@
-"""The counting rules, in one place. The API, the CSV, the console and the checks all call
-`tally()`; nothing else computes counts.
+"""Counting, in one place: the API, the CSV, the console and the checks all call `tally()`;
+nothing else answers a count. What one call counts for, and how its stored facts merge, is
+stated once, in facts/rules.py (`CallState`, `call_counts`); the summaries the writer keeps
+and `flask counts verify`'s recomputation both follow it, and `tally()` reads them.
 
 - `calls`: calls whose first webhook falls in the window.
 - per topic `calls`: distinct calls that chose it; `callers`: distinct keyed hashes of
   `From` among them (withheld numbers excluded; None when numbers are not kept);
   `comments`: recordings for the topic longer than 0 s whose status is not absent or
-  failed; `stance`: per call and topic, the last position pressed.
+  failed; `stance`: per call and topic, the position of the highest step that gave one.
 - `unrouted`: calls that chose no topic.
 
 Whole hours of a window are read from the hourly summaries (models/summary.py); the parts of
-an hour at either end are counted from the facts themselves. Both give the same numbers: the
-tests compare them, and `flask counts verify` checks the summaries against the facts.
+an hour at either end are counted from the facts themselves. Both give the same numbers:
+tests/test_order_free.py compares windows of every kind after any order of delivery, and
+`flask counts verify` checks the summaries against the facts.
 """
 
 from __future__ import annotations

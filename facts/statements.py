@@ -78,6 +78,13 @@ class Sql:
         return ", ".join([one] * count)
 
 
+def keyed_arrays(table: str, names: tuple[str, ...], keys: tuple[str, ...]) -> tuple[str, str]:
+    """PostgreSQL: (`unnest(…) AS v(names)`, the condition that matches `table`'s row to v's
+    by `keys`), for a statement that takes its rows as one array per column."""
+    rows = f"unnest({array_casts(table, names)}) AS v({', '.join(names)})"
+    return rows, " AND ".join(f"{table}.{k} = v.{k}" for k in keys)
+
+
 class Statements:
     """Multi-row statements over one connection's driver cursor."""
 
@@ -164,12 +171,10 @@ class Statements:
         row cost the writer and the server more than the rest of a batch together."""
         s = self.sql
         if s.postgres:
-            names = (*columns, *keys)
             sets = ", ".join(f"{c} = " + exprs.get(c, "{}").format(f"v.{c}") for c in columns)
-            match = " AND ".join(f"{table}.{k} = v.{k}" for k in keys)
+            arrays, match = keyed_arrays(table, (*columns, *keys), keys)
             self.execute(
-                f"UPDATE {table} SET {sets} FROM unnest({array_casts(table, names)}) AS v({', '.join(names)}) "
-                f"WHERE {match}{where}",
+                f"UPDATE {table} SET {sets} FROM {arrays} WHERE {match}{where}",
                 [list(column) for column in zip(*rows, strict=True)],
             )
         else:
@@ -194,10 +199,9 @@ class Statements:
         if not rows:
             return []
         if self.sql.postgres:
-            names = ", ".join(keys)
-            match = " AND ".join(f"{table}.{k} = v.{k}" for k in keys)
+            arrays, match = keyed_arrays(table, keys, keys)
             return self.execute(
-                f"{query} JOIN unnest({array_casts(table, keys)}) AS v({names}) ON {match}{suffix}",
+                f"{query} JOIN {arrays} ON {match}{suffix}",
                 [list(column) for column in zip(*rows, strict=True)],
                 rows=True,
             )
@@ -218,11 +222,9 @@ class Statements:
         if not rows:
             return
         if self.sql.postgres:
-            names = ", ".join(keys)
-            match = " AND ".join(f"{table}.{k} = v.{k}" for k in keys)
+            arrays, match = keyed_arrays(table, keys, keys)
             self.execute(
-                f"DELETE FROM {table} USING unnest({array_casts(table, keys)}) AS v({names}) "
-                f"WHERE {match} AND {table}.calls <= 0",
+                f"DELETE FROM {table} USING {arrays} WHERE {match} AND {table}.calls <= 0",
                 [list(column) for column in zip(*rows, strict=True)],
             )
         else:

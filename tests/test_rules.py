@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from facts import rules
+from facts.writer import RECORDING_FIELDS
 
 MOMENTS = st.builds(lambda s: datetime(2026, 11, 30, 10, 59) + timedelta(seconds=s), st.integers(0, 180))
 call_values = st.fixed_dictionaries(
@@ -74,22 +75,7 @@ def test_the_standing_status_is_the_same_in_any_order(statuses, rng):
 
 
 def empty_recording() -> dict:
-    return dict.fromkeys(
-        (
-            "topic_id",
-            "stance",
-            "language",
-            "step",
-            "duration",
-            "status",
-            "finished_by",
-            "media_url",
-            "error_code",
-            "action_at",
-            "status_at",
-            "number",
-        )
-    )
+    return dict.fromkeys(RECORDING_FIELDS)
 
 
 recording_facts = st.lists(

@@ -36,7 +36,8 @@ def engine_options(url: str, sqlite_busy_seconds: float) -> dict:
     (`pool_pre_ping`): after the database restarts or fails over, or ends our sessions, the
     next request on each connection gets a fresh one instead of an error. The check is one
     empty statement per checkout (0.25 ms on loopback here): a console or API request pays it
-    once, a webhook with write-behind not at all (its process checks out once a second)."""
+    once; with write-behind a webhook does not check out at all (its process does, for the
+    script's version once a second and for each batch of its writer)."""
     if url.startswith("sqlite"):
         return {"connect_args": {"timeout": sqlite_busy_seconds, "check_same_thread": False}}
     return {

@@ -124,8 +124,8 @@ def counts_view(args) -> CountsView:
     """The counts for the window the URL asks for (today when it names none). Raises
     BadParameter when a parameter cannot be used."""
     today = today_local().isoformat()
-    first, last = args.get("from") or today, args.get("to") or args.get("from") or today
-    days = date_window({"from": first, "to": last})
+    first = args.get("from", "").strip() or today
+    days = date_window({"from": first, "to": args.get("to", "").strip() or first})
     count = (days.last - days.first).days + 1
     if count > MAX_BARS:
         raise BadParameter("to", f"Choose at most {MAX_BARS} days.")

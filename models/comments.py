@@ -23,6 +23,7 @@ from .base import db, insert_for, utcnow
 from .calls import Call
 from .line import Topic
 from .recordings import (
+    MAX_INTEGER,
     NOT_A_COMMENT,
     Recording,
     Transcription,
@@ -137,9 +138,13 @@ def encode_cursor(recording: Recording) -> str:
 def decode_cursor(text: str | None) -> tuple[datetime, int] | None:
     """(created_at, id) from a cursor, or None when it is not one."""
     micros, _, row_id = (text or "").partition(".")
-    if not (micros.isdigit() and row_id.isdigit()) or len(micros) > 18 or len(row_id) > 12:
+    digits = micros.isascii() and micros.isdigit() and row_id.isascii() and row_id.isdigit()
+    if not digits or len(micros) > 18 or len(row_id) > 12 or int(row_id) > MAX_INTEGER:
         return None
-    return _EPOCH + timedelta(microseconds=int(micros)), int(row_id)
+    try:
+        return _EPOCH + timedelta(microseconds=int(micros)), int(row_id)
+    except OverflowError:  # past the year 9999
+        return None
 
 
 # --- the filter ----------------------------------------------------------------------------------

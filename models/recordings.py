@@ -31,6 +31,7 @@ NOT_A_COMMENT = ("absent", "failed")
 _REF_SPAN = 9_000_000
 _REF_MULTIPLIER = 7_368_787  # coprime with the span, so the map is a bijection
 _REF_INVERSE = pow(_REF_MULTIPLIER, -1, _REF_SPAN)
+MAX_INTEGER = 2**31 - 1  # the largest an Integer column (ids, numbers) holds on PostgreSQL
 
 
 def reference_for(number: int) -> str:
@@ -47,12 +48,12 @@ def typed_digits(text: str) -> str:
 def number_for(reference: str) -> int | None:
     """The number a reference was made from, or None if it is not one of ours."""
     reference = typed_digits(reference)
-    if not reference.isdigit():
+    if not (reference.isascii() and reference.isdigit()) or len(reference) > 12:  # ("²" is a digit to isdigit)
         return None
     number = int(reference)
     if 1_000_000 <= number < 10_000_000:
         return ((number - 1_000_000) * _REF_INVERSE) % _REF_SPAN or None
-    if number >= 10_000_000:
+    if 10_000_000 <= number <= 10_000_000 + MAX_INTEGER - _REF_SPAN:
         return number - 10_000_000 + _REF_SPAN
     return None
 
@@ -127,6 +128,8 @@ def recording_for_reference(session, reference: str) -> Recording | None:
     `RecordingSid`), or None."""
     reference = reference.strip()
     if reference.upper().startswith("RE"):
+        if not (reference.isascii() and reference.isalnum()) or len(reference) > 64:
+            return None  # not a RecordingSid (a NUL would not even reach PostgreSQL)
         return session.scalar(select(Recording).where(Recording.recording_sid == reference))
     number = number_for(reference)
     if number is None:

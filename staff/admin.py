@@ -30,9 +30,11 @@ from models.users import (
 
 from .auth import NO_LINK_BASE, admin_required, can_make_links, record, reset_link
 from .console import all_topics, console, current_script, url_with
+from .params import row_id, text
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 AUDIT_PAGE = 100
+AUDIT_FILTER_LENGTH = {"action": 64, "who": 254, "target": 255}  # their columns' lengths
 
 
 # --- staff accounts -------------------------------------------------------------------------
@@ -297,7 +299,11 @@ def edit_wording(language: str):
 @console.get("/admin/audit")
 @admin_required
 def audit_log():
-    kept = {k: request.args[k].strip() for k in ("action", "who", "target") if request.args.get(k, "").strip()}
+    """The audit log, newest first, filtered by `action`, `who` and `target`; `before` (an
+    entry's id, from the "older" link) pages. A bad value is a 400 saying which."""
+    wanted = {k: text(request.args.get(k), k, AUDIT_FILTER_LENGTH[k]) for k in AUDIT_FILTER_LENGTH}
+    kept = {k: v for k, v in wanted.items() if v is not None}
+    before = row_id(request.args.get("before"), "before")
     query = select(AuditEntry)
     if "action" in kept:
         query = query.where(AuditEntry.action == kept["action"])
@@ -305,9 +311,8 @@ def audit_log():
         query = query.where(AuditEntry.actor_label == kept["who"].lower())
     if "target" in kept:
         query = query.where(AuditEntry.target == kept["target"])
-    before = request.args.get("before", "")
-    if before.isdigit():
-        query = query.where(AuditEntry.id < int(before))
+    if before is not None:
+        query = query.where(AuditEntry.id < before)
     entries = db.session.scalars(query.order_by(AuditEntry.id.desc()).limit(AUDIT_PAGE + 1)).all()
     older = (
         url_with("console.audit_log", kept, before=entries[AUDIT_PAGE - 1].id) if len(entries) > AUDIT_PAGE else None

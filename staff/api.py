@@ -15,7 +15,8 @@ from models.tally import tally
 from models.tokens import find_token
 
 from .csvfiles import csv_text
-from .windows import BadWindow, parse_window
+from .params import row_id, text, whole_number
+from .windows import parse_window
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
 COUNTS_CSV_HEADER = ["slug", "digit", "name", "calls", "callers", "comments", "support", "oppose", "other"]
@@ -47,10 +48,8 @@ def json_error(error: HTTPException):
 
 
 def window():
-    try:
-        return parse_window(request.args.get("since"), request.args.get("until"), current_app.config["LINE_TIMEZONE"])
-    except BadWindow as exc:
-        abort(400, description=str(exc))
+    """`since` and `until` as naive UTC; a bad value is a BadParameter (400 with `error`)."""
+    return parse_window(request.args.get("since"), request.args.get("until"), current_app.config["LINE_TIMEZONE"])
 
 
 def current_tally():
@@ -84,10 +83,7 @@ def counts_csv():
 
 
 def _limit() -> int:
-    value = request.args.get("limit", "50")
-    if not value.isdigit() or not 1 <= int(value) <= MAX_PAGE:
-        abort(400, description=f"limit must be a whole number from 1 to {MAX_PAGE}")
-    return int(value)
+    return whole_number(request.args.get("limit"), "limit", 1, MAX_PAGE, default=50)
 
 
 @api.get("/comments")
@@ -95,18 +91,17 @@ def comments():
     """Comments newest first; `next_cursor` fetches the next page."""
     since, until = window()
     limit = _limit()
+    topic = text(request.args.get("topic"), "topic", 64)
+    cursor = row_id(request.args.get("cursor"), "cursor", "cursor must be a value from next_cursor")
     query = select(Recording, Topic.slug).outerjoin(Topic, Topic.id == Recording.topic_id)
-    if request.args.get("topic"):
-        query = query.where(Topic.slug == request.args["topic"])
+    if topic is not None:
+        query = query.where(Topic.slug == topic)
     if since is not None:
         query = query.where(Recording.created_at >= since)
     if until is not None:
         query = query.where(Recording.created_at < until)
-    cursor = request.args.get("cursor")
-    if cursor:
-        if not cursor.isdigit():
-            abort(400, description="cursor must be a value from next_cursor")
-        query = query.where(Recording.id < int(cursor))
+    if cursor is not None:
+        query = query.where(Recording.id < cursor)
     rows = db.session.execute(query.order_by(Recording.id.desc()).limit(limit + 1)).all()
     page = rows[:limit]
     transcripts = _transcripts([r.recording_sid for r, _ in page])

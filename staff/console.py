@@ -32,7 +32,8 @@ from models.recordings import number_for
 
 from .auth import check_csrf, load_user, record, safe_next
 from .errors import security_headers
-from .windows import BadWindow, parse_instant
+from .params import BadParameter, choice, keyset_cursor, text
+from .windows import Days, parse_days
 
 console = Blueprint("console", __name__)
 console.before_request(load_user)
@@ -91,21 +92,11 @@ def topic_name(topic: Topic) -> str:
     return next(iter(topic.names.values()), topic.slug)
 
 
-def date_window(args) -> tuple[datetime | None, datetime | None, str | None]:
-    """`from` and `to` (local dates, both included) as a naive-UTC [since, until), and an error
-    message when one is not a date."""
-    zone = current_app.config["LINE_TIMEZONE"]
-    try:
-        first, last = args.get("from", "").strip(), args.get("to", "").strip()
-        since = parse_instant(first, zone, "from") if first else None
-        until = None
-        if last:
-            until = parse_instant((date.fromisoformat(last) + timedelta(days=1)).isoformat(), zone, "to")
-    except (BadWindow, ValueError):
-        return None, None, "Dates are written like 2026-11-30."
-    if since and until and until <= since:
-        return None, None, "The end date is before the start date."
-    return since, until, None
+def date_window(args) -> Days:
+    """`from` and `to` (local dates, both included) and the naive-UTC [since, until) they
+    cover. Raises BadWindow (a BadParameter) when one is not a date, lies outside the
+    calendar, or `to` is before `from`."""
+    return parse_days(args.get("from"), args.get("to"), current_app.config["LINE_TIMEZONE"])
 
 
 def date_presets() -> list[tuple[str, str, str]]:
@@ -141,32 +132,48 @@ def url_with(endpoint: str, args: dict, **changes) -> str:
 # --- the inbox ----------------------------------------------------------------------------------
 
 FILTER_KEYS = ("topic", "stance", "language", "from", "to", "reviewed", "transcript", "q")
+MAX_SEARCH = 200
+YES_NO = {"yes": True, "no": False}
 
 
 def inbox_filter(args) -> tuple[InboxFilter, dict, list[str]]:
-    """The inbox filter the URL describes, the filter arguments kept, and problems to show."""
-    problems = []
-    kept = {key: args.get(key, "").strip() for key in FILTER_KEYS if args.get(key, "").strip()}
-    f = InboxFilter(search=kept.get("q", "")[:200])
-    if "topic" in kept:
-        topic = db.session.scalar(select(Topic).where(Topic.slug == kept["topic"]))
+    """The inbox filter the URL describes, the filter arguments kept (those that could be
+    used), and what was wrong with the others."""
+    problems: list[str] = []
+    kept = {key: args[key].strip() for key in FILTER_KEYS if args.get(key, "").strip()}
+
+    def take(key: str, parse, *how):
+        """The parsed value of `key`, or None (then dropped from `kept`) with its problem noted."""
+        try:
+            value = parse(args.get(key), key, *how)
+        except BadParameter as exc:
+            problems.append(str(exc))
+            value = None
+        if value is None:
+            kept.pop(key, None)
+        return value
+
+    f = InboxFilter(search=take("q", text, MAX_SEARCH) or "")
+    slug = take("topic", text, 64)
+    if slug is not None:
+        topic = db.session.scalar(select(Topic).where(Topic.slug == slug))
         if topic is None:
-            problems.append(f"There is no topic {kept['topic']!r}.")
+            problems.append(f"There is no topic {slug!r}.")
             kept.pop("topic")
         else:
             f.topic_id = topic.id
-    if kept.get("stance") in (*STANCES.values(), "none"):
-        f.stance = kept["stance"]
-    else:
-        kept.pop("stance", None)
-    f.language = kept.get("language") or None
-    f.reviewed = {"yes": True, "no": False}.get(kept.get("reviewed", ""))
-    f.has_transcript = {"yes": True, "no": False}.get(kept.get("transcript", ""))
-    f.since, f.until, error = date_window(args)
-    if error:
-        problems.append(error)
+    f.stance = take("stance", choice, (*STANCES.values(), "none"))
+    f.language = take("language", text, 16)
+    f.reviewed = YES_NO.get(take("reviewed", choice, YES_NO) or "")
+    f.has_transcript = YES_NO.get(take("transcript", choice, YES_NO) or "")
+    try:
+        window = date_window(args)
+    except BadParameter as exc:
+        problems.append(str(exc))
         kept.pop("from", None)
         kept.pop("to", None)
+    else:
+        f.since, f.until = window.since, window.until
     return f, kept, problems
 
 
@@ -178,7 +185,13 @@ def home():
 @console.get("/inbox")
 def inbox():
     f, kept, problems = inbox_filter(request.args)
-    before, after = request.args.get("before") or None, request.args.get("after") or None
+    try:
+        before = keyset_cursor(request.args.get("before"), "before")
+        after = keyset_cursor(request.args.get("after"), "after")
+    except BadParameter as exc:
+        problems.append(f"{exc} Here is the first page.")
+        before = after = None
+    status = 400 if problems else 200
     comments, more = find_comments(db.session, f, before=before, after=after, limit=PAGE_SIZE)
     newer = older = None
     if comments:
@@ -205,7 +218,7 @@ def inbox():
         here=request.full_path.rstrip("?"),
         first_page=url_with("console.inbox", kept) if (before or after) else None,
         window_url=lambda first, last: url_with("console.inbox", kept, **{"from": first, "to": last}),
-    )
+    ), status
 
 
 def back_to(default_endpoint: str = "console.inbox") -> str:

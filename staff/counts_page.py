@@ -16,6 +16,8 @@ from models.tally import Tally, tally
 from .auth import record
 from .console import console, date_presets, date_window, line_zone, today_local, url_with
 from .csvfiles import csv_text
+from .params import BadParameter, choice, whole_number
+from .windows import local_midnight
 
 MAX_HOURLY_DAYS = 3
 MAX_BARS = 93
@@ -50,7 +52,7 @@ class CountsView:
 
 def local_midnight_utc(day: date) -> datetime:
     """Midnight at the start of `day` in the line's zone, as naive UTC."""
-    return datetime(day.year, day.month, day.day, tzinfo=line_zone()).astimezone(UTC).replace(tzinfo=None)
+    return local_midnight(day, current_app.config["LINE_TIMEZONE"])
 
 
 def buckets(first: date, last: date, by: str) -> list[tuple[str, datetime, datetime]]:
@@ -117,35 +119,32 @@ def chart(slots: list[tuple[str, datetime, datetime]], callers_known: bool, topi
     }
 
 
-def counts_view(args) -> tuple[CountsView | None, str | None]:
-    today = today_local()
-    args = {
-        "from": args.get("from") or today.isoformat(),
-        "to": args.get("to") or args.get("from") or today.isoformat(),
-        "by": args.get("by", ""),
-    }
-    since, until, error = date_window(args)
-    if error:
-        return None, error
-    first, last = date.fromisoformat(args["from"]), date.fromisoformat(args["to"])
-    days = (last - first).days + 1
-    if days > MAX_BARS:
-        return None, f"Choose at most {MAX_BARS} days."
-    by = args["by"] if args["by"] in ("hour", "day") else ("hour" if days <= MAX_HOURLY_DAYS else "day")
-    if by == "hour" and days > MAX_HOURLY_DAYS:
+def counts_view(args) -> CountsView:
+    """The counts for the window the URL asks for (today when it names none). Raises
+    BadParameter when a parameter cannot be used."""
+    today = today_local().isoformat()
+    first = args.get("from", "").strip() or today
+    days = date_window({"from": first, "to": args.get("to", "").strip() or first})
+    count = (days.last - days.first).days + 1
+    if count > MAX_BARS:
+        raise BadParameter("to", f"Choose at most {MAX_BARS} days.")
+    by = choice(args.get("by"), "by", ("hour", "day")) or ("hour" if count <= MAX_HOURLY_DAYS else "day")
+    if by == "hour" and count > MAX_HOURLY_DAYS:
         by = "day"
     callers_known = current_app.config["CALLER_NUMBERS"] != "none"
-    result = tally(db.session, since, until, callers_known=callers_known)
-    picture = chart(buckets(first, last, by), callers_known, result.topics)
-    return CountsView(first, last, since, until, result, by, picture, callers_known), None
+    result = tally(db.session, days.since, days.until, callers_known=callers_known)
+    picture = chart(buckets(days.first, days.last, by), callers_known, result.topics)
+    return CountsView(days.first, days.last, days.since, days.until, result, by, picture, callers_known)
 
 
 @console.get("/counts")
 def counts():
-    view, error = counts_view(request.args)
     kept = {k: request.args[k] for k in ("from", "to", "by", "every") if request.args.get(k)}
-    every = request.args.get("every", "")
-    every = min(max(int(every), 2), 3600) if every.isdigit() else REFRESH_SECONDS
+    try:
+        every = whole_number(request.args.get("every"), "every", 2, 3600, default=REFRESH_SECONDS)
+        view, error = counts_view(request.args), None
+    except BadParameter as exc:
+        every, view, error = REFRESH_SECONDS, None, str(exc)
     template = "counts_live.html" if request.args.get("partial") else "counts.html"
     return render_template(
         template,
@@ -163,9 +162,10 @@ def counts():
 
 @console.get("/counts.csv")
 def counts_csv():
-    view, error = counts_view(request.args)
-    if error:
-        return Response(error + "\n", 400, mimetype="text/plain")
+    try:
+        view = counts_view(request.args)
+    except BadParameter as exc:
+        return Response(f"{exc}\n", 400, mimetype="text/plain")
     table = csv_text(CSV_HEADER, view.rows())
     name = f"counts_{view.first}_to_{view.last}.csv"
     record("export_counts", f"counts {view.first}..{view.last}")

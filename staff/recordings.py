@@ -1,5 +1,5 @@
-"""Recordings for signed-in staff: the audio endpoint (HTTP Range), redaction and deletion by
-admins, and the public-records export.
+"""Recordings for signed-in staff: the audio endpoint (HTTP Range, by werkzeug's conditional
+responses), redaction and deletion by admins, and the public-records export.
 
 Audio is served from our storage. A recording the worker has not fetched yet is fetched here
 from Twilio's API (under TWILIO_API_BASE, with the account's credentials) and kept, so the
@@ -14,6 +14,8 @@ import zipfile
 from datetime import timedelta
 
 from flask import Response, abort, current_app, flash, g, redirect, render_template, request, send_file, url_for
+from werkzeug.exceptions import RequestedRangeNotSatisfiable
+from werkzeug.wsgi import FileWrapper
 
 from models import Recording, db, utcnow
 from models.audit import count_recent
@@ -33,6 +35,7 @@ from storage.twilio_media import MediaError, fetch_media
 from .auth import admin_required, record
 from .console import all_topics, comment_or_404, console, date_presets, date_window, local_time, today_local
 from .csvfiles import SafeWriter
+from .params import BadParameter
 
 CHUNK = 64 * 1024
 LISTEN_LOG_MINUTES = 30
@@ -66,21 +69,6 @@ def stored_key(recording: Recording) -> str | None:
     return recording.storage_key or key
 
 
-def read_range(audio, start: int, length: int):
-    """Yield `length` bytes of an open file from `start`, then close it."""
-    try:
-        audio.seek(start)
-        left = length
-        while left > 0:
-            chunk = audio.read(min(CHUNK, left))
-            if not chunk:
-                return
-            left -= len(chunk)
-            yield chunk
-    finally:
-        audio.close()
-
-
 def note_listening(comment: CommentRow) -> None:
     """One audit entry per person and comment every LISTEN_LOG_MINUTES, however many
     Range requests the player makes."""
@@ -93,8 +81,9 @@ def note_listening(comment: CommentRow) -> None:
 
 @console.get("/audio/<reference>")
 def audio(reference: str):
-    """The comment's audio. With a `Range: bytes=a-b` header, 206 and those bytes; 416 when
-    the range lies outside the file; 404 when there is no audio; 502 when Twilio fails."""
+    """The comment's audio. With a `Range` header (one range: `bytes=a-b`, `bytes=a-`,
+    `bytes=-n`), 206 and those bytes; 416 when it lies outside the file; 404 when there is no
+    audio; 502 when Twilio fails. Listening is audited however the player asks."""
     comment = comment_or_404(reference)
     if comment.audio_removed or comment.deleted:
         abort(404, description="This comment's audio was removed.")
@@ -110,30 +99,23 @@ def audio(reference: str):
     storage = storage_for(current_app.config)
     size = storage.size(key)
     note_listening(comment)
-    headers = {
-        "Accept-Ranges": "bytes",
-        "Cache-Control": "private, no-store",
-        "Content-Disposition": f'inline; filename="comment-{comment.reference}.{key.rsplit(".", 1)[-1]}"',
-    }
-    mimetype = comment.recording.content_type or "audio/wav"
-    wanted = request.range
-    if wanted is not None and len(wanted.ranges) == 1 and wanted.units == "bytes":
-        span = wanted.range_for_length(size)
-        if span is None:
-            return Response(status=416, headers={**headers, "Content-Range": f"bytes */{size}"})
-        start, stop = span
-        headers.update({"Content-Range": f"bytes {start}-{stop - 1}/{size}", "Content-Length": str(stop - start)})
-        return Response(
-            read_range(storage.open(key), start, stop - start),
-            206,
-            headers=headers,
-            mimetype=mimetype,
-            direct_passthrough=True,
-        )
-    headers["Content-Length"] = str(size)
-    return Response(
-        read_range(storage.open(key), 0, size), 200, headers=headers, mimetype=mimetype, direct_passthrough=True
+    response = Response(
+        FileWrapper(storage.open(key), CHUNK),  # werkzeug's: seekable, so a range starts where it asks
+        mimetype=comment.recording.content_type or "audio/wav",
+        direct_passthrough=True,
+        headers={
+            "Cache-Control": "private, no-store",
+            "Content-Disposition": f'inline; filename="comment-{comment.reference}.{key.rsplit(".", 1)[-1]}"',
+        },
     )
+    response.content_length = size
+    if comment.recording.checksum:
+        response.set_etag(comment.recording.checksum)  # lets a player resume with If-Range
+    try:
+        return response.make_conditional(request, accept_ranges=True, complete_length=size)
+    except RequestedRangeNotSatisfiable:
+        response.close()
+        raise
 
 
 # --- redaction and deletion -----------------------------------------------------------------
@@ -182,14 +164,20 @@ def remove(reference: str):
 
 @console.get("/export")
 def export_form():
-    today = today_local().isoformat()
+    """The export's form, its window from `from` and `to` when given (else today)."""
+    today = today_local()
+    try:
+        days, status = date_window(request.args), 200
+    except BadParameter as exc:
+        flash(str(exc), "error")
+        days, status = None, 400
     return render_template(
         "export.html",
         topics=all_topics(),
         presets=date_presets(),
-        first=request.args.get("from", today),
-        last=request.args.get("to", today),
-    )
+        first=(days.first if days and days.first else today).isoformat(),
+        last=(days.last if days and days.last else today).isoformat(),
+    ), status
 
 
 def export_row(comment: CommentRow, audio_file: str) -> list:
@@ -210,13 +198,17 @@ def export_row(comment: CommentRow, audio_file: str) -> list:
 @console.post("/export")
 def export():
     """A zip of comments.csv and audio/<reference>.<ext> for the window and topics chosen."""
-    since, until, error = date_window(request.form)
+    try:
+        days = date_window(request.form)
+    except BadParameter as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("console.export_form"))
     chosen = set(request.form.getlist("topic"))
     topics = [t for t in all_topics() if t.slug in chosen]
-    if error or since is None or until is None or not topics:
-        flash(error or "Choose a start date, an end date and at least one topic.", "error")
+    if days.since is None or days.until is None or not topics:
+        flash("Choose a start date, an end date and at least one topic.", "error")
         return redirect(url_for("console.export_form"))
-    f = InboxFilter(since=since, until=until, topic_ids=[t.id for t in topics])
+    f = InboxFilter(since=days.since, until=days.until, topic_ids=[t.id for t in topics])
     storage = storage_for(current_app.config)
     out = tempfile.TemporaryFile()
     count = missing = 0
@@ -241,7 +233,7 @@ def export():
             writer.writerow(export_row(comment, name))
             count += 1
         bundle.writestr("comments.csv", table.getvalue())
-    first, last = request.form["from"], request.form["to"]
+    first, last = days.first.isoformat(), days.last.isoformat()
     record("export", f"comments {first}..{last}", topics=sorted(chosen), comments=count, audio_missing=missing)
     db.session.commit()
     out.seek(0)

@@ -153,7 +153,9 @@ def test_keyset_pages_walk_every_comment_once(sign_in, comments, monkeypatch):
     assert shown(second) == newest_first[2:4]
     newer = re.search(r'href="([^"]+)" rel="prev"', second.get_data(as_text=True)).group(1).replace("&amp;", "&")
     assert shown(staff_client.get(newer)) == newest_first[:2]
-    assert staff_client.get("/inbox?before=garbage").status_code == 200  # a bad cursor is the first page
+    bad = staff_client.get("/inbox?before=garbage")  # a bad cursor: 400, saying so, with the first page
+    assert bad.status_code == 400 and "not a page link" in bad.get_data(as_text=True)
+    assert shown(bad) == newest_first[:2]
 
 
 def test_bulk_mark_reviewed_then_filter(app, sign_in, comments):

@@ -84,8 +84,9 @@ def axis_ticks(peak: int) -> list[int]:
     while True:
         for factor in (1, 2, 5):
             step = factor * magnitude
-            if -(-peak // step) <= 5:
-                return list(range(0, -(-peak // step) * step + 1, step))
+            steps = -(-peak // step)  # peak / step, rounded up
+            if steps <= 5:
+                return [n * step for n in range(steps + 1)]
         magnitude *= 10
 
 

@@ -229,6 +229,22 @@ def test_every_flask_command_the_readme_shows_works_as_written(first_hour):
     assert "Made admin account you@example.org." in "".join(ran.stdout + ran.stderr for ran in first_hour.readme)
 
 
+def test_every_flask_command_the_readme_names_in_its_text_exists(runner):
+    named = re.findall(r"`flask ([^`]*)`", (PROJECT_DIR / "README.md").read_text())
+    commands = set()
+    for words in named:
+        command = []
+        for word in words.replace("--app app", "").split():
+            if not re.fullmatch(r"[a-z][a-z-]*", word):
+                break  # a placeholder (NAME), an option or an alternative follows
+            command.append(word)
+        commands.add(tuple(command))
+    assert ("tokens", "create") in commands and ("worker", "run") in commands
+    for command in sorted(commands):
+        result = runner.invoke(args=[*command, "--help"])
+        assert result.exit_code == 0 and "Usage:" in result.output, (command, result.output)
+
+
 def test_the_readme_mentions_nothing_outside_the_repository():
     for path in [PROJECT_DIR / "README.md", *sorted((PROJECT_DIR / "docs").glob("**/*.md"))]:
         assert "../shared" not in path.read_text(), path

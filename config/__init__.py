@@ -16,6 +16,8 @@ import secrets
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import click
+
 log = logging.getLogger(__name__)
 
 CONFIG_DIR = Path(__file__).resolve().parent
@@ -26,8 +28,12 @@ SECRETS = ("SECRET_KEY", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN")
 TRANSCRIBER_NAMES = ("whisper", "none")
 
 
-class SettingsError(RuntimeError):
-    """The environment does not describe a line that can start; the message says why."""
+class SettingsError(click.ClickException, RuntimeError):
+    """The environment does not describe a line that can start; the message says why.
+
+    A ClickException, so that a `flask` command whose app cannot be built prints the message as
+    one line on stderr ("Error: ...") and exits with status 1, not a traceback; gunicorn's
+    start says it the same way (config/gunicorn.py)."""
 
 
 def normalize_database_url(url: str) -> str:
@@ -68,7 +74,10 @@ def load_settings(env: dict[str, str] | None = None, instance_dir: Path | None =
     found = {name: env.get(name, "").strip() for name in SECRETS}
     missing = [name for name, value in found.items() if not value]
     if missing and app_env == "production":
-        raise SettingsError(f"{missing[0]} is not set: production needs {', '.join(SECRETS)} (see .env.example)")
+        raise SettingsError(
+            f"{missing[0]} is not set: production needs {', '.join(SECRETS)} (see .env.example);"
+            " APP_ENV=development generates local ones"
+        )
     if missing:
         generated = _dev_secrets(instance_dir)
         for name in missing:

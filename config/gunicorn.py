@@ -3,6 +3,7 @@
 import multiprocessing
 import os
 import shutil
+import sys
 import tempfile
 
 from dotenv import load_dotenv
@@ -35,16 +36,22 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="commentline-metrics-")
 
 
-def on_starting(server):
-    """Refuse to start, in one clear line, when the settings are incomplete (production
-    without its secrets, an unknown time zone...)."""
+def refuse_incomplete_settings() -> None:
+    """Refuse to start, in one line on stderr and with exit status 1, when the settings are
+    incomplete (production without its secrets, an unknown time zone...). Run as this file is
+    read, before gunicorn says anything."""
     from config import SettingsError, load_settings
 
     try:
         load_settings()
     except SettingsError as exc:
-        server.log.error("Comment Line cannot start: %s", exc)
-        raise SystemExit(2) from None
+        sys.exit(f"Comment Line cannot start: {exc.message}")
+
+
+refuse_incomplete_settings()
+
+
+def on_starting(server):
     folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     shutil.rmtree(folder, ignore_errors=True)
     os.makedirs(folder, exist_ok=True)

@@ -1,4 +1,5 @@
-"""Counting, in one place: the API, the CSV, the console and the checks all call `tally()`;
+"""Counting, in one place: the API, the CSV, the console and the checks all call `tally()` (the counts page
+`line_callers()` too);
 nothing else answers a count. What one call counts for, and how its stored facts merge, is
 stated once, in facts/rules.py (`CallState`, `call_counts`); the summaries the writer keeps
 and `flask counts verify`'s recomputation both follow it, and `tally()` reads them.
@@ -9,6 +10,9 @@ and `flask counts verify`'s recomputation both follow it, and `tally()` reads th
   `comments`: recordings for the topic longer than 0 s whose status is not absent or
   failed; `stance`: per call and topic, the position of the highest step that gave one.
 - `unrouted`: calls that chose no topic.
+- `line_callers()`: distinct callers of the whole line, among calls that chose a topic: a
+  caller counts once however many topics and calls (the summaries keep callers per topic, so
+  a caller whose calls chose no topic is not among them).
 
 Whole hours of a window are read from the hourly summaries (models/summary.py); the parts of
 an hour at either end are counted from the facts themselves. Both give the same numbers:
@@ -26,7 +30,7 @@ from sqlalchemy import case, distinct, func, or_, select, union_all
 from .calls import Call, CallTopic
 from .line import Topic
 from .recordings import NOT_A_COMMENT, Recording
-from .summary import WHOLE_LINE, CallerDay, CallerHour, HourlyCount, hour_of
+from .summary import WHOLE_LINE, CallerDay, CallerHour, HourlyCount, TopicCaller, hour_of
 
 STANCE_NAMES = ("support", "oppose", "other")
 
@@ -160,6 +164,14 @@ def distinct_callers(session, whole: tuple | None, ends: list[tuple]) -> dict[in
         return {topic_id: int(n or 0) for topic_id, n in rows}
     if whole is not None and not ends and all(is_midnight(end) for end in whole):
         return callers_on_days(session, whole[0].date(), whole[1].date())
+    both = _topic_callers(whole, ends).subquery()
+    rows = session.execute(select(both.c.topic_id, func.count(distinct(both.c.caller_hash))).group_by(both.c.topic_id))
+    return dict(rows.all())
+
+
+def _topic_callers(whole: tuple | None, ends: list[tuple]):
+    """(topic, caller hash) rows, repeats included: `caller_hours` over whole hours `whole`,
+    the facts over ragged `ends`."""
     parts = []
     if whole is not None:
         parts.append(select(CallerHour.topic_id, CallerHour.caller_hash).where(*_between(CallerHour.hour, *whole)))
@@ -169,9 +181,27 @@ def distinct_callers(session, whole: tuple | None, ends: list[tuple]) -> dict[in
             .join(Call, Call.call_sid == CallTopic.call_sid)
             .where(*_between(Call.started_at, start, end), Call.caller_hash.is_not(None))
         )
-    both = union_all(*parts).subquery()
-    rows = session.execute(select(both.c.topic_id, func.count(distinct(both.c.caller_hash))).group_by(both.c.topic_id))
-    return dict(rows.all())
+    return union_all(*parts)
+
+
+def line_callers(session, since: datetime | None = None, until: datetime | None = None) -> int:
+    """Distinct callers of the whole line among calls first seen in [since, until) that chose a
+    topic (naive UTC; None for open ends): each caller once, however many topics and calls.
+    Read the way per-topic callers are: whole hours from the summaries (`topic_callers` for
+    all time, `caller_days` for whole UTC days, `caller_hours` otherwise), ragged ends from
+    the facts."""
+    whole, ends = window_pieces(since, until)
+    if whole == (None, None) and not ends:
+        return session.scalar(select(func.count(distinct(TopicCaller.caller_hash))))
+    if whole is not None and not ends and all(is_midnight(end) for end in whole):
+        first, end = whole[0].date(), whole[1].date()
+        if end <= first:
+            return 0
+        return session.scalar(
+            select(func.count(distinct(CallerDay.caller_hash))).where(CallerDay.day >= first, CallerDay.day < end)
+        )
+    both = _topic_callers(whole, ends).subquery()
+    return session.scalar(select(func.count(distinct(both.c.caller_hash))))
 
 
 def is_midnight(moment: datetime | None) -> bool:
@@ -204,21 +234,28 @@ def _ceil_hour(moment: datetime) -> datetime:
     return floor if floor == moment else floor + timedelta(hours=1)
 
 
+def window_pieces(since: datetime | None, until: datetime | None) -> tuple[tuple | None, list[tuple]]:
+    """[since, until) as its whole hours (start, end), read from the summaries (None when the
+    window holds no whole hour), and its ragged ends, counted from the facts."""
+    first_whole = _ceil_hour(since) if since is not None else None
+    last_whole = hour_of(until) if until is not None else None
+    if first_whole is not None and last_whole is not None and first_whole >= last_whole:
+        return None, [(since, until)]  # less than an hour's edge to edge: all from the facts
+    ends = []
+    if since is not None and since < first_whole:
+        ends.append((since, first_whole))
+    if until is not None and last_whole < until:
+        ends.append((last_whole, until))
+    return (first_whole, last_whole), ends
+
+
 def tally(
     session, since: datetime | None = None, until: datetime | None = None, *, callers_known: bool = True
 ) -> Tally:
     """Counts for calls first seen in [since, until) (naive UTC; None for open ends)."""
-    first_whole = _ceil_hour(since) if since is not None else None
-    last_whole = hour_of(until) if until is not None else None
     total = Partial()
-    if first_whole is not None and last_whole is not None and first_whole >= last_whole:
-        whole, ends = None, [(since, until)]  # less than an hour's edge to edge: all from the facts
-    else:
-        whole, ends = (first_whole, last_whole), []
-        if since is not None and since < first_whole:
-            ends.append((since, first_whole))
-        if until is not None and last_whole < until:
-            ends.append((last_whole, until))
+    whole, ends = window_pieces(since, until)
+    if whole is not None:
         total.add(from_summaries(session, *whole))
     for start, end in ends:
         total.add(from_facts(session, start, end))

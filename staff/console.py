@@ -92,6 +92,11 @@ def topic_name(topic: Topic) -> str:
     return next(iter(topic.names.values()), topic.slug)
 
 
+def topic_names(topics: list[Topic] | None = None) -> dict[str, str]:
+    """Each topic's slug -> its name as the console shows it (as on the counts page)."""
+    return {topic.slug: topic_name(topic) for topic in (all_topics() if topics is None else topics)}
+
+
 def date_window(args) -> Days:
     """`from` and `to` (local dates, both included) and the naive-UTC [since, until) they
     cover. Raises BadWindow (a BadParameter) when one is not a date, lies outside the
@@ -203,6 +208,7 @@ def inbox():
             newer = url_with("console.inbox", kept, after=comments[0].cursor) if before is not None else None
     if reference_in(f.search) and not comments:
         problems.append(f"No comment has the reference number {f.search}.")
+    topics = all_topics()
     return render_template(
         "inbox.html",
         comments=comments,
@@ -210,7 +216,8 @@ def inbox():
         problems=problems,
         newer=newer,
         older=older,
-        topics=all_topics(),
+        topics=topics,
+        topic_names=topic_names(topics),
         languages=[lang.code for lang in current_script().languages],
         stances=STANCES.values(),
         presets=date_presets(),
@@ -273,6 +280,7 @@ def comment(reference: str):
         "comment.html",
         reviewer=reviewer,
         c=found,
+        topic_names=topic_names(),
         history=history,
         caller_label=caller_label,
         back=safe_next(request.args.get("back")),

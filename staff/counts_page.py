@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 from flask import Response, current_app, render_template, request
 
 from models import db
-from models.tally import Tally, tally
+from models.tally import Tally, line_callers, tally
 
 from .auth import record
 from .console import console, date_presets, date_window, line_zone, today_local, url_with
@@ -36,17 +36,20 @@ class CountsView:
     by: str
     chart: dict
     callers_known: bool
+    line_callers: int | None  # distinct callers of the whole line; None when numbers are not kept
 
     def rows(self) -> list[list]:
         """The table as shown: one row per topic, then calls with no topic, then the total."""
         topics = [[t.slug, t.name + ("" if t.enabled else " (switched off)"), *t.figures()] for t in self.result.topics]
         # Comments and positions belong to one topic each, so their column sums are totals;
-        # calls and callers are not (one call can choose several topics): those come from tally().
+        # calls and callers are not (one call can choose several topics, one caller call about
+        # several): those come from tally() and line_callers().
         sums = [sum(row[i] for row in topics) for i in (4, 5, 6, 7)]
+        callers = "" if self.line_callers is None else self.line_callers
         return [
             *topics,
             ["(none)", "Calls that chose no topic", self.result.unrouted, "", "", "", "", ""],
-            ["(all)", "All calls", self.result.calls, "", *sums],
+            ["(all)", "All calls", self.result.calls, callers, *sums],
         ]
 
 
@@ -73,14 +76,32 @@ def buckets(first: date, last: date, by: str) -> list[tuple[str, datetime, datet
     return out
 
 
-def chart(slots: list[tuple[str, datetime, datetime]], callers_known: bool, topics) -> dict:
+def axis_ticks(peak: int) -> list[int]:
+    """Whole, evenly spaced ticks for an axis from 0 to at least `peak`: a step of 1, 2 or 5
+    times a power of ten, the smallest that needs at most five steps (0/1/2/3, 0/2/4/6/8,
+    0/5/10/15...); the last tick is the first multiple of the step at or above `peak`."""
+    peak = max(int(peak), 1)
+    magnitude = 1
+    while True:
+        for factor in (1, 2, 5):
+            step = factor * magnitude
+            steps = -(-peak // step)  # peak / step, rounded up
+            if steps <= 5:
+                return [n * step for n in range(steps + 1)]
+        magnitude *= 10
+
+
+def chart(slots: list[tuple[str, datetime, datetime]], topics) -> dict:
     """Stacked bars of calls per topic per slot, laid out for an inline SVG."""
     series = []
     for label, since, until in slots:
-        counts = tally(db.session, since, until, callers_known=callers_known)
+        # Bars show calls only: no slot's distinct callers are counted (at a busy day's hours,
+        # they would cost more than the rest of the page).
+        counts = tally(db.session, since, until, callers_known=False)
         series.append((label, [t.calls for t in counts.topics]))
     width, height, left, bottom, top = 900, 260, 40, 40, 10
-    peak = max([sum(values) for _, values in series] + [1])
+    ticks = axis_ticks(max([sum(values) for _, values in series] + [0]))
+    peak = ticks[-1]  # the axis's top: bars are drawn against it, so the ticks meet them
     step = (width - left - 10) / max(len(series), 1)
     bar = max(step * 0.75, 1)
     plot = height - bottom - top
@@ -105,7 +126,6 @@ def chart(slots: list[tuple[str, datetime, datetime]], callers_known: bool, topi
                 )
         if i % every == 0:
             labels.append({"x": round(x + bar / 2, 1), "text": label})
-    ticks = sorted({0, peak // 2, peak}) if peak > 1 else [0, 1]
     return {
         "width": width,
         "height": height,
@@ -115,7 +135,7 @@ def chart(slots: list[tuple[str, datetime, datetime]], callers_known: bool, topi
         "labels": labels,
         "ticks": [{"y": round(height - bottom - v / peak * plot, 1), "v": v} for v in ticks],
         "legend": [{"name": t.name, "color": PALETTE[j % len(PALETTE)]} for j, t in enumerate(topics)],
-        "empty": peak == 1 and not bars,
+        "empty": not bars,
     }
 
 
@@ -133,8 +153,9 @@ def counts_view(args) -> CountsView:
         by = "day"
     callers_known = current_app.config["CALLER_NUMBERS"] != "none"
     result = tally(db.session, days.since, days.until, callers_known=callers_known)
-    picture = chart(buckets(days.first, days.last, by), callers_known, result.topics)
-    return CountsView(days.first, days.last, days.since, days.until, result, by, picture, callers_known)
+    picture = chart(buckets(days.first, days.last, by), result.topics)
+    callers = line_callers(db.session, days.since, days.until) if callers_known else None
+    return CountsView(days.first, days.last, days.since, days.until, result, by, picture, callers_known, callers)
 
 
 @console.get("/counts")
@@ -146,12 +167,14 @@ def counts():
     except BadParameter as exc:
         every, view, error = REFRESH_SECONDS, None, str(exc)
     template = "counts_live.html" if request.args.get("partial") else "counts.html"
+    # The date fields show the window shown (today's when the URL names none).
+    shown = {**kept, "from": view.first.isoformat(), "to": view.last.isoformat()} if view else kept
     return render_template(
         template,
         view=view,
         error=error,
         presets=date_presets(),
-        filters=kept,
+        filters=shown,
         csv_url=url_with("console.counts_csv", kept),
         live_url=url_with("console.counts", kept, partial="1"),
         window_url=lambda first, last: url_with("console.counts", kept, **{"from": first, "to": last}),

@@ -149,6 +149,7 @@ def test_first_day_find_listen_review_and_hand_over_the_counts(browser, line, ap
         str(stances["other"]),
     ]
     expected_all_calls = str(len(played) + 1)
+    expected_all_callers = str(len({p[0] for p in played}))  # every played call chose a topic
 
     context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
     page = context.new_page()
@@ -174,6 +175,7 @@ def test_first_day_find_listen_review_and_hand_over_the_counts(browser, line, ap
     page.wait_for_url("**from=**")
     assert refs_shown(page) == list(reversed(budget_refs))  # newest first
     assert "topic=budget" in page.url  # the view can be shared
+    assert set(page.locator(".comments .chip.topic").all_inner_texts()) == {"the proposed city budget"}
 
     # Listen: keyboard to the first comment and play it; the player loads the audio over Range.
     page.keyboard.press("j")
@@ -221,12 +223,15 @@ def test_first_day_find_listen_review_and_hand_over_the_counts(browser, line, ap
     # Counts for yesterday, as the manager wants them.
     page.click("nav >> text=Counts")
     page.wait_for_url("**/counts")
+    today = page.input_value("input[name=to]")
+    assert page.input_value("input[name=from]") == today != ""  # the day the counts show
     page.click(".presets a:has-text('Yesterday')")
     page.wait_for_url("**from=**")
+    assert page.input_value("input[name=from]") == page.input_value("input[name=to]") < today
     shown = counts_table(page)
     assert shown["budget"] == expected_budget
     assert shown["transit"] == ["1", "1", "1", "1", "0", "0"]
-    assert shown["(none)"][0] == "1" and shown["(all)"][0] == expected_all_calls
+    assert shown["(none)"][0] == "1" and shown["(all)"][:2] == [expected_all_calls, expected_all_callers]
     assert page.locator("figure.chart svg rect").count() >= 2
     save_screenshot(page, "counts.png", tmp_path)
     page.emulate_media(media="print")  # the print layout: numbers and chart, no controls

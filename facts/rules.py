@@ -45,11 +45,11 @@ one staff removed stays removed.
 
 Summaries: what a call counts for is `call_counts(CallState)`: in the hour of its start, one
 call for the whole line, one routed call if it chose a topic, and per topic chosen one call,
-its stance and its comments; its caller (when known) once per topic in `caller_hours` and
-`caller_days` (counted references: how many of the caller's calls put it there), and in
-`topic_callers` with the earliest hour. When a merge moves a call's start to another hour or
-learns its caller, the writer subtracts what it counted before and adds what it counts now
-(`Counts.move`), so the summaries follow, once.
+its stance and its comments; its caller (when known) once per topic, and once for the whole
+line (topic 0), in `caller_hours` and `caller_days` (counted references: how many of the
+caller's calls put it there), and in `topic_callers` with the earliest hour. When a merge
+moves a call's start to another hour or learns its caller, the writer subtracts what it
+counted before and adds what it counts now (`Counts.move`), so the summaries follow, once.
 """
 
 from __future__ import annotations
@@ -200,8 +200,20 @@ class Counts:
     caller_days: Counter = field(default_factory=Counter)
     first_hours: dict[tuple[int, str], datetime] = field(default_factory=dict)
 
-    def add_call(self, started_at: datetime, sign: int = 1) -> None:
-        self.hourly[(hour_of(started_at), WHOLE_LINE, "calls")] += sign
+    def add_call(self, started_at: datetime, caller: str | None = None, sign: int = 1) -> None:
+        """A call, and its caller (when known) as a caller of the whole line."""
+        hour = hour_of(started_at)
+        self.hourly[(hour, WHOLE_LINE, "calls")] += sign
+        self.add_caller(hour, WHOLE_LINE, caller, sign)
+
+    def add_caller(self, hour: datetime, topic_id: int, caller: str | None, sign: int) -> None:
+        if not caller:
+            return
+        self.caller_hours[(hour, topic_id, caller)] += sign
+        self.caller_days[(hour.date(), topic_id, caller)] += sign
+        if sign > 0:
+            key = (topic_id, caller)
+            self.first_hours[key] = min(self.first_hours.get(key, hour), hour)
 
     def add_topic(
         self, started_at: datetime, caller: str | None, topic_id: int, stance: str | None, routed: bool, sign: int = 1
@@ -213,12 +225,7 @@ class Counts:
         self.hourly[(hour, topic_id, "calls")] += sign
         if stance:
             self.hourly[(hour, topic_id, stance)] += sign
-        if caller:
-            self.caller_hours[(hour, topic_id, caller)] += sign
-            self.caller_days[(hour.date(), topic_id, caller)] += sign
-            if sign > 0:
-                key = (topic_id, caller)
-                self.first_hours[key] = min(self.first_hours.get(key, hour), hour)
+        self.add_caller(hour, topic_id, caller, sign)
 
     def change_stance(self, started_at: datetime, topic_id: int, before: str | None, after: str | None) -> None:
         if before == after:
@@ -234,7 +241,7 @@ class Counts:
 
     def add_call_state(self, state: CallState, sign: int = 1) -> None:
         """Everything the call counts for, added (`sign` 1) or taken away (-1)."""
-        self.add_call(state.started_at, sign)
+        self.add_call(state.started_at, state.caller, sign)
         for index, (topic_id, stance) in enumerate(sorted(state.stances.items())):
             self.add_topic(state.started_at, state.caller, topic_id, stance, index == 0, sign)
         for topic_id, count in state.comments.items():

@@ -189,7 +189,7 @@ class _Writer:
         inserted = {sid for (sid,) in new}
         for sid in inserted:
             values = b.calls[sid]
-            self.counts.add_call(values["started_at"])
+            self.counts.add_call(values["started_at"], values["caller_hash"])
             self.known[sid] = (values["started_at"], values["caller_hash"], 0)
         stored = [sid for sid in sids if sid not in inserted]
         if not stored:

@@ -10,9 +10,9 @@ and `flask counts verify`'s recomputation both follow it, and `tally()` reads th
   `comments`: recordings for the topic longer than 0 s whose status is not absent or
   failed; `stance`: per call and topic, the position of the highest step that gave one.
 - `unrouted`: calls that chose no topic.
-- `line_callers()`: distinct callers of the whole line, among calls that chose a topic: a
-  caller counts once however many topics and calls (the summaries keep callers per topic, so
-  a caller whose calls chose no topic is not among them).
+- `line_callers()`: distinct callers of the whole line: a caller counts once however many
+  calls and topics, whether or not a call chose a topic (the summaries keep the whole line's
+  callers as topic 0).
 
 Whole hours of a window are read from the hourly summaries (models/summary.py); the parts of
 an hour at either end are counted from the facts themselves. Both give the same numbers:
@@ -25,12 +25,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, time, timedelta
 
-from sqlalchemy import case, distinct, func, or_, select, union_all
+from sqlalchemy import case, distinct, func, literal, or_, select, union_all
 
 from .calls import Call, CallTopic
 from .line import Topic
 from .recordings import NOT_A_COMMENT, Recording
-from .summary import WHOLE_LINE, CallerDay, CallerHour, HourlyCount, TopicCaller, hour_of
+from .summary import WHOLE_LINE, CallerDay, CallerHour, HourlyCount, hour_of
 
 STANCE_NAMES = ("support", "oppose", "other")
 
@@ -181,27 +181,20 @@ def _topic_callers(whole: tuple | None, ends: list[tuple]):
             .join(Call, Call.call_sid == CallTopic.call_sid)
             .where(*_between(Call.started_at, start, end), Call.caller_hash.is_not(None))
         )
+        parts.append(  # the whole line's callers: every call's, whatever it chose
+            select(literal(WHOLE_LINE).label("topic_id"), Call.caller_hash).where(
+                *_between(Call.started_at, start, end), Call.caller_hash.is_not(None)
+            )
+        )
     return union_all(*parts)
 
 
 def line_callers(session, since: datetime | None = None, until: datetime | None = None) -> int:
-    """Distinct callers of the whole line among calls first seen in [since, until) that chose a
-    topic (naive UTC; None for open ends): each caller once, however many topics and calls.
-    Read the way per-topic callers are: whole hours from the summaries (`topic_callers` for
-    all time, `caller_days` for whole UTC days, `caller_hours` otherwise), ragged ends from
-    the facts."""
+    """Distinct callers of the whole line among calls first seen in [since, until) (naive UTC;
+    None for open ends): each caller once, however many calls and topics, whether or not a
+    call chose one. Read as per-topic callers are, from the whole line's rows (topic 0)."""
     whole, ends = window_pieces(since, until)
-    if whole == (None, None) and not ends:
-        return session.scalar(select(func.count(distinct(TopicCaller.caller_hash))))
-    if whole is not None and not ends and all(is_midnight(end) for end in whole):
-        first, end = whole[0].date(), whole[1].date()
-        if end <= first:
-            return 0
-        return session.scalar(
-            select(func.count(distinct(CallerDay.caller_hash))).where(CallerDay.day >= first, CallerDay.day < end)
-        )
-    both = _topic_callers(whole, ends).subquery()
-    return session.scalar(select(func.count(distinct(both.c.caller_hash))))
+    return distinct_callers(session, whole, ends).get(WHOLE_LINE, 0)
 
 
 def is_midnight(moment: datetime | None) -> bool:

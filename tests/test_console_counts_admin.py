@@ -44,7 +44,7 @@ def test_counts_page_shows_what_was_played(sign_in, twilio):
     assert rows["transit"] == ["1", "1", "1", "0", "0", "1"]
     assert rows["housing"] == ["0", "0", "0", "0", "0", "0"]
     assert rows["(none)"] == ["1", "", "", "", "", ""]
-    assert rows["(all)"] == ["5", "3", "4", "2", "1", "1"]  # callers of calls that chose a topic
+    assert rows["(all)"] == ["5", "4", "4", "2", "1", "1"]  # every caller of the line, once
     body = page.get_data(as_text=True)
     assert "Calls per hour by topic" in body
     # Each bar is titled "<hour>: <topic> <calls>"; per topic they add up to the table's calls.

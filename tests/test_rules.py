@@ -136,4 +136,4 @@ def test_a_late_start_moves_what_the_call_counted_for():
     counts.move(before, after)
     assert counts.hourly_rows() == rules.call_counts(after).hourly_rows()
     assert +counts.caller_hours == rules.call_counts(after).caller_hours
-    assert counts.first_hours == {(1, "h1"): datetime(2026, 11, 30, 10)}
+    assert counts.first_hours == {(0, "h1"): datetime(2026, 11, 30, 10), (1, "h1"): datetime(2026, 11, 30, 10)}

@@ -10,6 +10,7 @@ from sqlalchemy import func, select, text
 from app import create_app
 from config import PROJECT_DIR
 from ivr.behind import wait_until_written
+from ivr.caller import REFERENCE
 from ivr.numbers import Numbers
 from models import Recording, db
 from models.comments import get_comment
@@ -17,7 +18,6 @@ from models.facts import Fact, apply
 from models.recordings import RecordingAlias, recording_for_reference, reference_for
 from models.writer import take_numbers
 from tests.conftest import Twilio, recording_url
-from tests.load import REFERENCE
 
 
 def heard(reply) -> str:

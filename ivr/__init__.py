@@ -8,6 +8,7 @@ from flask import Flask
 
 from models.line import ScriptCache
 
+from . import dev_media
 from .behind import WriteBehind
 from .commands import line_cli, spool_cli
 from .health import health
@@ -37,6 +38,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     app.register_blueprint(health)
     app.register_blueprint(metrics)
+    dev_media.init_app(app)
     app.cli.add_command(line_cli)
     app.cli.add_command(spool_cli)
     meter_webhooks(app)

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from config import TWILIO_API
 from models.line import LineScript, read_script_file, script_from_file
 
 from .menu import (
@@ -52,7 +53,6 @@ from .menu import (
 )
 
 API_VERSION = "2010-04-01"
-TWILIO_API = "https://api.twilio.com"
 # What each kind of request is, by the last part of the line's path (`status` is the call
 # status callback; `fallback` the number's Fallback URL).
 FLOW_KINDS = ("voice", "language", "topic", "stance", "recorded", "no-comment", "next")

@@ -6,11 +6,13 @@ import re
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from config import TWILIO_API
 from models import db
 from models.line import ScriptError, load_script, read_script_file, sync_script
 
@@ -29,6 +31,7 @@ from .caller import (
     new_sid,
     play,
 )
+from .dev_media import comment_audio, keep_recording, serves_recordings, wav_seconds
 from .menu import HANG_UP, NO_KEY
 
 line_cli = AppGroup("line", help="The line's script, and trying the line without a phone.")
@@ -73,15 +76,23 @@ DEFAULT_COMMENTS = {"en-US": "This is a test comment.", "es-US": "Este es un com
 
 class CommandLineCaller(Script):
     """`flask line call`'s caller: presses the keys given, then lets each menu time out; at
-    every `<Record>` records a comment of `seconds`."""
+    every `<Record>` records a comment of `seconds`. In development it is real audio (the
+    comment spoken, or a tone) kept for the line's stand-in for Twilio's media
+    (ivr/dev_media.py), so that the worker copies it and the console plays it."""
 
     def __init__(self, keys: list[str], seconds: int, transcript: str | None, config) -> None:
         super().__init__(keys)
         self.seconds, self.transcript, self.config = seconds, transcript, config
+        self.audio: list[Path] = []
 
     def take(self, menu: Menu) -> Take:
         text = self.transcript or DEFAULT_COMMENTS.get(menu.language, DEFAULT_COMMENTS["en-US"])
-        return Take(self.seconds, transcript=text, recording_sid=new_sid("RE"))
+        sid, seconds = new_sid("RE"), self.seconds
+        if seconds and serves_recordings(self.config):  # 0 s: Twilio heard nothing, kept nothing
+            audio = comment_audio(text, menu.language, seconds)
+            self.audio.append(keep_recording(self.config, sid, audio))
+            seconds = wav_seconds(audio)
+        return Take(seconds, transcript=text, recording_sid=sid)
 
 
 def _in_process(client):
@@ -122,7 +133,8 @@ def call(
 
     KEYS are pressed at each menu in turn; when they run out, menus time out. `-` lets a menu
     time out, `hangup` hangs up. Example: flask line call --press 1 2 1  (English, topic 2,
-    support)."""
+    support). In development (APP_ENV=development, no Twilio account) the comment is real audio
+    that the worker copies and the console plays."""
     for key in keys:
         if not (re.fullmatch(r"[0-9*#]", key) or key in (NO_KEY, HANG_UP)):
             raise click.BadParameter(f"{key!r} is not a key: use 0-9, *, #, {NO_KEY} or {HANG_UP}", param_hint="KEYS")
@@ -130,7 +142,8 @@ def call(
         raise click.BadParameter("a comment cannot last less than 0 seconds", param_hint="--seconds")
     config = current_app.config
     script = current_app.extensions["line_script"].get(db.session)
-    account = TwilioAccount(config["TWILIO_ACCOUNT_SID"], config["TWILIO_AUTH_TOKEN"])
+    api_base = config["TWILIO_API_BASE"] if serves_recordings(config) else TWILIO_API
+    account = TwilioAccount(config["TWILIO_ACCOUNT_SID"], config["TWILIO_AUTH_TOKEN"], api_base)
     base = url or config["PUBLIC_BASE_URL"] or "http://localhost"
     simulated = SimulatedCall(account, base, Phone(from_number))
     caller = CommandLineCaller(list(keys), seconds, transcript, config)
@@ -148,6 +161,12 @@ def call(
     for comment in played.recordings.values():
         heard = ", ".join(sorted(comment.references)) or "none read back"
         click.echo(f"Comment {comment.recording_sid}: {comment.seconds} s on {comment.topic}, reference {heard}.")
+    if caller.audio:
+        click.echo(
+            f"Its audio is in {caller.audio[0].parent}, served to the line at {config['TWILIO_API_BASE']}: "
+            "with the line served there, the worker (flask --app app worker run) copies it and the "
+            "console plays it."
+        )
 
 
 spool_cli = AppGroup("spool", help="Facts that waited on disk while the database was away.")

@@ -950,8 +950,10 @@ class CallPlayer:
             return None
         reply = Reply(bodies[0])
         if isinstance(request.note, Comment):
-            for body in bodies:
-                self.played.recordings[request.note.recording_sid].references.update(Reply(body).references())
+            heard = self.played.recordings[request.note.recording_sid].references
+            heard.update(reply.references())
+            for body in bodies[1:]:
+                heard.update(Reply(body).references())
         if expected is not None:
             check(reply, expected)
         return reply
@@ -963,6 +965,8 @@ class CallPlayer:
     def _check_duplicates(request: Request, bodies: Sequence[str]) -> None:
         """A duplicate hears exactly what the first heard, but for the reference number when the
         two reached different processes: each then finds the comment."""
+        if len(bodies) < 2:
+            return
         first = REFERENCE.sub("#", bodies[0])
         for body in bodies[1:]:
             if REFERENCE.sub("#", body) != first:

@@ -114,10 +114,13 @@ class Delivery:
             response = Response.refused() if refused else Response.dropped()
         else:
             response = Response(answer.status_code, answer.text)
-        if response.status != 200:
-            with self.lock:
-                self.failures += 1
-            time.sleep(0.05)
+        if response.status == 200:
+            self.local.failed = 0
+            return response
+        with self.lock:
+            self.failures += 1
+        self.local.failed = getattr(self.local, "failed", 0) + 1
+        time.sleep(0.05 * min(self.local.failed, 10))  # a worker restarting: give it a moment
         return response
 
     def deliver(self, request: Request, pair: int) -> tuple[Response, ...]:

@@ -20,13 +20,18 @@ from flask import Flask, Response, abort, request
 
 from config import DEFAULT_LINE_CONFIG
 from ivr import twiml
+from ivr.menu import (
+    ANOTHER_TOPIC_KEY,
+    END_CALL_KEY,
+    HANG_UP,
+    MAX_EMPTY_RECORDINGS,
+    MAX_MISSES,
+    REPEAT_KEY,
+    STANCE_KEYS,
+)
 from ivr.signature import is_valid_signature
 from models.line import read_script_file, script_from_file
 from models.recordings import reference_for
-
-MAX_MISSES = 3
-MAX_EMPTY_RECORDINGS = 2
-STANCES = {"1": "support", "2": "oppose", "3": "other"}
 
 
 def create_app() -> Flask:
@@ -70,7 +75,7 @@ def create_app() -> Flask:
     @app.post("/twilio/language")
     def choose_language():
         step, misses, digits = state("s"), state("m", 0), request.form.get("Digits", "").strip()
-        if digits == "*":
+        if digits == REPEAT_KEY:
             return answer(twiml.language_menu(script, base(), step, misses))
         lang = script.language_for_digit(digits)
         if lang is None:
@@ -84,7 +89,7 @@ def create_app() -> Flask:
     def choose_topic():
         step, misses, digits = state("s"), state("m", 0), request.form.get("Digits", "").strip()
         language = request.args.get("l")
-        if digits == "*":
+        if digits == REPEAT_KEY:
             return answer(twiml.topic_menu(script, base(), language, step, misses))
         topic = script.topic_for_digit(digits)
         if topic is None:
@@ -100,9 +105,9 @@ def create_app() -> Flask:
     def choose_stance():
         step, misses, digits = state("s"), state("m", 0), request.form.get("Digits", "").strip()
         language, topic = request.args.get("l"), script.topic(request.args.get("t"))
-        stance = STANCES.get(digits)
+        stance = STANCE_KEYS.get(digits)
         if stance is None:
-            if digits == "*":
+            if digits == REPEAT_KEY:
                 return answer(twiml.stance_menu(script, base(), language, topic, step, misses))
             if misses + 1 < MAX_MISSES:
                 notice = "invalid" if digits else "no_input"
@@ -117,7 +122,7 @@ def create_app() -> Flask:
         digits = request.form.get("Digits", "").strip()
         duration = request.form.get("RecordingDuration", "").strip()
         reference = reference_for(zlib.crc32(request.form.get("RecordingSid", "").encode()) % 8_999_999 + 1)
-        if digits == "hangup":
+        if digits == HANG_UP:
             return answer(twiml.nothing())
         if not duration.isdigit() or int(duration) == 0:
             return answer(twiml.record_comment(script, base(), language, topic, stance, step, 1, "no_comment"))
@@ -135,9 +140,9 @@ def create_app() -> Flask:
     def another_topic():
         step, misses, language = state("s"), state("m", 0), request.args.get("l")
         digits = request.form.get("Digits", "").strip()
-        if digits == "1":
+        if digits == ANOTHER_TOPIC_KEY:
             return answer(twiml.topic_menu(script, base(), language, step + 1, 0))
-        if digits in ("", "2") or misses + 1 >= MAX_MISSES:
+        if digits in ("", END_CALL_KEY) or misses + 1 >= MAX_MISSES:
             return answer(twiml.goodbye(script, language))
         return answer(twiml.another_menu(script, base(), language, step, misses + 1, "invalid"))
 

@@ -25,6 +25,9 @@ PROJECT_DIR = CONFIG_DIR.parent
 DEFAULT_LINE_CONFIG = CONFIG_DIR / "line.yaml"
 CALLER_NUMBER_MODES = ("raw", "hash", "none")
 SECRETS = ("SECRET_KEY", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN")
+TWILIO_API = "https://api.twilio.com"
+# Development's stand-in for Twilio's recording media, on the line itself (ivr/dev_media.py).
+DEV_TWILIO_PATH = "/dev/twilio"
 TRANSCRIBER_NAMES = ("whisper", "none")
 
 
@@ -78,6 +81,7 @@ def load_settings(env: dict[str, str] | None = None, instance_dir: Path | None =
             f"{missing[0]} is not set: production needs {', '.join(SECRETS)} (see .env.example);"
             " APP_ENV=development generates local ones"
         )
+    twilio_generated = any(name.startswith("TWILIO_") for name in missing)
     if missing:
         generated = _dev_secrets(instance_dir)
         for name in missing:
@@ -123,7 +127,7 @@ def load_settings(env: dict[str, str] | None = None, instance_dir: Path | None =
         # Twilio's bodies are a few kB; anything near this is not Twilio.
         "MAX_CONTENT_LENGTH": number_setting(env, "MAX_CONTENT_LENGTH", 64 * 1024, int),
         "LINE_CACHE_SECONDS": number_setting(env, "LINE_CACHE_SECONDS", 1),
-        "TWILIO_API_BASE": (env.get("TWILIO_API_BASE") or "https://api.twilio.com").rstrip("/"),
+        "TWILIO_API_BASE": _twilio_api_base(env, app_env, twilio_generated),
         "RECORDINGS_DIR": env.get("RECORDINGS_DIR") or str(instance_dir / "recordings"),
         "SPOOL_DIR": env.get("SPOOL_DIR") or str(instance_dir / "spool"),
         "DB_COOL_OFF_SECONDS": number_setting(env, "DB_COOL_OFF_SECONDS", 2),
@@ -171,6 +175,18 @@ def sign_in_limits(env: dict[str, str]) -> dict:
         "SIGN_IN_BACKOFF_SECONDS": number_setting(env, "SIGN_IN_BACKOFF_SECONDS", 30),
         "SIGN_IN_BACKOFF_MAX_SECONDS": number_setting(env, "SIGN_IN_BACKOFF_MAX_SECONDS", 900),
     }
+
+
+def _twilio_api_base(env: dict[str, str], app_env: str, twilio_generated: bool) -> str:
+    """Where recordings are fetched from: TWILIO_API_BASE, else Twilio's API; in development
+    with generated Twilio credentials (no account: every call is simulated), the line's own
+    stand-in on the local server (PORT, as gunicorn binds it)."""
+    given = env.get("TWILIO_API_BASE", "").strip()
+    if given:
+        return given.rstrip("/")
+    if app_env == "development" and twilio_generated:
+        return f"http://127.0.0.1:{number_setting(env, 'PORT', 5000, int)}{DEV_TWILIO_PATH}"
+    return TWILIO_API
 
 
 def number_setting(env, name: str, default: float, kind: type = float):

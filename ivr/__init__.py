@@ -6,6 +6,7 @@ from flask import Flask
 
 from models.line import ScriptCache
 
+from . import dev_media
 from .commands import line_cli
 from .health import health
 from .metrics import meter_webhooks, metrics
@@ -18,5 +19,6 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     app.register_blueprint(health)
     app.register_blueprint(metrics)
+    dev_media.init_app(app)
     app.cli.add_command(line_cli)
     meter_webhooks(app)

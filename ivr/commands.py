@@ -6,15 +6,33 @@ import re
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from config import TWILIO_API
 from models import db
 from models.line import ScriptError, load_script, read_script_file, sync_script
 
-from .caller import SimulatedCaller
+from .caller import (
+    CallPlayer,
+    LineFacts,
+    Menu,
+    Phone,
+    Request,
+    Response,
+    Script,
+    SimulatedCall,
+    Take,
+    TwilioAccount,
+    UnexpectedReply,
+    new_sid,
+    play,
+)
+from .dev_media import comment_audio, keep_recording, serves_recordings, wav_seconds
+from .menu import HANG_UP, NO_KEY
 
 line_cli = AppGroup("line", help="The line's script, and trying the line without a phone.")
 
@@ -53,21 +71,47 @@ def sync(path: str | None, dry_run: bool) -> None:
         click.echo(f"{len(changes)} change(s) made." if changes else "The line already matches the file.")
 
 
-def _in_process_post(client):
-    def post(url, params, headers):
-        response = client.post(url, data=params, headers=headers)
-        return response.status_code, response.get_data(as_text=True)
-
-    return post
+DEFAULT_COMMENTS = {"en-US": "This is a test comment.", "es-US": "Este es un comentario de prueba."}
 
 
-def _http_post(url, params, headers):
-    request = urllib.request.Request(url, data=urllib.parse.urlencode(params).encode(), headers=headers)
+class CommandLineCaller(Script):
+    """`flask line call`'s caller: presses the keys given, then lets each menu time out; at
+    every `<Record>` records a comment of `seconds`. In development it is real audio (the
+    comment spoken, or a tone) kept for the line's stand-in for Twilio's media
+    (ivr/dev_media.py), so that the worker copies it and the console plays it."""
+
+    def __init__(self, keys: list[str], seconds: int, transcript: str | None, config) -> None:
+        super().__init__(keys)
+        self.seconds, self.transcript, self.config = seconds, transcript, config
+        self.audio: list[Path] = []
+
+    def take(self, menu: Menu) -> Take:
+        text = self.transcript or DEFAULT_COMMENTS.get(menu.language, DEFAULT_COMMENTS["en-US"])
+        sid, seconds = new_sid("RE"), self.seconds
+        if seconds and serves_recordings(self.config):  # 0 s: Twilio heard nothing, kept nothing
+            audio = comment_audio(text, menu.language, seconds)
+            self.audio.append(keep_recording(self.config, sid, audio))
+            seconds = wav_seconds(audio)
+        return Take(seconds, transcript=text, recording_sid=sid)
+
+
+def _in_process(client):
+    def send(request: Request) -> Response:
+        answer = client.post(request.url, data=request.params, headers=request.headers())
+        return Response(answer.status_code, answer.get_data(as_text=True))
+
+    return send
+
+
+def _over_http(request: Request) -> Response:
+    sent = urllib.request.Request(
+        request.url, data=urllib.parse.urlencode(request.params).encode(), headers=request.headers()
+    )
     try:
-        with urllib.request.urlopen(request, timeout=15) as response:
-            return response.status, response.read().decode()
+        with urllib.request.urlopen(sent, timeout=15) as answer:
+            return Response(answer.status, answer.read().decode())
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode(errors="replace")
+        return Response(exc.code, exc.read().decode(errors="replace"))
 
 
 @line_cli.command("call")
@@ -78,39 +122,48 @@ def _http_post(url, params, headers):
 @click.option("--seconds", default=12, show_default=True, help="Length of the recorded comment.")
 @click.option(
     "--transcript",
-    default="This is a test comment.",
-    show_default=True,
-    help="What Twilio's transcription says (English lines only).",
+    help="What the caller says (and Twilio's transcription, on English lines) "
+    f"[default: {DEFAULT_COMMENTS['en-US']!r}, or the line's language's].",
 )
 def call(
-    press_flag: bool, keys: tuple[str, ...], url: str | None, from_number: str, seconds: int, transcript: str
+    press_flag: bool, keys: tuple[str, ...], url: str | None, from_number: str, seconds: int, transcript: str | None
 ) -> None:
-    """Play a call through the real, signed webhooks and print what the caller hears.
+    """Play a call through the real, signed webhooks, as Twilio would, and print what the
+    caller hears.
 
-    KEYS are pressed at each menu in turn: `-` lets a menu time out, `hangup` hangs up.
-    Example: flask line call --press 1 2 1  (English, topic 2, support)."""
+    KEYS are pressed at each menu in turn; when they run out, menus time out. `-` lets a menu
+    time out, `hangup` hangs up. Example: flask line call --press 1 2 1  (English, topic 2,
+    support). In development (APP_ENV=development, no Twilio account) the comment is real audio
+    that the worker copies and the console plays."""
     for key in keys:
-        if not (re.fullmatch(r"[0-9*#]", key) or key in ("-", "hangup")):
-            raise click.BadParameter(f"{key!r} is not a key: use 0-9, *, #, - or hangup", param_hint="KEYS")
-    token = current_app.config["TWILIO_AUTH_TOKEN"]
-    if url:
-        caller = SimulatedCaller(
-            _http_post, token, url, account_sid=current_app.config["TWILIO_ACCOUNT_SID"], from_number=from_number
-        )
-    else:
-        base = current_app.config["PUBLIC_BASE_URL"] or "http://localhost"
-        caller = SimulatedCaller(
-            _in_process_post(current_app.test_client()),
-            token,
-            base,
-            account_sid=current_app.config["TWILIO_ACCOUNT_SID"],
-            from_number=from_number,
-        )
+        if not (re.fullmatch(r"[0-9*#]", key) or key in (NO_KEY, HANG_UP)):
+            raise click.BadParameter(f"{key!r} is not a key: use 0-9, *, #, {NO_KEY} or {HANG_UP}", param_hint="KEYS")
+    if seconds < 0:
+        raise click.BadParameter("a comment cannot last less than 0 seconds", param_hint="--seconds")
+    config = current_app.config
+    script = current_app.extensions["line_script"].get(db.session)
+    api_base = config["TWILIO_API_BASE"] if serves_recordings(config) else TWILIO_API
+    account = TwilioAccount(config["TWILIO_ACCOUNT_SID"], config["TWILIO_AUTH_TOKEN"], api_base)
+    base = url or config["PUBLIC_BASE_URL"] or "http://localhost"
+    simulated = SimulatedCall(account, base, Phone(from_number))
+    caller = CommandLineCaller(list(keys), seconds, transcript, config)
+    player = CallPlayer(simulated, LineFacts.from_script(script), caller, keep_heard=True)
     try:
-        played = caller.play(list(keys), comment_seconds=seconds, transcript=transcript)
-    except (RuntimeError, OSError) as exc:
+        played = play(player, _over_http if url else _in_process(current_app.test_client()))
+    except (UnexpectedReply, OSError) as exc:
         raise click.ClickException(f"the line did not answer as Twilio expects: {exc}") from None
     click.echo(f"Call {played.call_sid} from {from_number}:")
     for line in played.heard:
         click.echo(("  " if line.startswith("[") else "  > ") + line)
     click.echo(f"{played.webhooks} webhooks, all answered.")
+    topics = ", ".join(f"{slug} ({stance or 'no position'})" for slug, stance in played.topics.items())
+    click.echo(f"Topics chosen: {topics or 'none'}.")
+    for comment in played.recordings.values():
+        heard = ", ".join(sorted(comment.references)) or "none read back"
+        click.echo(f"Comment {comment.recording_sid}: {comment.seconds} s on {comment.topic}, reference {heard}.")
+    if caller.audio:
+        click.echo(
+            f"Its audio is in {caller.audio[0].parent}, served to the line at {config['TWILIO_API_BASE']}: "
+            "with the line served there, the worker (flask --app app worker run) copies it and the "
+            "console plays it."
+        )

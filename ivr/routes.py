@@ -20,17 +20,24 @@ from werkzeug.exceptions import HTTPException
 
 from facts import Fact, WritePath, write_path
 from models import db, utcnow
-from models.calls import STANCES, call_values
+from models.calls import call_values
 from models.line import LineScript, read_script_file, script_from_file
 from models.recordings import reference_for
 
 from . import twiml
+from .menu import (
+    ANOTHER_TOPIC_KEY,
+    END_CALL_KEY,
+    HANG_UP,
+    MAX_EMPTY_RECORDINGS,
+    MAX_MISSES,
+    REPEAT_KEY,
+    RESCUE_STEP,
+    STANCE_KEYS,
+)
 from .signature import public_base_url, require_twilio_signature
 
 bp = Blueprint("ivr", __name__, url_prefix="/twilio")
-MAX_MISSES = 3  # at a menu, the third miss takes the fall-back
-MAX_EMPTY_RECORDINGS = 2
-RESCUE_STEP = 1000  # choices made on the rescue paths get steps of their own: 1000 + the failed step
 
 
 class Webhook:
@@ -194,7 +201,7 @@ def choose_language():
     w = webhook()
     script, base = w.script(), w.base
     step, misses, digits = w.state("s"), w.state("m", 0), w.pressed()
-    if digits == "*":
+    if digits == REPEAT_KEY:
         return answer(twiml.language_menu(script, base, step, misses))
     lang = script.language_for_digit(digits)
     if lang is None:
@@ -218,7 +225,7 @@ def choose_topic():
     script, base = w.script(), w.base
     step, misses, digits = w.state("s"), w.state("m", 0), w.pressed()
     language = w.arg("l")
-    if digits == "*":
+    if digits == REPEAT_KEY:
         return answer(twiml.topic_menu(script, base, language, step, misses))
     topic = script.topic_for_digit(digits)
     if topic is None:
@@ -240,9 +247,9 @@ def choose_stance():
     language, topic = w.arg("l"), script.topic(w.arg("t"))
     if topic is None:  # the topic was removed mid-call: take the comment all the same
         return answer(twiml.record_comment(script, base, language, script.general(), None, step + 1))
-    stance = STANCES.get(digits)
+    stance = STANCE_KEYS.get(digits)
     if stance is None:
-        if digits == "*":
+        if digits == REPEAT_KEY:
             return answer(twiml.stance_menu(script, base, language, topic, step, misses))
         if misses + 1 < MAX_MISSES:
             return answer(twiml.stance_menu(script, base, language, topic, step, misses + 1, miss_notice(digits)))
@@ -274,7 +281,7 @@ def recording_fact(w: Webhook, sid: str, now: datetime, script: LineScript, numb
             "call_sid": w.call_sid,
             "at": now,
             "topic": w.arg("t") or None,
-            "stance": stance if stance in STANCES.values() else None,
+            "stance": stance if stance in STANCE_KEYS.values() else None,
             "language": script.language(w.arg("l")).code,
             "step": as_step(w.arg("s")),
             "duration": w.seconds("RecordingDuration"),
@@ -307,7 +314,7 @@ def comment_recorded():
     reference = None
     if sid:
         reference = store_comment(w, sid, utcnow(), script)
-    if digits == "hangup":
+    if digits == HANG_UP:
         return answer(twiml.nothing())  # Twilio ignores it; the caller has gone
     if not duration:
         return answer(twiml.record_comment(script, base, language, topic, stance, step, 1, "no_comment"))
@@ -331,9 +338,9 @@ def another_topic():
     w = webhook()
     script, base = w.script(), w.base
     step, misses, digits, language = w.state("s"), w.state("m", 0), w.pressed(), w.arg("l")
-    if digits == "1":
+    if digits == ANOTHER_TOPIC_KEY:
         return answer(twiml.topic_menu(script, base, language, step + 1, 0))
-    if digits in ("", "2") or misses + 1 >= MAX_MISSES:
+    if digits in ("", END_CALL_KEY) or misses + 1 >= MAX_MISSES:
         return answer(twiml.goodbye(script, language))
     return answer(twiml.another_menu(script, base, language, step, misses + 1, "invalid"))
 

@@ -16,8 +16,9 @@ from twilio.twiml.voice_response import Gather, VoiceResponse
 
 from models.line import Language, LineScript, TopicScript
 
+from .menu import FINISH_KEY, MENU_KEYS
+
 CACHE_SIZE = 4096
-MENU_KEYS = 1  # every menu takes one key
 
 
 def url(base: str, path: str, **params) -> str:
@@ -117,7 +118,7 @@ def record_comment(
         method="POST",
         max_length=script.record_max_seconds,
         timeout=5,
-        finish_on_key="#",
+        finish_on_key=FINISH_KEY,
         play_beep=True,
         trim="trim-silence",
         transcribe=transcribe,

@@ -1,6 +1,6 @@
 """Fixtures: the app on a real, migrated database (SQLite always; PostgreSQL too when
-TEST_DATABASE_URL is set), a Twilio stand-in that signs webhooks exactly as Twilio does,
-and a real gunicorn serving the line for tests that need processes."""
+TEST_DATABASE_URL is set), Twilio as the simulated caller (ivr/caller.py) plays it, and a
+real gunicorn serving the line for tests that need processes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -21,8 +21,26 @@ from sqlalchemy import create_engine, text
 from twilio.request_validator import RequestValidator
 
 from app import create_app
-from config import PROJECT_DIR, normalize_database_url
+from config import DEFAULT_LINE_CONFIG, PROJECT_DIR, normalize_database_url
 from facts import write_path
+from ivr.caller import (
+    THE_LINE,
+    CallPlayer,
+    LineFacts,
+    Mind,
+    Phone,
+    PlayedCall,
+    Recording,
+    Request,
+    Response,
+    SimulatedCall,
+    TwilioAccount,
+    kind_of,
+    new_sid,
+    play,
+)
+from ivr.caller import Reply as TwiML
+from ivr.menu import FINISH_KEY
 from models import db, summary
 from models.calls import verify_call_topics
 from models.line import load_script, read_script_file
@@ -30,6 +48,10 @@ from models.line import load_script, read_script_file
 TOKEN = "test-auth-token-0123456789abcdef"
 ACCOUNT = "AC" + "1" * 32
 SECRETS = {"APP_ENV": "test", "SECRET_KEY": "test-secret", "TWILIO_ACCOUNT_SID": ACCOUNT, "TWILIO_AUTH_TOKEN": TOKEN}
+# The tests' caller, and what a caller knows of the line as shipped.
+CALLER = Phone("+15035550100", "PORTLAND", "OR", "97201", "US")
+LINE = LineFacts.from_file(DEFAULT_LINE_CONFIG)
+TWILIO_ACCOUNT = TwilioAccount(ACCOUNT, TOKEN)
 PG_URL = os.environ.get("TEST_DATABASE_URL")
 DATABASES = ["sqlite"] + (["postgresql"] if PG_URL else [])
 
@@ -142,156 +164,125 @@ def runner(app):
     return app.test_cli_runner()
 
 
-class Reply:
-    """A TwiML reply, parsed, with what a test asks of it."""
+class Reply(TwiML):
+    """A TwiML reply, parsed, with what a test asks of it; its status and type checked."""
 
     def __init__(self, response) -> None:
         self.status = response.status_code
-        self.body = response.get_data(as_text=True) if hasattr(response, "get_data") else response.text
-        assert self.status == 200, f"{self.status}: {self.body[:300]}"
+        body = response.get_data(as_text=True) if hasattr(response, "get_data") else response.text
+        assert self.status == 200, f"{self.status}: {body[:300]}"
         ctype = response.headers.get("Content-Type", "")
         assert ctype.startswith(("text/xml", "application/xml")), ctype
-        self.root = ET.fromstring(self.body)
-        assert self.root.tag == "Response"
-
-    @property
-    def said(self) -> str:
-        return " ".join(el.text or "" for el in self.root.iter("Say"))
-
-    def says(self) -> list[ET.Element]:
-        return list(self.root.iter("Say"))
-
-    @property
-    def gather(self) -> ET.Element | None:
-        return self.root.find("Gather")
-
-    @property
-    def record(self) -> ET.Element | None:
-        return self.root.find("Record")
-
-    @property
-    def redirect(self) -> str | None:
-        el = self.root.find("Redirect")
-        return el.text if el is not None else None
-
-    @property
-    def hangs_up(self) -> bool:
-        return self.root.find("Hangup") is not None
-
-    @property
-    def action(self) -> str:
-        verb = self.gather if self.gather is not None else self.record
-        assert verb is not None, self.body
-        return verb.get("action")
+        super().__init__(body)
 
 
 class Twilio:
-    """Signs and sends webhooks the way Twilio does, to the test client or to a real server."""
+    """Twilio, to the test client or to a real server: each request is made by the simulated
+    caller (ivr/caller.py), with exactly the parameters Twilio sends, and signed as Twilio
+    signs it. `send(url, params, headers)` delivers one and returns the HTTP response."""
 
-    def __init__(self, send, base: str = "http://localhost", token: str = TOKEN) -> None:
-        self.send, self.base, self.validator = send, base, RequestValidator(token)
-        self.calls = 0
+    def __init__(self, send, base: str = "http://localhost", token: str = TOKEN, account: str = ACCOUNT) -> None:
+        self.send, self.base = send, base
+        self.account = TwilioAccount(account, token)
+        self.validator = RequestValidator(token)
 
     def url(self, path_or_url: str) -> str:
         return path_or_url if path_or_url.startswith("http") else self.base + path_or_url
 
     def post(self, path_or_url: str, params: dict, signature: str | None = None, headers: dict | None = None):
+        """POST `params` as they are (signed, unless `signature` is given): for requests
+        Twilio would not make."""
         url = self.url(path_or_url)
         sig = self.validator.compute_signature(url, params) if signature is None else signature
         return self.send(url, params, {"X-Twilio-Signature": sig, **(headers or {})})
 
-    def call(self, **params) -> Caller:
-        self.calls += 1
-        return Caller(self, **params)
+    def deliver(self, request: Request):
+        return self.send(request.url, request.params, request.headers())
+
+    def respond(self, request: Request) -> Response:
+        """Deliver `request` and give what came back as the simulated caller reads it."""
+        answer = self.deliver(request)
+        body = answer.get_data(as_text=True) if hasattr(answer, "get_data") else answer.text
+        return Response(answer.status_code, body)
+
+    def call(self, call_sid: str | None = None, **params) -> Caller:
+        return Caller(self, call_sid, **params)
+
+    def play(
+        self,
+        mind: Mind,
+        phone: Phone = CALLER,
+        *,
+        call_sid: str | None = None,
+        line: LineFacts | None = None,
+        **options,
+    ) -> PlayedCall:
+        """Play a whole call as `mind` decides (ivr.caller.CallPlayer); what was played."""
+        simulated = SimulatedCall(self.account, self.base, phone, call_sid=call_sid)
+        player = CallPlayer(simulated, line or LINE, mind, **options)
+        return play(player, self.respond)
 
 
 class Caller:
-    """One call: its standing parameters, and steps that follow the replies."""
+    """One call taken step by step: each step is the request Twilio makes for it (made by
+    `ivr.caller.SimulatedCall`), following the last reply. `params` override the call's
+    parameters: `From` (and its location), `To`, `CallSid`, or any other Twilio adds."""
 
     def __init__(self, twilio: Twilio, call_sid: str | None = None, **params) -> None:
-        import secrets
-
         self.twilio = twilio
-        self.sid = call_sid or "CA" + secrets.token_hex(16)
-        self.params = {
-            "CallSid": self.sid,
-            "AccountSid": ACCOUNT,
-            "From": "+15035550100",
-            "To": "+15035550199",
-            "Direction": "inbound",
-            "ApiVersion": "2010-04-01",
-            "FromCity": "PORTLAND",
-            "FromState": "OR",
-            "FromZip": "97201",
-            "FromCountry": "US",
-            **params,
-        }
+        call_sid = call_sid or params.pop("CallSid", None)
+        phone = CALLER
+        if "From" in params:
+            number = params.pop("From")
+            phone = Phone(number) if Phone(number).withheld else replace(CALLER, number=number)
+        line = Phone(params.pop("To")) if "To" in params else THE_LINE
+        self.simulated = SimulatedCall(twilio.account, twilio.base, phone, call_sid=call_sid, line=line, extra=params)
+        self.sid = self.simulated.sid
         self.reply: Reply | None = None
 
-    def post(self, url: str, **extra) -> Reply:
-        self.reply = Reply(self.twilio.post(url, {**self.params, **extra}))
+    @property
+    def params(self) -> dict[str, str]:
+        """The call's parameters as every voice request carries them, but `CallStatus`."""
+        return {k: v for k, v in self.simulated.call_parameters().items() if k != "CallStatus"}
+
+    def send(self, request: Request) -> Reply:
+        self.reply = Reply(self.twilio.deliver(request))
         return self.reply
 
+    def post(self, url: str, **extra) -> Reply:
+        """A voice request to `url` with the call's parameters and `extra`, as the test makes it."""
+        return self.send(self.simulated.request(kind_of(url), url, {**self.params, **extra}))
+
     def dial(self) -> Reply:
-        return self.post("/twilio/voice", CallStatus="ringing")
+        return self.send(self.simulated.voice())
 
     def press(self, digits: str) -> Reply:
         """Press keys at the menu the last reply offers."""
-        return self.post(self.reply.action, CallStatus="in-progress", Digits=digits)
+        return self.send(self.simulated.gather(self.reply.action, digits))
 
     def wait(self) -> Reply:
         """Press nothing: Twilio falls through to the redirect after the menu."""
         assert self.reply.redirect, self.reply.body
-        return self.post(self.reply.redirect, CallStatus="in-progress")
+        return self.send(self.simulated.redirect(self.reply.redirect))
 
-    def speak(self, seconds: int = 12, sid: str | None = None, digits: str = "#") -> tuple[Reply, str]:
+    def speak(self, seconds: int = 12, sid: str | None = None, digits: str = FINISH_KEY) -> tuple[Reply, str]:
         """Record a comment at the `<Record>` the last reply holds; return the reply and its sid."""
-        import secrets
-
         record = self.reply.record
         assert record is not None, self.reply.body
-        sid = sid or "RE" + secrets.token_hex(16)
-        reply = self.post(
-            record.get("action"),
-            CallStatus="in-progress",
-            Digits=digits,
-            RecordingSid=sid,
-            RecordingUrl=recording_url(sid),
-            RecordingDuration=str(seconds),
-        )
-        return reply, sid
+        recording = Recording(sid or new_sid("RE"), seconds)
+        return self.send(self.simulated.record_action(record.get("action"), recording, digits)), recording.sid
 
     def recording_status(self, sid: str, status: str = "completed", seconds: int = 12) -> Reply:
-        return self.post(
-            "/twilio/recording-status",
-            RecordingSid=sid,
-            RecordingUrl=recording_url(sid),
-            RecordingStatus=status,
-            RecordingDuration=str(seconds),
-            RecordingChannels="1",
-            RecordingSource="RecordVerb",
-        )
+        url = self.twilio.url("/twilio/recording-status")
+        return self.send(self.simulated.recording_status(url, Recording(sid, seconds, status)))
 
     def transcription(self, sid: str, text: str = "I support it.", status: str = "completed") -> Reply:
-        return self.post(
-            "/twilio/transcription",
-            RecordingSid=sid,
-            RecordingUrl=recording_url(sid),
-            TranscriptionSid="TR" + sid[2:],
-            TranscriptionText=text,
-            TranscriptionStatus=status,
-            TranscriptionUrl=recording_url(sid) + "/Transcriptions",
-        )
+        recording = Recording(sid, 0, transcript=text, transcription_status=status)
+        return self.send(self.simulated.transcription(self.twilio.url("/twilio/transcription"), recording))
 
     def hang_up(self, duration: int = 30, status: str = "completed") -> Reply:
-        return self.post(
-            "/twilio/status",
-            CallStatus=status,
-            CallDuration=str(duration),
-            Timestamp="Mon, 30 Nov 2026 12:00:00 +0000",
-            CallbackSource="call-progress-events",
-            SequenceNumber="0",
-        )
+        """Twilio's call status callback: the call ended."""
+        return self.send(self.simulated.call_status(duration, status))
 
 
 def eventually(read, done, timeout: float = 30.0, every: float = 0.2):
@@ -307,7 +298,7 @@ def eventually(read, done, timeout: float = 30.0, every: float = 0.2):
 
 
 def recording_url(sid: str) -> str:
-    return f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT}/Recordings/{sid}"
+    return TWILIO_ACCOUNT.recording_url(sid)
 
 
 @pytest.fixture

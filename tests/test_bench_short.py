@@ -7,32 +7,10 @@ from __future__ import annotations
 import asyncio
 import re
 
-from twilio.request_validator import RequestValidator
-
 from bench.ceiling import create_app as create_ceiling
-from bench.driver import (
-    Driver,
-    LineFacts,
-    Record,
-    compare_counts,
-    expected_counts,
-    settled_counts,
-    sign,
-)
-from ivr.caller import SimulatedCaller
-
-
-def test_driver_signs_as_twilio_does():
-    url = "https://mycompany.com/myapp.php?foo=1&bar=2"
-    params = {
-        "CallSid": "CA1234567890ABCDE",
-        "Caller": "+12349013030",
-        "Digits": "1234",
-        "From": "+12349013030",
-        "To": "+18005551212",
-    }
-    assert sign(b"12345", url, params) == "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
-    assert sign(b"12345", url, params) == RequestValidator("12345").compute_signature(url, params)
+from bench.driver import Driver, LineFacts, Record, compare_counts, expected_counts, settled_counts
+from ivr.caller import CallPlayer, Phone, Response, Script, SimulatedCall, Take, TwilioAccount, play
+from ivr.menu import NO_KEY
 
 
 def test_short_load_counts_exactly(app, served_line, api_token):
@@ -68,22 +46,25 @@ def test_ceiling_answers_what_the_line_answers(app, monkeypatch):
     monkeypatch.setenv("TWILIO_AUTH_TOKEN", token)
     ceiling = create_ceiling()
 
-    def poster(client):
-        def post(url, params, headers):
-            response = client.post(url, data=params, headers=headers)
-            return response.status_code, response.get_data(as_text=True)
+    def sender(client):
+        def send(request):
+            response = client.post(request.url, data=request.params, headers=request.headers())
+            return Response(response.status_code, response.get_data(as_text=True))
 
-        return post
+        return send
 
+    account = TwilioAccount(app.config["TWILIO_ACCOUNT_SID"], token)
+    line = LineFacts.from_file(app.config["LINE_CONFIG"])
     for presses in (
         ["1", "1", "2", "2"],
         ["2", "3", "1", "9", "2"],
-        ["7", "-", "*", "1", "5", "5", "5", "2"],
-        ["1", "2", "8", "-", "8"],
+        ["7", NO_KEY, "*", "1", "5", "5", "5", "2"],
+        ["1", "2", "8", NO_KEY, "8"],
     ):
         heard = []
         for target in (app, ceiling):
-            caller = SimulatedCaller(poster(target.test_client()), token, "http://localhost")
-            played = caller.play(presses, transcript="A comment.")
-            heard.append([re.sub(r"\d(, \d)+", "N", line) for line in played.heard])
+            call = SimulatedCall(account, "http://localhost", Phone("+15035550100"))
+            mind = Script(presses, more_takes=Take(12, transcript="A comment."))
+            played = play(CallPlayer(call, line, mind, keep_heard=True), sender(target.test_client()))
+            heard.append([re.sub(r"\d(, \d)+", "N", said) for said in played.heard])
         assert heard[0] == heard[1]

@@ -13,11 +13,11 @@ from facts import write_path
 from facts.numbers import Numbers
 from facts.record import Fact
 from facts.writer import apply, take_numbers
+from ivr.caller import REFERENCE
 from models import Recording, db
 from models.comments import get_comment
 from models.recordings import RecordingAlias, recording_for_reference, reference_for
 from tests.conftest import Twilio, recording_url
-from tests.load import REFERENCE
 
 
 def heard(reply) -> str:

@@ -49,12 +49,7 @@ def from_tally(session, since, until) -> dict:
 def test_summaries_and_facts_agree_for_any_window(twilio, app):
     planned = load.plans(60, seed=21)
     for plan in planned:
-        call = twilio.call(CallSid=plan.sid, From=plan.number)
-        call.dial()
-        for key in [plan.language, plan.topic] + ([plan.stance] if plan.stance else []):
-            call.press(key)
-        if plan.seconds:
-            call.speak(seconds=plan.seconds)
+        twilio.play(plan.mind(), plan.phone(), call_sid=plan.sid)
     unrouted = twilio.call()
     unrouted.dial()
     rng = random.Random(5)

@@ -8,6 +8,7 @@ import itertools
 import pytest
 from sqlalchemy import func, select
 
+from ivr.menu import HANG_UP
 from models import Call, Choice, Recording, Transcription, db
 
 
@@ -73,14 +74,14 @@ def test_hang_up_while_recording_keeps_the_comment(twilio, api, app):
     call.press("1")
     call.press("1")
     call.press("1")
-    reply, sid = call.speak(seconds=20, digits="hangup")
+    reply, sid = call.speak(seconds=20, digits=HANG_UP)
     assert list(reply.root) == []  # Twilio ignores it: the caller has gone
     call.recording_status(sid, seconds=20)
     call.hang_up()
     budget = topic(api, "budget")
     assert (budget["calls"], budget["comments"], budget["stance"]["support"]) == (1, 1, 1)
     with app.app_context():
-        assert db.session.scalar(select(Recording.finished_by)) == "hangup"
+        assert db.session.scalar(select(Recording.finished_by)) == HANG_UP
 
 
 def play_to_record(twilio, keys=("1", "1", "2")):

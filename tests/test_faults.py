@@ -17,6 +17,7 @@ import pytest
 
 from app import create_app
 from facts import write_path
+from ivr.caller import HTTP_CONNECTION_FAILURE, Recording
 from models import db
 from models.line import load_script, read_script_file
 from models.tokens import create_token
@@ -283,16 +284,14 @@ def test_fallback_url_answers_the_failed_webhook_without_double_counting(twilio,
     call = twilio.call()
     call.dial()
     call.press("1")
-    menu_action = call.reply.action
     # The topic webhook failed as Twilio saw it (its facts may or may not have been stored):
     # Twilio asks the Fallback URL with the same parameters, and the caller goes on.
-    reply = call.post("/twilio/fallback", CallStatus="in-progress", Digits="3", ErrorCode="11200", ErrorUrl=menu_action)
+    failed = call.simulated.gather(call.reply.action, "3")
+    reply = call.send(call.simulated.fallback(failed))
     assert reply.record is not None and "Please leave your comment" in reply.said
-    again = call.post(
-        "/twilio/fallback", CallStatus="in-progress", Digits="3", ErrorCode="11200", ErrorUrl=menu_action
-    )  # Twilio retried the fallback too
+    again = call.send(call.simulated.fallback(failed))  # Twilio retried the fallback too
     assert again.body == reply.body
-    call.post(menu_action, CallStatus="in-progress", Digits="3")  # and the main path had stored it
+    call.send(failed)  # and the main path had stored it
     call.reply = again
     saved, _ = call.speak(seconds=7)
     assert "Your reference number is" in saved.said
@@ -318,16 +317,9 @@ def test_fallback_after_a_failed_record_action_stores_the_comment_once(twilio, a
     call.dial()
     call.press("1")
     record = call.press("3")
-    action = record.record.get("action")
     sid = "RE" + "f" * 32
-    params = {
-        "CallStatus": "in-progress",
-        "Digits": "#",
-        "RecordingSid": sid,
-        "RecordingDuration": "9",
-        "RecordingUrl": f"https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/{sid}",
-    }
-    fallback = call.post("/twilio/fallback", ErrorCode="11205", ErrorUrl=action, **params)
+    failed = call.simulated.record_action(record.record.get("action"), Recording(sid, 9))
+    fallback = call.send(call.simulated.fallback(failed, HTTP_CONNECTION_FAILURE))
     assert "Your reference number is" in fallback.said
     call.reply = record
     main, _ = call.speak(seconds=9, sid=sid)  # the main path's retry got through after all

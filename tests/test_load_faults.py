@@ -21,12 +21,11 @@ def api_token(app) -> str:
 
 def test_every_webhook_delivered_twice_half_at_once(served_line, app):
     line = served_line(workers=2, threads=8)
-    planned = load.plans(120, seed=11)
-    twilio = load.Twilio([line.base], twice=True)
-    load.play_all(twilio, planned)
-    expected = load.expected_counts(planned)
+    delivery = load.Delivery([line.base], twice=True)
+    played = load.play_all(delivery, load.plans(120, seed=11))
+    expected = load.expected_counts(played)
     assert load.counts_settled(line.base, api_token(app), expected) == expected
-    assert load.unfound_references(app, twilio) == {}
+    assert load.unfound_references(app, played) == {}
 
 
 def workers_of(pid: int) -> list[int]:
@@ -45,34 +44,33 @@ def workers_of(pid: int) -> list[int]:
 def test_a_web_worker_killed_mid_load(served_line, app):
     line = served_line(workers=2, threads=4)
     planned = load.plans(200, seed=12)
-    twilio = load.Twilio([line.base])
+    delivery = load.Delivery([line.base])
     killed = []
 
     def kill_workers():
         for _ in range(2):
             deadline = time.monotonic() + 20
-            while twilio.webhooks < 150 * (len(killed) + 1) and time.monotonic() < deadline:
+            while delivery.webhooks < 150 * (len(killed) + 1) and time.monotonic() < deadline:
                 time.sleep(0.01)
             victims = workers_of(line.process.pid)
             assert victims, "no gunicorn worker to kill"
             os.kill(victims[0], signal.SIGKILL)
             killed.append(victims[0])
 
-    load.play_all(twilio, planned, during=kill_workers)
+    played = load.play_all(delivery, planned, during=kill_workers)
     assert len(killed) == 2
-    assert twilio.retries + twilio.fallbacks > 0, "the kill did not hit a request: the test proved nothing"
-    expected = load.expected_counts(planned)
+    assert delivery.failures > 0, "the kill did not hit a request: the test proved nothing"
+    expected = load.expected_counts(played)
     assert load.counts_settled(line.base, api_token(app), expected) == expected
-    assert load.unfound_references(app, twilio) == {}
+    assert load.unfound_references(app, played) == {}
 
 
 def test_two_instances_on_one_database(served_line, app):
     """Nothing a call needs is kept in a process: its webhooks may reach either instance."""
     first, second = served_line(workers=1, threads=4), served_line(workers=1, threads=4)
-    planned = load.plans(120, seed=13)
-    twilio = load.Twilio([first.base, second.base])  # every call's webhooks alternate between them
-    load.play_all(twilio, planned)
-    expected = load.expected_counts(planned)
+    delivery = load.Delivery([first.base, second.base])  # every call's webhooks alternate between them
+    played = load.play_all(delivery, load.plans(120, seed=13))
+    expected = load.expected_counts(played)
     assert load.counts_settled(first.base, api_token(app), expected) == expected
     assert load.counts_seen(second.base, api_token(app)) == expected
-    assert load.unfound_references(app, twilio) == {}
+    assert load.unfound_references(app, played) == {}

@@ -1,0 +1,101 @@
+"""The counts the line must show for what was played, from the callers' own records alone.
+
+A pure function of `PlayedCall` records (ivr/caller.py): it never reads the line's tables nor
+calls its counting code. The rules are the ones the README and models/tally.py state:
+
+- `calls`: every call some request of which reached the line (a callback alone makes one);
+- `unrouted`: those that chose no topic;
+- per topic, `calls`: the calls that chose it (the general topic counts as chosen after
+  three missed keys); `callers`: their distinct numbers, withheld ones excluded (None when
+  the line keeps no numbers); `comments`: recordings on it whose `<Record>` action got
+  through, longer than 0 s, not absent or failed; `stance`: per call, the last position
+  pressed on the topic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .caller import PlayedCall
+from .menu import STANCE_KEYS
+
+STANCE_NAMES = tuple(STANCE_KEYS.values())
+
+
+def expected_counts(played: Iterable[PlayedCall], slugs: Iterable[str] = (), *, callers_known: bool = True) -> dict:
+    """`{"calls", "unrouted", "topics": {slug: {"calls", "callers", "comments", "stance"}}}`
+    for the calls `played`; every slug in `slugs` is listed (with zeros if never chosen)."""
+    topics: dict[str, dict] = {}
+
+    def topic(slug: str) -> dict:
+        return topics.setdefault(
+            slug, {"calls": 0, "callers": set(), "comments": 0, "stance": dict.fromkeys(STANCE_NAMES, 0)}
+        )
+
+    for slug in slugs:
+        topic(slug)
+    calls = unrouted = 0
+    for call in played:
+        if not call.reached:
+            continue
+        calls += 1
+        chosen = call.topics
+        if not chosen:
+            unrouted += 1
+        for slug, stance in chosen.items():
+            counts = topic(slug)
+            counts["calls"] += 1
+            if call.caller is not None:
+                counts["callers"].add(call.caller)
+            if stance is not None:
+                counts["stance"][stance] += 1
+        for comment in call.comments:
+            topic(comment.topic)["comments"] += 1
+    for counts in topics.values():
+        counts["callers"] = len(counts["callers"]) if callers_known else None
+    return {"calls": calls, "unrouted": unrouted, "topics": topics}
+
+
+def counts_shown(body: dict) -> dict:
+    """`GET /api/v1/counts`'s answer in the shape of `expected_counts`, every topic listed."""
+    return {
+        "calls": body["calls"],
+        "unrouted": body["unrouted"],
+        "topics": {
+            t["slug"]: {
+                "calls": t["calls"],
+                "callers": t["callers"],
+                "comments": t["comments"],
+                "stance": {name: t["stance"][name] for name in STANCE_NAMES},
+            }
+            for t in body["topics"]
+        },
+    }
+
+
+def compare_counts(expected: dict, body: dict) -> list[str]:
+    """Every difference between the expected counts and the API's answer `body`; [] when they
+    agree. A topic the record does not name must show nothing."""
+    shown = counts_shown(body)
+    problems = []
+    for name in ("calls", "unrouted"):
+        if shown[name] != expected[name]:
+            problems.append(f"{name}: the API says {shown[name]}, the callers played {expected[name]}")
+    nothing = {"calls": 0, "callers": 0, "comments": 0, "stance": dict.fromkeys(STANCE_NAMES, 0)}
+    for slug in sorted(expected["topics"].keys() | shown["topics"].keys()):
+        want, got = expected["topics"].get(slug), shown["topics"].get(slug)
+        if got is None:
+            problems.append(f"topic {slug}: missing from the API")
+            continue
+        if want is None:
+            want = {**nothing, "callers": got["callers"] if got["callers"] is None else 0}
+        for name in ("calls", "callers", "comments"):
+            if got[name] != want[name]:
+                problems.append(f"topic {slug} {name}: the API says {got[name]}, the callers played {want[name]}")
+        for stance in STANCE_NAMES:
+            if got["stance"][stance] != want["stance"][stance]:
+                problems.append(
+                    f"topic {slug} {stance}: the API says {got['stance'][stance]}, "
+                    f"the callers played {want['stance'][stance]}"
+                )
+    return problems

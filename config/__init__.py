@@ -133,8 +133,8 @@ def load_settings(env: dict[str, str] | None = None, instance_dir: Path | None =
         "DB_COOL_OFF_SECONDS": number_setting(env, "DB_COOL_OFF_SECONDS", 2),
         "SQLITE_BUSY_SECONDS": number_setting(env, "SQLITE_BUSY_SECONDS", 3),
         # Webhooks answer once their facts are journalled; a writer thread stores them in
-        # batches (facts/journal.py). Off: each webhook commits before it answers. The tests'
-        # in-process app writes directly, so that a test reads what it just played.
+        # batches (facts/journal.py). Off: each webhook commits before it answers. Off by
+        # default only with APP_ENV=test; the test suite turns it on, as production runs.
         "WRITE_BEHIND": _flag(env, "WRITE_BEHIND", app_env != "test"),
         "JOURNAL_FSYNC": _flag(env, "JOURNAL_FSYNC", False),
         # How long the writer lets a batch fill: the counts lag the calls by about this much.

@@ -13,6 +13,7 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from config import TWILIO_API
+from facts import write_path
 from models import db
 from models.line import ScriptError, load_script, read_script_file, sync_script
 
@@ -152,6 +153,10 @@ def call(
         played = play(player, _over_http if url else _in_process(current_app.test_client()))
     except (UnexpectedReply, OSError) as exc:
         raise click.ClickException(f"the line did not answer as Twilio expects: {exc}") from None
+    if not url and not write_path(current_app).flush():  # played in this process: its facts are stored now
+        raise click.ClickException(
+            "the call's facts are journalled but not yet written; flask spool replay writes them"
+        )
     click.echo(f"Call {played.call_sid} from {from_number}:")
     for line in played.heard:
         click.echo(("  " if line.startswith("[") else "  > ") + line)

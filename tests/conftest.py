@@ -134,8 +134,11 @@ def database_url(request, tmp_path) -> str:
 
 @pytest.fixture
 def settings(database_url, tmp_path) -> dict[str, str]:
-    """The environment the line runs with in this test; tests may add to it before `app`."""
-    return line_env(database_url, tmp_path / "instance")
+    """The environment the line runs with in this test; tests may add to it before `app`.
+    Webhooks take the path production takes: journalled, then written behind in batches (the
+    `twilio` fixture waits for each webhook's facts to be written before it returns; batches
+    are not held open to gather more, since a test plays one webhook at a time)."""
+    return line_env(database_url, tmp_path / "instance", WRITE_BEHIND="1", WRITE_BEHIND_GATHER_MS="0")
 
 
 @pytest.fixture
@@ -302,8 +305,22 @@ def recording_url(sid: str) -> str:
 
 
 @pytest.fixture
-def twilio(client) -> Twilio:
-    return Twilio(lambda url, params, headers: client.post(url, data=params, headers=headers))
+def twilio(app) -> Twilio:
+    return in_process_twilio(app)
+
+
+def in_process_twilio(app, **kwargs) -> Twilio:
+    """Twilio, posting to the app's test client; each webhook's facts are written (by the
+    write-behind writer, as in production) before the next request, so that a test reads what
+    it played."""
+    client = app.test_client()
+
+    def send(url, params, headers):
+        response = client.post(url, data=params, headers=headers)
+        write_path(app).flush()
+        return response
+
+    return Twilio(send, **kwargs)
 
 
 @pytest.fixture

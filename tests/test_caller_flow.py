@@ -208,7 +208,7 @@ def test_one_language_line_skips_the_language_menu(tmp_path, settings):
 
     from app import create_app
     from models.line import load_script, read_script_file
-    from tests.conftest import Caller, Twilio
+    from tests.conftest import Caller, in_process_twilio
 
     data = yaml.safe_load(open(create_app(settings).config["LINE_CONFIG"]))
     data["languages"] = data["languages"][:1]
@@ -218,8 +218,7 @@ def test_one_language_line_skips_the_language_menu(tmp_path, settings):
     with app.app_context():
         load_script(db.session, read_script_file(path))
         db.session.commit()
-    client = app.test_client()
-    call = Caller(Twilio(lambda u, p, h: client.post(u, data=p, headers=h)))
+    call = Caller(in_process_twilio(app))
     reply = call.dial()
     assert "This call is recorded" in reply.said and "Please choose the topic" in reply.said
     assert "español" not in reply.said

@@ -17,7 +17,7 @@ from ivr.caller import REFERENCE
 from models import Recording, db
 from models.comments import get_comment
 from models.recordings import RecordingAlias, recording_for_reference, reference_for
-from tests.conftest import Twilio, recording_url
+from tests.conftest import Twilio, in_process_twilio, recording_url
 
 
 def heard(reply) -> str:
@@ -37,8 +37,7 @@ def at_the_recording(twilio: Twilio):
 
 
 def twilio_of(app) -> Twilio:
-    client = app.test_client()
-    return Twilio(lambda url, params, headers: client.post(url, data=params, headers=headers))
+    return in_process_twilio(app)
 
 
 def test_the_number_read_back_finds_the_comment(twilio, app):

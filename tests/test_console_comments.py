@@ -61,10 +61,9 @@ def app_factory_tz(settings):
 
 @pytest.fixture
 def twilio_tz(app_factory_tz):
-    from tests.conftest import Twilio
+    from tests.conftest import in_process_twilio
 
-    client = app_factory_tz[0].test_client()
-    return Twilio(lambda url, params, headers: client.post(url, data=params, headers=headers))
+    return in_process_twilio(app_factory_tz[0])
 
 
 @pytest.fixture

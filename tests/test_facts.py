@@ -222,14 +222,14 @@ def test_recording_sid_taken_from_url_when_missing(twilio, app):
 def test_caller_numbers_setting(settings, mode):
     from app import create_app
     from models.line import load_script, read_script_file
-    from tests.conftest import Caller, Twilio
+    from tests.conftest import Caller, in_process_twilio
 
     app = create_app({**settings, "CALLER_NUMBERS": mode})
     with app.app_context():
         load_script(db.session, read_script_file(app.config["LINE_CONFIG"]))
         db.session.commit()
     client = app.test_client()
-    twilio = Twilio(lambda u, p, h: client.post(u, data=p, headers=h))
+    twilio = in_process_twilio(app)
     for number in ("+15035550100", "+15035550100", "+15035550111", "anonymous", "+266696687"):
         call = Caller(twilio, From=number)
         call.dial()

@@ -21,7 +21,7 @@ from ivr.caller import HTTP_CONNECTION_FAILURE, Recording
 from models import db
 from models.line import load_script, read_script_file
 from models.tokens import create_token
-from tests.conftest import SECRETS, Caller, Twilio, free_port, migrate_to_head
+from tests.conftest import SECRETS, Caller, Twilio, free_port, in_process_twilio, migrate_to_head
 
 WEBHOOK_BUDGET = 5.0  # seconds a webhook may take while the database is away
 
@@ -232,7 +232,7 @@ def test_spool_replays_exactly_once_even_when_replayed_twice(sqlite_template, tm
     spool = write_path(healthy).spool
     write_path(healthy).breaker.trip()  # the database is away for the calls below
     client = healthy.test_client()
-    play_whole_call(Twilio(lambda u, p, h: client.post(u, data=p, headers=h)), ["1", "1", "1"])
+    play_whole_call(in_process_twilio(healthy), ["1", "1", "1"])
     write_path(healthy).breaker.reset()
     write_path(healthy).replayer.stop()
     lines = [loads(line) for f in spool.files() for line in f.read_text().splitlines()]

@@ -121,11 +121,10 @@ def test_healthz_is_503_when_the_database_is_gone(settings, tmp_path):
 def test_webhooks_answer_twiml_even_when_the_database_is_gone(settings):
     """No script can be read and nothing stored: the caller hears the script file's menus,
     and what they did waits in the spool."""
-    from tests.conftest import Caller, Twilio
+    from tests.conftest import Caller, in_process_twilio
 
     app = create_app({**settings, "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"})
-    client = app.test_client()
-    call = Caller(Twilio(lambda u, p, h: client.post(u, data=p, headers=h)))
+    call = Caller(in_process_twilio(app))
     assert "For English, press 1." in call.dial().said
     assert "Please choose the topic" in call.press("1").said
     assert call.press("3").record is not None

@@ -38,18 +38,21 @@ run: $(VENV)/.installed-run
 
 # `flask …` typed in this folder reads .flaskenv (and then .env, which wins, and the environment,
 # which wins over both): the app, and development's generated local secrets.
-.flaskenv: Makefile
+.PHONY: .flaskenv
+.flaskenv:
 	@printf '%s\n' \
 	  '# Written by `make run` for `flask ...` commands typed in this folder: the app, and' \
 	  '# development (local secrets generated in instance/dev-secrets.json). Never deploy it.' \
 	  '# Your own settings go in .env (see .env.example), which wins over this file.' \
 	  'FLASK_APP=app' \
-	  'APP_ENV=development' >$@
+	  'APP_ENV=development' \
+	  '# The port `make run` serves the line on (honcho gives each process a PORT of its own).' \
+	  'WEB_PORT=$(PORT)' >$@
 
 # The Procfile's release step, then its web and worker processes under honcho until Ctrl-C.
 # honcho reads no .env here (-e /dev/null): flask and gunicorn read it themselves, and the
 # environment (APP_ENV=development, PORT) wins over it, as it does for flask commands.
-PROCFILE_RUN := $(DEV) PATH="$(abspath $(BIN)):$$PATH" $(BIN)/honcho start --no-colour -e /dev/null
+PROCFILE_RUN := $(DEV) WEB_PORT=$(PORT) PATH="$(abspath $(BIN)):$$PATH" $(BIN)/honcho start --no-colour -e /dev/null
 serve: .flaskenv
 	@$(PROCFILE_RUN) release
 	@echo

@@ -158,7 +158,7 @@ def link_base_url(env: dict[str, str], app_env: str, public_base: str) -> str:
     and says why."""
     if public_base or app_env == "production":
         return public_base
-    return f"http://localhost:{number_setting(env, 'PORT', 5000, int)}"
+    return f"http://localhost:{web_port(env)}"
 
 
 def sign_in_limits(env: dict[str, str]) -> dict:
@@ -180,13 +180,20 @@ def sign_in_limits(env: dict[str, str]) -> dict:
 def _twilio_api_base(env: dict[str, str], app_env: str, twilio_generated: bool) -> str:
     """Where recordings are fetched from: TWILIO_API_BASE, else Twilio's API; in development
     with generated Twilio credentials (no account: every call is simulated), the line's own
-    stand-in on the local server (PORT, as gunicorn binds it)."""
+    stand-in on the local web server (`web_port`)."""
     given = env.get("TWILIO_API_BASE", "").strip()
     if given:
         return given.rstrip("/")
     if app_env == "development" and twilio_generated:
-        return f"http://127.0.0.1:{number_setting(env, 'PORT', 5000, int)}{DEV_TWILIO_PATH}"
+        return f"http://127.0.0.1:{web_port(env)}{DEV_TWILIO_PATH}"
     return TWILIO_API
+
+
+def web_port(env: dict[str, str]) -> int:
+    """The port the line's web server listens on locally: WEB_PORT (which `make run` sets for
+    its web server, its worker and `flask` commands alike, since honcho gives each of its
+    processes a PORT of its own), else PORT, else 5000."""
+    return number_setting(env, "WEB_PORT", number_setting(env, "PORT", 5000, int), int)
 
 
 def number_setting(env, name: str, default: float, kind: type = float):

@@ -163,7 +163,8 @@ def first_hour(tmp_path_factory) -> FirstHour:
         hour.next_steps = [run_line(line, folder) for line in printed if served in line]
         live = [line for line in command_lines((PROJECT_DIR / "README.md").read_text()) if LOCAL_BASE in line]
         hour.readme += [run_line(line.replace(LOCAL_BASE, served), folder) for line in live]
-        wait_for(lambda: "run start job=" in log.read_text(), "the worker to take a job a call left", log, timeout=60)
+        copied = r"run end job=\d+ kind=download .* outcome=done"  # the simulated call's audio, copied
+        wait_for(lambda: re.search(copied, log.read_text()), "the worker to copy a call's audio", log, timeout=60)
         hour.worker_jobs = run_line("flask worker jobs", folder).stdout
     finally:
         started = time.monotonic()
@@ -207,8 +208,9 @@ def test_make_run_runs_the_release_step_then_the_web_server_and_the_worker(first
     assert output.index("release.1 stopped") < min(output.index("web.1 started"), output.index("worker.1 started"))
     assert any("gunicorn" in cmd for cmd in first_hour.running["web"]), first_hour.running
     assert any("worker run" in cmd for cmd in first_hour.running["worker"]), first_hour.running
-    # The comment the simulated call left was taken up by the worker while the web server ran.
-    assert re.search(r"#\d+ download RE\w+ \w+ try [1-9]/", first_hour.worker_jobs), first_hour.worker_jobs
+    # The comment the simulated call left was taken up by the worker while the web server ran,
+    # and its audio copied from the line's development stand-in for Twilio.
+    assert re.search(r"#\d+ download RE\w+ done", first_hour.worker_jobs), first_hour.worker_jobs
 
 
 def test_ctrl_c_stops_the_web_server_and_the_worker(first_hour):

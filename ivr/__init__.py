@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from models.line import ScriptCache
+from models.line import init_script_cache
 
 from . import dev_media
 from .commands import line_cli
@@ -14,8 +14,7 @@ from .routes import bp
 
 
 def init_app(app: Flask) -> None:
-    cfg = app.config
-    app.extensions["line_script"] = ScriptCache(cfg["LINE_CACHE_SECONDS"], fallback_file=cfg["LINE_CONFIG"])
+    init_script_cache(app)
     app.register_blueprint(bp)
     app.register_blueprint(health)
     app.register_blueprint(metrics)

@@ -15,7 +15,7 @@ from flask.cli import AppGroup
 from config import TWILIO_API
 from facts import write_path
 from models import db
-from models.line import ScriptError, load_script, read_script_file, sync_script
+from models.line import ScriptError, line_script, load_script, read_script_file, sync_script
 
 from .caller import (
     CallPlayer,
@@ -142,7 +142,7 @@ def call(
     if seconds < 0:
         raise click.BadParameter("a comment cannot last less than 0 seconds", param_hint="--seconds")
     config = current_app.config
-    script = current_app.extensions["line_script"].get(db.session)
+    script = line_script(current_app).get(db.session)
     api_base = config["TWILIO_API_BASE"] if serves_recordings(config) else TWILIO_API
     account = TwilioAccount(config["TWILIO_ACCOUNT_SID"], config["TWILIO_AUTH_TOKEN"], api_base)
     base = url or config["PUBLIC_BASE_URL"] or "http://localhost"

@@ -21,7 +21,7 @@ from werkzeug.exceptions import HTTPException
 from facts import Fact, WritePath, write_path
 from models import db, utcnow
 from models.calls import call_values
-from models.line import LineScript, read_script_file, script_from_file
+from models.line import LineScript, line_script, read_script_file, script_from_file
 from models.recordings import reference_for
 
 from . import twiml
@@ -49,10 +49,10 @@ class Webhook:
     field asked for. `args` are the values the previous reply put in this URL (on the Fallback
     URL, those of the URL that failed)."""
 
-    __slots__ = ("app", "config", "extensions", "facts", "form", "args", "call_sid", "base")
+    __slots__ = ("app", "config", "facts", "form", "args", "call_sid", "base")
 
     def __init__(self, app: Flask, request: Request) -> None:
-        self.app, self.config, self.extensions = app, app.config, app.extensions
+        self.app, self.config = app, app.config
         self.facts: WritePath = write_path(app)
         self.form: dict[str, str] = request.form.to_dict()
         self.args: MultiDict = request.args
@@ -87,8 +87,7 @@ class Webhook:
         return call_values(self.form, mode=cfg["CALLER_NUMBERS"], key=cfg["CALLER_HASH_KEY"], seen_at=now)
 
     def script(self) -> LineScript:
-        ext = self.extensions
-        return ext["line_script"].get(db.session, database_ok=self.facts.breaker.closed())
+        return line_script(self.app).get(db.session, database_ok=self.facts.breaker.closed())
 
 
 def new_webhook() -> Webhook:

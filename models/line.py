@@ -366,3 +366,13 @@ def sync_script(session, data: dict) -> list[str]:
 def bump_version(session) -> None:
     """Every edit to the script calls this, so that each process reloads it."""
     session.execute(update(LineSettings).where(LineSettings.id == 1).values(version=LineSettings.version + 1))
+
+
+def line_script(app) -> ScriptCache:
+    """The app's cache of the line's script (set up by `init_script_cache`)."""
+    return app.extensions["line_script"]
+
+
+def init_script_cache(app) -> None:
+    cfg = app.config
+    app.extensions["line_script"] = ScriptCache(cfg["LINE_CACHE_SECONDS"], fallback_file=cfg["LINE_CONFIG"])

@@ -15,7 +15,7 @@ from sqlalchemy.orm.attributes import flag_modified
 
 from models import LineSettings, Topic, User, db
 from models.audit import AuditEntry
-from models.line import WORDING_KEYS, bump_version
+from models.line import WORDING_KEYS, bump_version, line_script
 from models.users import (
     ROLES,
     UserError,
@@ -172,7 +172,7 @@ def topic_problem(values: dict, others: list[Topic], general: str, slug: str) ->
 def script_changed(message: str) -> None:
     bump_version(db.session)
     db.session.commit()
-    current_app.extensions["line_script"].forget()
+    line_script(current_app).forget()
     flash(message)
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
 from models import CommentState, Recording, Topic, Transcription, db, utcnow
-from models.line import LineScript
+from models.line import LineScript, line_script
 from models.recordings import NOT_A_COMMENT
 from models.tally import tally
 from models.tokens import find_token
@@ -59,7 +59,7 @@ def current_tally():
 
 @api.get("/line")
 def line():
-    script: LineScript = current_app.extensions["line_script"].get(db.session)
+    script: LineScript = line_script(current_app).get(db.session)
     first = script.languages[0].code
     return jsonify(
         languages=[{"code": lang.code, "digit": lang.digit} for lang in script.languages],

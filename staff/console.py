@@ -27,7 +27,7 @@ from models.comments import (
     reference_in,
     set_note,
 )
-from models.line import LineScript
+from models.line import LineScript, line_script
 from models.recordings import number_for
 
 from .auth import check_csrf, load_user, record, safe_next
@@ -81,7 +81,7 @@ def caller_label(comment: CommentRow) -> str:
 
 
 def current_script() -> LineScript:
-    return current_app.extensions["line_script"].get(db.session)
+    return line_script(current_app).get(db.session)
 
 
 def all_topics() -> list[Topic]:

@@ -148,6 +148,7 @@ def app(settings):
         load_script(db.session, read_script_file(app.config["LINE_CONFIG"]))
         db.session.commit()
     yield app
+    write_path(app).flush()  # what the test's webhooks journalled, written before the check
     write_path(app).replayer.stop()
     with app.app_context():
         db.session.remove()

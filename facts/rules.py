@@ -21,6 +21,12 @@ Calls (`calls`, one row per `CallSid`):
 - `status`, `duration`, `ended_at`: the status of highest `STATUS_RANK` stands, with its
   duration and end; of two alike, the later end. A final status is never undone by a late
   passing one.
+- `entered_zip`, `zip_step`: the ZIP code the caller entered at the ZIP step, with its step;
+  by step: of two, the one of the higher (step, ZIP code) stands (`merge_call`). A call asks
+  once (one retry, at the same step, and only a five-digit entry is stored), so two values
+  never differ in practice; the rule still makes any two agree in any order. Twilio's
+  `FromZip` (the carrier's guess about the phone) is `from_zip`, an identity field: never
+  the caller's word, and never counted as a constituent.
 - `topics`: the number of its `call_topics` rows (derived).
 
 Keypresses (`choices`, one row per (`CallSid`, step)): a retry carries the same step and
@@ -47,16 +53,30 @@ Summaries: what a call counts for is `call_counts(CallState)`: in the hour of it
 call for the whole line, one routed call if it chose a topic, and per topic chosen one call,
 its stance and its comments; its caller (when known) once per topic, and once for the whole
 line (topic 0), in `caller_hours` and `caller_days` (counted references: how many of the
-caller's calls put it there), and in `topic_callers` with the earliest hour. When a merge
-moves a call's start to another hour or learns its caller, the writer subtracts what it
-counted before and adds what it counts now (`Counts.move`), so the summaries follow, once.
+caller's calls put it there), and in `topic_callers` with the earliest hour. The same
+calls, routed calls, comments and stances go, keyed by the ZIP code the caller entered
+("" for none), to `zip_counts` in the hour, the UTC day and month, and all time
+(`ZIP_PERIODS`). When a merge moves a call's start, learns its caller or its ZIP code, the
+writer subtracts what it counted before and adds what it counts now (`Counts.move`), so the
+summaries follow, once.
+
+One voice per caller (`caller_voices`, `voice_counts`): a caller's position on a topic over
+a period is the position of their latest call that gave one, "latest" by (the call's start,
+then its `CallSid`): a total order of stored facts, not of arrival. `latest_positions`
+derives, from the positions of a caller's calls (`Position`: per call and topic, the stance
+that stands), the latest per UTC day, ISO week (from Monday), month and all time
+(`VOICE_PERIODS`); `voice_totals` counts them per period, topic, ZIP code and stance. A
+latest is a maximum, which a subtraction cannot undo, so the writer does not add it up: for
+each (caller, topic) a batch touched it reads the caller's stored positions and derives the
+rows again (facts/writer.py `note_voices`); `flask counts verify` derives all of them.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from models.calls import FINAL_CALL_STATUSES
 from models.summary import WHOLE_LINE, hour_of
@@ -74,7 +94,8 @@ IDENTITY_FIELDS = (
     "caller_name",
     "language",
 )
-CALL_FIELDS = (*IDENTITY_FIELDS, "started_at")
+ZIP_FIELDS = ("entered_zip", "zip_step")
+CALL_FIELDS = (*IDENTITY_FIELDS, *ZIP_FIELDS, "started_at")
 
 PASSING_CALL_STATUSES = ("queued", "initiated", "ringing", "in-progress")
 # Higher stands. Twilio sends one final status a call; should two ever differ, the rank
@@ -101,7 +122,18 @@ def merge_call(stored: dict | None, incoming: dict) -> dict:
             merged[name] = incoming[name]
     starts = [m for m in (stored.get("started_at"), incoming.get("started_at")) if m is not None]
     merged["started_at"] = min(starts) if starts else None
+    merged["entered_zip"], merged["zip_step"] = standing_zip(
+        (stored.get("entered_zip"), stored.get("zip_step")), (incoming.get("entered_zip"), incoming.get("zip_step"))
+    )
     return merged
+
+
+def standing_zip(a: tuple[str | None, int | None], b: tuple[str | None, int | None]) -> tuple:
+    """Of two (ZIP code, step) the one that stands: a ZIP code beats none; of two, the
+    higher (step, ZIP code)."""
+    if not a[0] or not b[0]:
+        return a if a[0] else b if b[0] else (None, None)
+    return max(a, b, key=lambda z: (z[1] or 0, z[0]))
 
 
 def status_key(status: str | None, ended_at: datetime | None, duration: int | None = None) -> tuple:
@@ -180,6 +212,33 @@ class CallState:
     caller: str | None
     stances: dict[int, str | None] = field(default_factory=dict)
     comments: Counter = field(default_factory=Counter)
+    zip: str | None = None  # the ZIP code the caller entered
+
+
+# `zip_counts`' periods: the hour, the UTC day and month a call started in, and all time.
+ALL_TIME = datetime(2000, 1, 1)  # the period start of the all-time rows
+ZIP_PERIODS = ("h", "d", "m", "a")
+VOICE_PERIODS = ("d", "w", "m", "a")
+
+
+def period_start(period: str, moment: datetime) -> datetime:
+    """The start of the period (`h` hour, `d` UTC day, `w` ISO week, `m` month, `a` all time)
+    that holds `moment`."""
+    if period == "h":
+        return hour_of(moment)
+    day = datetime(moment.year, moment.month, moment.day)
+    if period == "d":
+        return day
+    if period == "w":
+        return day - timedelta(days=day.weekday())
+    if period == "m":
+        return day.replace(day=1)
+    return ALL_TIME
+
+
+def zip_key(entered_zip: str | None) -> str:
+    """The summaries' key for a call's entered ZIP code: "" for none."""
+    return entered_zip or ""
 
 
 @dataclass
@@ -199,11 +258,17 @@ class Counts:
     caller_hours: Counter = field(default_factory=Counter)
     caller_days: Counter = field(default_factory=Counter)
     first_hours: dict[tuple[int, str], datetime] = field(default_factory=dict)
+    zipped: Counter = field(default_factory=Counter)  # (hour, topic, zip key, name) -> change
 
-    def add_call(self, started_at: datetime, caller: str | None = None, sign: int = 1) -> None:
+    def count(self, hour: datetime, topic_id: int, name: str, zip: str | None, sign: int) -> None:
+        """`name` of `topic_id` in `hour`, in `hourly_counts` and, by ZIP code, `zip_counts`."""
+        self.hourly[(hour, topic_id, name)] += sign
+        self.zipped[(hour, topic_id, zip_key(zip), name)] += sign
+
+    def add_call(self, started_at: datetime, caller: str | None = None, sign: int = 1, zip: str | None = None) -> None:
         """A call, and its caller (when known) as a caller of the whole line."""
         hour = hour_of(started_at)
-        self.hourly[(hour, WHOLE_LINE, "calls")] += sign
+        self.count(hour, WHOLE_LINE, "calls", zip, sign)
         self.add_caller(hour, WHOLE_LINE, caller, sign)
 
     def add_caller(self, hour: datetime, topic_id: int, caller: str | None, sign: int) -> None:
@@ -216,36 +281,45 @@ class Counts:
             self.first_hours[key] = min(self.first_hours.get(key, hour), hour)
 
     def add_topic(
-        self, started_at: datetime, caller: str | None, topic_id: int, stance: str | None, routed: bool, sign: int = 1
+        self,
+        started_at: datetime,
+        caller: str | None,
+        topic_id: int,
+        stance: str | None,
+        routed: bool,
+        sign: int = 1,
+        zip: str | None = None,
     ) -> None:
         """A call's first choice of a topic (`routed`: its first topic of all)."""
         hour = hour_of(started_at)
         if routed:
-            self.hourly[(hour, WHOLE_LINE, "routed")] += sign
-        self.hourly[(hour, topic_id, "calls")] += sign
+            self.count(hour, WHOLE_LINE, "routed", zip, sign)
+        self.count(hour, topic_id, "calls", zip, sign)
         if stance:
-            self.hourly[(hour, topic_id, stance)] += sign
+            self.count(hour, topic_id, stance, zip, sign)
         self.add_caller(hour, topic_id, caller, sign)
 
-    def change_stance(self, started_at: datetime, topic_id: int, before: str | None, after: str | None) -> None:
+    def change_stance(
+        self, started_at: datetime, topic_id: int, before: str | None, after: str | None, zip: str | None = None
+    ) -> None:
         if before == after:
             return
         hour = hour_of(started_at)
         if before:
-            self.hourly[(hour, topic_id, before)] -= 1
+            self.count(hour, topic_id, before, zip, -1)
         if after:
-            self.hourly[(hour, topic_id, after)] += 1
+            self.count(hour, topic_id, after, zip, 1)
 
-    def add_comment(self, started_at: datetime, topic_id: int, sign: int = 1) -> None:
-        self.hourly[(hour_of(started_at), topic_id, "comments")] += sign
+    def add_comment(self, started_at: datetime, topic_id: int, sign: int = 1, zip: str | None = None) -> None:
+        self.count(hour_of(started_at), topic_id, "comments", zip, sign)
 
     def add_call_state(self, state: CallState, sign: int = 1) -> None:
         """Everything the call counts for, added (`sign` 1) or taken away (-1)."""
-        self.add_call(state.started_at, state.caller, sign)
+        self.add_call(state.started_at, state.caller, sign, state.zip)
         for index, (topic_id, stance) in enumerate(sorted(state.stances.items())):
-            self.add_topic(state.started_at, state.caller, topic_id, stance, index == 0, sign)
+            self.add_topic(state.started_at, state.caller, topic_id, stance, index == 0, sign, state.zip)
         for topic_id, count in state.comments.items():
-            self.add_comment(state.started_at, topic_id, sign * count)
+            self.add_comment(state.started_at, topic_id, sign * count, state.zip)
 
     def move(self, before: CallState, after: CallState) -> None:
         """A stored call whose start or caller a merge changed: what it counted for moves."""
@@ -271,9 +345,55 @@ class Counts:
                 rows.setdefault((hour, topic_id), Counter())[name] += value
         return rows
 
+    def zip_rows(self) -> dict[tuple[str, datetime, int, str], Counter]:
+        """`zipped` as rows of changes to `zip_counts` ((period, start, topic, zip key) ->
+        changes), one per period of `ZIP_PERIODS`, without the rows that change nothing."""
+        rows: dict[tuple[str, datetime, int, str], Counter] = {}
+        for (hour, topic_id, zip, name), value in self.zipped.items():
+            if value:
+                for period in ZIP_PERIODS:
+                    rows.setdefault((period, period_start(period, hour), topic_id, zip), Counter())[name] += value
+        return {key: changes for key, changes in rows.items() if any(changes.values())}
+
 
 def call_counts(state: CallState) -> Counts:
     """What one call counts for, alone."""
     counts = Counts()
     counts.add_call_state(state)
     return counts
+
+
+# --- one voice per caller ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, order=True)
+class Position:
+    """A call's position on a topic, ordered by the call's start, then its `CallSid`: the
+    later of two is the caller's latest."""
+
+    started_at: datetime
+    call_sid: str
+    stance: str
+    zip: str = ""  # the call's entered ZIP code ("" for none)
+
+
+def latest_positions(
+    positions: Iterable[tuple[int, str, Position]],
+) -> dict[tuple[str, datetime, int, str], Position]:
+    """From (topic, caller, position) of calls, each caller's latest position on each topic
+    per period of `VOICE_PERIODS`: {(period, start, topic, caller): position}."""
+    latest: dict[tuple[str, datetime, int, str], Position] = {}
+    for topic_id, caller, position in positions:
+        for period in VOICE_PERIODS:
+            key = (period, period_start(period, position.started_at), topic_id, caller)
+            if key not in latest or latest[key] < position:
+                latest[key] = position
+    return latest
+
+
+def voice_totals(latest: dict[tuple[str, datetime, int, str], Position]) -> Counter:
+    """Callers per (period, start, topic, zip key, stance): `voice_counts`' figures."""
+    totals: Counter = Counter()
+    for (period, start, topic_id, _), position in latest.items():
+        totals[(period, start, topic_id, position.zip, position.stance)] += 1
+    return totals

@@ -230,3 +230,16 @@ class Statements:
         else:
             match = " AND ".join(f"{k} = ?" for k in keys)
             self.execute_many(f"DELETE FROM {table} WHERE {match} AND calls <= 0", rows)
+
+    def delete_rows(self, table: str, keys: tuple[str, ...], rows: list[tuple]) -> None:
+        """Delete the rows of `table` named by `rows` (values of `keys`)."""
+        if not rows:
+            return
+        if self.sql.postgres:
+            arrays, match = keyed_arrays(table, keys, keys)
+            self.execute(
+                f"DELETE FROM {table} USING {arrays} WHERE {match}", [list(column) for column in zip(*rows, strict=True)]
+            )
+        else:
+            match = " AND ".join(f"{k} = ?" for k in keys)
+            self.execute_many(f"DELETE FROM {table} WHERE {match}", rows)

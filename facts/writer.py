@@ -13,6 +13,14 @@ the summaries end the same: each stored column follows its merge rule (facts/rul
 summary moves only when a fact changed something, and when a merge moves a call's start to
 another hour or learns its caller, what the call already counted for moves with it, once.
 
+One voice per caller: for each (caller, topic) whose positions a batch changed (a new or
+changed position, a call whose start, caller or ZIP code moved), `note_voices` reads the
+caller's stored positions on the topic and derives their latest per day, week, month and all
+time again (`rules.latest_positions`), then moves `voice_counts` by the difference. It
+first takes the (caller, topic)'s all-time row in `caller_voices` (inserting it, or on
+PostgreSQL locking it), so two batches about one caller's calls derive one after the other,
+the second from what the first committed.
+
 Concurrency (PostgreSQL, several processes or instances writing at once): the batch first
 locks the rows of every call it names, in `CallSid` order, with one statement; everything
 derived from a call (its topics and positions, its recordings) is only changed by a
@@ -30,11 +38,11 @@ from datetime import date, datetime
 
 from models.base import utcnow
 from models.recordings import is_comment
-from models.summary import COUNTED
+from models.summary import COUNTED, STANCE_NAMES, ZIP_COUNTED
 
 from . import rules
 from .record import Fact
-from .rules import CALL_FIELDS, FINAL_CALL_STATUSES, CallState, Counts, hour_of
+from .rules import CALL_FIELDS, FINAL_CALL_STATUSES, CallState, Counts, Position, hour_of, zip_key
 from .statements import Statements
 
 log = logging.getLogger(__name__)
@@ -139,7 +147,10 @@ class _Writer:
         self.sql, self.connection = self.db.sql, self.db.connection
         self.batch = batch
         self.counts = Counts()
-        self.known: dict[str, tuple[datetime, str | None, int]] = {}  # call -> (started, caller, topics)
+        # call -> (started, caller, topics, entered ZIP code)
+        self.known: dict[str, tuple[datetime, str | None, int, str | None]] = {}
+        self.voices_touched: set[tuple[int, str]] = set()  # (topic, caller) whose latest may have moved
+        self.voice_changes: Counter = Counter()  # (period, start, topic, zip, stance) -> callers
 
     def run(self) -> dict[str, int]:
         try:
@@ -158,6 +169,7 @@ class _Writer:
         self.note_transcripts()
         self.note_jobs()
         self.note_callers()
+        self.note_voices()
         self.add_summaries()
         return numbers
 
@@ -189,8 +201,8 @@ class _Writer:
         inserted = {sid for (sid,) in new}
         for sid in inserted:
             values = b.calls[sid]
-            self.counts.add_call(values["started_at"], values["caller_hash"])
-            self.known[sid] = (values["started_at"], values["caller_hash"], 0)
+            self.counts.add_call(values["started_at"], values["caller_hash"], zip=values["entered_zip"])
+            self.known[sid] = (values["started_at"], values["caller_hash"], 0, values["entered_zip"])
         stored = [sid for sid in sids if sid not in inserted]
         if not stored:
             return
@@ -200,13 +212,12 @@ class _Writer:
             before = dict(zip(CALL_FIELDS, values, strict=True))
             before["started_at"] = s.moment(before["started_at"])
             after = rules.merge_call(before, b.calls[sid])
-            self.known[sid] = (after["started_at"], after["caller_hash"], topics or 0)
+            self.known[sid] = (after["started_at"], after["caller_hash"], topics or 0, after["entered_zip"])
             if after != before:
                 updates.append((*(s.stamp(after[f]) if f == "started_at" else after[f] for f in CALL_FIELDS), sid))
-            if (
-                hour_of(after["started_at"]) != hour_of(before["started_at"])
-                or after["caller_hash"] != before["caller_hash"]
-            ):
+            # A start moved within its hour changes no sum, but may change whose position is
+            # a caller's latest.
+            if any(after[f] != before[f] for f in ("started_at", "caller_hash", "entered_zip")):
                 moved.append((sid, before, after))
         if updates:
             self.db.update_rows("calls", CALL_FIELDS, ("call_sid",), updates)
@@ -214,9 +225,10 @@ class _Writer:
             self.move_calls(moved)
 
     def move_calls(self, moved: list[tuple[str, dict, dict]]) -> None:
-        """Calls whose start moved to another hour, or whose caller was learned late: what
-        they counted for (their topics, positions, comments and caller) moves to the new hour
-        and caller. Rare: only when a call's facts came out of order."""
+        """Calls whose start moved, or whose caller or ZIP code was learned late: what they
+        counted for (their topics, positions, comments and caller) moves to the new hour,
+        caller and ZIP code, and their callers' latest positions are derived again. Rare, but
+        for the ZIP code asked after the topic: only when a call's facts came out of order."""
         sids = sorted(sid for sid, _, _ in moved)
         stances: dict[str, dict[int, str | None]] = {sid: {} for sid in sids}
         query = "SELECT call_sid, topic_id, stance FROM call_topics WHERE call_sid"
@@ -229,9 +241,17 @@ class _Writer:
                 comments[sid][topic_id] += 1
         for sid, before, after in moved:
             self.counts.move(
-                CallState(before["started_at"], before["caller_hash"], stances[sid], comments[sid]),
-                CallState(after["started_at"], after["caller_hash"], stances[sid], comments[sid]),
+                CallState(before["started_at"], before["caller_hash"], stances[sid], comments[sid], before["entered_zip"]),
+                CallState(after["started_at"], after["caller_hash"], stances[sid], comments[sid], after["entered_zip"]),
             )
+            for topic_id, stance in stances[sid].items():
+                if stance:
+                    self.touch_voice(topic_id, before["caller_hash"])
+                    self.touch_voice(topic_id, after["caller_hash"])
+
+    def touch_voice(self, topic_id: int, caller: str | None) -> None:
+        if caller:
+            self.voices_touched.add((topic_id, caller))
 
     def note_statuses(self) -> None:
         """Status callbacks: the batch's standing status (`rules.status_key`) replaces the
@@ -303,13 +323,16 @@ class _Writer:
             started = self.started(sid) or b.choices[(sid, step)]["at"]
             known = self.known.get(sid)
             pair = pairs.get((sid, topic_id))
+            caller, entered_zip = (known[1], known[3]) if known else (None, None)
+            if stance is not None and (pair is None or pair[1] < step):
+                self.touch_voice(topic_id, caller)
             if pair is None:  # the call's first choice of this topic
                 pairs[(sid, topic_id)] = [stance, step if stance else 0, "new"]
                 routed = known is not None and known[2] + added[sid] == 0
                 added[sid] += 1
-                self.counts.add_topic(started, known[1] if known else None, topic_id, stance, routed)
+                self.counts.add_topic(started, caller, topic_id, stance, routed, zip=entered_zip)
             elif stance is not None and pair[1] < step:  # a later position replaces an earlier one
-                self.counts.change_stance(started, topic_id, pair[0], stance)
+                self.counts.change_stance(started, topic_id, pair[0], stance, entered_zip)
                 pair[0], pair[1] = stance, step
                 if pair[2] == "stored":
                     pair[2] = "changed"
@@ -457,9 +480,9 @@ class _Writer:
     def learn_calls(self, call_sids: Iterable[str]) -> None:
         wanted = sorted(set(call_sids) - self.known.keys())
         if wanted:
-            query = "SELECT call_sid, started_at, caller_hash, topics FROM calls WHERE call_sid"
-            for sid, started, caller, topics in self.db.select_in(query, wanted):
-                self.known[sid] = (self.sql.moment(started), caller, topics or 0)
+            query = "SELECT call_sid, started_at, caller_hash, topics, entered_zip FROM calls WHERE call_sid"
+            for sid, started, caller, topics, entered_zip in self.db.select_in(query, wanted):
+                self.known[sid] = (self.sql.moment(started), caller, topics or 0, entered_zip)
 
     def check_numbers_given(self, filled: list[tuple[str, tuple, dict, dict]], others: list[int]) -> None:
         """The numbers actions gave are unique as long as they come from this database's
@@ -502,10 +525,11 @@ class _Writer:
         started = self.started(call_sid)
         if was == now or started is None:
             return  # no change; or no call row, which `flask counts verify` would report
+        entered_zip = self.known[call_sid][3]
         if was is not None:
-            self.counts.add_comment(started, was, -1)
+            self.counts.add_comment(started, was, -1, entered_zip)
         if now is not None:
-            self.counts.add_comment(started, now, 1)
+            self.counts.add_comment(started, now, 1, entered_zip)
 
     def note_transcripts(self) -> None:
         """Keep each transcript (or why there is none): per recording and source, the result
@@ -570,25 +594,111 @@ class _Writer:
             "ELSE jobs.run_after END, updated_at = excluded.updated_at WHERE jobs.state = 'queued'",
         )
 
+    # --- one voice per caller -------------------------------------------------------------
+
+    VOICE_KEY = ("period", "period_start", "topic_id", "caller_hash")
+
+    def note_voices(self) -> None:
+        """For each (topic, caller) the batch touched: take its all-time `caller_voices` row
+        (the lock that puts two batches about one caller one after the other), derive the
+        caller's latest positions from the stored facts, write the rows that differ, and
+        note the difference for `voice_counts`."""
+        if not self.voices_touched:
+            return
+        s, touched = self.sql, sorted(self.voices_touched)
+        key = ", ".join(self.VOICE_KEY)
+        self.db.many_rows(
+            f"INSERT INTO caller_voices ({key}, zip)",
+            [("a", s.stamp(rules.ALL_TIME), topic_id, caller, "") for topic_id, caller in touched],
+            f"ON CONFLICT ({key}) DO "
+            + ("UPDATE SET caller_hash = excluded.caller_hash WHERE false" if s.postgres else "NOTHING"),
+        )
+        query = (
+            "SELECT caller_voices.period, caller_voices.period_start, caller_voices.topic_id, "
+            "caller_voices.caller_hash, caller_voices.stance, caller_voices.zip, caller_voices.started_at, "
+            "caller_voices.call_sid FROM caller_voices"
+        )
+        have: dict[tuple, Position | None] = {}
+        for period, start, topic_id, caller, stance, entered, at, call_sid in self.db.select_keys(
+            query, "caller_voices", ("topic_id", "caller_hash"), touched
+        ):
+            position = Position(s.moment(at), call_sid, stance, entered) if stance else None
+            have[(period, s.moment(start), topic_id, caller)] = position
+        wanted = set(touched)
+        query = (
+            "SELECT calls.caller_hash, call_topics.topic_id, call_topics.stance, calls.started_at, calls.call_sid, "
+            "calls.entered_zip FROM call_topics JOIN calls ON calls.call_sid = call_topics.call_sid "
+            "WHERE call_topics.stance IS NOT NULL AND calls.caller_hash"
+        )
+        positions = [
+            (topic_id, caller, Position(s.moment(at), call_sid, stance, zip_key(entered)))
+            for caller, topic_id, stance, at, call_sid, entered in self.db.select_in(
+                query, sorted({caller for _, caller in touched})
+            )
+            if (topic_id, caller) in wanted
+        ]
+        want = rules.latest_positions(positions)
+        upserts, deletes = [], []
+        for voice_key in sorted(have.keys() | want.keys()):
+            period, start, topic_id, caller = voice_key
+            was, now = have.get(voice_key), want.get(voice_key)
+            if was == now and (now is not None or voice_key not in have):
+                continue
+            if was is not None:
+                self.voice_changes[(period, start, topic_id, was.zip, was.stance)] -= 1
+            if now is None:
+                deletes.append((period, s.stamp(start), topic_id, caller))
+                continue
+            self.voice_changes[(period, start, topic_id, now.zip, now.stance)] += 1
+            upserts.append((period, s.stamp(start), topic_id, caller, now.stance, now.zip, s.stamp(now.started_at)))
+            upserts[-1] += (now.call_sid,)
+        if upserts:
+            self.db.many_rows(
+                f"INSERT INTO caller_voices ({key}, stance, zip, started_at, call_sid)",
+                upserts,
+                f"ON CONFLICT ({key}) DO UPDATE SET stance = excluded.stance, zip = excluded.zip, "
+                "started_at = excluded.started_at, call_sid = excluded.call_sid",
+            )
+        self.db.delete_rows("caller_voices", self.VOICE_KEY, deletes)
+
     # --- summaries ------------------------------------------------------------------------
 
     def add_summaries(self) -> None:
-        """Add the batch's changes to the hourly counts: one upsert per (hour, topic), in key
-        order, last, so that the busiest rows are held for the shortest time."""
+        """Add the batch's changes to the hourly counts (one upsert per (hour, topic)), the
+        counts by ZIP code and the per-caller counts, in key order, last, so that the busiest
+        rows are held for the shortest time."""
         s = self.sql
         rows = [
             (s.stamp(hour), topic_id, *(counts[name] for name in COUNTED))
             for (hour, topic_id), counts in sorted(self.counts.hourly_rows().items())
             if any(counts.values())
         ]
-        if not rows:
+        if rows:
+            columns = ", ".join(COUNTED)
+            sums = ", ".join(f"{name} = hourly_counts.{name} + excluded.{name}" for name in COUNTED)
+            self.db.many_rows(
+                f"INSERT INTO hourly_counts (hour, topic_id, {columns})",
+                rows,
+                f"ON CONFLICT (hour, topic_id) DO UPDATE SET {sums}",
+            )
+        self.add_keyed("zip_counts", ZIP_COUNTED, self.counts.zip_rows())
+        voices: dict[tuple, Counter] = {}
+        for (period, start, topic_id, entered, stance), change in self.voice_changes.items():
+            if change:
+                voices.setdefault((period, start, topic_id, entered), Counter())[stance] += change
+        self.add_keyed("voice_counts", STANCE_NAMES, {k: v for k, v in voices.items() if any(v.values())})
+
+    def add_keyed(self, table: str, names: tuple[str, ...], changes: dict[tuple, Counter]) -> None:
+        """Add `changes` ((period, start, topic, zip) -> {name: change}) to `table`'s rows."""
+        if not changes:
             return
-        columns = ", ".join(COUNTED)
-        sums = ", ".join(f"{name} = hourly_counts.{name} + excluded.{name}" for name in COUNTED)
+        s = self.sql
+        rows = [(p, s.stamp(start), t, z, *(c[name] for name in names)) for (p, start, t, z), c in sorted(changes.items())]
+        sums = ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name in names)
         self.db.many_rows(
-            f"INSERT INTO hourly_counts (hour, topic_id, {columns})",
+            f"INSERT INTO {table} (period, period_start, topic_id, zip, {', '.join(names)})",
             rows,
-            f"ON CONFLICT (hour, topic_id) DO UPDATE SET {sums}",
+            f"ON CONFLICT (period, period_start, topic_id, zip) DO UPDATE SET {sums}",
         )
 
 

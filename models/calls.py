@@ -47,6 +47,8 @@ LOCATION_FIELDS = {
 
 class Call(db.Model):
     __tablename__ = "calls"
+    # A caller's calls, for their latest position on a topic (facts/writer.py `note_voices`).
+    __table_args__ = (Index("ix_calls_caller_hash", "caller_hash"),)
 
     call_sid: Mapped[str] = mapped_column(String(64), primary_key=True)
     account_sid: Mapped[str | None] = mapped_column(String(64))
@@ -59,6 +61,11 @@ class Call(db.Model):
     from_country: Mapped[str | None] = mapped_column(String(8))
     caller_name: Mapped[str | None] = mapped_column(String(128))
     language: Mapped[str | None] = mapped_column(String(16))
+    # The ZIP code the caller entered at the ZIP step (None: not asked, skipped or unreadable),
+    # and the step it was entered at. Not `from_zip`: that is the carrier's guess about the
+    # phone (Twilio's caller ID), never the caller's word.
+    entered_zip: Mapped[str | None] = mapped_column(String(5))
+    zip_step: Mapped[int | None] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(index=True)  # our first webhook for the call
     ended_at: Mapped[datetime | None]
     duration: Mapped[int | None] = mapped_column(Integer)

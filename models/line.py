@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -35,8 +36,28 @@ WORDING_KEYS = (
     "another",
     "goodbye",
     "trouble",
+    "zip_prompt",
+    "zip_retry",
 )
+# Wording a script file may leave out: the ZIP step's, added to the line with it. A language
+# without its own gets these (by the language's first two letters, else English's).
+OPTIONAL_WORDING = {
+    "en": {
+        "zip_prompt": "Please enter your five-digit ZIP code, or press pound to skip.",
+        "zip_retry": "Sorry, that is not a five-digit ZIP code.",
+    },
+    "es": {
+        "zip_prompt": "Por favor, marque su código postal de cinco dígitos, u oprima la tecla de número para omitirlo.",
+        "zip_retry": "Disculpe, ese no es un código postal de cinco dígitos.",
+    },
+}
 KEYPAD = set("0123456789")
+# Where the line asks for the caller's ZIP code: after the language (on a one-language line,
+# after the greeting), after the call's first topic, or not at all.
+ZIP_STEPS = ("off", "after_language", "after_topic")
+# The name of the district a script file gives as a plain list of ZIP codes.
+ONE_DISTRICT = "district"
+DISTRICT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 
 
 class ScriptError(ValueError):
@@ -55,6 +76,9 @@ class LineSettings(db.Model):
     general_topic: Mapped[str] = mapped_column(String(64))
     record_max_seconds: Mapped[int] = mapped_column(Integer, default=180)
     menu_timeout_seconds: Mapped[int] = mapped_column(Integer, default=6)
+    zip_step: Mapped[str] = mapped_column(String(16), default="off", server_default="off")
+    # {name: [ZIP codes]}: the district(s) the line serves; {} when it has none.
+    districts: Mapped[dict | None] = mapped_column(JSON, default=dict)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
@@ -103,7 +127,8 @@ def check_script(data: Any) -> dict[str, Any]:
         digits.add(digit)
     wording = data.get("wording") or {}
     for code in codes:
-        missing = [key for key in WORDING_KEYS if not (wording.get(code) or {}).get(key)]
+        lines = wording.get(code) or {}
+        missing = [key for key in WORDING_KEYS if key not in OPTIONAL_WORDING["en"] and not lines.get(key)]
         if missing:
             raise ScriptError(f"wording for {code} lacks {', '.join(missing)}")
     topics = data.get("topics") or []
@@ -126,7 +151,54 @@ def check_script(data: Any) -> dict[str, Any]:
     general = data.get("general_topic")
     if general not in seen_slugs:
         raise ScriptError(f"general_topic {general!r} is not one of the topics")
+    if zip_step_of(data.get("zip_step")) not in ZIP_STEPS:
+        raise ScriptError(f"zip_step must be one of {', '.join(ZIP_STEPS)}, not {data.get('zip_step')!r}")
+    districts_of(data.get("districts"))
     return data
+
+
+def zip_step_of(value: Any) -> str:
+    """`zip_step` as a file gives it (YAML reads a bare `off` as false)."""
+    return "off" if value in (None, False, "") else str(value)
+
+
+def is_zip(entry: str | None) -> bool:
+    """A ZIP code the line takes: five digits, not 00000 (no ZIP code is)."""
+    return entry is not None and len(entry) == 5 and entry.isascii() and entry.isdigit() and entry != "00000"
+
+
+def districts_of(value: Any) -> dict[str, list[str]]:
+    """The `districts` of a script file as {name: sorted ZIP codes}: nothing ({}), a list of
+    ZIP codes (one district, named "district"), or a mapping of names (a-z, 0-9, hyphens) to
+    lists. Raise ScriptError saying what is wrong."""
+    if value in (None, {}, []):
+        return {}
+    if isinstance(value, list):
+        value = {ONE_DISTRICT: value}
+    if not isinstance(value, dict):
+        raise ScriptError("districts must be a list of ZIP codes, or names each with a list of ZIP codes")
+    districts = {}
+    for name, zips in value.items():
+        name = str(name)
+        if not DISTRICT_NAME.match(name):
+            raise ScriptError(f"district {name!r}: a name uses a-z, 0-9 and hyphens (at most 64)")
+        if not isinstance(zips, list) or not zips:
+            raise ScriptError(f"district {name!r} needs a list of ZIP codes")
+        codes = [str(z).strip() for z in zips]
+        wrong = [z for z in codes if not is_zip(z)]
+        if wrong:
+            raise ScriptError(f"district {name!r}: {', '.join(wrong[:5])} is not a five-digit ZIP code")
+        districts[name] = sorted(set(codes))
+    return districts
+
+
+def with_optional_wording(wording: dict) -> dict:
+    """`wording` with the wording a file may leave out filled in for each language."""
+    filled = {}
+    for code, lines in wording.items():
+        defaults = OPTIONAL_WORDING.get(code[:2].lower(), OPTIONAL_WORDING["en"])
+        filled[code] = {**defaults, **{k: v for k, v in (lines or {}).items() if v}}
+    return filled
 
 
 # --- the script as callers hear it ----------------------------------------------------------
@@ -157,6 +229,20 @@ class TopicScript:
 
 
 @dataclass(frozen=True)
+class District:
+    """One district the line serves: its name and ZIP codes. A call is inside it when the ZIP
+    code its caller entered is one of them, outside when it is another, unknown without one."""
+
+    name: str
+    zips: frozenset[str]
+
+    def place(self, entered_zip: str | None) -> str:
+        if not entered_zip:
+            return "unknown"
+        return "inside" if entered_zip in self.zips else "outside"
+
+
+@dataclass(frozen=True)
 class LineScript:
     """What callers hear now: immutable, shared by every request, and hashable by its
     content's fingerprint (so TwiML cached for one script is never served for another)."""
@@ -169,6 +255,8 @@ class LineScript:
     record_max_seconds: int
     menu_timeout_seconds: int
     wording: dict = field(hash=False, compare=False)
+    zip_step: str = "off"
+    districts: tuple[District, ...] = ()
 
     def __hash__(self) -> int:
         return hash(self.fingerprint)
@@ -199,8 +287,20 @@ class LineScript:
         return self.topic(self.general_topic) or self.menu[-1]
 
     def say(self, language: str, key: str, **values: str) -> str:
-        text = self.wording.get(language, {}).get(key) or self.wording[self.languages[0].code][key]
+        text = self.wording.get(language, {}).get(key) or self.wording[self.languages[0].code].get(key)
+        if text is None:  # wording a stored script may lack (the ZIP step's)
+            text = OPTIONAL_WORDING.get(language[:2].lower(), OPTIONAL_WORDING["en"])[key]
         return text.format(**values) if values else text
+
+    @property
+    def first_topic_step(self) -> int:
+        """The step of the call's first topic menu: 1 on a one-language line, else 2 (after
+        the language menu), one more when the ZIP code is asked before it."""
+        step = 1 if len(self.languages) == 1 else 2
+        return step + 1 if self.zip_step == "after_language" else step
+
+    def district(self, name: str) -> District | None:
+        return next((d for d in self.districts if d.name == name), None)
 
 
 def build_script(settings: LineSettings, topics: list[Topic]) -> LineScript:
@@ -220,6 +320,8 @@ def build_script(settings: LineSettings, topics: list[Topic]) -> LineScript:
         record_max_seconds=settings.record_max_seconds,
         menu_timeout_seconds=settings.menu_timeout_seconds,
         wording=settings.wording,
+        zip_step=settings.zip_step or "off",
+        districts=tuple(District(name, frozenset(zips)) for name, zips in sorted((settings.districts or {}).items())),
     )
 
 
@@ -290,18 +392,28 @@ def _settings_values(data: dict) -> dict:
         "languages": [
             {"code": str(l["code"]), "digit": str(l["digit"]), "voice": l["voice"]} for l in data["languages"]
         ],
-        "wording": data["wording"],
+        "wording": with_optional_wording(data["wording"]),
         "general_topic": data["general_topic"],
         "record_max_seconds": int(data.get("record_max_seconds", 180)),
         "menu_timeout_seconds": int(data.get("menu_timeout_seconds", 6)),
+        "zip_step": zip_step_of(data.get("zip_step")),
+        "districts": districts_of(data.get("districts")),
     }
+
+
+SETTINGS_KEYS = (
+    "languages",
+    "wording",
+    "general_topic",
+    "record_max_seconds",
+    "menu_timeout_seconds",
+    "zip_step",
+    "districts",
+)
 
 
 def _settings_values_of(row: LineSettings) -> dict:
-    return {
-        key: getattr(row, key)
-        for key in ("languages", "wording", "general_topic", "record_max_seconds", "menu_timeout_seconds")
-    }
+    return {key: getattr(row, key) for key in SETTINGS_KEYS}
 
 
 def _topic_values_of(row: Topic) -> dict:

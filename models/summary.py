@@ -11,6 +11,21 @@
   with `calls`, how many of the caller's calls about the topic put the row there (a row
   exists while that is above zero: a call whose start moves takes its part with it).
 
+- `zip_counts` (period, period start, topic, entered ZIP code; "" for none): calls, routed
+  calls, comments and stances as in `hourly_counts`, per hour (`h`), UTC day (`d`), UTC
+  month (`m`) and all time (`a`, one period starting `ALL_TIME`). Districts are read from
+  these at count time (a district is a set of ZIP codes), so changing a district's ZIP
+  codes needs no rebuild; any window is a few months, days and hours of rows, plus the
+  ragged ends from the facts.
+- `caller_voices` (period, period start, topic, caller hash): one voice per caller, the
+  caller's latest position on the topic in that UTC day (`d`), ISO week from Monday (`w`),
+  month (`m`) or all time (`a`), with the call that gave it (start, `CallSid`) and its
+  ZIP code: "latest" is by the call's start, then `CallSid`, never by arrival.
+- `voice_counts` (period, period start, topic, ZIP code): how many callers' latest position
+  over the period is support, oppose, other: a calendar day, week, month or all time is
+  then a handful of rows. Any other window takes the latest per caller over its days'
+  `caller_voices` rows and the facts of its ragged ends (models/tally.py).
+
 Each is written in the same transaction as the fact that changes it, and only when that fact
 actually changed something: a retried webhook finds its fact already stored and adds nothing.
 `rebuild` recomputes them all from the facts; `verify` reports where they differ.
@@ -22,7 +37,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import date, datetime
 
-from sqlalchemy import Date, DateTime, Integer, String, delete, select
+from sqlalchemy import Date, DateTime, Index, Integer, String, delete, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import db
@@ -72,6 +87,52 @@ class CallerDay(db.Model):
     calls: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
 
+ZIP_COUNTED = ("calls", "routed", "comments", "support", "oppose", "other")
+STANCE_NAMES = ("support", "oppose", "other")
+
+
+class ZipCount(db.Model):
+    __tablename__ = "zip_counts"
+
+    period: Mapped[str] = mapped_column(String(1), primary_key=True)
+    period_start: Mapped[datetime] = mapped_column(DateTime, primary_key=True)
+    topic_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    zip: Mapped[str] = mapped_column(String(5), primary_key=True)
+    calls: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    routed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    comments: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    support: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    oppose: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    other: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class CallerVoice(db.Model):
+    __tablename__ = "caller_voices"
+    # A caller's rows on a topic, for the writer (facts/writer.py `note_voices`).
+    __table_args__ = (Index("ix_caller_voices_caller", "caller_hash", "topic_id"),)
+
+    period: Mapped[str] = mapped_column(String(1), primary_key=True)
+    period_start: Mapped[datetime] = mapped_column(DateTime, primary_key=True)
+    topic_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    caller_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    stance: Mapped[str | None] = mapped_column(String(16))  # None only while a batch holds the row
+    zip: Mapped[str] = mapped_column(String(5), default="", server_default="")
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    call_sid: Mapped[str | None] = mapped_column(String(64))
+
+
+class VoiceCount(db.Model):
+    __tablename__ = "voice_counts"
+
+    period: Mapped[str] = mapped_column(String(1), primary_key=True)
+    period_start: Mapped[datetime] = mapped_column(DateTime, primary_key=True)
+    topic_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    zip: Mapped[str] = mapped_column(String(5), primary_key=True)
+    support: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    oppose: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    other: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
 def hour_of(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
@@ -79,18 +140,18 @@ def hour_of(moment: datetime) -> datetime:
 # --- recomputing from the facts ----------------------------------------------------------------
 
 
-def expected_summaries(session) -> tuple[dict, dict, Counter, Counter]:
-    """(hourly counts, topic callers with their first hour, caller hours and caller days with
-    their reference counts) as the facts say they should be: what each stored call counts for
-    (`facts.rules.CallState`), added up from nothing."""
-    from facts.rules import CallState, Counts
+def call_states(session) -> dict:
+    """What each stored call counts for (`facts.rules.CallState`), from the facts."""
+    from facts.rules import CallState
 
     from .calls import Call, CallTopic
     from .recordings import Recording, is_comment
 
     calls = {
-        sid: CallState(started_at, caller)
-        for sid, started_at, caller in session.execute(select(Call.call_sid, Call.started_at, Call.caller_hash))
+        sid: CallState(started_at, caller, zip=entered_zip)
+        for sid, started_at, caller, entered_zip in session.execute(
+            select(Call.call_sid, Call.started_at, Call.caller_hash, Call.entered_zip)
+        )
     }
     for sid, topic_id, stance in session.execute(select(CallTopic.call_sid, CallTopic.topic_id, CallTopic.stance)):
         if sid in calls:
@@ -99,15 +160,69 @@ def expected_summaries(session) -> tuple[dict, dict, Counter, Counter]:
     for sid, topic_id, duration, status in rows:
         if sid in calls and is_comment(topic_id, duration, status):
             calls[sid].comments[topic_id] += 1
+    return calls
+
+
+def expected_summaries(session, states: dict | None = None) -> tuple[dict, dict, Counter, Counter]:
+    """(hourly counts, topic callers with their first hour, caller hours and caller days with
+    their reference counts) as the facts say they should be: what each stored call counts for
+    (`facts.rules.CallState`), added up from nothing."""
+    return _expected(states if states is not None else call_states(session))[:4]
+
+
+def _expected(states: dict) -> tuple:
+    from facts.rules import Counts
+
     counts = Counts()
-    for state in calls.values():
+    for state in states.values():
         counts.add_call_state(state)
     counts.count_callers()
     hourly: dict[tuple[datetime, int], dict[str, int]] = {}
     for key, changes in counts.hourly_rows().items():
         hourly[key] = {name: changes.get(name, 0) for name in COUNTED}
     hourly = {k: v for k, v in hourly.items() if any(v.values())}
-    return hourly, counts.first_hours, +counts.caller_hours, +counts.caller_days
+    zips = {key: {name: changes.get(name, 0) for name in ZIP_COUNTED} for key, changes in counts.zip_rows().items()}
+    return hourly, counts.first_hours, +counts.caller_hours, +counts.caller_days, zips
+
+
+def expected_voices(states: dict) -> tuple[dict, dict]:
+    """(caller voices, voice counts) as the facts say: each caller's latest position per topic
+    and period (`facts.rules.latest_positions`), and how many per stance and ZIP code."""
+    from facts.rules import Position, latest_positions, voice_totals, zip_key
+
+    positions = [
+        (topic_id, state.caller, Position(state.started_at, sid, stance, zip_key(state.zip)))
+        for sid, state in states.items()
+        if state.caller
+        for topic_id, stance in state.stances.items()
+        if stance
+    ]
+    latest = latest_positions(positions)
+    counts: dict[tuple, dict[str, int]] = {}
+    for (period, start, topic_id, zip, stance), n in voice_totals(latest).items():
+        counts.setdefault((period, start, topic_id, zip), dict.fromkeys(STANCE_NAMES, 0))[stance] = n
+    return latest, counts
+
+
+def stored_zip_and_voices(session) -> tuple[dict, dict, dict]:
+    from facts.rules import Position
+
+    zips = {}
+    for row in session.scalars(select(ZipCount)):
+        values = {name: getattr(row, name) for name in ZIP_COUNTED}
+        if any(values.values()):
+            zips[(row.period, row.period_start, row.topic_id, row.zip)] = values
+    voices = {
+        (v.period, v.period_start, v.topic_id, v.caller_hash): Position(v.started_at, v.call_sid, v.stance, v.zip)
+        for v in session.scalars(select(CallerVoice))
+        if v.stance is not None
+    }
+    counts = {}
+    for row in session.scalars(select(VoiceCount)):
+        values = {name: getattr(row, name) for name in STANCE_NAMES}
+        if any(values.values()):
+            counts[(row.period, row.period_start, row.topic_id, row.zip)] = values
+    return zips, voices, counts
 
 
 def stored_summaries(session) -> tuple[dict, dict, Counter, Counter]:
@@ -141,10 +256,11 @@ def stored_summaries(session) -> tuple[dict, dict, Counter, Counter]:
 
 def verify(session) -> list[str]:
     """Every difference between the stored summaries and the facts, described."""
-    (want_hourly, want_callers, want_hours, want_days), (have_hourly, have_callers, have_hours, have_days) = (
-        expected_summaries(session),
-        stored_summaries(session),
-    )
+    states = call_states(session)
+    want_hourly, want_callers, want_hours, want_days, want_zips = _expected(states)
+    have_hourly, have_callers, have_hours, have_days = stored_summaries(session)
+    want_voices, want_voice_counts = expected_voices(states)
+    have_zips, have_voices, have_voice_counts = stored_zip_and_voices(session)
     problems = []
     zero = dict.fromkeys(COUNTED, 0)
     for key in sorted(want_hourly.keys() | have_hourly.keys()):
@@ -158,6 +274,9 @@ def verify(session) -> list[str]:
         ("topic callers", want_callers, have_callers),
         ("caller hours", want_hours, have_hours),
         ("caller days", want_days, have_days),
+        ("zip counts", want_zips, have_zips),
+        ("caller voices", want_voices, have_voices),
+        ("voice counts", want_voice_counts, have_voice_counts),
     ):
         extra = len(have.keys() - want.keys())
         missing = len(want.keys() - have.keys())
@@ -169,9 +288,30 @@ def verify(session) -> list[str]:
 
 def rebuild(session) -> None:
     """Replace every summary row with what the facts say (in the caller's transaction)."""
-    hourly, topic_callers, caller_hours, caller_days = expected_summaries(session)
-    for model in (HourlyCount, TopicCaller, CallerHour, CallerDay):
+    states = call_states(session)
+    hourly, topic_callers, caller_hours, caller_days, zips = _expected(states)
+    voices, voice_counts = expected_voices(states)
+    for model in (HourlyCount, TopicCaller, CallerHour, CallerDay, ZipCount, CallerVoice, VoiceCount):
         session.execute(delete(model))
+    if zips:
+        session.execute(
+            ZipCount.__table__.insert(),
+            [{"period": p, "period_start": st, "topic_id": t, "zip": z, **v} for (p, st, t, z), v in zips.items()],
+        )
+    if voices:
+        session.execute(
+            CallerVoice.__table__.insert(),
+            [
+                {"period": p, "period_start": st, "topic_id": t, "caller_hash": c, "stance": v.stance}
+                | {"zip": v.zip, "started_at": v.started_at, "call_sid": v.call_sid}
+                for (p, st, t, c), v in voices.items()
+            ],
+        )
+    if voice_counts:
+        session.execute(
+            VoiceCount.__table__.insert(),
+            [{"period": p, "period_start": st, "topic_id": t, "zip": z, **v} for (p, st, t, z), v in voice_counts.items()],
+        )
     if hourly:
         session.execute(
             HourlyCount.__table__.insert(), [{"hour": h, "topic_id": t, **v} for (h, t), v in hourly.items()]
@@ -193,4 +333,15 @@ def rebuild(session) -> None:
         )
 
 
-__all__ = ["HourlyCount", "TopicCaller", "CallerHour", "CallerDay", "hour_of", "rebuild", "verify"]
+__all__ = [
+    "HourlyCount",
+    "TopicCaller",
+    "CallerHour",
+    "CallerDay",
+    "ZipCount",
+    "CallerVoice",
+    "VoiceCount",
+    "hour_of",
+    "rebuild",
+    "verify",
+]

@@ -79,7 +79,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from models.calls import FINAL_CALL_STATUSES
-from models.summary import WHOLE_LINE, hour_of
+from models.summary import ALL_TIME, WHOLE_LINE, hour_of
 
 # Columns of `calls` that take the first non-empty value.
 IDENTITY_FIELDS = (
@@ -216,7 +216,6 @@ class CallState:
 
 
 # `zip_counts`' periods: the hour, the UTC day and month a call started in, and all time.
-ALL_TIME = datetime(2000, 1, 1)  # the period start of the all-time rows
 ZIP_PERIODS = ("h", "d", "m", "a")
 VOICE_PERIODS = ("d", "w", "m", "a")
 

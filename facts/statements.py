@@ -238,7 +238,8 @@ class Statements:
         if self.sql.postgres:
             arrays, match = keyed_arrays(table, keys, keys)
             self.execute(
-                f"DELETE FROM {table} USING {arrays} WHERE {match}", [list(column) for column in zip(*rows, strict=True)]
+                f"DELETE FROM {table} USING {arrays} WHERE {match}",
+                [list(column) for column in zip(*rows, strict=True)],
             )
         else:
             match = " AND ".join(f"{k} = ?" for k in keys)

@@ -42,7 +42,7 @@ from models.summary import COUNTED, STANCE_NAMES, ZIP_COUNTED
 
 from . import rules
 from .record import Fact
-from .rules import CALL_FIELDS, FINAL_CALL_STATUSES, CallState, Counts, Position, hour_of, zip_key
+from .rules import CALL_FIELDS, FINAL_CALL_STATUSES, CallState, Counts, Position, zip_key
 from .statements import Statements
 
 log = logging.getLogger(__name__)
@@ -241,7 +241,9 @@ class _Writer:
                 comments[sid][topic_id] += 1
         for sid, before, after in moved:
             self.counts.move(
-                CallState(before["started_at"], before["caller_hash"], stances[sid], comments[sid], before["entered_zip"]),
+                CallState(
+                    before["started_at"], before["caller_hash"], stances[sid], comments[sid], before["entered_zip"]
+                ),
                 CallState(after["started_at"], after["caller_hash"], stances[sid], comments[sid], after["entered_zip"]),
             )
             for topic_id, stance in stances[sid].items():
@@ -693,7 +695,9 @@ class _Writer:
         if not changes:
             return
         s = self.sql
-        rows = [(p, s.stamp(start), t, z, *(c[name] for name in names)) for (p, start, t, z), c in sorted(changes.items())]
+        rows = [
+            (p, s.stamp(start), t, z, *(c[name] for name in names)) for (p, start, t, z), c in sorted(changes.items())
+        ]
         sums = ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name in names)
         self.db.many_rows(
             f"INSERT INTO {table} (period, period_start, topic_id, zip, {', '.join(names)})",

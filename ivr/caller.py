@@ -38,7 +38,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from config import TWILIO_API
-from models.line import LineScript, read_script_file, script_from_file
+from models.line import LineScript, is_zip, read_script_file, script_from_file
 
 from .menu import (
     ANOTHER_TOPIC_KEY,
@@ -47,15 +47,18 @@ from .menu import (
     HANG_UP,
     MAX_EMPTY_RECORDINGS,
     MAX_MISSES,
+    MAX_ZIP_TRIES,
     NO_KEY,
     REPEAT_KEY,
     STANCE_KEYS,
+    ZIP_FINISH_KEY,
+    ZIP_KEYS,
 )
 
 API_VERSION = "2010-04-01"
 # What each kind of request is, by the last part of the line's path (`status` is the call
 # status callback; `fallback` the number's Fallback URL).
-FLOW_KINDS = ("voice", "language", "topic", "stance", "recorded", "no-comment", "next")
+FLOW_KINDS = ("voice", "language", "topic", "stance", "zip", "recorded", "no-comment", "next")
 CALLBACK_KINDS = ("recording-status", "transcription", "status")
 KINDS = (*FLOW_KINDS, *CALLBACK_KINDS, "fallback")
 # Languages Twilio's own transcription takes (`<Record transcribe>`).
@@ -420,10 +423,14 @@ class LineFacts:
     slugs: tuple[str, ...]  # every topic, switched off or not
     general: str
     general_asks_stance: bool
+    zip_step: str = "off"  # where the line asks for the ZIP code (models.line.ZIP_STEPS)
 
     @property
     def first_language(self) -> str:
         return next(iter(self.languages.values()))
+
+    def asks_stance(self, slug: str) -> bool:
+        return next((asks for found, asks in self.topics.values() if found == slug), self.general_asks_stance)
 
     @classmethod
     def from_script(cls, script: LineScript) -> LineFacts:
@@ -434,6 +441,7 @@ class LineFacts:
             tuple(t.slug for t in script.topics),
             general.slug,
             general.stance,
+            script.zip_step,
         )
 
     @classmethod
@@ -482,6 +490,13 @@ class Comment:
 NOT_HEARD = ("absent", "failed")
 
 
+@dataclass(frozen=True)
+class ZipEntry:
+    """A ZIP code the line takes as the call's (five digits, not 00000)."""
+
+    zip: str
+
+
 @dataclass
 class StatusNote:
     recording_sid: str
@@ -509,10 +524,13 @@ class PlayedCall:
     webhooks: int = 0  # requests sent, retries and duplicates included
     reached: bool = False  # some request about the call reached the line
     status: str | None = None  # the final status the call status callback gave
+    entered_zip: str | None = None  # the ZIP code the line took (None: not asked, skipped, unreadable)
 
     def learn(self, note: object) -> None:
         """What an answered request tells: applied once, however often it is answered."""
-        if isinstance(note, Choice):
+        if isinstance(note, ZipEntry):
+            self.entered_zip = self.entered_zip or note.zip
+        elif isinstance(note, Choice):
             self.choices.setdefault(note.order, note)
             if note.kind == "language":
                 self.language = note.language
@@ -579,6 +597,12 @@ class Menu:
     topics_chosen: int = 0  # topics chosen so far in this call
 
 
+def zip_digits(key: str) -> str:
+    """What Twilio sends as `Digits` for keys pressed at the ZIP code's `<Gather numDigits="5"
+    finishOnKey="#">`: up to five keys, the finish key stripped (pound alone: nothing)."""
+    return key.split(ZIP_FINISH_KEY, 1)[0][:ZIP_KEYS]
+
+
 CALLBACKS_BEFORE, CALLBACKS_AFTER, CALLBACKS_LATE = "before", "after", "late"
 
 
@@ -623,7 +647,8 @@ class Mind(Protocol):
     """What the caller, and Twilio, decide."""
 
     def press(self, menu: Menu) -> str:
-        """At a menu: a key, NO_KEY (let it time out) or HANG_UP."""
+        """At a menu: a key, NO_KEY (let it time out) or HANG_UP. At the ZIP code (`menu.kind`
+        "zip"): the keys pressed, e.g. "97201", "972#" (short), "#" (skip), or NO_KEY."""
 
     def take(self, menu: Menu) -> Take | None:
         """At the recording prompt: what is recorded; None: the caller hangs up before the beep."""
@@ -680,7 +705,7 @@ class Script:
 # --- playing a whole call ------------------------------------------------------------------------
 
 
-MENUS = ("language", "topic", "stance", "next")
+MENUS = ("language", "topic", "stance", "zip", "next")
 
 
 class _Gone(Exception):
@@ -766,6 +791,8 @@ class CallPlayer:
         first = self.line.first_language
         one_language = len(self.line.languages) == 1
         menu = Menu("topic", first) if one_language else Menu("language", first)
+        if one_language and self.line.zip_step == "after_language":
+            menu = Menu("zip", first)
         if one_language:
             self.played.language = first
         reply = yield from self._exchange(self.call.voice(), menu)
@@ -795,14 +822,18 @@ class CallPlayer:
                 self._heard("[the line hangs up]")
                 raise _Gone
             request, digits = self.call.redirect(reply.redirect), ""
+        elif menu.kind == "zip" and not zip_digits(key):  # pound alone: Twilio takes it as no input
+            self._heard(f"[presses {key}]")
+            request, digits = self.call.redirect(reply.redirect), ""
         else:
             self._heard(f"[presses {key}]")
-            request, digits = self.call.gather(reply.action, key), key
+            digits = zip_digits(key) if menu.kind == "zip" else key
+            request = self.call.gather(reply.action, digits)
         following, choice = self._after_key(menu, digits)
         reply = yield from self._exchange(request, following, choice)
         return following, reply
 
-    def _after_key(self, menu: Menu, digits: str) -> tuple[Menu, Choice | None]:
+    def _after_key(self, menu: Menu, digits: str) -> tuple[Menu, Choice | ZipEntry | None]:
         """The menu rules (ivr/menu.py, README "Caller-facing behaviour"): where a key leads,
         and the choice the line stores for it."""
         line, language, misses = self.line, menu.language, menu.misses
@@ -815,13 +846,22 @@ class CallPlayer:
             return missed, None
         if digits == REPEAT_KEY:
             return menu, None
+        if menu.kind == "zip":
+            if not is_zip(digits) and digits and misses + 1 < MAX_ZIP_TRIES:
+                return missed, None
+            entry = ZipEntry(digits) if is_zip(digits) else None
+            if menu.topic is None:
+                return Menu("topic", language), entry
+            kind = "stance" if line.asks_stance(menu.topic) else "record"
+            return Menu(kind, language, topic=menu.topic, topics_chosen=menu.topics_chosen), entry
         if menu.kind == "language":
             code = line.languages.get(digits)
             if code is None:
                 if misses + 1 < MAX_MISSES:
                     return missed, None
                 code = line.first_language
-            return Menu("topic", code), self._choice("language", language=code)
+            following = Menu("zip" if line.zip_step == "after_language" else "topic", code)
+            return following, self._choice("language", language=code)
         if menu.kind == "topic":
             found = line.topics.get(digits)
             if found is None:
@@ -831,6 +871,8 @@ class CallPlayer:
             slug, asks_stance = found
             chosen = menu.topics_chosen + 1
             following = Menu("stance" if asks_stance else "record", language, topic=slug, topics_chosen=chosen)
+            if line.zip_step == "after_topic" and chosen == 1:  # the call's first topic
+                following = Menu("zip", language, topic=slug, topics_chosen=chosen)
             return following, self._choice("topic", topic=slug)
         stance = STANCE_KEYS.get(digits)  # the position menu
         if stance is not None:
@@ -1001,6 +1043,10 @@ def check(reply: Reply, expected: Menu) -> None:
     if kind in MENUS:
         if reply.menu_path() != kind:
             raise UnexpectedReply(f"expected the {kind} menu, heard {describe(reply)}")
+        if kind == "zip" and (
+            reply.gather.get("numDigits") != str(ZIP_KEYS) or reply.gather.get("finishOnKey") != ZIP_FINISH_KEY
+        ):
+            raise UnexpectedReply(f"the ZIP code's <Gather> takes five keys ended by pound: {reply.body[:300]}")
         if kind != "language":
             spoken = {say.get("language") for say in reply.gather.iter("Say")}
             if spoken != {expected.language}:

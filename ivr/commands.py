@@ -134,11 +134,16 @@ def call(
 
     KEYS are pressed at each menu in turn; when they run out, menus time out. `-` lets a menu
     time out, `hangup` hangs up. Example: flask line call --press 1 2 1  (English, topic 2,
-    support). In development (APP_ENV=development, no Twilio account) the comment is real audio
+    support). Where the line asks for a ZIP code, its KEY is the keys pressed there: 97201,
+    972# (too short), # (skip). In development (APP_ENV=development, no Twilio account) the comment is real audio
     that the worker copies and the console plays."""
     for key in keys:
-        if not (re.fullmatch(r"[0-9*#]", key) or key in (NO_KEY, HANG_UP)):
-            raise click.BadParameter(f"{key!r} is not a key: use 0-9, *, #, {NO_KEY} or {HANG_UP}", param_hint="KEYS")
+        if not (re.fullmatch(r"[0-9*#]|[0-9*]{1,5}#?", key) or key in (NO_KEY, HANG_UP)):
+            raise click.BadParameter(
+                f"{key!r} is not a key: use 0-9, *, #, up to five keys at a ZIP code (97201, 972#), {NO_KEY} or "
+                f"{HANG_UP}",
+                param_hint="KEYS",
+            )
     if seconds < 0:
         raise click.BadParameter("a comment cannot last less than 0 seconds", param_hint="--seconds")
     config = current_app.config
@@ -163,6 +168,8 @@ def call(
     click.echo(f"{played.webhooks} webhooks, all answered.")
     topics = ", ".join(f"{slug} ({stance or 'no position'})" for slug, stance in played.topics.items())
     click.echo(f"Topics chosen: {topics or 'none'}.")
+    if script.zip_step != "off":
+        click.echo(f"ZIP code entered: {played.entered_zip or 'none (skipped or unreadable: unknown)'}.")
     for comment in played.recordings.values():
         heard = ", ".join(sorted(comment.references)) or "none read back"
         click.echo(f"Comment {comment.recording_sid}: {comment.seconds} s on {comment.topic}, reference {heard}.")

@@ -9,8 +9,14 @@ from __future__ import annotations
 
 from models.calls import STANCES as STANCE_FOR_KEY
 
-# Every menu takes one key (`<Gather numDigits>`).
+# Every menu takes one key (`<Gather numDigits>`), but the ZIP code's, which takes five, or
+# fewer ended by the pound key (`<Gather numDigits="5" finishOnKey="#">`). Pound alone, or
+# nothing, skips it: Twilio then follows the `<Redirect>` after the `<Gather>`, with no `Digits`.
 MENU_KEYS = 1
+ZIP_KEYS = 5
+ZIP_FINISH_KEY = "#"
+# A short or unreadable ZIP code is asked for once more; then the call goes on without one.
+MAX_ZIP_TRIES = 2
 # At any menu: hear it again, without counting a miss.
 REPEAT_KEY = "*"
 # At the position menu: the key for each position (support, oppose, other). The names are the

@@ -10,6 +10,14 @@ calls its counting code. The rules are the ones the README and models/tally.py s
   the line keeps no numbers); `comments`: recordings on it whose `<Record>` action got
   through, longer than 0 s, not absent or failed; `stance`: per call, the last position
   pressed on the topic.
+- with `districts` (models.line.District), per topic `district`: its calls and positions by
+  where the ZIP code the caller entered puts them (`inside`, `outside`, `unknown`), keyed by
+  district name when there are several; with `inside`, only the calls inside that district
+  count at all.
+- with `voices`, per topic `per_caller`: each caller (withheld numbers excluded) once, with
+  the last position they pressed on it in the last of their calls that gave one, the calls
+  taken in the order `played` lists them (calls played one after another: the order of
+  their starts). None when the line keeps no numbers.
 """
 
 from __future__ import annotations
@@ -22,21 +30,53 @@ from .menu import STANCE_KEYS
 STANCE_NAMES = tuple(STANCE_KEYS.values())
 
 
-def expected_counts(played: Iterable[PlayedCall], slugs: Iterable[str] = (), *, callers_known: bool = True) -> dict:
+PLACES = ("inside", "outside", "unknown")
+
+
+def place_of(entered_zip: str | None, zips: Iterable[str]) -> str:
+    if not entered_zip:
+        return "unknown"
+    return "inside" if entered_zip in set(zips) else "outside"
+
+
+def expected_counts(
+    played: Iterable[PlayedCall],
+    slugs: Iterable[str] = (),
+    *,
+    callers_known: bool = True,
+    districts: dict[str, Iterable[str]] | None = None,
+    inside: Iterable[str] | None = None,
+    voices: bool = False,
+) -> dict:
     """`{"calls", "unrouted", "topics": {slug: {"calls", "callers", "comments", "stance"}}}`
-    for the calls `played`; every slug in `slugs` is listed (with zeros if never chosen)."""
+    for the calls `played`; every slug in `slugs` is listed (with zeros if never chosen).
+    `districts` ({name: ZIP codes}) adds each topic's `district`, `voices` its `per_caller`;
+    `inside` (ZIP codes) counts only the calls whose caller entered one of them."""
     topics: dict[str, dict] = {}
+    districts = {name: set(zips) for name, zips in (districts or {}).items()}
+
+    def empty_split() -> dict:
+        return {place: {"calls": 0, **dict.fromkeys(STANCE_NAMES, 0)} for place in PLACES}
 
     def topic(slug: str) -> dict:
-        return topics.setdefault(
-            slug, {"calls": 0, "callers": set(), "comments": 0, "stance": dict.fromkeys(STANCE_NAMES, 0)}
-        )
+        counts = topics.get(slug)
+        if counts is None:
+            counts = topics[slug] = {
+                "calls": 0,
+                "callers": set(),
+                "comments": 0,
+                "stance": dict.fromkeys(STANCE_NAMES, 0),
+                "latest": {},
+            }
+            if districts:
+                counts["district"] = {name: empty_split() for name in districts}
+        return counts
 
     for slug in slugs:
         topic(slug)
     calls = unrouted = 0
     for call in played:
-        if not call.reached:
+        if not call.reached or (inside is not None and call.entered_zip not in set(inside)):
             continue
         calls += 1
         chosen = call.topics
@@ -47,12 +87,27 @@ def expected_counts(played: Iterable[PlayedCall], slugs: Iterable[str] = (), *, 
             counts["calls"] += 1
             if call.caller is not None:
                 counts["callers"].add(call.caller)
+                if stance is not None:
+                    counts["latest"][call.caller] = stance  # a later call's replaces an earlier one's
             if stance is not None:
                 counts["stance"][stance] += 1
+            for name, zips in districts.items():
+                split = counts["district"][name][place_of(call.entered_zip, zips)]
+                split["calls"] += 1
+                if stance is not None:
+                    split[stance] += 1
         for comment in call.comments:
             topic(comment.topic)["comments"] += 1
     for counts in topics.values():
         counts["callers"] = len(counts["callers"]) if callers_known else None
+        latest = counts.pop("latest")
+        if voices:
+            per_caller = dict.fromkeys(STANCE_NAMES, 0)
+            for stance in latest.values():
+                per_caller[stance] += 1
+            counts["per_caller"] = per_caller if callers_known else None
+        if districts and len(districts) == 1:
+            counts["district"] = next(iter(counts["district"].values()))
     return {"calls": calls, "unrouted": unrouted, "topics": topics}
 
 
@@ -67,6 +122,8 @@ def counts_shown(body: dict) -> dict:
                 "callers": t["callers"],
                 "comments": t["comments"],
                 "stance": {name: t["stance"][name] for name in STANCE_NAMES},
+                "per_caller": t.get("per_caller"),
+                "district": t.get("district"),
             }
             for t in body["topics"]
         },
@@ -98,4 +155,7 @@ def compare_counts(expected: dict, body: dict) -> list[str]:
                     f"topic {slug} {stance}: the API says {got['stance'][stance]}, "
                     f"the callers played {want['stance'][stance]}"
                 )
+        for name in ("per_caller", "district"):  # compared when the record counts them
+            if name in want and got[name] != want[name]:
+                problems.append(f"topic {slug} {name}: the API says {got[name]}, the callers played {want[name]}")
     return problems

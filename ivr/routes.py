@@ -21,7 +21,7 @@ from werkzeug.exceptions import HTTPException
 from facts import Fact, WritePath, write_path
 from models import db, utcnow
 from models.calls import call_values
-from models.line import LineScript, line_script, read_script_file, script_from_file
+from models.line import LineScript, TopicScript, is_zip, line_script, read_script_file, script_from_file
 from models.recordings import reference_for
 
 from . import twiml
@@ -31,6 +31,7 @@ from .menu import (
     HANG_UP,
     MAX_EMPTY_RECORDINGS,
     MAX_MISSES,
+    MAX_ZIP_TRIES,
     REPEAT_KEY,
     RESCUE_STEP,
     STANCE_KEYS,
@@ -215,6 +216,8 @@ def choose_language():
             choice(w, step, "language", now, language=lang.code),
         ],
     )
+    if script.zip_step == "after_language":
+        return answer(twiml.zip_menu(script, base, lang.code, step + 1, 0))
     return answer(twiml.topic_menu(script, base, lang.code, step + 1, 0))
 
 
@@ -233,9 +236,39 @@ def choose_topic():
         topic = script.general()
     now = utcnow()
     store(w, [Fact("call", {"values": w.call(now)}), choice(w, step, "topic", now, topic=topic.slug)])
+    if script.zip_step == "after_topic" and step == script.first_topic_step:  # the call's first topic
+        return answer(twiml.zip_menu(script, base, language, step + 1, 0, topic.slug))
+    return answer(ask_about(script, base, language, topic, step + 1))
+
+
+def ask_about(script: LineScript, base: str, language: str | None, topic: TopicScript, step: int) -> str:
+    """What follows the choice of `topic`: its position menu, or the recording prompt."""
     if topic.stance:
-        return answer(twiml.stance_menu(script, base, language, topic, step + 1, 0))
-    return answer(twiml.record_comment(script, base, language, topic, None, step + 1))
+        return twiml.stance_menu(script, base, language, topic, step, 0)
+    return twiml.record_comment(script, base, language, topic, None, step)
+
+
+@bp.post("/zip")
+def enter_zip():
+    """The ZIP code step. Five digits (not 00000) are the call's entered ZIP code; a short or
+    unreadable entry is asked for once more; pound alone or silence (Twilio's redirect, with no
+    `Digits`) skips it. Then the call goes on as it would have: to the topics, or to the
+    topic chosen just before. Nothing here stops a comment."""
+    w = webhook()
+    script, base = w.script(), w.base
+    step, misses, digits, language = w.state("s"), w.state("m", 0), w.pressed(), w.arg("l")
+    slug = w.arg("t")
+    if digits == REPEAT_KEY:
+        return answer(twiml.zip_menu(script, base, language, step, misses, slug))
+    if is_zip(digits):
+        now = utcnow()
+        store(w, [Fact("call", {"values": {**w.call(now), "entered_zip": digits, "zip_step": step}})])
+    elif digits and misses + 1 < MAX_ZIP_TRIES:
+        return answer(twiml.zip_menu(script, base, language, step, misses + 1, slug, "zip_retry"))
+    if not slug:
+        return answer(twiml.topic_menu(script, base, language, step + 1, 0))
+    topic = script.topic(slug) or script.general()  # a topic removed mid-call: a general comment
+    return answer(ask_about(script, base, language, topic, step + 1))
 
 
 @bp.post("/stance")
@@ -469,6 +502,7 @@ RESUMABLE = {
     "language": choose_language,
     "topic": choose_topic,
     "stance": choose_stance,
+    "zip": enter_zip,
     "recorded": comment_recorded,
     "no-comment": no_comment,
     "next": another_topic,

@@ -16,7 +16,7 @@ from twilio.twiml.voice_response import Gather, VoiceResponse
 
 from models.line import Language, LineScript, TopicScript
 
-from .menu import FINISH_KEY, MENU_KEYS
+from .menu import FINISH_KEY, MENU_KEYS, ZIP_FINISH_KEY, ZIP_KEYS
 
 CACHE_SIZE = 4096
 
@@ -43,11 +43,48 @@ def _menu(script: LineScript, action: str, retry: str, lines: list[tuple[str, La
 
 @lru_cache(maxsize=CACHE_SIZE)
 def welcome(script: LineScript, base: str) -> str:
-    """Greeting and language menu (or, on a one-language line, straight to the topics)."""
+    """Greeting and language menu (or, on a one-language line, straight to the ZIP code or
+    the topics)."""
     if len(script.languages) == 1:
         lang = script.languages[0]
+        if script.zip_step == "after_language":
+            return zip_menu(script, base, lang.code, 1, 0, greeting=True)
         return topic_menu(script, base, lang.code, 1, 0, greeting=True)
     return language_menu(script, base, 1, 0, greeting=True)
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def zip_menu(
+    script: LineScript,
+    base: str,
+    language: str,
+    step: int,
+    misses: int,
+    topic: str | None = None,
+    notice: str = "",
+    greeting: bool = False,
+) -> str:
+    """ "Enter your five-digit ZIP code, or press pound to skip": five keys, or fewer ended by
+    pound. Pound alone or silence falls through to the `<Redirect>`, which the line takes as
+    a skip. `topic`: the topic chosen just before (ZIP code asked after the topic)."""
+    lang = script.language(language)
+    text = [script.say(lang.code, "greeting")] if greeting else []
+    if notice:
+        text.append(script.say(lang.code, notice))
+    text.append(script.say(lang.code, "zip_prompt"))
+    target = url(base, "zip", s=step, m=misses, l=lang.code, t=topic)
+    response = VoiceResponse()
+    gather = Gather(
+        action=target,
+        method="POST",
+        num_digits=ZIP_KEYS,
+        finish_on_key=ZIP_FINISH_KEY,
+        timeout=script.menu_timeout_seconds,
+    )
+    _say(gather, " ".join(text), lang)
+    response.append(gather)
+    response.redirect(target, method="POST")
+    return str(response)
 
 
 @lru_cache(maxsize=CACHE_SIZE)

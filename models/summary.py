@@ -87,6 +87,7 @@ class CallerDay(db.Model):
     calls: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
 
+ALL_TIME = datetime(2000, 1, 1)  # the period start of the all-time rows of zip_counts, caller_voices, voice_counts
 ZIP_COUNTED = ("calls", "routed", "comments", "support", "oppose", "other")
 STANCE_NAMES = ("support", "oppose", "other")
 
@@ -310,7 +311,10 @@ def rebuild(session) -> None:
     if voice_counts:
         session.execute(
             VoiceCount.__table__.insert(),
-            [{"period": p, "period_start": st, "topic_id": t, "zip": z, **v} for (p, st, t, z), v in voice_counts.items()],
+            [
+                {"period": p, "period_start": st, "topic_id": t, "zip": z, **v}
+                for (p, st, t, z), v in voice_counts.items()
+            ],
         )
     if hourly:
         session.execute(

@@ -14,10 +14,35 @@ and `flask counts verify`'s recomputation both follow it, and `tally()` reads th
   calls and topics, whether or not a call chose a topic (the summaries keep the whole line's
   callers as topic 0).
 
+- per topic `district`: its calls and positions split by where the caller said they are
+  (the ZIP code entered at the ZIP step): `inside` a district, `outside` it, or `unknown`
+  (not asked, skipped, unreadable). None when the line has no district; keyed by district
+  name when it has several. Twilio's caller-ID place (`FromZip`) is never used.
+- per topic `per_caller`: one voice per caller: each caller who gave a position on the topic
+  in the window counts once, with the position of their latest call in the window that gave
+  one; "latest" is by the call's start, then its `CallSid` (facts/rules.py `Position`). None
+  when numbers are not kept (`CALLER_NUMBERS=none`: callers cannot be told apart).
+- `inside=District`: every figure counts only the calls inside that district (a caller's
+  voice is inside when the call that gave their latest position is).
+
 Whole hours of a window are read from the hourly summaries (models/summary.py); the parts of
 an hour at either end are counted from the facts themselves. Both give the same numbers:
 tests/test_order_free.py compares windows of every kind after any order of delivery, and
 `flask counts verify` checks the summaries against the facts.
+
+Districts and voices, at a million calls:
+
+- The split by district is read from `zip_counts` (per entered ZIP code) over the window's
+  calendar pieces: whole months, then whole UTC days, then whole hours, and the facts for
+  the ragged ends (`calendar_pieces`); all time is one row per topic and ZIP code. A
+  district is only a set of ZIP codes applied at read time, so editing one changes every
+  window at once, with nothing to rebuild.
+- One voice per caller over a calendar UTC day, ISO week (Monday to Monday), month or all
+  time is read from `voice_counts` (a few rows). Any other window takes, per (topic,
+  caller), the latest of the window's whole UTC days' `caller_voices` rows (each the
+  caller's latest that day) and of the facts of its ragged ends: one ranked query.
+- With `inside`, the distinct callers are counted from the facts of the window's calls
+  in the district (no summary keeps callers by ZIP code).
 """
 
 from __future__ import annotations
@@ -25,12 +50,23 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, time, timedelta
 
-from sqlalchemy import case, distinct, func, literal, or_, select, union_all
+from sqlalchemy import and_, case, distinct, false, func, literal, or_, select, union_all
 
 from .calls import Call, CallTopic
-from .line import Topic
+from .line import District, Topic
 from .recordings import NOT_A_COMMENT, Recording
-from .summary import WHOLE_LINE, CallerDay, CallerHour, HourlyCount, hour_of
+from .summary import (
+    ALL_TIME,
+    WHOLE_LINE,
+    ZIP_COUNTED,
+    CallerDay,
+    CallerHour,
+    CallerVoice,
+    HourlyCount,
+    VoiceCount,
+    ZipCount,
+    hour_of,
+)
 
 STANCE_NAMES = ("support", "oppose", "other")
 
@@ -45,6 +81,8 @@ class TopicCount:
     callers: int | None = 0
     comments: int = 0
     stance: dict = field(default_factory=lambda: dict.fromkeys(STANCE_NAMES, 0))
+    per_caller: dict | None = None
+    district: dict | None = None
 
     def figures(self) -> list:
         """calls, callers ("" when numbers are not kept), comments, support, oppose, other:
@@ -55,6 +93,27 @@ class TopicCount:
             self.comments,
             *(self.stance[name] for name in STANCE_NAMES),
         ]
+
+    def voice_figures(self) -> list:
+        """support, oppose, other once per caller ("" when numbers are not kept)."""
+        return [("" if self.per_caller is None else self.per_caller[name]) for name in STANCE_NAMES]
+
+    def district_figures(self, districts: tuple[District, ...]) -> list:
+        """calls, support, oppose, other inside, outside and unknown, per district in turn."""
+        if self.district is None:
+            return []
+        splits = [self.district] if len(districts) == 1 else [self.district[d.name] for d in districts]
+        return [split[place][name] for split in splits for place in PLACES for name in ("calls", *STANCE_NAMES)]
+
+
+PLACES = ("inside", "outside", "unknown")
+
+
+def district_columns(districts: tuple[District, ...]) -> list[str]:
+    """The CSV's column names for `TopicCount.district_figures`: inside_calls, inside_support...
+    (one district), or mayor_inside_calls... (several)."""
+    prefixes = [""] if len(districts) == 1 else [f"{d.name}_" for d in districts]
+    return [f"{prefix}{place}_{name}" for prefix in prefixes for place in PLACES for name in ("calls", *STANCE_NAMES)]
 
 
 @dataclass
@@ -243,20 +302,52 @@ def window_pieces(since: datetime | None, until: datetime | None) -> tuple[tuple
 
 
 def tally(
-    session, since: datetime | None = None, until: datetime | None = None, *, callers_known: bool = True
+    session,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    *,
+    callers_known: bool = True,
+    districts: tuple[District, ...] = (),
+    inside: District | None = None,
+    voices: bool | None = None,
 ) -> Tally:
-    """Counts for calls first seen in [since, until) (naive UTC; None for open ends)."""
-    total = Partial()
-    whole, ends = window_pieces(since, until)
-    if whole is not None:
-        total.add(from_summaries(session, *whole))
-    for start, end in ends:
-        total.add(from_facts(session, start, end))
-    callers = distinct_callers(session, whole, ends) if callers_known else {}
+    """Counts for calls first seen in [since, until) (naive UTC; None for open ends). With
+    `districts`, each topic's split by district; with `inside`, only the calls inside it;
+    `voices` (default: when callers are known) adds one voice per caller."""
+    voices = callers_known if voices is None else voices
+    zips = zip_split(session, since, until) if districts or inside is not None else {}
+    if inside is not None:
+        zips = {t: {z: c for z, c in by_zip.items() if z in inside.zips} for t, by_zip in zips.items()}
+        total = Partial()
+        for topic_id, by_zip in zips.items():
+            for counts in by_zip.values():
+                if topic_id == WHOLE_LINE:
+                    total.calls += counts["calls"]
+                    total.routed += counts["routed"]
+                else:
+                    mine = total.topic(topic_id)
+                    for name in ("calls", "comments", *STANCE_NAMES):
+                        mine[name] += counts[name]
+        callers = callers_inside(session, since, until, inside) if callers_known else {}
+    else:
+        total = Partial()
+        whole, ends = window_pieces(since, until)
+        if whole is not None:
+            total.add(from_summaries(session, *whole))
+        for start, end in ends:
+            total.add(from_facts(session, start, end))
+        callers = distinct_callers(session, whole, ends) if callers_known else {}
+    per_caller = caller_voices(session, since, until) if voices else {}
+    if inside is not None:
+        per_caller = {t: {z: c for z, c in by_zip.items() if z in inside.zips} for t, by_zip in per_caller.items()}
 
     counts = []
     for topic in session.scalars(select(Topic).order_by(Topic.position, Topic.id)):
         found = total.topics.get(topic.id, {})
+        voice = dict.fromkeys(STANCE_NAMES, 0)
+        for by_stance in per_caller.get(topic.id, {}).values():
+            for name in STANCE_NAMES:
+                voice[name] += by_stance[name]
         counts.append(
             TopicCount(
                 topic.slug,
@@ -267,6 +358,267 @@ def tally(
                 callers=callers.get(topic.id, 0) if callers_known else None,
                 comments=found.get("comments", 0),
                 stance={name: found.get(name, 0) for name in STANCE_NAMES},
+                per_caller=voice if voices else None,
+                district=district_split(zips.get(topic.id, {}), districts) if districts else None,
             )
         )
     return Tally(calls=total.calls, unrouted=total.calls - total.routed, topics=counts)
+
+
+def district_split(by_zip: dict[str, dict[str, int]], districts: tuple[District, ...]) -> dict:
+    """A topic's calls and positions per place (inside, outside, unknown), for one district,
+    or keyed by district name for several."""
+    splits = {}
+    for district in districts:
+        split = {place: dict.fromkeys(("calls", *STANCE_NAMES), 0) for place in PLACES}
+        for entered, counts in by_zip.items():
+            place = split[district.place(entered)]
+            for name in place:
+                place[name] += counts[name]
+        splits[district.name] = split
+    return splits[districts[0].name] if len(districts) == 1 else splits
+
+
+# --- calendar pieces ----------------------------------------------------------------------------
+
+
+def _ceil_day(moment: datetime) -> datetime:
+    floor = datetime(moment.year, moment.month, moment.day)
+    return floor if floor == moment else floor + timedelta(days=1)
+
+
+def _floor_day(moment: datetime) -> datetime:
+    return datetime(moment.year, moment.month, moment.day)
+
+
+def _floor_month(moment: datetime) -> datetime:
+    return datetime(moment.year, moment.month, 1)
+
+
+def _next_month(moment: datetime) -> datetime:
+    return datetime(moment.year + moment.month // 12, moment.month % 12 + 1, 1)
+
+
+def _ceil_month(moment: datetime) -> datetime:
+    floor = _floor_month(moment)
+    return floor if floor == moment else _next_month(floor)
+
+
+def calendar_pieces(since: datetime, until: datetime) -> tuple[list[tuple[str, datetime, datetime]], list[tuple]]:
+    """[since, until) as ranges of `zip_counts` periods ((period, first start, end)): whole
+    months, then whole UTC days, then whole hours; and its ragged ends, for the facts."""
+    first_hour, last_hour = _ceil_hour(since), hour_of(until)
+    if first_hour >= last_hour:
+        return [], [(since, until)] if since < until else []
+    ends = [(a, b) for a, b in ((since, first_hour), (last_hour, until)) if a < b]
+    first_day, last_day = _ceil_day(first_hour), _floor_day(last_hour)
+    if first_day >= last_day:
+        return [("h", first_hour, last_hour)], ends
+    pieces = [("h", first_hour, first_day), ("h", last_day, last_hour)]
+    first_month, last_month = _ceil_month(first_day), _floor_month(last_day)
+    if first_month >= last_month:
+        pieces.append(("d", first_day, last_day))
+    else:
+        pieces += [("d", first_day, first_month), ("d", last_month, last_day), ("m", first_month, last_month)]
+    return [p for p in pieces if p[1] < p[2]], ends
+
+
+def call_span(session) -> tuple[datetime | None, datetime | None]:
+    """The first call's start and just after the last's: where an open window ends."""
+    first, last = session.execute(select(func.min(Call.started_at), func.max(Call.started_at))).one()
+    return first, (last + timedelta(microseconds=1) if last is not None else None)
+
+
+def closed_window(session, since: datetime | None, until: datetime | None) -> tuple | None:
+    """[since, until) with open ends closed at the stored calls' span; None when it holds none."""
+    first, after_last = call_span(session)
+    if first is None:
+        return None
+    since = first if since is None else max(since, first)
+    until = after_last if until is None else min(until, after_last)
+    return (since, until) if since < until else None
+
+
+def zip_split(session, since: datetime | None, until: datetime | None) -> dict[int, dict[str, dict[str, int]]]:
+    """{topic: {entered ZIP code ("" for none): {calls, routed, comments, support, oppose,
+    other}}} for calls first seen in [since, until); topic 0 is the whole line."""
+    found: dict[int, dict[str, dict[str, int]]] = {}
+
+    def add(topic_id: int, entered: str, values: dict[str, int]) -> None:
+        mine = found.setdefault(topic_id, {}).setdefault(entered or "", dict.fromkeys(ZIP_COUNTED, 0))
+        for name, value in values.items():
+            mine[name] += int(value or 0)
+
+    if since is None and until is None:
+        conditions, ends = [and_(ZipCount.period == "a")], []
+    else:
+        window = closed_window(session, since, until)
+        if window is None:
+            return {}
+        pieces, ends = calendar_pieces(*window)
+        conditions = [
+            and_(ZipCount.period == period, ZipCount.period_start >= start, ZipCount.period_start < end)
+            for period, start, end in pieces
+        ]
+    if conditions:
+        rows = session.execute(
+            select(ZipCount.topic_id, ZipCount.zip, *(func.sum(getattr(ZipCount, n)) for n in ZIP_COUNTED))
+            .where(or_(false(), *conditions))
+            .group_by(ZipCount.topic_id, ZipCount.zip)
+        )
+        for topic_id, entered, *values in rows:
+            add(topic_id, entered, dict(zip(ZIP_COUNTED, values, strict=True)))
+    for start, end in ends:
+        zips_from_facts(session, start, end, add)
+    return found
+
+
+def zips_from_facts(session, start: datetime, end: datetime, add) -> None:
+    """Count [start, end) from the facts by entered ZIP code, into `add(topic, zip, values)`."""
+    window = _between(Call.started_at, start, end)
+    for entered, calls, routed in session.execute(
+        select(Call.entered_zip, func.count(), func.sum(case((Call.topics > 0, 1), else_=0)))
+        .where(*window)
+        .group_by(Call.entered_zip)
+    ):
+        add(WHOLE_LINE, entered, {"calls": calls, "routed": routed})
+    rows = session.execute(
+        select(
+            CallTopic.topic_id,
+            Call.entered_zip,
+            func.count(),
+            *(func.sum(case((CallTopic.stance == name, 1), else_=0)) for name in STANCE_NAMES),
+        )
+        .join(Call, Call.call_sid == CallTopic.call_sid)
+        .where(*window)
+        .group_by(CallTopic.topic_id, Call.entered_zip)
+    )
+    for topic_id, entered, calls, *stances in rows:
+        add(topic_id, entered, {"calls": calls, **dict(zip(STANCE_NAMES, stances, strict=True))})
+    comments = session.execute(
+        select(Recording.topic_id, Call.entered_zip, func.count())
+        .join(Call, Call.call_sid == Recording.call_sid)
+        .where(
+            *window,
+            Recording.topic_id.is_not(None),
+            Recording.duration > 0,
+            or_(Recording.status.is_(None), Recording.status.not_in(NOT_A_COMMENT)),
+        )
+        .group_by(Recording.topic_id, Call.entered_zip)
+    )
+    for topic_id, entered, n in comments:
+        add(topic_id, entered, {"comments": n})
+
+
+def callers_inside(session, since: datetime | None, until: datetime | None, district: District) -> dict[int, int]:
+    """Distinct callers per topic (and topic 0, the whole line) among the calls of [since,
+    until) whose caller entered one of the district's ZIP codes, from the facts."""
+    window = _between(Call.started_at, since, until)
+    zips = sorted(district.zips)
+    rows = session.execute(
+        select(CallTopic.topic_id, func.count(distinct(Call.caller_hash)))
+        .join(Call, Call.call_sid == CallTopic.call_sid)
+        .where(*window, Call.entered_zip.in_(zips), Call.caller_hash.is_not(None))
+        .group_by(CallTopic.topic_id)
+    )
+    found = dict(rows.all())
+    found[WHOLE_LINE] = session.execute(
+        select(func.count(distinct(Call.caller_hash))).where(
+            *window, Call.entered_zip.in_(zips), Call.caller_hash.is_not(None)
+        )
+    ).scalar_one()
+    return found
+
+
+# --- one voice per caller -------------------------------------------------------------------------
+
+
+def calendar_period(since: datetime | None, until: datetime | None) -> tuple[str, datetime] | None:
+    """The `voice_counts` period [since, until) is exactly (a UTC day, an ISO week, a month,
+    all time), as (period, start); None for any other window."""
+    if since is None and until is None:
+        return ("a", ALL_TIME)
+    if since is None or until is None or since != _floor_day(since):
+        return None
+    if until == since + timedelta(days=1):
+        return ("d", since)
+    if until == since + timedelta(days=7) and since.weekday() == 0:
+        return ("w", since)
+    if since.day == 1 and until == _next_month(since):
+        return ("m", since)
+    return None
+
+
+def caller_voices(session, since: datetime | None, until: datetime | None) -> dict[int, dict[str, dict[str, int]]]:
+    """{topic: {entered ZIP code: {support, oppose, other}}}: each caller once per topic,
+    with the position of their latest call in [since, until) that gave one."""
+    found: dict[int, dict[str, dict[str, int]]] = {}
+
+    def add(topic_id: int, entered: str, stance: str, n: int) -> None:
+        if stance in STANCE_NAMES:
+            by_stance = found.setdefault(topic_id, {}).setdefault(entered or "", dict.fromkeys(STANCE_NAMES, 0))
+            by_stance[stance] += int(n or 0)
+
+    period = calendar_period(since, until)
+    if period is not None:
+        rows = session.execute(
+            select(VoiceCount.topic_id, VoiceCount.zip, *(getattr(VoiceCount, n) for n in STANCE_NAMES)).where(
+                VoiceCount.period == period[0], VoiceCount.period_start == period[1]
+            )
+        )
+        for topic_id, entered, *values in rows:
+            for name, n in zip(STANCE_NAMES, values, strict=True):
+                add(topic_id, entered, name, n)
+        return found
+    window = closed_window(session, since, until)
+    if window is None:
+        return found
+    since, until = window
+    first_day, last_day = _ceil_day(since), _floor_day(until)
+    parts = []
+    ends = [(since, until)]
+    if first_day < last_day:
+        ends = [(a, b) for a, b in ((since, first_day), (last_day, until)) if a < b]
+        parts.append(
+            select(
+                CallerVoice.topic_id,
+                CallerVoice.caller_hash,
+                CallerVoice.started_at,
+                CallerVoice.call_sid,
+                CallerVoice.stance,
+                CallerVoice.zip,
+            ).where(
+                CallerVoice.period == "d", CallerVoice.period_start >= first_day, CallerVoice.period_start < last_day
+            )
+        )
+    for start, end in ends:
+        parts.append(
+            select(
+                CallTopic.topic_id,
+                Call.caller_hash,
+                Call.started_at,
+                Call.call_sid,
+                CallTopic.stance,
+                func.coalesce(Call.entered_zip, "").label("zip"),
+            )
+            .join(Call, Call.call_sid == CallTopic.call_sid)
+            .where(*_between(Call.started_at, start, end), CallTopic.stance.is_not(None), Call.caller_hash.is_not(None))
+        )
+    both = union_all(*parts).subquery()
+    rank = (
+        func.row_number()
+        .over(
+            partition_by=(both.c.topic_id, both.c.caller_hash),
+            order_by=(both.c.started_at.desc(), both.c.call_sid.desc()),
+        )
+        .label("rank")
+    )
+    ranked = select(both.c.topic_id, both.c.zip, both.c.stance, rank).subquery()
+    rows = session.execute(
+        select(ranked.c.topic_id, ranked.c.zip, ranked.c.stance, func.count())
+        .where(ranked.c.rank == 1)
+        .group_by(ranked.c.topic_id, ranked.c.zip, ranked.c.stance)
+    )
+    for topic_id, entered, stance, n in rows:
+        add(topic_id, entered, stance, n)
+    return found

@@ -9,17 +9,21 @@ from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
 from models import CommentState, Recording, Topic, Transcription, db, utcnow
-from models.line import LineScript, line_script
+from models.line import District, LineScript, line_script
 from models.recordings import NOT_A_COMMENT
-from models.tally import tally
+from models.tally import STANCE_NAMES, Tally, district_columns, tally
 from models.tokens import find_token
 
 from .csvfiles import csv_text
-from .params import row_id, text, whole_number
+from .params import BadParameter, row_id, text, whole_number
 from .windows import parse_window
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
 COUNTS_CSV_HEADER = ["slug", "digit", "name", "calls", "callers", "comments", "support", "oppose", "other"]
+# After the columns above, in this order: one voice per caller, then each district's split
+# (`models.tally.district_columns`: inside_calls … unknown_other, prefixed by the district's
+# name when the line has several).
+PER_CALLER_COLUMNS = [f"per_caller_{name}" for name in STANCE_NAMES]
 MAX_PAGE = 200
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
@@ -52,31 +56,67 @@ def window():
     return parse_window(request.args.get("since"), request.args.get("until"), current_app.config["LINE_TIMEZONE"])
 
 
-def current_tally():
+def current_script() -> LineScript:
+    return line_script(current_app).get(db.session)
+
+
+def district_asked(script: LineScript) -> District | None:
+    """The district `?district=NAME` names (None when none is asked); a name the line does
+    not have is a BadParameter (400 saying which it has)."""
+    name = text(request.args.get("district"), "district", 64)
+    if name is None:
+        return None
+    found = script.district(name)
+    if found is None:
+        known = ", ".join(d.name for d in script.districts) or "none"
+        raise BadParameter("district", f"The line has no district {name!r} (its districts: {known}).")
+    return found
+
+
+def current_tally(script: LineScript) -> Tally:
     since, until = window()
-    return tally(db.session, since, until, callers_known=current_app.config["CALLER_NUMBERS"] != "none")
+    inside = district_asked(script)
+    return tally(
+        db.session,
+        since,
+        until,
+        callers_known=current_app.config["CALLER_NUMBERS"] != "none",
+        districts=script.districts,
+        inside=inside,
+    )
 
 
 @api.get("/line")
 def line():
-    script: LineScript = line_script(current_app).get(db.session)
+    script = current_script()
     first = script.languages[0].code
     return jsonify(
         languages=[{"code": lang.code, "digit": lang.digit} for lang in script.languages],
         topics=[{"slug": t.slug, "digit": t.digit, "name": t.name(first), "stance": t.stance} for t in script.menu],
+        zip_step=script.zip_step,
+        asks_zip=script.zip_step != "off",
+        districts=[{"name": d.name, "zips": sorted(d.zips)} for d in script.districts],
     )
 
 
 @api.get("/counts")
 def counts():
-    return jsonify(current_tally().as_dict())
+    """`tally()` as JSON. Each topic's `per_caller` is null with `CALLER_NUMBERS=none`, its
+    `district` null when the line has none (keyed by name when it has several)."""
+    return jsonify(current_tally(current_script()).as_dict())
 
 
 @api.get("/counts.csv")
 def counts_csv():
-    rows = ([t.slug, t.digit, t.name, *t.figures()] for t in current_tally().topics)
+    script = current_script()
+    result = current_tally(script)
+    header = [*COUNTS_CSV_HEADER, *PER_CALLER_COLUMNS, *district_columns(script.districts)]
+    rows = (
+        [t.slug, t.digit, t.name, *t.figures(), *t.voice_figures(), *t.district_figures(script.districts)]
+        for t in result.topics
+    )
     return Response(
-        csv_text(COUNTS_CSV_HEADER, rows),
+        csv_text(header, rows),
         mimetype="text/csv",
         headers={"Content-Disposition": "attachment; filename=counts.csv"},
     )

@@ -127,7 +127,8 @@ def snapshot(app) -> dict:
     depend on the order numbers were handed out, left aside)."""
     queries = {
         "calls": "SELECT call_sid, account_sid, from_number, caller_hash, to_number, from_city, from_state, from_zip, "
-        "from_country, caller_name, language, started_at, ended_at, duration, status, topics FROM calls",
+        "from_country, caller_name, language, entered_zip, zip_step, started_at, ended_at, duration, status, topics "
+        "FROM calls",
         "choices": "SELECT call_sid, step, kind, topic_id, language, stance, chosen_at FROM choices",
         "call_topics": "SELECT call_sid, topic_id, stance, stance_step FROM call_topics",
         "recordings": "SELECT recording_sid, call_sid, topic_id, stance, language, step, duration, status, "
@@ -139,10 +140,15 @@ def snapshot(app) -> dict:
         "topic_callers": "SELECT topic_id, caller_hash, first_hour FROM topic_callers",
         "caller_hours": "SELECT hour, topic_id, caller_hash, calls FROM caller_hours",
         "caller_days": "SELECT day, topic_id, caller_hash, calls FROM caller_days",
+        "zip_counts": "SELECT * FROM zip_counts",
+        "caller_voices": "SELECT * FROM caller_voices",
+        "voice_counts": "SELECT * FROM voice_counts",
     }
     with app.app_context():
         found = {name: sorted(map(tuple, db.session.execute(text(q)).all()), key=repr) for name, q in queries.items()}
         found["hourly_counts"] = [row for row in found["hourly_counts"] if any(row[2:])]  # zeros count nothing
+        found["zip_counts"] = [row for row in found["zip_counts"] if any(row[4:])]
+        found["voice_counts"] = [row for row in found["voice_counts"] if any(row[4:])]
         windows = [(None, None), *((s - timedelta(minutes=30), s + timedelta(hours=2)) for s in STARTS)]
         windows += [(datetime(2026, 11, 30), datetime(2026, 12, 1)), (datetime(2026, 11, 30), datetime(2026, 12, 2))]
         found["tallies"] = [tally(db.session, since, until).as_dict() for since, until in windows]
@@ -155,7 +161,7 @@ def empty(app, url: str) -> None:
     with app.app_context():
         for table in (
             "calls choices call_topics recordings recording_aliases transcriptions jobs hourly_counts "
-            "topic_callers caller_hours caller_days"
+            "topic_callers caller_hours caller_days zip_counts caller_voices voice_counts"
         ).split():
             db.session.execute(text(f"DELETE FROM {table}"))
         db.session.commit()

@@ -17,7 +17,7 @@ import random
 from datetime import datetime, timedelta
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
@@ -27,7 +27,7 @@ from facts.record import loads
 from facts.writer import apply
 from models import db, summary
 from models.calls import verify_call_topics
-from models.line import load_script, read_script_file
+from models.line import District, LineSettings, bump_version, line_script, load_script, read_script_file
 from models.tally import tally
 
 from .conftest import ACCOUNT, PG_URL, Reply, Twilio, line_env, recording_url
@@ -42,6 +42,9 @@ STARTS = (
     datetime(2026, 12, 1, 0, 0, 1),
 )
 KEYS = "12399*"  # languages, topics, positions, "another topic", and keys no menu takes
+# At the ZIP code's menu: inside the district, outside it, too short, nothing (a skip).
+ZIP_ENTRIES = ("97201", "97201", "97299", "12", "-")
+DISTRICTS = (District("district", frozenset({"97201", "97204"})),)
 
 
 def callback(twilio: Twilio, path: str, **params) -> Reply:
@@ -56,12 +59,15 @@ def play(twilio: Twilio, plan: dict) -> None:
     sent: list[tuple[str, dict]] = []
     reply = caller.dial()
     sent.append(("/twilio/voice", {**caller.params, "CallStatus": "ringing"}))
-    keys, recordings = list(plan["keys"]), []
+    keys, recordings, zips = list(plan["keys"]), [], list(plan.get("zips", ()))
     while keys and (reply.gather is not None or reply.record is not None):
         if reply.record is not None:
             reply, sid = caller.speak(seconds=plan["seconds"])
             recordings.append(sid)
             keys.pop(0)
+        elif reply.menu_path() == "zip":  # five keys, or fewer and pound; nothing: the redirect
+            entry = zips.pop(0) if zips else "-"
+            reply = caller.wait() if entry == "-" else caller.press(entry)
         else:
             reply = caller.press(keys.pop(0))
     if plan["retry"]:  # Twilio sends a webhook again: the voice webhook, the simplest to repeat
@@ -151,7 +157,11 @@ def snapshot(app) -> dict:
         found["voice_counts"] = [row for row in found["voice_counts"] if any(row[4:])]
         windows = [(None, None), *((s - timedelta(minutes=30), s + timedelta(hours=2)) for s in STARTS)]
         windows += [(datetime(2026, 11, 30), datetime(2026, 12, 1)), (datetime(2026, 11, 30), datetime(2026, 12, 2))]
-        found["tallies"] = [tally(db.session, since, until).as_dict() for since, until in windows]
+        # Calendar windows, read from the per-period rows: a week (from Monday), months.
+        windows += [(datetime(2026, 11, 30), datetime(2026, 12, 7)), (datetime(2026, 11, 1), datetime(2026, 12, 1))]
+        windows += [(datetime(2026, 12, 1), datetime(2027, 1, 1)), (None, datetime(2026, 12, 1)), (STARTS[2], None)]
+        found["tallies"] = [tally(db.session, since, until, districts=DISTRICTS).as_dict() for since, until in windows]
+        found["inside"] = tally(db.session, inside=DISTRICTS[0], districts=DISTRICTS).as_dict()
         found["problems"] = verify_call_topics(db.session) + summary.verify(db.session)
     return found
 
@@ -185,6 +195,7 @@ plans = st.lists(
             "status_callback": st.booleans(),
             "retry": st.booleans(),
             "start": st.sampled_from(STARTS),
+            "zips": st.lists(st.sampled_from(ZIP_ENTRIES), min_size=1, max_size=2),
         }
     ),
     min_size=1,
@@ -203,7 +214,14 @@ def lines_of(tmp_path, database_url):
     path = write_path(capture)
     twilio = Twilio(lambda url, data, headers: capture.test_client().post(url, data=data, headers=headers))
 
-    def lines(plan_list: list[dict]) -> list[list]:
+    def lines(plan_list: list[dict], zip_step: str = "off") -> list[list]:
+        with capture.app_context():
+            db.session.get(LineSettings, 1).zip_step = zip_step
+            bump_version(db.session)
+            db.session.commit()
+            line_script(capture).forget()
+            # Read now: while the database is "away" the webhooks answer with the script last read.
+            assert line_script(capture).get(db.session).zip_step == zip_step
         for old in path.spool.files():
             old.unlink()
         path.breaker.trip()  # the database is away: every webhook's facts go to the spool
@@ -233,15 +251,17 @@ def twilio_sids(app, path) -> set[str]:
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(plan_list=plans, seed=st.integers(0, 2**32 - 1))
-def test_any_order_any_batches_count_the_same(app, database_url, lines_of, plan_list, seed):
-    lines = lines_of(plan_list)
+@given(plan_list=plans, seed=st.integers(0, 2**32 - 1), zip_step=st.sampled_from(["after_language", "after_topic"]))
+def test_any_order_any_batches_count_the_same(app, database_url, lines_of, plan_list, seed, zip_step):
+    lines = lines_of(plan_list, zip_step)
     if not lines:
         return
     empty(app, database_url)
     deliver(app, [[facts] for facts in lines])  # in the order they were answered, one by one
     in_order = snapshot(app)
     assert in_order["problems"] == []
+    event(f"ZIP codes entered: {any(row[11] for row in in_order['calls'])}")
+    event(f"voices: {len(in_order['caller_voices'])}")
 
     rng = random.Random(seed)
     shuffled = lines + rng.sample(lines, k=rng.randint(0, len(lines)))  # some twice

@@ -114,8 +114,7 @@ def day_start(day: date) -> datetime:
 def merge_call(stored: dict | None, incoming: dict) -> dict:
     """The `calls` row after `incoming` (values of `CALL_FIELDS`, some None) meets `stored`
     (None: not stored yet). Commutative, associative, idempotent."""
-    if stored is None:
-        return {name: incoming.get(name) for name in CALL_FIELDS}
+    stored = dict.fromkeys(CALL_FIELDS) if stored is None else stored
     merged = dict(stored)
     for name in IDENTITY_FIELDS:
         if merged.get(name) is None and incoming.get(name) is not None:

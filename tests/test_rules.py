@@ -26,7 +26,9 @@ call_values = st.fixed_dictionaries(
         "caller_name": st.none(),
         "language": st.sampled_from([None, "en"]),
         "started_at": MOMENTS,
-    }
+    },
+    # The ZIP code the caller entered, with its step: absent from most facts.
+    optional={"entered_zip": st.sampled_from([None, "97201", "97299"]), "zip_step": st.sampled_from([2, 3])},
 )
 
 
@@ -137,3 +139,54 @@ def test_a_late_start_moves_what_the_call_counted_for():
     assert counts.hourly_rows() == rules.call_counts(after).hourly_rows()
     assert +counts.caller_hours == rules.call_counts(after).caller_hours
     assert counts.first_hours == {(0, "h1"): datetime(2026, 11, 30, 10), (1, "h1"): datetime(2026, 11, 30, 10)}
+
+
+@given(call_values, call_values)
+def test_an_entered_zip_code_is_never_emptied_and_the_higher_step_stands(first, late):
+    row = rules.merge_call(rules.merge_call(None, first), late)
+    entered = [(v.get("entered_zip"), v.get("zip_step")) for v in (first, late) if v.get("entered_zip")]
+    if not entered:
+        assert row["entered_zip"] is None
+    else:
+        assert (row["entered_zip"], row["zip_step"]) == max(entered, key=lambda z: (z[1] or 0, z[0]))
+
+
+POSITIONS = st.lists(
+    st.tuples(
+        st.sampled_from([1, 2]),  # topic
+        st.sampled_from(["h1", "h2"]),  # caller
+        st.builds(
+            rules.Position,
+            st.builds(lambda d: datetime(2026, 11, 28) + timedelta(hours=d), st.integers(0, 24 * 40)),
+            st.sampled_from(["CA1", "CA2", "CA3"]),
+            st.sampled_from(["support", "oppose", "other"]),
+            st.sampled_from(["", "97201"]),
+        ),
+    ),
+    max_size=12,
+)
+
+
+@given(POSITIONS, st.randoms())
+def test_a_callers_latest_position_is_the_same_in_any_order(positions, rng):
+    """One voice per caller: per topic and period, the position of the caller's latest call
+    (by start, then CallSid), whatever order the positions come in, repeated or not."""
+    shuffled = positions + rng.sample(positions, k=rng.randint(0, len(positions)))
+    rng.shuffle(shuffled)
+    latest = rules.latest_positions(positions)
+    assert rules.latest_positions(shuffled) == latest
+    for (period, start, topic_id, caller), position in latest.items():
+        mine = [p for t, c, p in positions if (t, c) == (topic_id, caller)]
+        inside = [p for p in mine if rules.period_start(period, p.started_at) == start]
+        assert position == max(inside)
+    totals = rules.voice_totals(latest)
+    assert sum(n for (period, *_), n in totals.items() if period == "a") == len({(t, c) for t, c, _ in positions})
+
+
+def test_periods_start_on_the_hour_day_monday_and_first_of_the_month():
+    moment = datetime(2026, 12, 3, 15, 42, 7)  # a Thursday
+    assert rules.period_start("h", moment) == datetime(2026, 12, 3, 15)
+    assert rules.period_start("d", moment) == datetime(2026, 12, 3)
+    assert rules.period_start("w", moment) == datetime(2026, 11, 30)
+    assert rules.period_start("m", moment) == datetime(2026, 12, 1)
+    assert rules.period_start("a", moment) == rules.ALL_TIME

@@ -70,6 +70,10 @@ class InboxFilter:
     has_transcript: bool | None = None
     search: str = ""
     topic_ids: list[int] = field(default_factory=list)  # several topics, for the export
+    # Where the caller said they are: "inside" or "outside" `district_zips`, or "unknown" (no
+    # ZIP code entered); None: anywhere.
+    place: str | None = None
+    district_zips: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -185,6 +189,17 @@ def reference_in(search: str) -> int | None:
     return number_for(digits) if digits.isdigit() and len(digits) in (7, 8) else None
 
 
+def _placed(place: str, zips: frozenset[str]):
+    """The comment's call's caller entered a ZIP code inside `zips`, outside them, or none."""
+    entered = Call.entered_zip
+    where = {
+        "inside": entered.in_(sorted(zips)),
+        "outside": and_(entered.is_not(None), entered.not_in(sorted(zips))),
+        "unknown": entered.is_(None),
+    }[place]
+    return exists().where(Call.call_sid == Recording.call_sid, where)
+
+
 def comment_conditions(f: InboxFilter, *, search: str = "either") -> list:
     """The WHERE conditions for a filter; shared by the inbox and the export. How a text
     search runs: "probe" looks up each candidate's transcripts in turn (newest first, so a
@@ -203,6 +218,8 @@ def comment_conditions(f: InboxFilter, *, search: str = "either") -> list:
         conditions.append(Recording.stance.is_(None) if f.stance == "none" else Recording.stance == f.stance)
     if f.language:
         conditions.append(Recording.language == f.language)
+    if f.place:
+        conditions.append(_placed(f.place, f.district_zips))
     if f.since is not None:
         conditions.append(Recording.created_at >= f.since)
     if f.until is not None:

@@ -313,8 +313,8 @@ def tally(
 ) -> Tally:
     """Counts for calls first seen in [since, until) (naive UTC; None for open ends). With
     `districts`, each topic's split by district; with `inside`, only the calls inside it;
-    `voices` (default: when callers are known) adds one voice per caller."""
-    voices = callers_known if voices is None else voices
+    `voices` (default on) adds one voice per caller, None when callers are not known."""
+    voices = callers_known and voices is not False  # callers must be told apart to count each once
     zips = zip_split(session, since, until) if districts or inside is not None else {}
     if inside is not None:
         zips = {t: {z: c for z, c in by_zip.items() if z in inside.zips} for t, by_zip in zips.items()}

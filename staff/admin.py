@@ -15,7 +15,7 @@ from sqlalchemy.orm.attributes import flag_modified
 
 from models import LineSettings, Topic, User, db
 from models.audit import AuditEntry
-from models.line import WORDING_KEYS, bump_version, line_script
+from models.line import WORDING_KEYS, ZIP_STEPS, bump_version, line_script
 from models.users import (
     ROLES,
     UserError,
@@ -34,6 +34,11 @@ from .params import row_id, text
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 AUDIT_PAGE = 100
+ZIP_STEP_LABELS = {
+    "off": "Never",
+    "after_language": "After the language (on a one-language line, after the greeting)",
+    "after_topic": "After the call's first topic",
+}
 AUDIT_FILTER_LENGTH = {"action": 64, "who": 254, "target": 255}  # their columns' lengths
 
 
@@ -180,7 +185,13 @@ def topics_page(status: int = 200):
     settings = line_settings()
     languages = [lang["code"] for lang in settings.languages]
     return render_template(
-        "topics.html", topics=all_topics(), languages=languages, settings=settings, wording_keys=WORDING_KEYS
+        "topics.html",
+        topics=all_topics(),
+        languages=languages,
+        settings=settings,
+        wording_keys=WORDING_KEYS,
+        zip_steps=ZIP_STEP_LABELS,
+        districts=current_script().districts,
     ), status
 
 
@@ -251,6 +262,24 @@ def move_topic(topic_id: int):
         topic.position = position
     record("topic_move", f"topic {ordered[other].slug}", order=[t.slug for t in ordered])
     script_changed("The menu order is saved.")
+    return redirect(url_for("console.topics"))
+
+
+@console.post("/admin/line")
+@admin_required
+def edit_line():
+    """Line-wide settings: where the line asks for the caller's ZIP code."""
+    settings = line_settings()
+    zip_step = request.form.get("zip_step", "")
+    if zip_step not in ZIP_STEPS:
+        flash(f"Choose when to ask for the ZIP code: {', '.join(ZIP_STEPS)}.", "error")
+        return topics_page(400)
+    if zip_step == settings.zip_step:
+        flash("Nothing changed.")
+        return redirect(url_for("console.topics"))
+    record("line_edit", "line zip_step", before=settings.zip_step, after=zip_step)
+    settings.zip_step = zip_step
+    script_changed(f"The ZIP code step is now: {ZIP_STEP_LABELS[zip_step]}. Callers hear it from their next call.")
     return redirect(url_for("console.topics"))
 
 

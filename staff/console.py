@@ -27,7 +27,7 @@ from models.comments import (
     reference_in,
     set_note,
 )
-from models.line import LineScript, line_script
+from models.line import District, LineScript, line_script
 from models.recordings import number_for
 
 from .auth import check_csrf, load_user, record, safe_next
@@ -136,7 +136,29 @@ def url_with(endpoint: str, args: dict, **changes) -> str:
 
 # --- the inbox ----------------------------------------------------------------------------------
 
-FILTER_KEYS = ("topic", "stance", "language", "from", "to", "reviewed", "transcript", "q")
+FILTER_KEYS = ("topic", "stance", "language", "district", "from", "to", "reviewed", "transcript", "q")
+PLACES = ("inside", "outside", "unknown")
+PLACE_LABELS = {"inside": "Inside", "outside": "Outside", "unknown": "ZIP code unknown"}
+
+
+def district_choices(script: LineScript) -> dict[str, tuple[str, str, District | None]]:
+    """The inbox's district filter values, each with its label, place and district: "inside",
+    "outside" (one district) or "NAME:inside", "NAME:outside" (several), and "unknown" (no ZIP
+    code entered). None when the line has no district."""
+    one = len(script.districts) == 1
+    choices: dict[str, tuple[str, str, District | None]] = {}
+    for d in script.districts:
+        for place in ("inside", "outside"):
+            choices[place if one else f"{d.name}:{place}"] = (
+                PLACE_LABELS[place] + ("" if one else f" {d.name}"),
+                place,
+                d,
+            )
+    if script.districts:
+        choices["unknown"] = (PLACE_LABELS["unknown"], "unknown", None)
+    return choices
+
+
 MAX_SEARCH = 200
 YES_NO = {"yes": True, "no": False}
 
@@ -169,6 +191,11 @@ def inbox_filter(args) -> tuple[InboxFilter, dict, list[str]]:
             f.topic_id = topic.id
     f.stance = take("stance", choice, (*STANCES.values(), "none"))
     f.language = take("language", text, 16)
+    districts = district_choices(current_script())
+    where = take("district", choice, districts)
+    if where is not None:
+        _, f.place, district = districts[where]
+        f.district_zips = district.zips if district else frozenset()
     f.reviewed = YES_NO.get(take("reviewed", choice, YES_NO) or "")
     f.has_transcript = YES_NO.get(take("transcript", choice, YES_NO) or "")
     try:
@@ -219,6 +246,7 @@ def inbox():
         topics=topics,
         topic_names=topic_names(topics),
         languages=[lang.code for lang in current_script().languages],
+        districts={value: label for value, (label, _, _) in district_choices(current_script()).items()},
         stances=STANCES.values(),
         presets=date_presets(),
         caller_label=caller_label,

@@ -1,5 +1,7 @@
 """The counts page: `tally()` for a window, a chart of calls per hour or day by topic (each
 bar is `tally()` of its own hour or day), a CSV of exactly the table shown, auto refresh.
+`show` picks what the table counts: all calls, only the calls inside a district (`district`
+names which when the line has several; the chart too), or positions once per caller.
 
 Nothing here counts: every number comes from `models.tally.tally`."""
 
@@ -11,10 +13,12 @@ from datetime import UTC, date, datetime, timedelta
 from flask import Response, current_app, render_template, request
 
 from models import db
-from models.tally import Tally, line_callers, tally
+from models.line import District
+from models.summary import WHOLE_LINE
+from models.tally import STANCE_NAMES, Tally, callers_inside, line_callers, tally
 
 from .auth import record
-from .console import console, date_presets, date_window, line_zone, today_local, url_with
+from .console import console, current_script, date_presets, date_window, line_zone, today_local, url_with
 from .csvfiles import csv_text
 from .params import BadParameter, choice, whole_number
 from .windows import local_midnight
@@ -24,6 +28,13 @@ MAX_BARS = 93
 PALETTE = ["#2563eb", "#d97706", "#059669", "#7c3aed", "#db2777", "#0891b2", "#65a30d", "#dc2626", "#4b5563", "#9333ea"]
 REFRESH_SECONDS = 30
 CSV_HEADER = ["topic", "name", "calls", "callers", "comments", "support", "oppose", "other"]
+# With `show=voices` the last three are each caller's latest position, once per caller.
+VOICES_CSV_HEADER = [*CSV_HEADER[:5], *(f"per_caller_{name}" for name in STANCE_NAMES)]
+SHOWS = {"all": "All calls", "inside": "Inside the district", "voices": "One voice per caller"}
+NO_NUMBERS = (
+    "One voice per caller needs to tell callers apart, and this line keeps no caller numbers "
+    "(CALLER_NUMBERS=none): each call counts as its own voice only in the other views."
+)
 
 
 @dataclass
@@ -37,14 +48,28 @@ class CountsView:
     chart: dict
     callers_known: bool
     line_callers: int | None  # distinct callers of the whole line; None when numbers are not kept
+    show: str = "all"
+    district: District | None = None  # with show "inside": which
+
+    @property
+    def header(self) -> list[str]:
+        return VOICES_CSV_HEADER if self.show == "voices" else CSV_HEADER
 
     def rows(self) -> list[list]:
-        """The table as shown: one row per topic, then calls with no topic, then the total."""
-        topics = [[t.slug, t.name + ("" if t.enabled else " (switched off)"), *t.figures()] for t in self.result.topics]
+        """The table as shown: one row per topic, then calls with no topic, then the total.
+        With `show` "voices" the position columns count each caller once."""
+        topics = []
+        for t in self.result.topics:
+            figures = t.figures()
+            if self.show == "voices":
+                figures = [*figures[:3], *t.voice_figures()]
+            topics.append([t.slug, t.name + ("" if t.enabled else " (switched off)"), *figures])
         # Comments and positions belong to one topic each, so their column sums are totals;
         # calls and callers are not (one call can choose several topics, one caller call about
         # several): those come from tally() and line_callers().
-        sums = [sum(row[i] for row in topics) for i in (4, 5, 6, 7)]
+        sums = [sum(row[i] or 0 for row in topics) for i in (4, 5, 6, 7)]
+        if self.show == "voices" and not self.callers_known:
+            sums[1:] = ["", "", ""]
         callers = "" if self.line_callers is None else self.line_callers
         return [
             *topics,
@@ -91,13 +116,14 @@ def axis_ticks(peak: int) -> list[int]:
         magnitude *= 10
 
 
-def chart(slots: list[tuple[str, datetime, datetime]], topics) -> dict:
-    """Stacked bars of calls per topic per slot, laid out for an inline SVG."""
+def chart(slots: list[tuple[str, datetime, datetime]], topics, inside: District | None = None) -> dict:
+    """Stacked bars of calls per topic per slot (only those inside `inside`, when given),
+    laid out for an inline SVG."""
     series = []
     for label, since, until in slots:
         # Bars show calls only: no slot's distinct callers are counted (at a busy day's hours,
         # they would cost more than the rest of the page).
-        counts = tally(db.session, since, until, callers_known=False)
+        counts = tally(db.session, since, until, callers_known=False, inside=inside)
         series.append((label, [t.calls for t in counts.topics]))
     width, height, left, bottom, top = 900, 260, 40, 40, 10
     ticks = axis_ticks(max([sum(values) for _, values in series] + [0]))
@@ -151,16 +177,42 @@ def counts_view(args) -> CountsView:
     by = choice(args.get("by"), "by", ("hour", "day")) or ("hour" if count <= MAX_HOURLY_DAYS else "day")
     if by == "hour" and count > MAX_HOURLY_DAYS:
         by = "day"
+    show = choice(args.get("show"), "show", SHOWS) or "all"
+    inside = district_shown(args) if show == "inside" else None
     callers_known = current_app.config["CALLER_NUMBERS"] != "none"
-    result = tally(db.session, days.since, days.until, callers_known=callers_known)
-    picture = chart(buckets(days.first, days.last, by), result.topics)
-    callers = line_callers(db.session, days.since, days.until) if callers_known else None
-    return CountsView(days.first, days.last, days.since, days.until, result, by, picture, callers_known, callers)
+    result = tally(
+        db.session, days.since, days.until, callers_known=callers_known, inside=inside, voices=show == "voices"
+    )
+    picture = chart(buckets(days.first, days.last, by), result.topics, inside)
+    if inside is not None:
+        callers = None if not callers_known else result_line_callers(days.since, days.until, inside)
+    else:
+        callers = line_callers(db.session, days.since, days.until) if callers_known else None
+    return CountsView(
+        days.first, days.last, days.since, days.until, result, by, picture, callers_known, callers, show, inside
+    )
+
+
+def district_shown(args) -> District:
+    """The district `district` names (the line's first when it names none); BadParameter when
+    the line has none or not that one."""
+    districts = current_script().districts
+    if not districts:
+        raise BadParameter("show", "The line has no district yet: set one in config/line.yaml (flask line sync).")
+    name = (args.get("district") or "").strip()
+    if not name:
+        return districts[0]
+    return districts[[d.name for d in districts].index(choice(name, "district", [d.name for d in districts]))]
+
+
+def result_line_callers(since: datetime, until: datetime, inside: District) -> int:
+    """Distinct callers of the whole line among the calls inside `inside`."""
+    return callers_inside(db.session, since, until, inside).get(WHOLE_LINE, 0)
 
 
 @console.get("/counts")
 def counts():
-    kept = {k: request.args[k] for k in ("from", "to", "by", "every") if request.args.get(k)}
+    kept = {k: request.args[k] for k in ("from", "to", "by", "every", "show", "district") if request.args.get(k)}
     try:
         every = whole_number(request.args.get("every"), "every", 2, 3600, default=REFRESH_SECONDS)
         view, error = counts_view(request.args), None
@@ -175,6 +227,9 @@ def counts():
         error=error,
         presets=date_presets(),
         filters=shown,
+        shows=SHOWS,
+        districts=current_script().districts,
+        no_numbers=NO_NUMBERS,
         csv_url=url_with("console.counts_csv", kept),
         live_url=url_with("console.counts", kept, partial="1"),
         window_url=lambda first, last: url_with("console.counts", kept, **{"from": first, "to": last}),
@@ -189,7 +244,7 @@ def counts_csv():
         view = counts_view(request.args)
     except BadParameter as exc:
         return Response(f"{exc}\n", 400, mimetype="text/plain")
-    table = csv_text(CSV_HEADER, view.rows())
+    table = csv_text(view.header, view.rows())
     name = f"counts_{view.first}_to_{view.last}.csv"
     record("export_counts", f"counts {view.first}..{view.last}")
     db.session.commit()

@@ -5,6 +5,7 @@ any other, on every database (and with `CALLER_NUMBERS=none`, null, and said why
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -13,7 +14,7 @@ from sqlalchemy import select
 from ivr.caller import LineFacts, Phone, Reply, Script, Take
 from ivr.menu import NO_KEY
 from ivr.oracle import compare_counts, expected_counts
-from models import Call, LineSettings, db
+from models import AuditEntry, Call, LineSettings, db
 from models.line import bump_version, line_script
 from models.tally import tally
 
@@ -229,3 +230,80 @@ def test_a_twilio_reply_to_the_zip_code_is_five_keys_ended_by_pound(app, twilio)
     with app.app_context():
         assert db.session.get(Call, call.sid).entered_zip is None
         assert tally(db.session).calls == 1
+
+
+# --- the console ----------------------------------------------------------------------------------
+
+
+def counts_table(page) -> dict[str, list[str]]:
+    """The counts table as shown: topic slug -> the cells after the name."""
+    body = page.get_data(as_text=True)
+    return {
+        slug: re.findall(r'<td class="num">([^<]*)</td>', cells)
+        for slug, cells in re.findall(r'<tr class="[^"]*" data-topic="([^"]+)">(.*?)</tr>', body, re.S)
+    }
+
+
+def test_admins_set_the_zip_step_in_the_console_and_it_is_audited(app, sign_in, twilio):
+    staff = sign_in("staff")
+    assert staff.post("/admin/line", {"zip_step": "after_topic"}).status_code == 403
+    admin = sign_in("admin")
+    page = admin.get("/admin/topics").get_data(as_text=True)
+    assert "The caller&#39;s ZIP code" in page or "The caller's ZIP code" in page
+    assert admin.post("/admin/line", {"zip_step": "sometimes"}).status_code == 400
+    assert admin.post("/admin/line", {"zip_step": "after_topic"}).status_code == 302
+    with app.app_context():
+        assert db.session.get(LineSettings, 1).zip_step == "after_topic"
+        entry = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "line_edit"))
+        assert entry is not None and entry.detail["before"] == "off" and entry.detail["after"] == "after_topic"
+    call = twilio.call()
+    call.dial()
+    call.press("1")
+    assert call.press("1").menu_path() == "zip"  # the next call hears it
+
+
+def test_the_counts_page_shows_all_calls_inside_the_district_or_one_voice_per_caller(app, sign_in, twilio):
+    line = set_line(app, "after_language", {"district": DISTRICT})
+    plays(twilio, line, AFTER_LANGUAGE_CALLS)
+    staff = sign_in("staff")
+    everything = counts_table(staff.get("/counts"))
+    assert everything["budget"][:1] + everything["budget"][3:] == ["4", "1", "2", "1"]
+    inside = staff.get("/counts?show=inside")
+    assert "Inside district" in inside.get_data(as_text=True)
+    rows = counts_table(inside)
+    assert rows["budget"] == ["2", "1", "2", "1", "1", "0"]  # Ann twice: calls, callers, comments, positions
+    assert rows["(all)"][:2] == ["2", "1"]
+    voices = counts_table(staff.get("/counts?show=voices"))
+    assert voices["budget"][3:] == ["0", "1", "1"]  # Ann's latest (oppose), Ben's (other)
+    csv = staff.get("/counts.csv?show=voices").get_data(as_text=True).splitlines()
+    assert csv[0].endswith("per_caller_support,per_caller_oppose,per_caller_other")
+    assert staff.get("/counts?show=everything").status_code == 400
+    assert staff.get("/counts?show=inside&district=council").status_code == 400
+
+
+def test_the_counts_page_says_why_there_is_no_voice_per_caller(numbers_not_kept, app, sign_in, twilio):
+    line = set_line(app, "after_language", {"district": DISTRICT})
+    plays(twilio, line, AFTER_LANGUAGE_CALLS[:2])
+    page = sign_in("staff").get("/counts?show=voices")
+    assert "CALLER_NUMBERS=none" in page.get_data(as_text=True)
+    assert counts_table(page)["budget"][3:] == ["", "", ""]
+
+
+def test_the_inbox_filters_on_the_district(app, sign_in, twilio):
+    line = set_line(app, "after_language", {"district": DISTRICT})
+    played = plays(twilio, line, AFTER_LANGUAGE_CALLS)
+    staff = sign_in("staff")
+
+    def shown(**params) -> set[str]:
+        page = staff.get("/inbox", query_string=params)
+        assert page.status_code == 200
+        return set(re.findall(r'class="ref"[^>]*>#(\d+)<', page.get_data(as_text=True)))
+
+    def references(*indices: int) -> set[str]:
+        return {ref for i in indices for refs in played[i].references.values() for ref in refs}
+
+    assert shown(district="inside") == references(0, 5)
+    assert shown(district="outside") == references(2)
+    assert shown(district="unknown") == references(1, 3, 4)
+    assert shown() == references(0, 1, 2, 3, 4, 5)
+    assert staff.get("/inbox?district=nowhere").status_code == 400

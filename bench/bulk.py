@@ -59,7 +59,11 @@ CALL_COLUMNS = (
     "ended_at",
     "duration",
     "status",
+    "entered_zip",
 )
+# The ZIP codes bulk callers enter (60% of calls; the others skip), drawn from a random
+# generator of their own so that the rest of the data is the same as without them.
+ENTERED_ZIPS = tuple(f"972{n:02d}" for n in range(40))
 CHOICE_COLUMNS = ("call_sid", "step", "kind", "topic_id", "language", "stance", "chosen_at")
 CALL_TOPIC_COLUMNS = ("call_sid", "topic_id", "stance", "stance_step")
 RECORDING_COLUMNS = (
@@ -109,6 +113,7 @@ INBOX_PAGE = ("<h1>Inbox</h1>", '<a class="ref"')
 def generate(n_calls: int, topic_ids: dict[str, int], now: datetime, seed: int = 7):
     """Yield ("table", row) for `n_calls` calls spread over the last DAYS days."""
     rng = random.Random(seed)
+    zip_rng = random.Random(seed + 1)
     key = SECRETS["SECRET_KEY"].encode()
     stance_slugs = {"budget", "transit"}
     slugs = list(topic_ids)
@@ -145,6 +150,7 @@ def generate(n_calls: int, topic_ids: dict[str, int], now: datetime, seed: int =
                 started + timedelta(seconds=duration),
                 duration,
                 "completed",
+                zip_rng.choice(ENTERED_ZIPS) if zip_rng.random() < 0.6 else None,
             ),
         )
         step = 1

@@ -52,8 +52,9 @@ one staff removed stays removed.
 Summaries: what a call counts for is `call_counts(CallState)`: in the hour of its start, one
 call for the whole line, one routed call if it chose a topic, and per topic chosen one call,
 its stance and its comments; its caller (when known) once per topic, and once for the whole
-line (topic 0), in `caller_hours` and `caller_days` (counted references: how many of the
-caller's calls put it there), and in `topic_callers` with the earliest hour. The same
+line (topic 0), in `caller_hours`, `caller_days` and `caller_periods` (ISO weeks and months;
+counted references: how many of the caller's calls put it there; `period_callers` counts the
+rows above zero), and in `topic_callers` with the earliest hour. The same
 calls, routed calls, comments and stances go, keyed by the ZIP code the caller entered
 ("" for none), to `zip_counts` in the hour, the UTC day and month, and all time
 (`ZIP_PERIODS`). When a merge moves a call's start, learns its caller or its ZIP code, the
@@ -217,6 +218,9 @@ class CallState:
 # `zip_counts`' periods: the hour, the UTC day and month a call started in, and all time.
 ZIP_PERIODS = ("h", "d", "m", "a")
 VOICE_PERIODS = ("d", "w", "m", "a")
+# `caller_periods`' periods: distinct callers over a calendar week or month (a day's are in
+# `caller_days`, all time's in `topic_callers`).
+CALLER_PERIODS = ("w", "m")
 
 
 def period_start(period: str, moment: datetime) -> datetime:
@@ -257,6 +261,10 @@ class Counts:
     caller_days: Counter = field(default_factory=Counter)
     first_hours: dict[tuple[int, str], datetime] = field(default_factory=dict)
     zipped: Counter = field(default_factory=Counter)  # (hour, topic, zip key, name) -> change
+    # (period, start, topic, caller) -> change, for the ISO week and the month; and, counted
+    # from them, (period, start, topic) -> change in distinct callers.
+    caller_periods: Counter = field(default_factory=Counter)
+    period_callers: Counter = field(default_factory=Counter)
 
     def count(self, hour: datetime, topic_id: int, name: str, zip: str | None, sign: int) -> None:
         """`name` of `topic_id` in `hour`, in `hourly_counts` and, by ZIP code, `zip_counts`."""
@@ -274,6 +282,8 @@ class Counts:
             return
         self.caller_hours[(hour, topic_id, caller)] += sign
         self.caller_days[(hour.date(), topic_id, caller)] += sign
+        for period in CALLER_PERIODS:
+            self.caller_periods[(period, period_start(period, hour), topic_id, caller)] += sign
         if sign > 0:
             key = (topic_id, caller)
             self.first_hours[key] = min(self.first_hours.get(key, hour), hour)
@@ -334,6 +344,9 @@ class Counts:
         for (day, topic_id, _), calls in self.caller_days.items():
             if calls > 0:
                 self.hourly[(day_start(day), topic_id, "callers_day_new")] += 1
+        for (period, start, topic_id, _), calls in self.caller_periods.items():
+            if calls > 0:
+                self.period_callers[(period, start, topic_id)] += 1
 
     def hourly_rows(self) -> dict[tuple[datetime, int], dict[str, int]]:
         """`hourly` as rows of changes, without the rows that change nothing."""

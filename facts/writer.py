@@ -394,7 +394,32 @@ class _Writer:
                     c.hourly[(rules.day_start(day), topic_id, "callers_day_new")] -= 1
             spent = [(d.isoformat(), t, caller) for d, t, caller, n in days if n < 0]
             self.db.delete_spent("caller_days", ("day", "topic_id", "caller_hash"), spent)
+        self.note_caller_periods()
         self.note_first_hours()
+
+    def note_caller_periods(self) -> None:
+        """`caller_periods` as `caller_days`, per ISO week and month; a row that rises above
+        zero counts one more caller in `period_callers`, one that falls to zero one fewer."""
+        c, s = self.counts, self.sql
+        periods = sorted((p, st, t, caller, n) for (p, st, t, caller), n in c.caller_periods.items() if n)
+        if not periods:
+            return
+        key = ("period", "period_start", "topic_id", "caller_hash")
+        found = self.db.many_rows(
+            f"INSERT INTO caller_periods ({', '.join(key)}, calls)",
+            [(p, s.stamp(st), t, caller, n) for p, st, t, caller, n in periods],
+            f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET calls = caller_periods.calls + excluded.calls "
+            f"RETURNING {', '.join(key)}, calls",
+        )
+        for period, start, topic_id, caller, calls in found:
+            start = s.moment(start)
+            was = calls - c.caller_periods[(period, start, topic_id, caller)]
+            if was <= 0 < calls:
+                c.period_callers[(period, start, topic_id)] += 1
+            elif calls <= 0 < was:
+                c.period_callers[(period, start, topic_id)] -= 1
+        spent = [(p, s.stamp(st), t, caller) for p, st, t, caller, n in periods if n < 0]
+        self.db.delete_spent("caller_periods", key, spent)
 
     def note_first_hours(self) -> None:
         """`topic_callers`: each caller of a topic once, with the earliest hour seen."""
@@ -684,6 +709,14 @@ class _Writer:
                 f"ON CONFLICT (hour, topic_id) DO UPDATE SET {sums}",
             )
         self.add_keyed("zip_counts", ZIP_COUNTED, self.counts.zip_rows())
+        callers = [(p, s.stamp(st), t, n) for (p, st, t), n in sorted(self.counts.period_callers.items()) if n]
+        if callers:
+            self.db.many_rows(
+                "INSERT INTO period_callers (period, period_start, topic_id, callers)",
+                callers,
+                "ON CONFLICT (period, period_start, topic_id) DO UPDATE SET "
+                "callers = period_callers.callers + excluded.callers",
+            )
         voices: dict[tuple, Counter] = {}
         for (period, start, topic_id, entered, stance), change in self.voice_changes.items():
             if change:

@@ -11,6 +11,10 @@
   with `calls`, how many of the caller's calls about the topic put the row there (a row
   exists while that is above zero: a call whose start moves takes its part with it).
 
+- `caller_periods` (period, period start, topic, caller hash) as `caller_days`, per ISO week
+  from Monday (`w`) and UTC month (`m`), with its reference count; `period_callers`
+  (period, period start, topic): how many of those rows are above zero, so that a
+  calendar week's or month's distinct callers are one row per topic.
 - `zip_counts` (period, period start, topic, entered ZIP code; "" for none): calls, routed
   calls, comments and stances as in `hourly_counts`, per hour (`h`), UTC day (`d`), UTC
   month (`m`) and all time (`a`, one period starting `ALL_TIME`). Districts are read from
@@ -92,6 +96,25 @@ ZIP_COUNTED = ("calls", "routed", "comments", "support", "oppose", "other")
 STANCE_NAMES = ("support", "oppose", "other")
 
 
+class CallerPeriod(db.Model):
+    __tablename__ = "caller_periods"
+
+    period: Mapped[str] = mapped_column(String(1), primary_key=True)
+    period_start: Mapped[datetime] = mapped_column(DateTime, primary_key=True)
+    topic_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    caller_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    calls: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+
+
+class PeriodCallers(db.Model):
+    __tablename__ = "period_callers"
+
+    period: Mapped[str] = mapped_column(String(1), primary_key=True)
+    period_start: Mapped[datetime] = mapped_column(DateTime, primary_key=True)
+    topic_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    callers: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
 class ZipCount(db.Model):
     __tablename__ = "zip_counts"
 
@@ -171,6 +194,33 @@ def expected_summaries(session, states: dict | None = None) -> tuple[dict, dict,
     return _expected(states if states is not None else call_states(session))[:4]
 
 
+def stored_caller_periods(session) -> tuple[Counter, Counter]:
+    caller_periods = Counter(
+        {
+            (p, st, t, c): n
+            for p, st, t, c, n in session.execute(
+                select(
+                    CallerPeriod.period,
+                    CallerPeriod.period_start,
+                    CallerPeriod.topic_id,
+                    CallerPeriod.caller_hash,
+                    CallerPeriod.calls,
+                )
+            )
+        }
+    )
+    period_callers = Counter(
+        {
+            (p, st, t): n
+            for p, st, t, n in session.execute(
+                select(PeriodCallers.period, PeriodCallers.period_start, PeriodCallers.topic_id, PeriodCallers.callers)
+            )
+            if n
+        }
+    )
+    return caller_periods, period_callers
+
+
 def _expected(states: dict) -> tuple:
     from facts.rules import Counts
 
@@ -183,7 +233,8 @@ def _expected(states: dict) -> tuple:
         hourly[key] = {name: changes.get(name, 0) for name in COUNTED}
     hourly = {k: v for k, v in hourly.items() if any(v.values())}
     zips = {key: {name: changes.get(name, 0) for name in ZIP_COUNTED} for key, changes in counts.zip_rows().items()}
-    return hourly, counts.first_hours, +counts.caller_hours, +counts.caller_days, zips
+    periods = (+counts.caller_periods, +counts.period_callers)
+    return hourly, counts.first_hours, +counts.caller_hours, +counts.caller_days, zips, periods
 
 
 def expected_voices(states: dict) -> tuple[dict, dict]:
@@ -258,7 +309,8 @@ def stored_summaries(session) -> tuple[dict, dict, Counter, Counter]:
 def verify(session) -> list[str]:
     """Every difference between the stored summaries and the facts, described."""
     states = call_states(session)
-    want_hourly, want_callers, want_hours, want_days, want_zips = _expected(states)
+    want_hourly, want_callers, want_hours, want_days, want_zips, (want_periods, want_period_callers) = _expected(states)
+    have_periods, have_period_callers = stored_caller_periods(session)
     have_hourly, have_callers, have_hours, have_days = stored_summaries(session)
     want_voices, want_voice_counts = expected_voices(states)
     have_zips, have_voices, have_voice_counts = stored_zip_and_voices(session)
@@ -276,6 +328,8 @@ def verify(session) -> list[str]:
         ("caller hours", want_hours, have_hours),
         ("caller days", want_days, have_days),
         ("zip counts", want_zips, have_zips),
+        ("caller periods", want_periods, have_periods),
+        ("period callers", want_period_callers, have_period_callers),
         ("caller voices", want_voices, have_voices),
         ("voice counts", want_voice_counts, have_voice_counts),
     ):
@@ -290,10 +344,36 @@ def verify(session) -> list[str]:
 def rebuild(session) -> None:
     """Replace every summary row with what the facts say (in the caller's transaction)."""
     states = call_states(session)
-    hourly, topic_callers, caller_hours, caller_days, zips = _expected(states)
+    hourly, topic_callers, caller_hours, caller_days, zips, (caller_periods, period_callers) = _expected(states)
     voices, voice_counts = expected_voices(states)
-    for model in (HourlyCount, TopicCaller, CallerHour, CallerDay, ZipCount, CallerVoice, VoiceCount):
+    for model in (
+        HourlyCount,
+        TopicCaller,
+        CallerHour,
+        CallerDay,
+        CallerPeriod,
+        PeriodCallers,
+        ZipCount,
+        CallerVoice,
+        VoiceCount,
+    ):
         session.execute(delete(model))
+    if caller_periods:
+        session.execute(
+            CallerPeriod.__table__.insert(),
+            [
+                {"period": p, "period_start": st, "topic_id": t, "caller_hash": c, "calls": n}
+                for (p, st, t, c), n in caller_periods.items()
+            ],
+        )
+    if period_callers:
+        session.execute(
+            PeriodCallers.__table__.insert(),
+            [
+                {"period": p, "period_start": st, "topic_id": t, "callers": n}
+                for (p, st, t), n in period_callers.items()
+            ],
+        )
     if zips:
         session.execute(
             ZipCount.__table__.insert(),
@@ -342,6 +422,8 @@ __all__ = [
     "TopicCaller",
     "CallerHour",
     "CallerDay",
+    "CallerPeriod",
+    "PeriodCallers",
     "ZipCount",
     "CallerVoice",
     "VoiceCount",

@@ -50,7 +50,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, time, timedelta
 
-from sqlalchemy import and_, case, distinct, false, func, literal, or_, select, union_all
+from sqlalchemy import and_, case, distinct, exists, false, func, literal, or_, select, union_all
 
 from .calls import Call, CallTopic
 from .line import District, Topic
@@ -63,6 +63,7 @@ from .summary import (
     CallerHour,
     CallerVoice,
     HourlyCount,
+    PeriodCallers,
     VoiceCount,
     ZipCount,
     hour_of,
@@ -219,6 +220,14 @@ def distinct_callers(session, whole: tuple | None, ends: list[tuple]) -> dict[in
     if whole is not None and whole == (None, None) and not ends:
         rows = session.execute(
             select(HourlyCount.topic_id, func.sum(HourlyCount.callers_new)).group_by(HourlyCount.topic_id)
+        )
+        return {topic_id: int(n or 0) for topic_id, n in rows}
+    period = calendar_period(*whole) if whole is not None and not ends and None not in whole else None
+    if period is not None and period[0] in ("w", "m"):  # a calendar week or month: one row per topic
+        rows = session.execute(
+            select(PeriodCallers.topic_id, PeriodCallers.callers).where(
+                PeriodCallers.period == period[0], PeriodCallers.period_start == period[1]
+            )
         )
         return {topic_id: int(n or 0) for topic_id, n in rows}
     if whole is not None and not ends and all(is_midnight(end) for end in whole):
@@ -477,7 +486,11 @@ def zips_from_facts(session, start: datetime, end: datetime, add) -> None:
     """Count [start, end) from the facts by entered ZIP code, into `add(topic, zip, values)`."""
     window = _between(Call.started_at, start, end)
     for entered, calls, routed in session.execute(
-        select(Call.entered_zip, func.count(), func.sum(case((Call.topics > 0, 1), else_=0)))
+        select(
+            Call.entered_zip,
+            func.count(),
+            func.sum(case((exists().where(CallTopic.call_sid == Call.call_sid), 1), else_=0)),
+        )
         .where(*window)
         .group_by(Call.entered_zip)
     ):

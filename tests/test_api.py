@@ -49,7 +49,10 @@ def test_counts_match_what_was_played(twilio, api):
     assert t["budget"]["stance"] == {"support": 1, "oppose": 1, "other": 0}
     assert (t["transit"]["calls"], t["transit"]["stance"]["other"]) == (1, 1)
     assert (t["housing"]["calls"], t["housing"]["callers"], t["housing"]["comments"]) == (1, 0, 0)
-    assert set(t["budget"]) == {"slug", "digit", "name", "enabled", "calls", "callers", "comments", "stance"}
+    keys = {"slug", "digit", "name", "enabled", "calls", "callers", "comments", "stance", "per_caller", "district"}
+    assert set(t["budget"]) == keys
+    assert t["budget"]["per_caller"] == {"support": 0, "oppose": 1, "other": 0}  # one caller, their latest
+    assert t["budget"]["district"] is None  # the line has no district
 
 
 def test_counts_windows_filter_on_the_calls_first_webhook(twilio, api, app):

@@ -149,6 +149,8 @@ def snapshot(app) -> dict:
         "zip_counts": "SELECT * FROM zip_counts",
         "caller_voices": "SELECT * FROM caller_voices",
         "voice_counts": "SELECT * FROM voice_counts",
+        "caller_periods": "SELECT * FROM caller_periods",
+        "period_callers": "SELECT * FROM period_callers WHERE callers <> 0",
     }
     with app.app_context():
         found = {name: sorted(map(tuple, db.session.execute(text(q)).all()), key=repr) for name, q in queries.items()}
@@ -171,7 +173,8 @@ def empty(app, url: str) -> None:
     with app.app_context():
         for table in (
             "calls choices call_topics recordings recording_aliases transcriptions jobs hourly_counts "
-            "topic_callers caller_hours caller_days zip_counts caller_voices voice_counts"
+            "topic_callers caller_hours caller_days zip_counts caller_voices voice_counts caller_periods "
+            "period_callers"
         ).split():
             db.session.execute(text(f"DELETE FROM {table}"))
         db.session.commit()

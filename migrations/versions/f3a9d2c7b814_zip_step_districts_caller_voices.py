@@ -1,9 +1,10 @@
 """the ZIP step and districts: line_settings.zip_step and districts, calls.entered_zip and
-zip_step, zip_counts, caller_voices, voice_counts
+zip_step, zip_counts, caller_voices, voice_counts, caller_periods, period_callers
 
 The line's script gains where it asks for the caller's ZIP code (off for existing lines),
 its districts (none) and the ZIP step's wording in each language; calls gain the ZIP code
-their caller entered; the new summaries are built from the stored facts.
+their caller entered; the new summaries (by ZIP code, one voice per caller, distinct callers
+per calendar week and month) are built from the stored facts.
 
 Revision ID: f3a9d2c7b814
 Revises: c7d2e9f4a1b5
@@ -28,6 +29,23 @@ def upgrade():
         batch.add_column(sa.Column("entered_zip", sa.String(length=5), nullable=True))
         batch.add_column(sa.Column("zip_step", sa.Integer(), nullable=True))
         batch.create_index("ix_calls_caller_hash", ["caller_hash"])
+    op.create_table(
+        "caller_periods",
+        sa.Column("period", sa.String(length=1), nullable=False),
+        sa.Column("period_start", sa.DateTime(), nullable=False),
+        sa.Column("topic_id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("caller_hash", sa.String(length=64), nullable=False),
+        sa.Column("calls", sa.Integer(), server_default="1", nullable=False),
+        sa.PrimaryKeyConstraint("period", "period_start", "topic_id", "caller_hash", name=op.f("pk_caller_periods")),
+    )
+    op.create_table(
+        "period_callers",
+        sa.Column("period", sa.String(length=1), nullable=False),
+        sa.Column("period_start", sa.DateTime(), nullable=False),
+        sa.Column("topic_id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("callers", sa.Integer(), server_default="0", nullable=False),
+        sa.PrimaryKeyConstraint("period", "period_start", "topic_id", name=op.f("pk_period_callers")),
+    )
     op.create_table(
         "zip_counts",
         sa.Column("period", sa.String(length=1), nullable=False),
@@ -79,6 +97,8 @@ def downgrade():
     op.drop_index("ix_caller_voices_caller", table_name="caller_voices")
     op.drop_table("caller_voices")
     op.drop_table("zip_counts")
+    op.drop_table("period_callers")
+    op.drop_table("caller_periods")
     with op.batch_alter_table("calls") as batch:
         batch.drop_index("ix_calls_caller_hash")
         batch.drop_column("zip_step")

@@ -677,8 +677,8 @@ class _Writer:
                 deletes.append((period, s.stamp(start), topic_id, caller))
                 continue
             self.voice_changes[(period, start, topic_id, now.zip, now.stance)] += 1
-            upserts.append((period, s.stamp(start), topic_id, caller, now.stance, now.zip, s.stamp(now.started_at)))
-            upserts[-1] += (now.call_sid,)
+            stamped = (s.stamp(start), s.stamp(now.started_at))
+            upserts.append((period, stamped[0], topic_id, caller, now.stance, now.zip, stamped[1], now.call_sid))
         if upserts:
             self.db.many_rows(
                 f"INSERT INTO caller_voices ({key}, stance, zip, started_at, call_sid)",

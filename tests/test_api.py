@@ -103,8 +103,9 @@ def test_counts_csv_has_the_documented_header_and_rows(twilio, api):
     response = api("/api/v1/counts.csv")
     assert response.mimetype == "text/csv"
     table = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
-    assert table[0] == ["slug", "digit", "name", "calls", "callers", "comments", "support", "oppose", "other"]
-    assert table[1] == ["budget", "1", "the proposed city budget", "1", "1", "1", "1", "0", "0"]
+    old = ["slug", "digit", "name", "calls", "callers", "comments", "support", "oppose", "other"]
+    assert table[0] == [*old, "per_caller_support", "per_caller_oppose", "per_caller_other"]  # the old ones first
+    assert table[1] == ["budget", "1", "the proposed city budget", "1", "1", "1", "1", "0", "0", "1", "0", "0"]
     assert len(table) == 5
 
 

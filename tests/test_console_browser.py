@@ -271,3 +271,54 @@ def test_counts_refresh_by_themselves_on_a_tablet(browser, line):
     )
     assert counts_table(page)["transit"] == ["2", "2", "2", "1", "1", "0"]
     context.close()
+
+
+@pytest.fixture
+def districted(app):
+    """The line asks for the ZIP code after the language and serves one district (set before
+    the line is served, as `flask line sync` would from config/line.yaml)."""
+    from tests.test_districts import DISTRICT, set_line
+
+    set_line(app, "after_language", {"district": DISTRICT})
+
+
+def test_counts_inside_the_district_and_one_voice_per_caller(browser, districted, line):
+    served, twilio = line
+    for number, zip_code, stance in (
+        ("+15035550301", "97201", "1"),  # inside, support
+        ("+15035550301", "97201", "2"),  # the same caller again: now oppose
+        ("+15035550302", "97299", "1"),  # outside, support
+    ):
+        call = twilio.call(From=number)
+        call.dial()
+        call.press("1")
+        assert call.press(zip_code).menu_path() == "topic"
+        call.press("2")  # transit
+        call.press(stance)
+        call.speak(seconds=5)
+        call.hang_up()
+    context = browser.new_context()
+    page = context.new_page()
+    console_errors = []
+    page.on("console", lambda message: console_errors.append(message.text) if message.type == "error" else None)
+    page.goto(served.base + "/sign-in")
+    page.fill("input[name=email]", "pat@example.org")
+    page.fill("input[name=password]", PASSWORD)
+    with page.expect_navigation():
+        page.click("button:has-text('Sign in')")
+    page.goto(served.base + "/counts")
+    assert counts_table(page)["transit"] == ["3", "2", "3", "2", "1", "0"]  # every call
+    page.select_option("select[name=show]", "inside")
+    with page.expect_navigation():
+        page.click("button:has-text('Show')")
+    assert counts_table(page)["transit"] == ["2", "1", "2", "1", "1", "0"]
+    assert "Inside district" in page.inner_text(".window-line")
+    page.select_option("select[name=show]", "voices")
+    with page.expect_navigation():
+        page.click("button:has-text('Show')")
+    assert counts_table(page)["transit"] == ["3", "2", "3", "1", "1", "0"]  # each caller once, latest
+    assert page.is_visible("text=Support (callers)")
+    page.goto(served.base + "/inbox?district=outside")
+    assert len(refs_shown(page)) == 1
+    assert console_errors == []
+    context.close()

@@ -307,3 +307,16 @@ def test_the_inbox_filters_on_the_district(app, sign_in, twilio):
     assert shown(district="unknown") == references(1, 3, 4)
     assert shown() == references(0, 1, 2, 3, 4, 5)
     assert staff.get("/inbox?district=nowhere").status_code == 400
+
+
+def test_flask_line_call_enters_skips_and_mistypes_a_zip_code(app, runner, api):
+    set_line(app, "after_language", {"district": DISTRICT})
+    entered = runner.invoke(args=["line", "call", "--press", "1", "972#", "97204", "2", "1"])
+    assert entered.exit_code == 0, entered.output
+    assert "[presses 972#]" in entered.output and "ZIP code entered: 97204." in entered.output
+    skipped = runner.invoke(args=["line", "call", "--press", "1", "#", "2", "2"])
+    assert "ZIP code entered: none" in skipped.output
+    wrong = runner.invoke(args=["line", "call", "--press", "1", "972045"])
+    assert wrong.exit_code != 0 and "up to five keys" in wrong.output
+    transit = next(t for t in api("/api/v1/counts").get_json()["topics"] if t["slug"] == "transit")
+    assert transit["district"]["inside"]["support"] == 1 and transit["district"]["unknown"]["oppose"] == 1

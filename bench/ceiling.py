@@ -26,11 +26,12 @@ from ivr.menu import (
     HANG_UP,
     MAX_EMPTY_RECORDINGS,
     MAX_MISSES,
+    MAX_ZIP_TRIES,
     REPEAT_KEY,
     STANCE_KEYS,
 )
 from ivr.signature import is_valid_signature
-from models.line import read_script_file, script_from_file
+from models.line import is_zip, read_script_file, script_from_file
 from models.recordings import reference_for
 
 
@@ -83,6 +84,8 @@ def create_app() -> Flask:
                 notice = "invalid" if digits else "no_input"
                 return answer(twiml.language_menu(script, base(), step, misses + 1, notice))
             lang = script.languages[0]
+        if script.zip_step == "after_language":
+            return answer(twiml.zip_menu(script, base(), lang.code, step + 1, 0))
         return answer(twiml.topic_menu(script, base(), lang.code, step + 1, 0))
 
     @app.post("/twilio/topic")
@@ -97,9 +100,26 @@ def create_app() -> Flask:
                 notice = "invalid" if digits else "no_input"
                 return answer(twiml.topic_menu(script, base(), language, step, misses + 1, notice))
             topic = script.general()
+        if script.zip_step == "after_topic" and step == script.first_topic_step:
+            return answer(twiml.zip_menu(script, base(), language, step + 1, 0, topic.slug))
+        return answer(about(language, topic, step + 1))
+
+    def about(language, topic, step: int) -> str:
         if topic.stance:
-            return answer(twiml.stance_menu(script, base(), language, topic, step + 1, 0))
-        return answer(twiml.record_comment(script, base(), language, topic, None, step + 1))
+            return twiml.stance_menu(script, base(), language, topic, step, 0)
+        return twiml.record_comment(script, base(), language, topic, None, step)
+
+    @app.post("/twilio/zip")
+    def enter_zip():
+        step, misses, digits = state("s"), state("m", 0), request.form.get("Digits", "").strip()
+        language, slug = request.args.get("l"), request.args.get("t")
+        if digits == REPEAT_KEY:
+            return answer(twiml.zip_menu(script, base(), language, step, misses, slug))
+        if digits and not is_zip(digits) and misses + 1 < MAX_ZIP_TRIES:
+            return answer(twiml.zip_menu(script, base(), language, step, misses + 1, slug, "zip_retry"))
+        if not slug:
+            return answer(twiml.topic_menu(script, base(), language, step + 1, 0))
+        return answer(about(language, script.topic(slug) or script.general(), step + 1))
 
     @app.post("/twilio/stance")
     def choose_stance():

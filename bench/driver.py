@@ -99,6 +99,10 @@ def caller_phone(rng: random.Random, round_no: int, index: int) -> Phone:
     return Phone(f"+1{500 + round_no:03d}{index:07d}", "PORTLAND", "OR", "97201", "US")
 
 
+# What bench callers enter where the line asks for a ZIP code.
+ZIP_CODES = ("97201", "97204", "97205", "97209", "97211", "97266", "98101")
+
+
 class RandomCaller:
     """A caller with a seeded random mind, and Twilio's side of its call."""
 
@@ -123,6 +127,8 @@ class RandomCaller:
             return HANG_UP
         if menu.kind == "next":
             return self.at_next(menu)
+        if menu.kind == "zip":
+            return self.at_zip()
         odds, wrong = {
             "language": ((0.03, 0.06, 0.04, 0.02), "7"),
             "topic": ((0.03, 0.06, 0.03, 0.02), self.not_a_topic),
@@ -137,6 +143,20 @@ class RandomCaller:
         if menu.kind == "topic":
             return self.rng.choices(self.topic_keys, weights=self.topic_weights)[0]
         return self.rng.choice(list(STANCE_KEYS))
+
+    def at_zip(self) -> str:
+        """A ZIP code inside or outside the Portland districts, too short, skipped with pound or
+        silence, or a hang-up."""
+        roll = self.rng.random()
+        if roll < 0.65:
+            return self.rng.choice(ZIP_CODES)
+        if roll < 0.75:
+            return "972#"  # too short: asked once more
+        if roll < 0.88:
+            return "#"
+        if roll < 0.97:
+            return NO_KEY
+        return HANG_UP
 
     def at_next(self, menu: Menu) -> str:
         if menu.misses:  # wrong keys at "another topic?" until the line says goodbye

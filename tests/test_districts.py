@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from ivr.caller import LineFacts, Phone, Reply, Script, Take
+from ivr.caller import LineFacts, Phone, Reply, Script, Take, TwilioAccount
 from ivr.menu import NO_KEY
 from ivr.oracle import compare_counts, expected_counts
 from models import AuditEntry, Call, LineSettings, db
@@ -320,3 +320,43 @@ def test_flask_line_call_enters_skips_and_mistypes_a_zip_code(app, runner, api):
     assert wrong.exit_code != 0 and "up to five keys" in wrong.output
     transit = next(t for t in api("/api/v1/counts").get_json()["topics"] if t["slug"] == "transit")
     assert transit["district"]["inside"]["support"] == 1 and transit["district"]["unknown"]["oppose"] == 1
+
+
+@pytest.mark.parametrize("zip_step", ["after_language", "after_topic"])
+def test_the_benchmarks_caller_and_ceiling_take_the_zip_step(app, monkeypatch, tmp_path, zip_step):
+    """The benchmark's random callers enter, mistype and skip ZIP codes, and its ceiling
+    answers them as the line does (bar the reference number)."""
+    import random
+
+    import yaml
+
+    from bench.ceiling import create_app as create_ceiling
+    from bench.driver import RandomCaller
+    from ivr.caller import CallPlayer, Response, SimulatedCall, play
+
+    script = yaml.safe_load(open(app.config["LINE_CONFIG"], encoding="utf-8"))
+    (tmp_path / "line.yaml").write_text(yaml.safe_dump({**script, "zip_step": zip_step}), encoding="utf-8")
+    monkeypatch.setenv("LINE_CONFIG", str(tmp_path / "line.yaml"))
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", app.config["TWILIO_AUTH_TOKEN"])
+    line = set_line(app, zip_step, {})
+    ceiling = create_ceiling()
+
+    def sender(client):
+        def send(request):
+            response = client.post(request.url, data=request.params, headers=request.headers())
+            return Response(response.status_code, response.get_data(as_text=True))
+
+        return send
+
+    account = TwilioAccount(app.config["TWILIO_ACCOUNT_SID"], app.config["TWILIO_AUTH_TOKEN"])
+    zips = []
+    for seed in range(12):
+        heard = []
+        for target in (app, ceiling):
+            call = SimulatedCall(account, "http://localhost", caller(ANN), call_sid=f"CA{seed:032x}")
+            mind = RandomCaller(random.Random(seed), line)
+            played = play(CallPlayer(call, line, mind, keep_heard=True), sender(target.test_client()))
+            heard.append([re.sub(r"\d(, \d)+", "N", said) for said in played.heard])
+        zips.append(played.entered_zip)
+        assert heard[0] == heard[1]
+    assert any(zips) and None in zips

@@ -182,7 +182,8 @@ def place():
 @admin_required
 def release(hold_id: str):
     """Release a hold, with an optional note; 404 for no such hold, 409 when already released."""
-    found = db.session.get(LegalHold, row_id(hold_id, "hold", "There is no such legal hold."))
+    number = row_id(hold_id, "hold", "There is no such legal hold.")
+    found = db.session.get(LegalHold, number) if number is not None else None
     if found is None:
         abort(404, description="There is no such legal hold.")
     try:

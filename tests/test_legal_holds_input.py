@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 import pytest
 from flask_migrate import downgrade, upgrade
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
@@ -43,6 +43,7 @@ def page_text(response) -> str:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(form=st.dictionaries(st.sampled_from(FIELDS), values, max_size=len(FIELDS)), hold_id=values)
+@example(form={"reason": "Smith", "to": "9999-12-30", "expires": "9999-12-30"}, hold_id=" ")
 def test_no_form_value_gets_a_500(holds_page, form, hold_id):
     placed = holds_page.post("/admin/holds", form)
     assert placed.status_code in (302, 400), (form, placed.status_code, page_text(placed)[:400])
@@ -50,7 +51,7 @@ def test_no_form_value_gets_a_500(holds_page, form, hold_id):
     if placed.status_code == 400:
         assert 'class="flash error"' in page_text(placed)
     released = holds_page.post(f"/admin/holds/{quote(hold_id, safe='') or 'x'}/release", {"note": hold_id})
-    assert released.status_code in (302, 400, 404, 405, 409), (hold_id, released.status_code)
+    assert released.status_code in (302, 308, 400, 404, 405, 409), (hold_id, released.status_code)  # 308: "//"
     assert "Traceback" not in page_text(released)
 
 

@@ -118,6 +118,7 @@ def test_console_refuses_deletion_and_redaction_keeps_the_original_until_release
 
     comment_page = admin.get(f"/comments/{ref}").get_data(as_text=True)
     assert "Under legal hold #1 (Smith v. County, placed by admin@example.org)" in comment_page
+    assert 'value="audio" required disabled' in comment_page and 'value="comment" required disabled' in comment_page
     for what, refused in (("audio", "The audio cannot be removed"), ("comment", "The comment cannot be deleted")):
         response = admin.post(f"/comments/{ref}/remove", {"what": what, "reason": "caller asked"})
         assert response.status_code == 302

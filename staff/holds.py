@@ -95,6 +95,11 @@ def window_text(since: datetime | None, until: datetime | None, zone: str) -> st
     return f"from {first} on" if first else f"up to {last}"
 
 
+def last_day(hold: LegalHold, zone: str) -> str | None:
+    """The last local day a hold with an expiry is in force, as typed when it was placed."""
+    return _local_day(hold.expires_at - timedelta(microseconds=1), zone).isoformat() if hold.expires_at else None
+
+
 def scope_text(session, hold: LegalHold, zone: str) -> str:
     """What the hold covers, as a person reads it."""
     if hold.scope == "comments":
@@ -133,6 +138,7 @@ def holds_page(form: dict | None = None, status: int = 200):
             "status": status_text(hold),
             "covers": scope_text(db.session, hold, zone),
             "count": covered_now(db.session, hold),
+            "last_day": last_day(hold, zone),
         }
         for hold in holds
     ]

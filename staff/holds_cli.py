@@ -10,7 +10,7 @@ from flask.cli import AppGroup
 from models import db
 from models.holds import HoldError, LegalHold, list_holds, place_hold, release_hold
 
-from .holds import MAX_NOTE, covered_now, read_hold, scope_text, status_text
+from .holds import MAX_NOTE, covered_now, last_day, read_hold, scope_text, status_text
 from .params import BadParameter, text
 
 holds_cli = AppGroup("holds", help="Legal holds: records the line must keep.")
@@ -35,7 +35,7 @@ def _describe(hold: LegalHold, zone: str) -> str:
         ends = f"released {hold.released_at:%Y-%m-%d %H:%M} UTC by {hold.released_by_label}"
         ends += f" ({hold.release_note})" if hold.release_note else ""
     elif hold.expires_at:
-        ends = f"{'expired' if status_text(hold) == 'expired' else 'expires'} {hold.expires_at:%Y-%m-%d %H:%M} UTC"
+        ends = f"{'expired after' if status_text(hold) == 'expired' else 'in force through'} {last_day(hold, zone)}"
     return (
         f"#{hold.id} {status_text(hold)}: {hold.reason}\n"
         f"    covers {scope_text(db.session, hold, zone)} ({covered_now(db.session, hold)} comment(s) now)\n"

@@ -173,7 +173,8 @@ def test_an_expired_hold_lets_the_retention_rule_and_the_redaction_take_effect(l
     with line.app.app_context():  # the hold's last day has passed
         db.session.execute(text("UPDATE legal_holds SET expires_at = :at"), {"at": utcnow() - timedelta(minutes=1)})
         db.session.commit()
-    assert "#1 expired: Preservation letter" in line.cli("holds", "list", "--all").output
+    listed = line.cli("holds", "list", "--all").output
+    assert "#1 expired: Preservation letter" in listed and "; expired after " in listed
     assert line.cli("holds", "list").output == "No legal hold is in force.\n"
     result = line.cli("recordings", "purge", "--older-than", "30").output
     assert "Deleted the audio of 1 recording(s)" in result

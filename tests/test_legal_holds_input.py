@@ -4,16 +4,18 @@ released is in the audit log. (What a hold keeps is tested in tests/worker/test_
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from urllib.parse import quote
 
 import pytest
 from flask_migrate import downgrade, upgrade
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from config import PROJECT_DIR
-from models import AuditEntry, LegalHold, db
+from models import AuditEntry, LegalHold, Recording, db, utcnow
+from models.holds import HoldError, NewHold, holds_covering, place_hold, release_hold
 
 from .console_support import leave_comment
 from .test_hardening_input import EDGE_VALUES
@@ -140,3 +142,64 @@ def test_the_holds_migration_goes_down_and_up(app):
         downgrade(directory=migrations, revision="c7d2e9f4a1b5")
         upgrade(directory=migrations)
         assert db.session.scalar(select(func.count()).select_from(LegalHold)) == 0
+
+
+# --- what a hold covers: the SQL condition against a plain reading of the rules ------------------
+
+
+@pytest.fixture
+def comments(app, twilio):
+    """Four comments, on four topics, recorded 0, 10, 20 and 30 days ago; their rows."""
+    for digit, days in (("1", 0), ("2", 10), ("3", 20), ("9", 30)):
+        _, sid, _ = leave_comment(twilio, digit, "1" if digit in "12" else None)
+        with app.app_context():
+            db.session.execute(
+                update(Recording).where(Recording.recording_sid == sid).values(created_at=BASE + timedelta(days=days))
+            )
+            db.session.commit()
+    with app.app_context():
+        rows = db.session.scalars(select(Recording).order_by(Recording.id)).all()
+        db.session.expunge_all()
+        return rows
+
+
+BASE = datetime(2026, 1, 1, 12)
+days_ago = st.one_of(st.none(), st.integers(min_value=-5, max_value=35))
+
+
+@settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    start=days_ago,
+    end=days_ago,
+    topic_picks=st.sets(st.integers(min_value=0, max_value=3)),
+    comment_picks=st.sets(st.integers(min_value=0, max_value=3)),
+    ended=st.sampled_from(["in force", "released", "expired"]),
+)
+def test_a_hold_covers_exactly_what_its_scope_says(app, comments, start, end, topic_picks, comment_picks, ended):
+    since = BASE + timedelta(days=start) if start is not None else None
+    until = BASE + timedelta(days=end) if end is not None else None
+    with app.app_context():
+        topics = sorted({comments[i].topic_id for i in topic_picks})
+        sids = [comments[i].recording_sid for i in sorted(comment_picks)]
+        new = NewHold("Smith v. County", since, until, [] if sids else topics, sids)
+        try:
+            hold = place_hold(db.session, new, "cli:test")
+        except HoldError:
+            db.session.rollback()
+            return
+        if ended == "released":
+            release_hold(db.session, hold, "cli:test")
+        elif ended == "expired":
+            hold.expires_at = utcnow() - timedelta(seconds=1)
+        db.session.flush()
+        for row in comments:
+            expected = (
+                ended == "in force"
+                and (since is None or row.created_at >= since)
+                and (until is None or row.created_at < until)
+                and (not new.topic_ids or row.topic_id in new.topic_ids)
+                and (not sids or row.recording_sid in sids)
+            )
+            covering = holds_covering(db.session, db.session.get(Recording, row.id))
+            assert [h.id for h in covering] == ([hold.id] if expected else []), (row.created_at, row.topic_id)
+        db.session.rollback()

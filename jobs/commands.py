@@ -15,6 +15,7 @@ from sqlalchemy import delete, func, select, update
 
 from models import Job, Recording, Transcription, db, utcnow
 from models.audit import audit
+from models.holds import LegalHold, destroy_released_originals, holds_covering, refusal
 from models.jobs import Claimed
 from models.recordings import recording_for_reference
 from storage import checksum, storage_for
@@ -133,6 +134,9 @@ def retranscribe(comments: tuple[str, ...], language: str | None, queue_only: bo
         row = recording_for_reference(db.session, value)
         if row is None:
             raise click.BadParameter(f"no comment {value!r}", param_hint="COMMENTS")
+        holds = holds_covering(db.session, row)
+        if holds:  # a new transcript would replace the offline one the hold keeps
+            raise click.ClickException(refusal(holds, f"Comment {row.reference} cannot be transcribed again"))
         sids.append(row.recording_sid)
     _queue_all("transcribe", sids, options={"force": True, **({"language": language} if language else {})})
     click.echo(f"{len(sids)} comment(s) to transcribe again.")
@@ -182,7 +186,8 @@ def verify(refetch: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="Say what would be deleted, delete nothing.")
 def purge(days: int | None, keep_transcripts: bool | None, also_twilio: bool, dry_run: bool) -> None:
     """Delete the audio of comments older than the retention age. The call, the comment's row
-    (so every count) and, by setting, its transcript are kept; each deletion is audited."""
+    (so every count) and, by setting, its transcript are kept; each deletion is audited.
+    Comments under a legal hold are kept whole, and the output names the holds."""
     cfg = current_app.config
     days = cfg["RETENTION_DAYS"] if days is None else days
     if not days or days < 1:
@@ -194,17 +199,44 @@ def purge(days: int | None, keep_transcripts: bool | None, also_twilio: bool, dr
             select(Recording).where(Recording.created_at < cutoff, Recording.purged_at.is_(None)).order_by(Recording.id)
         )
     )
+    held: dict[int, tuple[LegalHold, int]] = {}
     if dry_run:
-        click.echo(f"{len(rows)} recording(s) older than {days} days would be deleted (dry run).")
+        doomed = [row for row in rows if not note_held(row, held)]
+        click.echo(f"{len(doomed)} recording(s) older than {days} days would be deleted (dry run).")
+        say_held(held, "would be kept")
         return
     store = storage_for(cfg)
+    deleted = 0
     with click.progressbar(rows, label="Deleting", show_pos=True) as bar:
         for row in bar:
+            if note_held(row, held):  # checked as each one is deleted: a hold placed meanwhile counts
+                continue
             purge_recording(row, store, keep_transcripts=keep, days=days, also_twilio=also_twilio)
+            deleted += 1
+    destroy_released_originals(db.session, "system:flask recordings purge")
+    db.session.commit()
     click.echo(
-        f"Deleted the audio of {len(rows)} recording(s) older than {days} days"
-        f"{'' if keep else ' and their transcripts'}."
+        f"Deleted the audio of {deleted} recording(s) older than {days} days{'' if keep else ' and their transcripts'}."
     )
+    say_held(held, "were kept")
+
+
+def note_held(row: Recording, held: dict[int, tuple[LegalHold, int]]) -> bool:
+    """Whether a legal hold covers this recording; if so, count it under the first such hold."""
+    holds = holds_covering(db.session, row)
+    if holds:
+        hold, n = held.get(holds[0].id, (holds[0], 0))
+        held[hold.id] = (hold, n + 1)
+    return bool(holds)
+
+
+def say_held(held: dict[int, tuple[LegalHold, int]], verb: str) -> None:
+    if not held:
+        return
+    total = sum(n for _, n in held.values())
+    click.echo(f"{total} recording(s) under legal hold {verb} (audio and transcripts):")
+    for hold, n in held.values():
+        click.echo(f"  {n} under {hold.describe()}")
 
 
 def purge_recording(row: Recording, store, *, keep_transcripts: bool, days: int, also_twilio: bool) -> None:

@@ -8,6 +8,7 @@ from sqlalchemy import select, update
 
 from models import Recording, db, utcnow
 from models.audit import audit
+from models.holds import holds_covering, refusal
 from models.jobs import Claimed
 from storage import checksum, storage_for
 from storage.twilio_media import MediaError, delete_media, fetch_media, media_url
@@ -96,10 +97,15 @@ def download_recording(app: Flask, claimed: Claimed) -> None:
 @job("forget_twilio")
 def forget_twilio_copy(app: Flask, claimed: Claimed) -> None:
     """Delete Twilio's copy of a recording, only once our copy is stored and its checksum
-    verified (or the recording was purged under the retention rule)."""
+    verified (or the recording was purged under the retention rule, and no legal hold covers
+    it: Twilio's copy is then the last one)."""
     cfg, session = app.config, db.session
     row = recording(session, claimed.key)
-    if row.purged_at is None:
+    if row.purged_at is not None:
+        holds = holds_covering(session, row)
+        if holds:  # Twilio's copy is the only one left
+            raise GiveUp(refusal(holds, "Twilio's copy is the only one and cannot be deleted"))
+    else:
         if not row.storage_key or not row.checksum:
             raise RetryLater("our copy is not stored yet")
         if checksum(read_back(storage_for(cfg), row.storage_key)) != row.checksum:

@@ -9,6 +9,7 @@ from datetime import timedelta
 from sqlalchemy import and_, exists, or_, select
 
 from models import Recording, Transcription, utcnow
+from models.holds import destroy_released_originals
 from models.jobs import Job
 from models.recordings import NOT_A_COMMENT
 
@@ -49,7 +50,9 @@ def missing_transcript(session, *, unqueued_only: bool = False) -> list[Recordin
 
 
 def sweep(session, config) -> int:
-    """Queue the work no job exists for yet; return how many jobs were queued."""
+    """Queue the work no job exists for yet; return how many jobs were queued. Also destroys
+    the kept originals of redacted transcripts whose legal hold has expired."""
+    destroy_released_originals(session, "system:worker")
     sids = missing_audio(session, unqueued_only=True)
     for sid in sids:
         queue(session, config, "download", sid)

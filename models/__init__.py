@@ -4,6 +4,7 @@ from .audit import AuditEntry, audit
 from .base import Base, db, insert_for, utcnow
 from .calls import Call, CallTopic, Choice
 from .comments import CommentState
+from .holds import HeldTranscript, LegalHold
 from .jobs import Job
 from .line import LineSettings, Topic
 from .recordings import Recording, Transcription
@@ -21,8 +22,10 @@ __all__ = [
     "CallerHour",
     "CallTopic",
     "Choice",
+    "HeldTranscript",
     "HourlyCount",
     "Job",
+    "LegalHold",
     "LineSettings",
     "Recording",
     "Topic",

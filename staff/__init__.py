@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import admin, counts_page, recordings  # noqa: F401  (routes on the console blueprint)
+from . import admin, counts_page, holds, recordings  # noqa: F401  (routes on the console blueprint)
 from .api import api
 from .auth import auth, configure_sessions
 from .commands import counts_cli, tokens_cli
 from .console import console as console_pages
 from .errors import register_error_pages
+from .holds_cli import holds_cli
 from .users_cli import users_cli
 
 
@@ -23,3 +24,4 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(console_pages)
     register_error_pages(app)
     app.cli.add_command(users_cli)
+    app.cli.add_command(holds_cli)

@@ -27,6 +27,7 @@ from models.comments import (
     reference_in,
     set_note,
 )
+from models.holds import holds_covering
 from models.line import District, LineScript, line_script
 from models.recordings import number_for
 
@@ -310,6 +311,7 @@ def comment(reference: str):
         c=found,
         topic_names=topic_names(),
         history=history,
+        holds=holds_covering(db.session, found.recording),
         caller_label=caller_label,
         back=safe_next(request.args.get("back")),
     )

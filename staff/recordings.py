@@ -29,6 +29,7 @@ from models.comments import (
     remove_transcripts,
     storage_key_for,
 )
+from models.holds import holds_covering, keep_originals, refusal
 from storage import checksum, storage_for
 from storage.twilio_media import MediaError, fetch_media
 
@@ -121,13 +122,16 @@ def audio(reference: str):
 # --- redaction and deletion -----------------------------------------------------------------
 
 REMOVALS = {"audio": "remove_audio", "transcript": "remove_transcript", "comment": "delete_comment"}
+UNDER_HOLD = {"audio": "The audio cannot be removed", "comment": "The comment cannot be deleted"}
 
 
 @console.post("/comments/<reference>/remove")
 @admin_required
 def remove(reference: str):
     """Remove a comment's audio, its transcript, or the whole comment, with a reason. The call
-    and the comment are still counted."""
+    and the comment are still counted. Under a legal hold the audio and the comment cannot be
+    removed (the page says which hold); a transcript can, its original kept out of sight until
+    the hold ends."""
     comment = comment_or_404(reference)
     what, reason = request.form.get("what", ""), " ".join(request.form.get("reason", "").split())
     if what not in REMOVALS:
@@ -136,24 +140,36 @@ def remove(reference: str):
         flash("Give the reason (for example, the caller asked, or personal data was read out).", "error")
         return redirect(url_for("console.comment", reference=reference))
     recording = comment.recording
-    key = None
+    holds = holds_covering(db.session, recording)
+    if holds and what in UNDER_HOLD:
+        record("hold.refused", f"comment {comment.reference}", what=what, holds=[h.id for h in holds], reason=reason)
+        db.session.commit()
+        flash(refusal(holds, UNDER_HOLD[what]), "error")
+        return redirect(url_for("console.comment", reference=reference))
+    key, kept = None, 0
     if what == "audio":
         key = remove_audio(db.session, recording, reason)
     elif what == "transcript":
+        kept = keep_originals(db.session, recording, reason) if holds else 0
         remove_transcripts(db.session, recording, reason)
     else:
         key = delete_comment(db.session, recording, reason)
-    record(REMOVALS[what], f"comment {comment.reference}", reason=reason)
+    under = {"held_by": [h.id for h in holds], "originals_kept": kept} if holds else {}
+    record(REMOVALS[what], f"comment {comment.reference}", reason=reason, **under)
     db.session.commit()
     if key:
         storage_for(current_app.config).delete(key)
-    flash(
-        {
-            "audio": "The audio was removed.",
-            "transcript": "The transcript was removed.",
-            "comment": f"Comment {comment.reference} was deleted.",
-        }[what]
-    )
+    if holds:
+        named = "; ".join(h.describe() for h in holds)
+        flash(f"The transcript was removed from view. Its original is kept out of sight under {named} until it ends.")
+    else:
+        flash(
+            {
+                "audio": "The audio was removed.",
+                "transcript": "The transcript was removed.",
+                "comment": f"Comment {comment.reference} was deleted.",
+            }[what]
+        )
     if what == "comment":
         return redirect(url_for("console.inbox"))
     return redirect(url_for("console.comment", reference=reference))

@@ -45,6 +45,7 @@ PAGES: dict[str, tuple[str, ...]] = {
     "/admin/users": (),
     "/admin/topics": (),
     "/admin/audit": ("action", "who", "target", "before"),
+    "/admin/holds": (),
     "/sign-in": ("next",),
     "/reset/{name}": (),
     "/console-static/{name}": (),

@@ -86,6 +86,7 @@ class CommentRow:
     transcript: Transcription | None = None
     original: Transcription | None = None
     no_text_reason: str | None = None  # why there is no transcript, when a transcriber said
+    entered_zip: str | None = None  # the ZIP code the caller entered (not Twilio's caller-ID ZIP)
 
     @property
     def reference(self) -> str:
@@ -328,9 +329,9 @@ def comment_rows(session, recordings: list[Recording]) -> list[CommentRow]:
         return []
     slugs = dict(session.execute(select(Topic.id, Topic.slug)).all())
     callers = {
-        sid: (number, digest)
-        for sid, number, digest in session.execute(
-            select(Call.call_sid, Call.from_number, Call.caller_hash).where(
+        sid: (number, digest, entered)
+        for sid, number, digest, entered in session.execute(
+            select(Call.call_sid, Call.from_number, Call.caller_hash, Call.entered_zip).where(
                 Call.call_sid.in_({r.call_sid for r in recordings})
             )
         )
@@ -339,10 +340,10 @@ def comment_rows(session, recordings: list[Recording]) -> list[CommentRow]:
         s.recording_id: s
         for s in session.scalars(select(CommentState).where(CommentState.recording_id.in_([r.id for r in recordings])))
     }
-    rows = [
-        CommentRow(r, slugs.get(r.topic_id), *callers.get(r.call_sid, (None, None)), states.get(r.id))
-        for r in recordings
-    ]
+    rows = []
+    for r in recordings:
+        number, digest, entered = callers.get(r.call_sid, (None, None, None))
+        rows.append(CommentRow(r, slugs.get(r.topic_id), number, digest, states.get(r.id), entered_zip=entered))
     attach_transcripts(session, rows)
     return rows
 

@@ -42,7 +42,12 @@ Districts and voices, at a million calls:
   caller), the latest of the window's whole UTC days' `caller_voices` rows (each the
   caller's latest that day) and of the facts of its ragged ends: one ranked query.
 - With `inside`, the distinct callers are counted from the facts of the window's calls
-  in the district (no summary keeps callers by ZIP code).
+  in the district (no summary keeps callers by ZIP code): seconds for a busy month at a
+  million calls, where everything else is read from summaries.
+- Measured in process on a loaded 2-core machine at 200,000 bulk calls (SQLite): a UTC day,
+  calendar week, month and all time 18-26 ms, 30-92 ms with the district split; a 7-day
+  window not starting on a Monday about 2.6 s (distinct callers from `caller_days`, as
+  before, and the voices' ranked query, each about half); with `inside` 1-5 s.
 """
 
 from __future__ import annotations

@@ -307,6 +307,9 @@ def test_the_inbox_filters_on_the_district(app, sign_in, twilio):
     assert shown(district="unknown") == references(1, 3, 4)
     assert shown() == references(0, 1, 2, 3, 4, 5)
     assert staff.get("/inbox?district=nowhere").status_code == 400
+    assert "ZIP 97299" in staff.get("/inbox?district=outside").get_data(as_text=True)
+    reference = next(iter(references(2)))
+    assert "ZIP code entered</dt><dd>97299" in staff.get(f"/comments/{reference}").get_data(as_text=True)
 
 
 def test_flask_line_call_enters_skips_and_mistypes_a_zip_code(app, runner, api):

@@ -66,6 +66,7 @@ class Batch:
         self.recordings: dict[str, list] = {}  # recording_sid -> its facts
         self.transcripts: dict[tuple[str, str], dict] = {}  # the latest per (recording, source)
         self.jobs: dict[tuple[str, str], dict] = {}
+        self.callbacks: dict[tuple[str, int], dict] = {}  # (call_sid, step) -> the earliest request
         for group in groups:
             for fact in group:
                 self.add(fact.name, fact.args)
@@ -99,6 +100,11 @@ class Batch:
                 self.transcripts[key] = {**later, "first_at": first_at, "language": language}
         elif name == "job":
             self.jobs.setdefault((args["kind"], args["key"]), args)
+        elif name == "callback":
+            key = (args["call_sid"], args["step"])
+            earlier = self.callbacks.get(key)
+            if earlier is None or args["at"] < earlier["at"]:
+                self.callbacks[key] = args
         else:
             raise ValueError(f"unknown fact {name!r}")
 
@@ -152,11 +158,12 @@ class _Writer:
         self.db.begin()
         self.note_calls()
         self.note_statuses()
-        topics = self.topic_ids() if b.choices or b.recordings else {}
+        topics = self.topic_ids() if b.choices or b.recordings or b.callbacks else {}
         self.note_choices(topics)
         numbers = self.note_recordings(topics)
         self.note_transcripts()
         self.note_jobs()
+        self.note_callbacks(topics)
         self.note_callers()
         self.add_summaries()
         return numbers
@@ -568,6 +575,24 @@ class _Writer:
             "ON CONFLICT (kind, key) DO UPDATE SET "
             "run_after = CASE WHEN jobs.run_after > excluded.run_after THEN excluded.run_after "
             "ELSE jobs.run_after END, updated_at = excluded.updated_at WHERE jobs.state = 'queued'",
+        )
+
+    def note_callbacks(self, topics: dict[str, int]) -> None:
+        """Keep each call-back request once per (call, step): a retry finds it there; the
+        request's moment is the earliest seen (models/callbacks.py)."""
+        s = self.sql
+        if not self.batch.callbacks:
+            return
+        rows = [
+            (sid, step, topics.get(a.get("topic") or ""), a.get("recording_sid"), a.get("number_sealed"))
+            + (s.stamp(a["at"]),)
+            for (sid, step), a in sorted(self.batch.callbacks.items())
+        ]
+        self.db.many_rows(
+            "INSERT INTO callback_requests (call_sid, step, topic_id, recording_sid, number_sealed, requested_at)",
+            rows,
+            "ON CONFLICT (call_sid, step) DO UPDATE SET "
+            f"requested_at = {s.least}(callback_requests.requested_at, excluded.requested_at)",
         )
 
     # --- summaries ------------------------------------------------------------------------

@@ -4,12 +4,14 @@ A pure function of `PlayedCall` records (ivr/caller.py): it never reads the line
 calls its counting code. The rules are the ones the README and models/tally.py state:
 
 - `calls`: every call some request of which reached the line (a callback alone makes one);
-- `unrouted`: those that chose no topic;
+- `unrouted`: those that chose no topic, but for the blocked ones;
+- `blocked`: those the line answered with the block list's message;
 - per topic, `calls`: the calls that chose it (the general topic counts as chosen after
   three missed keys); `callers`: their distinct numbers, withheld ones excluded (None when
   the line keeps no numbers); `comments`: recordings on it whose `<Record>` action got
   through, longer than 0 s, not absent or failed; `stance`: per call, the last position
-  pressed on the topic.
+  pressed on the topic; `callbacks`: the calls that asked for a call back after a comment on
+  it.
 """
 
 from __future__ import annotations
@@ -23,25 +25,31 @@ STANCE_NAMES = tuple(STANCE_KEYS.values())
 
 
 def expected_counts(played: Iterable[PlayedCall], slugs: Iterable[str] = (), *, callers_known: bool = True) -> dict:
-    """`{"calls", "unrouted", "topics": {slug: {"calls", "callers", "comments", "stance"}}}`
+    """`{"calls", "unrouted", "blocked", "topics": {slug: {"calls", "callers", "comments",
+    "stance", "callbacks"}}}`
     for the calls `played`; every slug in `slugs` is listed (with zeros if never chosen)."""
     topics: dict[str, dict] = {}
 
     def topic(slug: str) -> dict:
         return topics.setdefault(
-            slug, {"calls": 0, "callers": set(), "comments": 0, "stance": dict.fromkeys(STANCE_NAMES, 0)}
+            slug,
+            {"calls": 0, "callers": set(), "comments": 0, "stance": dict.fromkeys(STANCE_NAMES, 0), "callbacks": 0},
         )
 
     for slug in slugs:
         topic(slug)
-    calls = unrouted = 0
+    calls = unrouted = blocked = 0
     for call in played:
         if not call.reached:
             continue
         calls += 1
         chosen = call.topics
-        if not chosen:
+        if call.blocked:
+            blocked += 1
+        elif not chosen:
             unrouted += 1
+        for slug in call.callbacks:
+            topic(slug)["callbacks"] += 1
         for slug, stance in chosen.items():
             counts = topic(slug)
             counts["calls"] += 1
@@ -53,7 +61,7 @@ def expected_counts(played: Iterable[PlayedCall], slugs: Iterable[str] = (), *, 
             topic(comment.topic)["comments"] += 1
     for counts in topics.values():
         counts["callers"] = len(counts["callers"]) if callers_known else None
-    return {"calls": calls, "unrouted": unrouted, "topics": topics}
+    return {"calls": calls, "unrouted": unrouted, "blocked": blocked, "topics": topics}
 
 
 def counts_shown(body: dict) -> dict:
@@ -61,12 +69,14 @@ def counts_shown(body: dict) -> dict:
     return {
         "calls": body["calls"],
         "unrouted": body["unrouted"],
+        "blocked": body.get("blocked", 0),
         "topics": {
             t["slug"]: {
                 "calls": t["calls"],
                 "callers": t["callers"],
                 "comments": t["comments"],
                 "stance": {name: t["stance"][name] for name in STANCE_NAMES},
+                "callbacks": t.get("callbacks", 0),
             }
             for t in body["topics"]
         },
@@ -78,10 +88,10 @@ def compare_counts(expected: dict, body: dict) -> list[str]:
     agree. A topic the record does not name must show nothing."""
     shown = counts_shown(body)
     problems = []
-    for name in ("calls", "unrouted"):
-        if shown[name] != expected[name]:
+    for name in ("calls", "unrouted", "blocked"):
+        if shown[name] != expected.get(name, 0):
             problems.append(f"{name}: the API says {shown[name]}, the callers played {expected[name]}")
-    nothing = {"calls": 0, "callers": 0, "comments": 0, "stance": dict.fromkeys(STANCE_NAMES, 0)}
+    nothing = {"calls": 0, "callers": 0, "comments": 0, "stance": dict.fromkeys(STANCE_NAMES, 0), "callbacks": 0}
     for slug in sorted(expected["topics"].keys() | shown["topics"].keys()):
         want, got = expected["topics"].get(slug), shown["topics"].get(slug)
         if got is None:
@@ -89,8 +99,8 @@ def compare_counts(expected: dict, body: dict) -> list[str]:
             continue
         if want is None:
             want = {**nothing, "callers": got["callers"] if got["callers"] is None else 0}
-        for name in ("calls", "callers", "comments"):
-            if got[name] != want[name]:
+        for name in ("calls", "callers", "comments", "callbacks"):
+            if got[name] != want.get(name, 0):
                 problems.append(f"topic {slug} {name}: the API says {got[name]}, the callers played {want[name]}")
         for stance in STANCE_NAMES:
             if got["stance"][stance] != want["stance"][stance]:

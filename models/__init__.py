@@ -2,6 +2,8 @@
 
 from .audit import AuditEntry, audit
 from .base import Base, db, insert_for, utcnow
+from .blocklist import BlockedNumber
+from .callbacks import CallbackRequest
 from .calls import Call, CallTopic, Choice
 from .comments import CommentState
 from .jobs import Job
@@ -16,6 +18,8 @@ __all__ = [
     "ApiToken",
     "AuditEntry",
     "Base",
+    "BlockedNumber",
+    "CallbackRequest",
     "Call",
     "CallerDay",
     "CallerHour",

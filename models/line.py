@@ -36,6 +36,12 @@ WORDING_KEYS = (
     "goodbye",
     "trouble",
 )
+# Wording a script may leave out: these defaults are then spoken (in the first language's voice).
+OPTIONAL_WORDING = {
+    "callback_offer": "To ask for a call back, press 1. Otherwise, press 2.",
+    "callback_taken": "Thank you. We will call you back.",
+    "blocked": "This line cannot take your call. Goodbye.",
+}
 KEYPAD = set("0123456789")
 
 
@@ -67,6 +73,8 @@ class Topic(db.Model):
     position: Mapped[int] = mapped_column(Integer, default=0)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     stance: Mapped[bool] = mapped_column(Boolean, default=False)
+    # After a comment: "to ask for a call back, press 1" (models/callbacks.py).
+    callback: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     names: Mapped[dict] = mapped_column(JSON)
     prompts: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -148,6 +156,7 @@ class TopicScript:
     names: tuple[tuple[str, str], ...]
     prompts: tuple[tuple[str, str], ...] = ()
     enabled: bool = True
+    callback: bool = False  # offers a call-back after the comment
 
     def name(self, language: str) -> str:
         return dict(self.names).get(language) or self.names[0][1]
@@ -199,7 +208,11 @@ class LineScript:
         return self.topic(self.general_topic) or self.menu[-1]
 
     def say(self, language: str, key: str, **values: str) -> str:
-        text = self.wording.get(language, {}).get(key) or self.wording[self.languages[0].code][key]
+        text = (
+            self.wording.get(language, {}).get(key)
+            or self.wording[self.languages[0].code].get(key)
+            or OPTIONAL_WORDING[key]
+        )
         return text.format(**values) if values else text
 
 
@@ -212,7 +225,14 @@ def build_script(settings: LineSettings, topics: list[Topic]) -> LineScript:
         languages=tuple(Language(lang["code"], lang["digit"], lang["voice"]) for lang in settings.languages),
         topics=tuple(
             TopicScript(
-                t.id, t.slug, t.digit, t.stance, tuple(t.names.items()), tuple((t.prompts or {}).items()), t.enabled
+                t.id,
+                t.slug,
+                t.digit,
+                t.stance,
+                tuple(t.names.items()),
+                tuple((t.prompts or {}).items()),
+                t.enabled,
+                bool(t.callback),
             )
             for t in ordered
         ),
@@ -305,7 +325,9 @@ def _settings_values_of(row: LineSettings) -> dict:
 
 
 def _topic_values_of(row: Topic) -> dict:
-    return {key: getattr(row, key) for key in ("digit", "position", "enabled", "stance", "names", "prompts")}
+    return {
+        key: getattr(row, key) for key in ("digit", "position", "enabled", "stance", "callback", "names", "prompts")
+    }
 
 
 def _topic_values(topic: dict, position: int) -> dict:
@@ -314,6 +336,7 @@ def _topic_values(topic: dict, position: int) -> dict:
         "position": position,
         "enabled": bool(topic.get("enabled", True)),
         "stance": bool(topic.get("stance", False)),
+        "callback": bool(topic.get("callback", False)),
         "names": dict(topic["name"]),
         "prompts": dict(topic.get("prompt") or {}),
     }

@@ -9,7 +9,11 @@ and `flask counts verify`'s recomputation both follow it, and `tally()` reads th
   `From` among them (withheld numbers excluded; None when numbers are not kept);
   `comments`: recordings for the topic longer than 0 s whose status is not absent or
   failed; `stance`: per call and topic, the position of the highest step that gave one.
-- `unrouted`: calls that chose no topic.
+- `unrouted`: calls that chose no topic, but for the blocked ones.
+- `blocked`: calls answered with the block list's message (they choose no topic).
+- `flagged`, per topic `flagged`: calls with any flag (models/flags.py, computed from the
+  facts with the rules' current settings); per topic `callbacks`: calls that asked for a call
+  back about it (models/callbacks.py). Both count calls, beside all calls.
 - `line_callers()`: distinct callers of the whole line: a caller counts once however many
   calls and topics, whether or not a call chose a topic (the summaries keep the whole line's
   callers as topic 0).
@@ -28,6 +32,7 @@ from datetime import date, datetime, time, timedelta
 from sqlalchemy import case, distinct, func, literal, or_, select, union_all
 
 from .calls import Call, CallTopic
+from .flags import FlagCounts, FlagRules, count_blocked, count_callbacks, count_flagged
 from .line import Topic
 from .recordings import NOT_A_COMMENT, Recording
 from .summary import WHOLE_LINE, CallerDay, CallerHour, HourlyCount, hour_of
@@ -45,6 +50,8 @@ class TopicCount:
     callers: int | None = 0
     comments: int = 0
     stance: dict = field(default_factory=lambda: dict.fromkeys(STANCE_NAMES, 0))
+    flagged: int = 0
+    callbacks: int = 0
 
     def figures(self) -> list:
         """calls, callers ("" when numbers are not kept), comments, support, oppose, other:
@@ -62,6 +69,8 @@ class Tally:
     calls: int
     unrouted: int
     topics: list[TopicCount]
+    flagged: int = 0
+    blocked: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -243,9 +252,17 @@ def window_pieces(since: datetime | None, until: datetime | None) -> tuple[tuple
 
 
 def tally(
-    session, since: datetime | None = None, until: datetime | None = None, *, callers_known: bool = True
+    session,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    *,
+    callers_known: bool = True,
+    flag_rules: FlagRules | None = None,
+    flags: bool = True,
 ) -> Tally:
-    """Counts for calls first seen in [since, until) (naive UTC; None for open ends)."""
+    """Counts for calls first seen in [since, until) (naive UTC; None for open ends); flags by
+    `flag_rules` (default: each rule's default setting). `flags=False` leaves `flagged` and
+    `callbacks` at 0 (the chart's bars and the metrics, which do not show them)."""
     total = Partial()
     whole, ends = window_pieces(since, until)
     if whole is not None:
@@ -253,6 +270,9 @@ def tally(
     for start, end in ends:
         total.add(from_facts(session, start, end))
     callers = distinct_callers(session, whole, ends) if callers_known else {}
+    flagged = count_flagged(session, flag_rules or FlagRules(), since, until) if flags else FlagCounts(0, {})
+    callbacks = count_callbacks(session, since, until) if flags else {}
+    blocked = count_blocked(session, since, until)
 
     counts = []
     for topic in session.scalars(select(Topic).order_by(Topic.position, Topic.id)):
@@ -267,6 +287,9 @@ def tally(
                 callers=callers.get(topic.id, 0) if callers_known else None,
                 comments=found.get("comments", 0),
                 stance={name: found.get(name, 0) for name in STANCE_NAMES},
+                flagged=flagged.by_topic.get(topic.id, 0),
+                callbacks=callbacks.get(topic.id, 0),
             )
         )
-    return Tally(calls=total.calls, unrouted=total.calls - total.routed, topics=counts)
+    unrouted = total.calls - total.routed - blocked
+    return Tally(calls=total.calls, unrouted=unrouted, topics=counts, flagged=flagged.flagged, blocked=blocked)

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
 from models import CommentState, Recording, Topic, Transcription, db, utcnow
+from models.flags import FlagRules
 from models.line import LineScript, line_script
 from models.recordings import NOT_A_COMMENT
 from models.tally import tally
@@ -19,7 +20,10 @@ from .params import row_id, text, whole_number
 from .windows import parse_window
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
-COUNTS_CSV_HEADER = ["slug", "digit", "name", "calls", "callers", "comments", "support", "oppose", "other"]
+COUNTS_CSV_HEADER = [
+    *("slug", "digit", "name", "calls", "callers", "comments", "support", "oppose", "other"),
+    *("flagged", "callbacks"),
+]
 MAX_PAGE = 200
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
@@ -54,7 +58,14 @@ def window():
 
 def current_tally():
     since, until = window()
-    return tally(db.session, since, until, callers_known=current_app.config["CALLER_NUMBERS"] != "none")
+    config = current_app.config
+    return tally(
+        db.session,
+        since,
+        until,
+        callers_known=config["CALLER_NUMBERS"] != "none",
+        flag_rules=FlagRules.from_config(config),
+    )
 
 
 @api.get("/line")
@@ -74,7 +85,7 @@ def counts():
 
 @api.get("/counts.csv")
 def counts_csv():
-    rows = ([t.slug, t.digit, t.name, *t.figures()] for t in current_tally().topics)
+    rows = ([t.slug, t.digit, t.name, *t.figures(), t.flagged, t.callbacks] for t in current_tally().topics)
     return Response(
         csv_text(COUNTS_CSV_HEADER, rows),
         mimetype="text/csv",

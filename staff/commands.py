@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from models import ApiToken, db, summary, utcnow
 from models.calls import repair_starts, verify_call_topics
+from models.flags import FlagRules
 from models.tally import tally
 from models.tokens import create_token
 
@@ -65,7 +66,9 @@ def counts_show(since: str | None, until: str | None) -> None:
         start, end = parse_window(since, until, current_app.config["LINE_TIMEZONE"])
     except BadWindow as exc:
         raise click.BadParameter(str(exc)) from None
-    result = tally(db.session, start, end, callers_known=current_app.config["CALLER_NUMBERS"] != "none")
+    config = current_app.config
+    rules = FlagRules.from_config(config)
+    result = tally(db.session, start, end, callers_known=config["CALLER_NUMBERS"] != "none", flag_rules=rules)
     click.echo(json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
 
 

@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 from flask import Response, current_app, render_template, request
 
 from models import db
+from models.flags import FlagRules
 from models.tally import Tally, line_callers, tally
 
 from .auth import record
@@ -97,7 +98,7 @@ def chart(slots: list[tuple[str, datetime, datetime]], topics) -> dict:
     for label, since, until in slots:
         # Bars show calls only: no slot's distinct callers are counted (at a busy day's hours,
         # they would cost more than the rest of the page).
-        counts = tally(db.session, since, until, callers_known=False)
+        counts = tally(db.session, since, until, callers_known=False, flags=False)
         series.append((label, [t.calls for t in counts.topics]))
     width, height, left, bottom, top = 900, 260, 40, 40, 10
     ticks = axis_ticks(max([sum(values) for _, values in series] + [0]))
@@ -152,7 +153,8 @@ def counts_view(args) -> CountsView:
     if by == "hour" and count > MAX_HOURLY_DAYS:
         by = "day"
     callers_known = current_app.config["CALLER_NUMBERS"] != "none"
-    result = tally(db.session, days.since, days.until, callers_known=callers_known)
+    rules = FlagRules.from_config(current_app.config)
+    result = tally(db.session, days.since, days.until, callers_known=callers_known, flag_rules=rules)
     picture = chart(buckets(days.first, days.last, by), result.topics)
     callers = line_callers(db.session, days.since, days.until) if callers_known else None
     return CountsView(days.first, days.last, days.since, days.until, result, by, picture, callers_known, callers)

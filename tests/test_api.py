@@ -49,7 +49,10 @@ def test_counts_match_what_was_played(twilio, api):
     assert t["budget"]["stance"] == {"support": 1, "oppose": 1, "other": 0}
     assert (t["transit"]["calls"], t["transit"]["stance"]["other"]) == (1, 1)
     assert (t["housing"]["calls"], t["housing"]["callers"], t["housing"]["comments"]) == (1, 0, 0)
-    assert set(t["budget"]) == {"slug", "digit", "name", "enabled", "calls", "callers", "comments", "stance"}
+    assert set(t["budget"]) == {
+        *("slug", "digit", "name", "enabled", "calls", "callers", "comments", "stance"),
+        *("flagged", "callbacks"),
+    }
 
 
 def test_counts_windows_filter_on_the_calls_first_webhook(twilio, api, app):
@@ -100,8 +103,11 @@ def test_counts_csv_has_the_documented_header_and_rows(twilio, api):
     response = api("/api/v1/counts.csv")
     assert response.mimetype == "text/csv"
     table = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
-    assert table[0] == ["slug", "digit", "name", "calls", "callers", "comments", "support", "oppose", "other"]
-    assert table[1] == ["budget", "1", "the proposed city budget", "1", "1", "1", "1", "0", "0"]
+    assert table[0] == [
+        *("slug", "digit", "name", "calls", "callers", "comments", "support", "oppose", "other"),
+        *("flagged", "callbacks"),
+    ]
+    assert table[1] == ["budget", "1", "the proposed city budget", "1", "1", "1", "1", "0", "0", "0", "0"]
     assert len(table) == 5
 
 

@@ -36,7 +36,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Date, and_, bindparam, cast, func, literal, or_, select, union, union_all
+from sqlalchemy import Date, and_, bindparam, cast, func, literal, or_, select, union_all
 
 from .calls import Call, CallTopic
 from .recordings import Recording
@@ -205,7 +205,7 @@ def flagged_calls(session, rules: FlagRules, start: datetime | None, end: dateti
     if rows is None:
         return None
     flagged = rows.subquery()
-    return union(select(flagged.c.call_sid))
+    return select(flagged.c.call_sid).distinct()
 
 
 @dataclass

@@ -199,13 +199,15 @@ def flag_rows(session, rules: FlagRules, start: datetime | None, end: datetime |
     return union_all(*parts) if len(parts) > 1 else parts[0]
 
 
-def flagged_calls(session, rules: FlagRules, start: datetime | None, end: datetime | None):
-    """A SELECT of the distinct call_sids in [start, end) with any flag (None: none can be)."""
+def flagged_calls(session, rules: FlagRules, start: datetime | None, end: datetime | None, flag: str | None = None):
+    """A SELECT of the distinct call_sids in [start, end) with any flag, or with `flag` (None:
+    no call can have one, every rule being off)."""
     rows = flag_rows(session, rules, start, end)
     if rows is None:
         return None
     flagged = rows.subquery()
-    return select(flagged.c.call_sid).distinct()
+    query = select(flagged.c.call_sid).distinct()
+    return query.where(flagged.c.flag == flag) if flag else query
 
 
 @dataclass

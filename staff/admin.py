@@ -110,6 +110,10 @@ def change_user(user_id: int, change: str):
             return redirect(url_for("console.users"))
         record("user_role", f"user {user.email}", before=user.role, after=role)
         user.role = role
+    elif change == "callbacks":  # the call-back role: sees callers' numbers (staff/callbacks_page.py)
+        wanted = request.form.get("callbacks") == "on"
+        record("user_callbacks", f"user {user.email}", before=user.callbacks, after=wanted)
+        user.callbacks = wanted
     elif change == "reset":
         if request.form.get("how") == "password":
             password = generate_password()
@@ -122,7 +126,7 @@ def change_user(user_id: int, change: str):
             return users_page(status=400)
     else:
         abort(404)
-    if change != "role":
+    if change not in ("role", "callbacks"):
         record(f"user_{change}", f"user {user.email}", how=request.form.get("how") if change == "reset" else None)
     db.session.commit()
     if shown:
@@ -146,6 +150,7 @@ def topic_values(form, languages: list[str]) -> dict:
     return {
         "digit": form.get("digit", "").strip(),
         "stance": form.get("stance") == "on",
+        "callback": form.get("callback") == "on",
         "enabled": form.get("enabled") == "on",
         "names": {code: " ".join(form.get(f"name_{code}", "").split()) for code in languages},
         "prompts": {

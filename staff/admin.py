@@ -163,6 +163,8 @@ def topic_values(form, languages: list[str]) -> dict:
 
 def topic_problem(values: dict, others: list[Topic], general: str, slug: str) -> str | None:
     """Why these values cannot be saved for topic `slug`, or None."""
+    if values["callback"] and not current_app.config["CALLBACK_KEY"]:
+        return "Call-backs need CALLBACK_KEY (a key of their own, to keep callers' numbers): ask whoever runs the line."
     if values["digit"] not in list("0123456789"):
         return "The key must be one digit, 0 to 9."
     if any(not name for name in values["names"].values()):

@@ -74,7 +74,10 @@ def line():
     first = script.languages[0].code
     return jsonify(
         languages=[{"code": lang.code, "digit": lang.digit} for lang in script.languages],
-        topics=[{"slug": t.slug, "digit": t.digit, "name": t.name(first), "stance": t.stance} for t in script.menu],
+        topics=[
+            {"slug": t.slug, "digit": t.digit, "name": t.name(first), "stance": t.stance, "callback": t.callback}
+            for t in script.menu
+        ],
     )
 
 

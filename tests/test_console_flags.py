@@ -163,3 +163,18 @@ def test_admins_offer_a_call_back_per_topic(app, sign_in):
         assert db.session.get(Topic, topic_id).callback
     (entry,) = audit_actions(app, "topic_edit")
     assert entry.detail["after"] == {"callback": True}
+
+
+def test_a_topic_cannot_offer_call_backs_without_a_key(app, sign_in):
+    from models.line import Topic
+
+    app.config["CALLBACK_KEY"] = ""
+    admin = sign_in("admin")
+    admin.get("/admin/topics")
+    with app.app_context():
+        topic = db.session.scalar(select(Topic).where(Topic.slug == "housing"))
+        form = {"digit": topic.digit, "enabled": "on", "callback": "on"}
+        form.update({f"name_{code}": name for code, name in topic.names.items()})
+        topic_id = topic.id
+    response = admin.post(f"/admin/topics/{topic_id}", form)
+    assert response.status_code == 400 and "Call-backs need CALLBACK_KEY" in response.get_data(as_text=True)

@@ -180,3 +180,26 @@ def test_a_call_back_asked_keeps_the_number_sealed(settings, mode, request):
         assert row.recording_sid in {sid for sid in asked.recordings}
         kept = set(db.session.scalars(select(Call.from_number)))
     assert kept == {None}  # only the call-back keeps the number
+
+
+def test_call_backs_need_a_key_of_their_own_in_production(tmp_path, database_url):
+    from app import create_app
+    from config import DEFAULT_LINE_CONFIG, SettingsError, load_settings
+    from facts import write_path
+
+    from .conftest import line_env
+
+    script = tmp_path / "line.yaml"
+    script.write_text(DEFAULT_LINE_CONFIG.read_text().replace("callback: false", "callback: true", 1))
+    env = line_env(database_url, tmp_path / "i", APP_ENV="production", WRITE_BEHIND="0", LINE_CONFIG=str(script))
+    assert load_settings(env)["CALLBACK_KEY"] == ""  # production generates none
+    with pytest.raises(SettingsError, match="CALLBACK_KEY must be a Fernet key"):
+        load_settings({**env, "CALLBACK_KEY": "not-a-key"})
+    app = create_app(env)
+    try:
+        result = app.test_cli_runner().invoke(args=["line", "sync"])
+        assert result.exit_code == 1 and "budget offer call-backs, but CALLBACK_KEY is not set" in result.output
+    finally:
+        write_path(app).replayer.stop()
+        with app.app_context():
+            db.engine.dispose()

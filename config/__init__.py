@@ -149,7 +149,60 @@ def load_settings(env: dict[str, str] | None = None, instance_dir: Path | None =
         "LINK_BASE_URL": link_base_url(env, app_env, public_base),
         **sign_in_limits(env),
         **worker_settings(env, instance_dir),
+        **flag_settings(env),
+        **callback_settings(env, app_env, instance_dir),
     }
+
+
+def flag_settings(env: dict[str, str]) -> dict:
+    """The rules that flag calls (models/flags.py) and the block list's cache. Each rule is on
+    by default; a count of 0 (or false) switches it off."""
+    return {
+        "FLAG_REPEAT_CALLS_PER_DAY": number_setting(env, "FLAG_REPEAT_CALLS_PER_DAY", 5, int),
+        "FLAG_BURST_CALLS": number_setting(env, "FLAG_BURST_CALLS", 3, int),
+        "FLAG_BURST_MINUTES": number_setting(env, "FLAG_BURST_MINUTES", 10),
+        "FLAG_SHORT_COMMENT_SECONDS": number_setting(env, "FLAG_SHORT_COMMENT_SECONDS", 1, int),
+        "FLAG_SHORT_COMMENTS": _flag(env, "FLAG_SHORT_COMMENTS", True),
+        "FLAG_UNVERIFIED_CALLERS": _flag(env, "FLAG_UNVERIFIED_CALLERS", True),
+        "BLOCK_LIST_CACHE_SECONDS": number_setting(env, "BLOCK_LIST_CACHE_SECONDS", 5),
+    }
+
+
+def callback_settings(env: dict[str, str], app_env: str, instance_dir: Path) -> dict:
+    """Call-back requests (models/callbacks.py): the key their numbers are encrypted with
+    (a Fernet key of its own, never SECRET_KEY), and how many days a number is kept.
+    Development and tests generate a local key; production without one takes no call-back
+    requests (topics that offer them do not, and the console says why)."""
+    key = env.get("CALLBACK_KEY", "").strip()
+    if key:
+        try:
+            from cryptography.fernet import Fernet
+
+            Fernet(key.encode())
+        except (ValueError, TypeError):
+            raise SettingsError(
+                "CALLBACK_KEY must be a Fernet key (32 url-safe base64-encoded bytes): make one with"
+                " `python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`"
+            ) from None
+    elif app_env != "production":
+        key = _dev_callback_key(instance_dir)
+    return {
+        "CALLBACK_KEY": key,
+        "CALLBACK_KEEP_DAYS": number_setting(env, "CALLBACK_KEEP_DAYS", 30, int),
+    }
+
+
+def _dev_callback_key(instance_dir: Path) -> str:
+    from cryptography.fernet import Fernet
+
+    path = instance_dir / "dev-callback-key"
+    if path.exists():
+        return path.read_text().strip()
+    instance_dir.mkdir(parents=True, exist_ok=True)
+    key = Fernet.generate_key().decode()
+    path.write_text(key)
+    path.chmod(0o600)
+    return key
 
 
 def link_base_url(env: dict[str, str], app_env: str, public_base: str) -> str:

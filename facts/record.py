@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-FACTS = ("call", "call_status", "choice", "recording_action", "recording_status", "transcription", "job")
+FACTS = ("call", "call_status", "choice", "recording_action", "recording_status", "transcription", "job", "callback")
 
 
 @dataclass(frozen=True)

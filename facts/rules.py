@@ -18,6 +18,9 @@ Calls (`calls`, one row per `CallSid`):
   its facts arrives first.
 - `language`: the first non-empty value. A caller chooses a language once (a retry carries
   the same digits).
+- `stir_verstat` (Twilio's `StirVerstat`), `caller_withheld` (whether `From` was withheld),
+  `blocked` (the voice webhook answered with the block list's message): the first non-empty
+  value. They are facts the flags are computed from (models/flags.py), never a count.
 - `status`, `duration`, `ended_at`: the status of highest `STATUS_RANK` stands, with its
   duration and end; of two alike, the later end. A final status is never undone by a late
   passing one.
@@ -94,6 +97,9 @@ IDENTITY_FIELDS = (
     "from_country",
     "caller_name",
     "language",
+    "stir_verstat",
+    "caller_withheld",
+    "blocked",
 )
 ZIP_FIELDS = ("entered_zip", "zip_step")
 CALL_FIELDS = (*IDENTITY_FIELDS, *ZIP_FIELDS, "started_at")

@@ -74,6 +74,7 @@ class Batch:
         self.recordings: dict[str, list] = {}  # recording_sid -> its facts
         self.transcripts: dict[tuple[str, str], dict] = {}  # the latest per (recording, source)
         self.jobs: dict[tuple[str, str], dict] = {}
+        self.callbacks: dict[tuple[str, int], dict] = {}  # (call_sid, step) -> the earliest request
         for group in groups:
             for fact in group:
                 self.add(fact.name, fact.args)
@@ -107,6 +108,11 @@ class Batch:
                 self.transcripts[key] = {**later, "first_at": first_at, "language": language}
         elif name == "job":
             self.jobs.setdefault((args["kind"], args["key"]), args)
+        elif name == "callback":
+            key = (args["call_sid"], args["step"])
+            earlier = self.callbacks.get(key)
+            if earlier is None or args["at"] < earlier["at"]:
+                self.callbacks[key] = args
         else:
             raise ValueError(f"unknown fact {name!r}")
 
@@ -163,11 +169,12 @@ class _Writer:
         self.db.begin()
         self.note_calls()
         self.note_statuses()
-        topics = self.topic_ids() if b.choices or b.recordings else {}
+        topics = self.topic_ids() if b.choices or b.recordings or b.callbacks else {}
         self.note_choices(topics)
         numbers = self.note_recordings(topics)
         self.note_transcripts()
         self.note_jobs()
+        self.note_callbacks(topics)
         self.note_callers()
         self.note_voices()
         self.add_summaries()
@@ -687,6 +694,24 @@ class _Writer:
                 "started_at = excluded.started_at, call_sid = excluded.call_sid",
             )
         self.db.delete_rows("caller_voices", self.VOICE_KEY, deletes)
+
+    def note_callbacks(self, topics: dict[str, int]) -> None:
+        """Keep each call-back request once per (call, step): a retry finds it there; the
+        request's moment is the earliest seen (models/callbacks.py)."""
+        s = self.sql
+        if not self.batch.callbacks:
+            return
+        rows = [
+            (sid, step, topics.get(a.get("topic") or ""), a.get("recording_sid"), a.get("number_sealed"))
+            + (s.stamp(a["at"]),)
+            for (sid, step), a in sorted(self.batch.callbacks.items())
+        ]
+        self.db.many_rows(
+            "INSERT INTO callback_requests (call_sid, step, topic_id, recording_sid, number_sealed, requested_at)",
+            rows,
+            "ON CONFLICT (call_sid, step) DO UPDATE SET "
+            f"requested_at = {s.least}(callback_requests.requested_at, excluded.requested_at)",
+        )
 
     # --- summaries ------------------------------------------------------------------------
 

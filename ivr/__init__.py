@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from models.blocklist import init_block_list
 from models.line import init_script_cache
 
 from . import dev_media
@@ -15,6 +16,7 @@ from .routes import bp
 
 def init_app(app: Flask) -> None:
     init_script_cache(app)
+    init_block_list(app)
     app.register_blueprint(bp)
     app.register_blueprint(health)
     app.register_blueprint(metrics)

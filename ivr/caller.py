@@ -58,7 +58,7 @@ from .menu import (
 API_VERSION = "2010-04-01"
 # What each kind of request is, by the last part of the line's path (`status` is the call
 # status callback; `fallback` the number's Fallback URL).
-FLOW_KINDS = ("voice", "language", "topic", "stance", "zip", "recorded", "no-comment", "next")
+FLOW_KINDS = ("voice", "language", "topic", "stance", "zip", "recorded", "no-comment", "next", "callback")
 CALLBACK_KINDS = ("recording-status", "transcription", "status")
 KINDS = (*FLOW_KINDS, *CALLBACK_KINDS, "fallback")
 # Languages Twilio's own transcription takes (`<Record transcribe>`).
@@ -70,6 +70,11 @@ HTTP_CONNECTION_FAILURE = "11205"
 RECORDING_ERRORS = {"absent": "16101", "failed": "16103"}
 # The values a call from a withheld number gets in `From` (the ones this caller uses).
 WITHHELD = ("anonymous", "unknown", "restricted", "+266696687")
+# Twilio's SHAKEN/STIR verdicts (`StirVerstat` on the voice requests): a caller whose number
+# failed validation, or had none, sends `Phone(..., verstat=UNVERIFIED)`.
+VERIFIED, UNVERIFIED, NO_VALIDATION = "TN-Validation-Passed-A", "TN-Validation-Failed-B", "No-TN-Validation"
+# At the call-back offer after a comment: the key that asks for a call back.
+CALLBACK_KEY = "1"
 # A reference number as the line reads it back: digit by digit.
 REFERENCE = re.compile(r"\d(?:, \d){6,7}")
 
@@ -122,6 +127,7 @@ class Phone:
     zip: str | None = None
     country: str | None = None
     name: str | None = None  # Twilio's CNAM lookup, when the number has it enabled
+    verstat: str | None = None  # Twilio's `StirVerstat` for this number (SHAKEN/STIR), when sent
 
     @property
     def withheld(self) -> bool:
@@ -313,6 +319,8 @@ class SimulatedCall:
         }
         if self.caller.name:
             params["CallerName"] = self.caller.name
+        if self.caller.verstat:
+            params["StirVerstat"] = self.caller.verstat
         return {**params, **self.extra}
 
     def call_parameters(self, status: str = "in-progress") -> dict[str, str]:
@@ -424,6 +432,7 @@ class LineFacts:
     general: str
     general_asks_stance: bool
     zip_step: str = "off"  # where the line asks for the ZIP code (models.line.ZIP_STEPS)
+    callbacks: frozenset[str] = frozenset()  # the topics that offer a call-back after the comment
 
     @property
     def first_language(self) -> str:
@@ -442,6 +451,7 @@ class LineFacts:
             general.slug,
             general.stance,
             script.zip_step,
+            frozenset(t.slug for t in script.topics if t.callback),
         )
 
     @classmethod
@@ -510,6 +520,13 @@ class TranscriptNote:
     text: str | None
 
 
+@dataclass(frozen=True)
+class CallbackNote:
+    """The caller pressed 1 at the call-back offer after a comment on `topic`."""
+
+    topic: str | None
+
+
 @dataclass
 class PlayedCall:
     """What one call did, as the caller saw it: the facts the counts must show."""
@@ -525,6 +542,8 @@ class PlayedCall:
     reached: bool = False  # some request about the call reached the line
     status: str | None = None  # the final status the call status callback gave
     entered_zip: str | None = None  # the ZIP code the line took (None: not asked, skipped, unreadable)
+    blocked: bool = False  # the line answered with the block list's message
+    callbacks: set[str] = field(default_factory=set)  # topics the caller asked a call back about
 
     def learn(self, note: object) -> None:
         """What an answered request tells: applied once, however often it is answered."""
@@ -548,6 +567,9 @@ class PlayedCall:
                 )
             if comment.status not in NOT_HEARD + ("completed",):
                 comment.status = note.status
+        elif isinstance(note, CallbackNote):
+            if note.topic is not None:
+                self.callbacks.add(note.topic)
         elif isinstance(note, TranscriptNote):
             comment = self.recordings.get(note.recording_sid)
             if comment is not None and note.text:
@@ -705,7 +727,7 @@ class Script:
 # --- playing a whole call ------------------------------------------------------------------------
 
 
-MENUS = ("language", "topic", "stance", "zip", "next")
+MENUS = ("language", "topic", "stance", "zip", "next", "callback")
 
 
 class _Gone(Exception):
@@ -721,7 +743,9 @@ class CallPlayer:
     answer goes to the Fallback URL (a Fallback URL request that fails is sent again as it
     was), a callback is sent again, and a request the line never saw (connection refused) is
     sent again; with `failures="raise"` (the default) any of these raises UnexpectedReply.
-    `keep_heard` keeps what the caller heard, line by line, in `played.heard`."""
+    `keep_heard` keeps what the caller heard, line by line, in `played.heard`. `blocked`: the
+    caller's number is on the line's block list, so the call must hear a short message and
+    the line hang up."""
 
     def __init__(
         self,
@@ -733,12 +757,14 @@ class CallPlayer:
         keep_heard: bool = False,
         max_webhooks: int = 60,
         max_attempts: int = 20,
+        blocked: bool = False,
     ) -> None:
         if failures not in ("raise", "fallback"):
             raise ValueError(f"failures must be 'raise' or 'fallback', not {failures!r}")
         self.call, self.line, self.mind = call, line, mind
         self.failures, self.keep_heard = failures, keep_heard
         self.max_webhooks, self.max_attempts = max_webhooks, max_attempts
+        self.blocked = blocked
         caller = None if call.caller.withheld else call.number
         self.played = PlayedCall(call.sid, call.number, caller)
         self.done = False
@@ -795,6 +821,12 @@ class CallPlayer:
             menu = Menu("zip", first)
         if one_language:
             self.played.language = first
+        if self.blocked:
+            reply = yield from self._exchange(self.call.voice(), Menu("goodbye", first))
+            self.played.blocked = True
+            self._hear(reply)
+            self._heard("[the line hangs up]")
+            return
         reply = yield from self._exchange(self.call.voice(), menu)
         while True:
             if menu.kind in MENUS:
@@ -833,11 +865,14 @@ class CallPlayer:
         reply = yield from self._exchange(request, following, choice)
         return following, reply
 
-    def _after_key(self, menu: Menu, digits: str) -> tuple[Menu, Choice | ZipEntry | None]:
+    def _after_key(self, menu: Menu, digits: str) -> tuple[Menu, Choice | ZipEntry | CallbackNote | None]:
         """The menu rules (ivr/menu.py, README "Caller-facing behaviour"): where a key leads,
         and the choice the line stores for it."""
         line, language, misses = self.line, menu.language, menu.misses
         missed = replace(menu, misses=misses + 1)
+        if menu.kind == "callback":  # 1 asks for a call back; anything else, or nothing, goes on
+            note = CallbackNote(menu.topic) if digits == CALLBACK_KEY else None
+            return Menu("next", language, topics_chosen=menu.topics_chosen), note
         if menu.kind == "next":
             if digits == ANOTHER_TOPIC_KEY:
                 return Menu("topic", language, topics_chosen=menu.topics_chosen), None
@@ -936,6 +971,8 @@ class CallPlayer:
                 following = Menu("gone", language)
             elif seconds == 0:
                 following = replace(menu, misses=1)
+            elif menu.topic in self.line.callbacks and not self.call.caller.withheld:
+                following = Menu("callback", language, topic=menu.topic, topics_chosen=topics)
             else:
                 following = Menu("next", language, topics_chosen=topics)
             request = replace(self.call.record_action(reply.action, recording, ending), note=comment)

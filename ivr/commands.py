@@ -39,10 +39,22 @@ line_cli = AppGroup("line", help="The line's script, and trying the line without
 
 
 def _read(path: str | None) -> dict:
+    """The checked script file; refused when a topic offers call-backs and the line has no
+    CALLBACK_KEY to keep callers' numbers with."""
     try:
-        return read_script_file(path or current_app.config["LINE_CONFIG"])
+        data = read_script_file(path or current_app.config["LINE_CONFIG"])
     except ScriptError as exc:
         raise click.ClickException(str(exc)) from None
+    offering = [t["slug"] for t in data["topics"] if t.get("callback")]
+    if offering and not current_app.config["CALLBACK_KEY"]:
+        raise click.ClickException(NO_CALLBACK_KEY.format(topics=", ".join(offering)))
+    return data
+
+
+NO_CALLBACK_KEY = (
+    "topics {topics} offer call-backs, but CALLBACK_KEY is not set: callers' numbers would have no key to be"
+    " kept with. Set CALLBACK_KEY (see .env.example) or set callback: false."
+)
 
 
 @line_cli.command("load")

@@ -101,7 +101,7 @@ class FactsCollector:
         )
         comments = GaugeMetricFamily("commentline_comments", "Comments by topic (all time)", labels=["topic"])
         try:
-            counted = tally(db.session)
+            counted = tally(db.session, flags=False)
         except SQLAlchemyError:
             db.session.rollback()
             return

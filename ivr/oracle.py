@@ -4,12 +4,14 @@ A pure function of `PlayedCall` records (ivr/caller.py): it never reads the line
 calls its counting code. The rules are the ones the README and models/tally.py state:
 
 - `calls`: every call some request of which reached the line (a callback alone makes one);
-- `unrouted`: those that chose no topic;
+- `unrouted`: those that chose no topic, but for the blocked ones;
+- `blocked`: those the line answered with the block list's message;
 - per topic, `calls`: the calls that chose it (the general topic counts as chosen after
   three missed keys); `callers`: their distinct numbers, withheld ones excluded (None when
   the line keeps no numbers); `comments`: recordings on it whose `<Record>` action got
   through, longer than 0 s, not absent or failed; `stance`: per call, the last position
-  pressed on the topic.
+  pressed on the topic; `callbacks`: the calls that asked for a call back after a comment on
+  it.
 - with `districts` (models.line.District), per topic `district`: its calls and positions by
   where the ZIP code the caller entered puts them (`inside`, `outside`, `unknown`), keyed by
   district name when there are several; with `inside`, only the calls inside that district
@@ -48,7 +50,8 @@ def expected_counts(
     inside: Iterable[str] | None = None,
     voices: bool = False,
 ) -> dict:
-    """`{"calls", "unrouted", "topics": {slug: {"calls", "callers", "comments", "stance"}}}`
+    """`{"calls", "unrouted", "blocked", "topics": {slug: {"calls", "callers", "comments",
+    "stance", "callbacks"}}}`
     for the calls `played`; every slug in `slugs` is listed (with zeros if never chosen).
     `districts` ({name: ZIP codes}) adds each topic's `district`, `voices` its `per_caller`;
     `inside` (ZIP codes) counts only the calls whose caller entered one of them."""
@@ -66,6 +69,7 @@ def expected_counts(
                 "callers": set(),
                 "comments": 0,
                 "stance": dict.fromkeys(STANCE_NAMES, 0),
+                "callbacks": 0,
                 "latest": {},
             }
             if districts:
@@ -74,14 +78,18 @@ def expected_counts(
 
     for slug in slugs:
         topic(slug)
-    calls = unrouted = 0
+    calls = unrouted = blocked = 0
     for call in played:
         if not call.reached or (inside is not None and call.entered_zip not in set(inside)):
             continue
         calls += 1
         chosen = call.topics
-        if not chosen:
+        if call.blocked:
+            blocked += 1
+        elif not chosen:
             unrouted += 1
+        for slug in call.callbacks:
+            topic(slug)["callbacks"] += 1
         for slug, stance in chosen.items():
             counts = topic(slug)
             counts["calls"] += 1
@@ -108,7 +116,7 @@ def expected_counts(
             counts["per_caller"] = per_caller if callers_known else None
         if districts and len(districts) == 1:
             counts["district"] = next(iter(counts["district"].values()))
-    return {"calls": calls, "unrouted": unrouted, "topics": topics}
+    return {"calls": calls, "unrouted": unrouted, "blocked": blocked, "topics": topics}
 
 
 def counts_shown(body: dict) -> dict:
@@ -116,6 +124,7 @@ def counts_shown(body: dict) -> dict:
     return {
         "calls": body["calls"],
         "unrouted": body["unrouted"],
+        "blocked": body.get("blocked", 0),
         "topics": {
             t["slug"]: {
                 "calls": t["calls"],
@@ -124,6 +133,7 @@ def counts_shown(body: dict) -> dict:
                 "stance": {name: t["stance"][name] for name in STANCE_NAMES},
                 "per_caller": t.get("per_caller"),
                 "district": t.get("district"),
+                "callbacks": t.get("callbacks", 0),
             }
             for t in body["topics"]
         },
@@ -135,10 +145,10 @@ def compare_counts(expected: dict, body: dict) -> list[str]:
     agree. A topic the record does not name must show nothing."""
     shown = counts_shown(body)
     problems = []
-    for name in ("calls", "unrouted"):
-        if shown[name] != expected[name]:
+    for name in ("calls", "unrouted", "blocked"):
+        if shown[name] != expected.get(name, 0):
             problems.append(f"{name}: the API says {shown[name]}, the callers played {expected[name]}")
-    nothing = {"calls": 0, "callers": 0, "comments": 0, "stance": dict.fromkeys(STANCE_NAMES, 0)}
+    nothing = {"calls": 0, "callers": 0, "comments": 0, "stance": dict.fromkeys(STANCE_NAMES, 0), "callbacks": 0}
     for slug in sorted(expected["topics"].keys() | shown["topics"].keys()):
         want, got = expected["topics"].get(slug), shown["topics"].get(slug)
         if got is None:
@@ -146,8 +156,8 @@ def compare_counts(expected: dict, body: dict) -> list[str]:
             continue
         if want is None:
             want = {**nothing, "callers": got["callers"] if got["callers"] is None else 0}
-        for name in ("calls", "callers", "comments"):
-            if got[name] != want[name]:
+        for name in ("calls", "callers", "comments", "callbacks"):
+            if got[name] != want.get(name, 0):
                 problems.append(f"topic {slug} {name}: the API says {got[name]}, the callers played {want[name]}")
         for stance in STANCE_NAMES:
             if got["stance"][stance] != want["stance"][stance]:

@@ -20,7 +20,9 @@ from werkzeug.exceptions import HTTPException
 
 from facts import Fact, WritePath, write_path
 from models import db, utcnow
-from models.calls import call_values
+from models.blocklist import block_list
+from models.callbacks import CallbackKeyMissing, seal_number
+from models.calls import call_values, is_withheld
 from models.line import LineScript, TopicScript, is_zip, line_script, read_script_file, script_from_file
 from models.recordings import reference_for
 
@@ -191,9 +193,23 @@ def choice(w: Webhook, step: int, kind: str, now: datetime, **values) -> Fact:
 def welcome():
     w = webhook()
     script = w.script()
+    call = w.call(utcnow())
+    if is_blocked(w):  # stored and counted as blocked; the caller hears why the line ends
+        call["blocked"] = True
+        store(w, [Fact("call", {"values": call})])
+        return answer(twiml.blocked(script))
     only = script.languages[0].code if len(script.languages) == 1 else None
-    store(w, [Fact("call", {"values": w.call(utcnow()), "language": only})])
+    store(w, [Fact("call", {"values": call, "language": only})])
     return answer(twiml.welcome(script, w.base))
+
+
+def is_blocked(w: Webhook) -> bool:
+    """Whether `From` is on the block list, as this process's cache of it says (refreshed
+    every BLOCK_LIST_CACHE_SECONDS; models/blocklist.py)."""
+    cache = block_list(w.app)
+    return cache.is_blocked(
+        db.session, w.config["CALLER_HASH_KEY"], w.form.get("From"), database_ok=w.facts.breaker.closed()
+    )
 
 
 @bp.post("/language")
@@ -350,7 +366,52 @@ def comment_recorded():
         return answer(twiml.nothing())  # Twilio ignores it; the caller has gone
     if not duration:
         return answer(twiml.record_comment(script, base, language, topic, stance, step, 1, "no_comment"))
+    if sid and topic is not None and topic.callback and offers_callback(w):
+        return answer(twiml.comment_saved_offer_callback(script, base, language, step + 1, reference, topic.slug, sid))
     return answer(twiml.comment_saved(script, base, language, step + 1, reference))
+
+
+def offers_callback(w: Webhook) -> bool:
+    """A call-back can be offered: the caller's number is known, and there is a key to keep it
+    with (production without CALLBACK_KEY offers none, and says so in the log)."""
+    if is_withheld(w.form.get("From")):
+        return False
+    if not w.config["CALLBACK_KEY"]:
+        w.app.logger.warning("a topic offers call-backs but CALLBACK_KEY is not set: not offered")
+        return False
+    return True
+
+
+@bp.post("/callback")
+def callback_requested():
+    """After a comment on a topic that offers it: 1 asks for a call back. The number is
+    sealed here (models/callbacks.py), so no journal or spool holds it in the clear. Any
+    other key, or none, goes on to the choice of another topic."""
+    w = webhook()
+    script, base = w.script(), w.base
+    step, language, digits = w.state("s"), w.arg("l"), w.pressed()
+    topic = script.topic(w.arg("t"))
+    if digits != "1":
+        return answer(twiml.another_menu(script, base, language, step + 1, 0))
+    now = utcnow()
+    try:
+        sealed = seal_number(w.config["CALLBACK_KEY"], (w.form.get("From") or "").strip())
+    except CallbackKeyMissing:
+        sealed = None
+    request_fact = Fact(
+        "callback",
+        {
+            "call_sid": w.call_sid,
+            "step": step,
+            "at": now,
+            "topic": topic.slug if topic else None,
+            "recording_sid": (w.arg("r") or "")[:64] or None,
+            "number_sealed": sealed,
+        },
+    )
+    store(w, [Fact("call", {"values": w.call(now)}), request_fact])
+    code = script.language(language).code
+    return answer(twiml.another_menu(script, base, code, step + 1, 0, lead=script.say(code, "callback_taken")))
 
 
 @bp.post("/no-comment")
@@ -506,4 +567,5 @@ RESUMABLE = {
     "recorded": comment_recorded,
     "no-comment": no_comment,
     "next": another_topic,
+    "callback": callback_requested,
 }

@@ -184,6 +184,31 @@ def comment_saved(script: LineScript, base: str, language: str, step: int, refer
 
 
 @lru_cache(maxsize=CACHE_SIZE)
+def comment_saved_offer_callback(
+    script: LineScript, base: str, language: str, step: int, reference: str | None, topic: str, recording_sid: str
+) -> str:
+    """Thanks, the reference number, then "to ask for a call back, press 1" (a topic that
+    offers call-backs). No key, or another key: the choice of another topic."""
+    lang = script.language(language)
+    text = [script.say(lang.code, "thanks")]
+    if reference:
+        text.append(script.say(lang.code, "reference", reference=spoken_digits(reference)))
+    text.append(script.say(lang.code, "callback_offer"))
+    target = url(base, "callback", s=step, l=lang.code, t=topic, r=recording_sid)
+    return _menu(script, target, target, [(" ".join(text), lang)])
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def blocked(script: LineScript) -> str:
+    """A number on the block list: a short message, and the line hangs up."""
+    lang = script.languages[0]
+    response = VoiceResponse()
+    _say(response, script.say(lang.code, "blocked"), lang)
+    response.hangup()
+    return str(response)
+
+
+@lru_cache(maxsize=CACHE_SIZE)
 def another_menu(
     script: LineScript, base: str, language: str, step: int, misses: int, notice: str = "", lead: str = ""
 ) -> str:

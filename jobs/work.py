@@ -9,6 +9,8 @@ from datetime import timedelta
 from sqlalchemy import and_, exists, or_, select
 
 from models import Recording, Transcription, utcnow
+from models.audit import audit
+from models.callbacks import purge_numbers
 from models.holds import destroy_released_originals
 from models.jobs import Job
 from models.recordings import NOT_A_COMMENT
@@ -59,5 +61,8 @@ def sweep(session, config) -> int:
     rows = missing_transcript(session, unqueued_only=True)
     for row in rows:
         plan_transcription(session, config, row)
+    erased = purge_numbers(session, config["CALLBACK_KEEP_DAYS"])
+    if erased:  # call-back numbers past CALLBACK_KEEP_DAYS (models/callbacks.py)
+        audit(session, "system:worker", "callback_purge", "callbacks", erased=erased)
     session.commit()
     return len(sids) + len(rows)

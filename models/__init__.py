@@ -2,6 +2,8 @@
 
 from .audit import AuditEntry, audit
 from .base import Base, db, insert_for, utcnow
+from .blocklist import BlockedNumber
+from .callbacks import CallbackRequest
 from .calls import Call, CallTopic, Choice
 from .comments import CommentState
 from .holds import HeldTranscript, LegalHold
@@ -17,6 +19,8 @@ __all__ = [
     "ApiToken",
     "AuditEntry",
     "Base",
+    "BlockedNumber",
+    "CallbackRequest",
     "Call",
     "CallerDay",
     "CallerHour",

@@ -15,7 +15,7 @@ import hmac
 from datetime import datetime
 from functools import lru_cache
 
-from sqlalchemy import ForeignKey, Index, Integer, String, func, select, update
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, func, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import db
@@ -35,6 +35,7 @@ WITHHELD_NUMBERS = {
     "+86282452253",
     "+7378742833",
     "+2562533",
+    "+8656696",
 }
 LOCATION_FIELDS = {
     "FromCity": "from_city",
@@ -47,8 +48,14 @@ LOCATION_FIELDS = {
 
 class Call(db.Model):
     __tablename__ = "calls"
-    # A caller's calls, for their latest position on a topic (facts/writer.py `note_voices`).
-    __table_args__ = (Index("ix_calls_caller_hash", "caller_hash"),)
+    # A caller's calls by start: their latest position on a topic (facts/writer.py
+    # `note_voices`) and the flags (models/flags.py), which the other indexes serve too.
+    __table_args__ = (
+        Index("ix_calls_caller_hash_started_at", "caller_hash", "started_at"),
+        Index("ix_calls_stir_verstat_started_at", "stir_verstat", "started_at"),
+        Index("ix_calls_caller_withheld_started_at", "caller_withheld", "started_at"),
+        Index("ix_calls_blocked_started_at", "blocked", "started_at"),
+    )
 
     call_sid: Mapped[str] = mapped_column(String(64), primary_key=True)
     account_sid: Mapped[str | None] = mapped_column(String(64))
@@ -71,6 +78,12 @@ class Call(db.Model):
     duration: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[str | None] = mapped_column(String(16))
     topics: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # distinct topics chosen
+    # Facts for the flags (models/flags.py): Twilio's SHAKEN/STIR verdict on `From`
+    # (`StirVerstat`), whether `From` was withheld (None: no request with `From` seen yet), and
+    # whether the line answered the call with the block list's message.
+    stir_verstat: Mapped[str | None] = mapped_column(String(64))
+    caller_withheld: Mapped[bool | None] = mapped_column(Boolean)
+    blocked: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class Choice(db.Model):
@@ -126,7 +139,16 @@ def call_values(form, *, mode: str, key: str, seen_at: datetime) -> dict:
     for param, column in LOCATION_FIELDS.items():
         value = form.get(param)
         values[column] = value[:128] if value else None
+    verstat = (form.get("StirVerstat") or "").strip()
+    values["stir_verstat"] = verstat[:64] or None
+    values["caller_withheld"] = is_withheld(form["From"]) if "From" in form else None
+    values["blocked"] = None
     return values
+
+
+def is_withheld(from_number: str | None) -> bool:
+    """Whether `From` is one of the values Twilio gives a withheld or unknown number."""
+    return (from_number or "").strip().lower() in WITHHELD_NUMBERS
 
 
 def expected_call_topics(session) -> dict[tuple[str, int], str | None]:
@@ -174,6 +196,9 @@ CALL_COLUMNS = (
     Call.caller_name,
     Call.started_at,
     Call.language,
+    Call.stir_verstat,
+    Call.caller_withheld,
+    Call.blocked,
 )
 CALL_KEYS = tuple(c.key for c in CALL_COLUMNS)
 

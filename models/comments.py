@@ -15,11 +15,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, Text, and_, exists, func, or_, select, tuple_, update
+from sqlalchemy import (
+    JSON,
+    ForeignKey,
+    Index,
+    Integer,
+    Text,
+    and_,
+    exists,
+    false,
+    func,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import db, insert_for, utcnow
+from .callbacks import CallbackRequest
 from .calls import Call
 from .line import Topic
 from .recordings import (
@@ -74,6 +90,9 @@ class InboxFilter:
     # ZIP code entered); None: anywhere.
     place: str | None = None
     district_zips: frozenset[str] = frozenset()
+    calls: Any = None  # a SELECT of call_sids the comment's call must be among (the flags' filter)
+    no_calls: bool = False  # no call can match (a flag filter while every rule is off)
+    callback: bool | None = None  # the caller asked for a call back during the call, or not
 
 
 @dataclass
@@ -232,6 +251,13 @@ def comment_conditions(f: InboxFilter, *, search: str = "either") -> list:
     if f.has_transcript is not None:
         has = and_(_has_text(), ~text_removed)
         conditions.append(has if f.has_transcript else ~has)
+    if f.no_calls:
+        conditions.append(false())
+    if f.calls is not None:
+        conditions.append(Recording.call_sid.in_(f.calls))
+    if f.callback is not None:
+        asked = exists().where(CallbackRequest.call_sid == Recording.call_sid)
+        conditions.append(asked if f.callback else ~asked)
     words = f.search.strip()
     if words:
         number = reference_in(words)

@@ -39,16 +39,23 @@ WORDING_KEYS = (
     "zip_prompt",
     "zip_retry",
 )
-# Wording a script file may leave out: the ZIP step's, added to the line with it. A language
-# without its own gets these (by the language's first two letters, else English's).
+# Wording a script file may leave out: the ZIP step's, the call-back offer's and the block
+# list's, added to the line with those features. A language without its own gets these (by
+# the language's first two letters, else English's).
 OPTIONAL_WORDING = {
     "en": {
         "zip_prompt": "Please enter your five-digit ZIP code, or press pound to skip.",
         "zip_retry": "Sorry, that is not a five-digit ZIP code.",
+        "callback_offer": "To ask for a call back, press 1. Otherwise, press 2.",
+        "callback_taken": "Thank you. We will call you back.",
+        "blocked": "This line cannot take your call. Goodbye.",
     },
     "es": {
         "zip_prompt": "Por favor, marque su código postal de cinco dígitos, u oprima la tecla de número para omitirlo.",
         "zip_retry": "Disculpe, ese no es un código postal de cinco dígitos.",
+        "callback_offer": "Para pedir que le devolvamos la llamada, oprima 1. Si no, oprima 2.",
+        "callback_taken": "Gracias. Le devolveremos la llamada.",
+        "blocked": "Esta línea no puede tomar su llamada. Adiós.",
     },
 }
 KEYPAD = set("0123456789")
@@ -91,6 +98,8 @@ class Topic(db.Model):
     position: Mapped[int] = mapped_column(Integer, default=0)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     stance: Mapped[bool] = mapped_column(Boolean, default=False)
+    # After a comment: "to ask for a call back, press 1" (models/callbacks.py).
+    callback: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     names: Mapped[dict] = mapped_column(JSON)
     prompts: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -220,6 +229,7 @@ class TopicScript:
     names: tuple[tuple[str, str], ...]
     prompts: tuple[tuple[str, str], ...] = ()
     enabled: bool = True
+    callback: bool = False  # offers a call-back after the comment
 
     def name(self, language: str) -> str:
         return dict(self.names).get(language) or self.names[0][1]
@@ -288,7 +298,7 @@ class LineScript:
 
     def say(self, language: str, key: str, **values: str) -> str:
         text = self.wording.get(language, {}).get(key) or self.wording[self.languages[0].code].get(key)
-        if text is None:  # wording a stored script may lack (the ZIP step's)
+        if text is None:  # wording a stored script may lack (the ZIP step's, the call-back's)
             text = OPTIONAL_WORDING.get(language[:2].lower(), OPTIONAL_WORDING["en"])[key]
         return text.format(**values) if values else text
 
@@ -312,7 +322,14 @@ def build_script(settings: LineSettings, topics: list[Topic]) -> LineScript:
         languages=tuple(Language(lang["code"], lang["digit"], lang["voice"]) for lang in settings.languages),
         topics=tuple(
             TopicScript(
-                t.id, t.slug, t.digit, t.stance, tuple(t.names.items()), tuple((t.prompts or {}).items()), t.enabled
+                t.id,
+                t.slug,
+                t.digit,
+                t.stance,
+                tuple(t.names.items()),
+                tuple((t.prompts or {}).items()),
+                t.enabled,
+                bool(t.callback),
             )
             for t in ordered
         ),
@@ -417,7 +434,9 @@ def _settings_values_of(row: LineSettings) -> dict:
 
 
 def _topic_values_of(row: Topic) -> dict:
-    return {key: getattr(row, key) for key in ("digit", "position", "enabled", "stance", "names", "prompts")}
+    return {
+        key: getattr(row, key) for key in ("digit", "position", "enabled", "stance", "callback", "names", "prompts")
+    }
 
 
 def _topic_values(topic: dict, position: int) -> dict:
@@ -426,6 +445,7 @@ def _topic_values(topic: dict, position: int) -> dict:
         "position": position,
         "enabled": bool(topic.get("enabled", True)),
         "stance": bool(topic.get("stance", False)),
+        "callback": bool(topic.get("callback", False)),
         "names": dict(topic["name"]),
         "prompts": dict(topic.get("prompt") or {}),
     }

@@ -60,7 +60,10 @@ def number_for(reference: str) -> int | None:
 
 class Recording(db.Model):
     __tablename__ = "recordings"
-    __table_args__ = (Index("ix_recordings_topic_id", "topic_id"),)
+    __table_args__ = (
+        Index("ix_recordings_topic_id", "topic_id"),
+        Index("ix_recordings_duration", "duration"),  # short comments (models/flags.py)
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     recording_sid: Mapped[str] = mapped_column(String(64), unique=True)

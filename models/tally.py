@@ -9,7 +9,11 @@ and `flask counts verify`'s recomputation both follow it, and `tally()` reads th
   `From` among them (withheld numbers excluded; None when numbers are not kept);
   `comments`: recordings for the topic longer than 0 s whose status is not absent or
   failed; `stance`: per call and topic, the position of the highest step that gave one.
-- `unrouted`: calls that chose no topic.
+- `unrouted`: calls that chose no topic, but for the blocked ones.
+- `blocked`: calls answered with the block list's message (they choose no topic).
+- `flagged`, per topic `flagged`: calls with any flag (models/flags.py, computed from the
+  facts with the rules' current settings); per topic `callbacks`: calls that asked for a call
+  back about it (models/callbacks.py). Both count calls, beside all calls.
 - `line_callers()`: distinct callers of the whole line: a caller counts once however many
   calls and topics, whether or not a call chose a topic (the summaries keep the whole line's
   callers as topic 0).
@@ -58,6 +62,7 @@ from datetime import date, datetime, time, timedelta
 from sqlalchemy import and_, case, distinct, exists, false, func, literal, or_, select, union_all
 
 from .calls import Call, CallTopic
+from .flags import FlagCounts, FlagRules, count_blocked, count_callbacks, count_flagged
 from .line import District, Topic
 from .recordings import NOT_A_COMMENT, Recording
 from .summary import (
@@ -89,6 +94,8 @@ class TopicCount:
     stance: dict = field(default_factory=lambda: dict.fromkeys(STANCE_NAMES, 0))
     per_caller: dict | None = None
     district: dict | None = None
+    flagged: int = 0
+    callbacks: int = 0
 
     def figures(self) -> list:
         """calls, callers ("" when numbers are not kept), comments, support, oppose, other:
@@ -127,6 +134,8 @@ class Tally:
     calls: int
     unrouted: int
     topics: list[TopicCount]
+    flagged: int = 0
+    blocked: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -324,10 +333,14 @@ def tally(
     districts: tuple[District, ...] = (),
     inside: District | None = None,
     voices: bool | None = None,
+    flag_rules: FlagRules | None = None,
+    flags: bool = True,
 ) -> Tally:
     """Counts for calls first seen in [since, until) (naive UTC; None for open ends). With
     `districts`, each topic's split by district; with `inside`, only the calls inside it;
-    `voices` (default on) adds one voice per caller, None when callers are not known."""
+    `voices` (default on) adds one voice per caller, None when callers are not known. Flags
+    by `flag_rules` (default: each rule's default setting); `flags=False` leaves `flagged` and
+    `callbacks` at 0 (the chart's bars and the metrics, which do not show them)."""
     voices = callers_known and voices is not False  # callers must be told apart to count each once
     zips = zip_split(session, since, until) if districts or inside is not None else {}
     if inside is not None:
@@ -354,6 +367,11 @@ def tally(
     per_caller = caller_voices(session, since, until) if voices else {}
     if inside is not None:
         per_caller = {t: {z: c for z, c in by_zip.items() if z in inside.zips} for t, by_zip in per_caller.items()}
+    within = inside.zips if inside is not None else None
+    rules = flag_rules or FlagRules()
+    flagged = count_flagged(session, rules, since, until, within) if flags else FlagCounts(0, {})
+    callbacks = count_callbacks(session, since, until, within) if flags else {}
+    blocked = count_blocked(session, since, until, within)
 
     counts = []
     for topic in session.scalars(select(Topic).order_by(Topic.position, Topic.id)):
@@ -374,9 +392,12 @@ def tally(
                 stance={name: found.get(name, 0) for name in STANCE_NAMES},
                 per_caller=voice if voices else None,
                 district=district_split(zips.get(topic.id, {}), districts) if districts else None,
+                flagged=flagged.by_topic.get(topic.id, 0),
+                callbacks=callbacks.get(topic.id, 0),
             )
         )
-    return Tally(calls=total.calls, unrouted=total.calls - total.routed, topics=counts)
+    unrouted = total.calls - total.routed - blocked  # a blocked call is in no topic
+    return Tally(calls=total.calls, unrouted=unrouted, topics=counts, flagged=flagged.flagged, blocked=blocked)
 
 
 def district_split(by_zip: dict[str, dict[str, int]], districts: tuple[District, ...]) -> dict:

@@ -45,6 +45,8 @@ class User(db.Model):
     role: Mapped[str] = mapped_column(String(16), default="staff")
     password_hash: Mapped[str | None] = mapped_column(String(255))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The call-back role: sees the numbers of callers who asked for a call back.
+    callbacks: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     session_stamp: Mapped[str] = mapped_column(String(32), default=lambda: secrets.token_hex(16))
     reset_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     reset_expires_at: Mapped[datetime | None]

@@ -115,6 +115,10 @@ def change_user(user_id: int, change: str):
             return redirect(url_for("console.users"))
         record("user_role", f"user {user.email}", before=user.role, after=role)
         user.role = role
+    elif change == "callbacks":  # the call-back role: sees callers' numbers (staff/callbacks_page.py)
+        wanted = request.form.get("callbacks") == "on"
+        record("user_callbacks", f"user {user.email}", before=user.callbacks, after=wanted)
+        user.callbacks = wanted
     elif change == "reset":
         if request.form.get("how") == "password":
             password = generate_password()
@@ -127,7 +131,7 @@ def change_user(user_id: int, change: str):
             return users_page(status=400)
     else:
         abort(404)
-    if change != "role":
+    if change not in ("role", "callbacks"):
         record(f"user_{change}", f"user {user.email}", how=request.form.get("how") if change == "reset" else None)
     db.session.commit()
     if shown:
@@ -151,6 +155,7 @@ def topic_values(form, languages: list[str]) -> dict:
     return {
         "digit": form.get("digit", "").strip(),
         "stance": form.get("stance") == "on",
+        "callback": form.get("callback") == "on",
         "enabled": form.get("enabled") == "on",
         "names": {code: " ".join(form.get(f"name_{code}", "").split()) for code in languages},
         "prompts": {
@@ -163,6 +168,8 @@ def topic_values(form, languages: list[str]) -> dict:
 
 def topic_problem(values: dict, others: list[Topic], general: str, slug: str) -> str | None:
     """Why these values cannot be saved for topic `slug`, or None."""
+    if values["callback"] and not current_app.config["CALLBACK_KEY"]:
+        return "Call-backs need CALLBACK_KEY (a key of their own, to keep callers' numbers): ask whoever runs the line."
     if values["digit"] not in list("0123456789"):
         return "The key must be one digit, 0 to 9."
     if any(not name for name in values["names"].values()):

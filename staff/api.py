@@ -9,6 +9,7 @@ from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
 from models import CommentState, Recording, Topic, Transcription, db, utcnow
+from models.flags import FlagRules
 from models.line import District, LineScript, line_script
 from models.recordings import NOT_A_COMMENT
 from models.tally import STANCE_NAMES, Tally, district_columns, tally
@@ -20,9 +21,10 @@ from .windows import parse_window
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
 COUNTS_CSV_HEADER = ["slug", "digit", "name", "calls", "callers", "comments", "support", "oppose", "other"]
-# After the columns above, in this order: one voice per caller, then each district's split
-# (`models.tally.district_columns`: inside_calls … unknown_other, prefixed by the district's
-# name when the line has several).
+# After the columns above, in this order: calls flagged and call-backs asked, one voice per
+# caller, then each district's split (`models.tally.district_columns`: inside_calls …
+# unknown_other, prefixed by the district's name when the line has several).
+FLAG_COLUMNS = ["flagged", "callbacks"]
 PER_CALLER_COLUMNS = [f"per_caller_{name}" for name in STANCE_NAMES]
 MAX_PAGE = 200
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -76,13 +78,15 @@ def district_asked(script: LineScript) -> District | None:
 def current_tally(script: LineScript) -> Tally:
     since, until = window()
     inside = district_asked(script)
+    config = current_app.config
     return tally(
         db.session,
         since,
         until,
-        callers_known=current_app.config["CALLER_NUMBERS"] != "none",
+        callers_known=config["CALLER_NUMBERS"] != "none",
         districts=script.districts,
         inside=inside,
+        flag_rules=FlagRules.from_config(config),
     )
 
 
@@ -92,7 +96,10 @@ def line():
     first = script.languages[0].code
     return jsonify(
         languages=[{"code": lang.code, "digit": lang.digit} for lang in script.languages],
-        topics=[{"slug": t.slug, "digit": t.digit, "name": t.name(first), "stance": t.stance} for t in script.menu],
+        topics=[
+            {"slug": t.slug, "digit": t.digit, "name": t.name(first), "stance": t.stance, "callback": t.callback}
+            for t in script.menu
+        ],
         zip_step=script.zip_step,
         asks_zip=script.zip_step != "off",
         districts=[{"name": d.name, "zips": sorted(d.zips)} for d in script.districts],
@@ -110,9 +117,15 @@ def counts():
 def counts_csv():
     script = current_script()
     result = current_tally(script)
-    header = [*COUNTS_CSV_HEADER, *PER_CALLER_COLUMNS, *district_columns(script.districts)]
+    header = [*COUNTS_CSV_HEADER, *FLAG_COLUMNS, *PER_CALLER_COLUMNS, *district_columns(script.districts)]
     rows = (
-        [t.slug, t.digit, t.name, *t.figures(), *t.voice_figures(), *t.district_figures(script.districts)]
+        [
+            *(t.slug, t.digit, t.name),
+            *t.figures(),
+            *(t.flagged, t.callbacks),
+            *t.voice_figures(),
+            *t.district_figures(script.districts),
+        ]
         for t in result.topics
     )
     return Response(

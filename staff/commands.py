@@ -9,8 +9,10 @@ from flask import current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
 
-from models import ApiToken, db, summary, utcnow
+from models import ApiToken, audit, db, summary, utcnow
+from models.callbacks import purge_numbers
 from models.calls import repair_starts, verify_call_topics
+from models.flags import FlagRules
 from models.tally import tally
 from models.tokens import create_token
 
@@ -18,6 +20,19 @@ from .windows import BadWindow, parse_window
 
 tokens_cli = AppGroup("tokens", help="Bearer tokens for the JSON API.")
 counts_cli = AppGroup("counts", help="The counts, and a check that they agree with the facts.")
+callbacks_cli = AppGroup("callbacks", help="Call-back requests: erase numbers past CALLBACK_KEEP_DAYS.")
+
+
+@callbacks_cli.command("purge")
+def callbacks_purge() -> None:
+    """Erase the numbers of call-back requests older than CALLBACK_KEEP_DAYS days (the worker
+    does it too, every WORKER_SWEEP_SECONDS); the requests stay, so the counts do not change."""
+    days = current_app.config["CALLBACK_KEEP_DAYS"]
+    erased = purge_numbers(db.session, days)
+    if erased:
+        audit(db.session, "cli", "callback_purge", "callbacks", erased=erased)
+    db.session.commit()
+    click.echo(f"Erased {erased} call-back number(s) older than {days} days." if days else "CALLBACK_KEEP_DAYS is 0.")
 
 
 @tokens_cli.command("create")
@@ -65,7 +80,9 @@ def counts_show(since: str | None, until: str | None) -> None:
         start, end = parse_window(since, until, current_app.config["LINE_TIMEZONE"])
     except BadWindow as exc:
         raise click.BadParameter(str(exc)) from None
-    result = tally(db.session, start, end, callers_known=current_app.config["CALLER_NUMBERS"] != "none")
+    config = current_app.config
+    rules = FlagRules.from_config(config)
+    result = tally(db.session, start, end, callers_known=config["CALLER_NUMBERS"] != "none", flag_rules=rules)
     click.echo(json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
 
 

@@ -27,6 +27,7 @@ from models.comments import (
     reference_in,
     set_note,
 )
+from models.flags import FLAG_NAMES, FlagRules, flagged_calls, flags_of
 from models.holds import holds_covering
 from models.line import District, LineScript, line_script
 from models.recordings import number_for
@@ -137,7 +138,19 @@ def url_with(endpoint: str, args: dict, **changes) -> str:
 
 # --- the inbox ----------------------------------------------------------------------------------
 
-FILTER_KEYS = ("topic", "stance", "language", "district", "from", "to", "reviewed", "transcript", "q")
+FILTER_KEYS = (
+    "topic",
+    "stance",
+    "language",
+    "district",
+    "from",
+    "to",
+    "reviewed",
+    "transcript",
+    "q",
+    "flag",
+    "callback",
+)
 PLACES = ("inside", "outside", "unknown")
 PLACE_LABELS = {"inside": "Inside", "outside": "Outside", "unknown": "ZIP code unknown"}
 
@@ -161,6 +174,13 @@ def district_choices(script: LineScript) -> dict[str, tuple[str, str, District |
 
 
 MAX_SEARCH = 200
+FLAG_LABELS = {
+    "repeat": "Same number, same topic, many times a day",
+    "burst": "Burst of calls from one number",
+    "short": "Silent or one-second comment",
+    "unverified": "Unverified or withheld number",
+}
+FLAG_LOOKBACK = timedelta(hours=6)  # longer than any call: its comments come within it
 YES_NO = {"yes": True, "no": False}
 
 
@@ -207,6 +227,14 @@ def inbox_filter(args) -> tuple[InboxFilter, dict, list[str]]:
         kept.pop("to", None)
     else:
         f.since, f.until = window.since, window.until
+    f.callback = YES_NO.get(take("callback", choice, YES_NO) or "")
+    flag = take("flag", choice, ("any", *FLAG_NAMES))
+    if flag is not None:
+        # Flags belong to calls by their start; a comment is recorded minutes after it.
+        start = f.since - FLAG_LOOKBACK if f.since is not None else None
+        rules = FlagRules.from_config(current_app.config)
+        f.calls = flagged_calls(db.session, rules, start, f.until, None if flag == "any" else flag)
+        f.no_calls = f.calls is None
     return f, kept, problems
 
 
@@ -237,9 +265,12 @@ def inbox():
     if reference_in(f.search) and not comments:
         problems.append(f"No comment has the reference number {f.search}.")
     topics = all_topics()
+    rules = FlagRules.from_config(current_app.config)
     return render_template(
         "inbox.html",
         comments=comments,
+        flags=flags_of(db.session, rules, [c.recording.call_sid for c in comments]),
+        flag_labels=FLAG_LABELS,
         filters=kept,
         problems=problems,
         newer=newer,

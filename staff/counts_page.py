@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from flask import Response, current_app, render_template, request
 
 from models import db
+from models.flags import FlagRules
 from models.line import District
 from models.summary import WHOLE_LINE
 from models.tally import STANCE_NAMES, Tally, callers_inside, line_callers, tally
@@ -123,7 +124,7 @@ def chart(slots: list[tuple[str, datetime, datetime]], topics, inside: District 
     for label, since, until in slots:
         # Bars show calls only: no slot's distinct callers are counted (at a busy day's hours,
         # they would cost more than the rest of the page).
-        counts = tally(db.session, since, until, callers_known=False, inside=inside)
+        counts = tally(db.session, since, until, callers_known=False, inside=inside, flags=False)
         series.append((label, [t.calls for t in counts.topics]))
     width, height, left, bottom, top = 900, 260, 40, 40, 10
     ticks = axis_ticks(max([sum(values) for _, values in series] + [0]))
@@ -181,7 +182,13 @@ def counts_view(args) -> CountsView:
     inside = district_shown(args) if show == "inside" else None
     callers_known = current_app.config["CALLER_NUMBERS"] != "none"
     result = tally(
-        db.session, days.since, days.until, callers_known=callers_known, inside=inside, voices=show == "voices"
+        db.session,
+        days.since,
+        days.until,
+        callers_known=callers_known,
+        inside=inside,
+        voices=show == "voices",
+        flag_rules=FlagRules.from_config(current_app.config),
     )
     picture = chart(buckets(days.first, days.last, by), result.topics, inside)
     if inside is not None:

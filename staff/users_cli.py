@@ -104,4 +104,19 @@ def users_list() -> None:
     for user in db.session.scalars(select(User).order_by(User.email)):
         state = "active" if user.active else "disabled"
         seen = f"{user.last_sign_in_at:%Y-%m-%d %H:%M}" if user.last_sign_in_at else "never"
-        click.echo(f"{user.email}\t{user.role}\t{state}\tlast sign-in {seen}")
+        role = f"{user.role}+callbacks" if user.callbacks else user.role
+        click.echo(f"{user.email}\t{role}\t{state}\tlast sign-in {seen}")
+
+
+@users_cli.command("callbacks")
+@click.argument("email")
+@click.argument("state", type=click.Choice(["on", "off"]))
+def users_callbacks(email: str, state: str) -> None:
+    """Give EMAIL the call-back role (on: sees callers' numbers on the Call-backs page), or
+    take it away (off)."""
+    user = _user(email)
+    wanted = state == "on"
+    audit(db.session, "cli", "user_callbacks", f"user {user.email}", before=user.callbacks, after=wanted)
+    user.callbacks = wanted
+    db.session.commit()
+    click.echo(f"{user.email}: call-back role {state}.")

@@ -21,7 +21,8 @@ def test_api_needs_a_valid_bearer_token(client, api_token):
 def test_line_says_what_callers_hear(api):
     body = api("/api/v1/line").json
     assert body["languages"] == [{"code": "en-US", "digit": "1"}, {"code": "es-US", "digit": "2"}]
-    assert body["topics"][0] == {"slug": "budget", "digit": "1", "name": "the proposed city budget", "stance": True}
+    budget = {"slug": "budget", "digit": "1", "name": "the proposed city budget", "stance": True, "callback": False}
+    assert body["topics"][0] == budget
     assert [t["slug"] for t in body["topics"]] == ["budget", "transit", "housing", "general"]
 
 
@@ -50,7 +51,7 @@ def test_counts_match_what_was_played(twilio, api):
     assert (t["transit"]["calls"], t["transit"]["stance"]["other"]) == (1, 1)
     assert (t["housing"]["calls"], t["housing"]["callers"], t["housing"]["comments"]) == (1, 0, 0)
     keys = {"slug", "digit", "name", "enabled", "calls", "callers", "comments", "stance", "per_caller", "district"}
-    assert set(t["budget"]) == keys
+    assert set(t["budget"]) == keys | {"flagged", "callbacks"}
     assert t["budget"]["per_caller"] == {"support": 0, "oppose": 1, "other": 0}  # one caller, their latest
     assert t["budget"]["district"] is None  # the line has no district
 
@@ -104,8 +105,24 @@ def test_counts_csv_has_the_documented_header_and_rows(twilio, api):
     assert response.mimetype == "text/csv"
     table = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
     old = ["slug", "digit", "name", "calls", "callers", "comments", "support", "oppose", "other"]
-    assert table[0] == [*old, "per_caller_support", "per_caller_oppose", "per_caller_other"]  # the old ones first
-    assert table[1] == ["budget", "1", "the proposed city budget", "1", "1", "1", "1", "0", "0", "1", "0", "0"]
+    per_caller = ["per_caller_support", "per_caller_oppose", "per_caller_other"]
+    assert table[0] == [*old, "flagged", "callbacks", *per_caller]  # the old ones first
+    assert table[1] == [
+        "budget",
+        "1",
+        "the proposed city budget",
+        "1",
+        "1",
+        "1",
+        "1",
+        "0",
+        "0",
+        "0",
+        "0",
+        "1",
+        "0",
+        "0",
+    ]
     assert len(table) == 5
 
 

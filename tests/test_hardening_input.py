@@ -13,7 +13,9 @@ from urllib.parse import quote, urlencode
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import update
 
+from models import User, db
 from tests.console_support import leave_comment, wav_bytes
 
 # Every GET page of the console, the API and the probes: its path (with `{reference}` or `{name}`
@@ -36,6 +38,8 @@ PAGES: dict[str, tuple[str, ...]] = {
         "q",
         "before",
         "after",
+        "flag",
+        "callback",
     ),
     "/comments/{reference}": ("back",),
     "/audio/{reference}": (),
@@ -46,6 +50,8 @@ PAGES: dict[str, tuple[str, ...]] = {
     "/admin/topics": (),
     "/admin/audit": ("action", "who", "target", "before"),
     "/admin/holds": (),
+    "/admin/blocked": (),
+    "/callbacks": ("done",),
     "/sign-in": ("next",),
     "/reset/{name}": (),
     "/console-static/{name}": (),
@@ -145,6 +151,9 @@ def line(media_server, app, sign_in, twilio, api_token):
     _, sid, reference = leave_comment(twilio, text="The budget is fine.")
     media_server.audio[sid] = wav_bytes(0.2)
     admin = sign_in("admin")
+    with app.app_context():  # and the call-back role, so that its page is thrown at too
+        db.session.execute(update(User).values(callbacks=True))
+        db.session.commit()
 
     def get(path: str, query: dict | None = None, headers: dict | None = None):
         path = path.replace("%7Breal%7D", reference).replace("{real}", reference)

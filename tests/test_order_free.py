@@ -8,6 +8,10 @@ are then delivered to an empty database twice: in the order they were answered, 
 transaction each; and shuffled, some twice, in random batches. Both must store the same rows
 and summaries, agree with `flask counts verify`'s recomputation, and give the same counts
 for every window.
+
+The counts compared include the flags (computed from the stored facts: models/flags.py) and
+the call-back requests: a topic offers call-backs, some callers ask, some calls carry
+Twilio's `StirVerstat`, some come from a withheld number, some record nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from app import create_app
+from config import DEFAULT_LINE_CONFIG
 from facts import write_path
 from facts.record import loads
 from facts.writer import apply
@@ -41,10 +46,13 @@ STARTS = (
     datetime(2026, 11, 30, 12, 30, 0),
     datetime(2026, 12, 1, 0, 0, 1),
 )
-KEYS = "12399*"  # languages, topics, positions, "another topic", and keys no menu takes
+KEYS = "12399*"  # languages, topics, positions, "another topic", a call-back, and keys no menu takes
 # At the ZIP code's menu: inside the district, outside it, too short, nothing (a skip).
 ZIP_ENTRIES = ("97201", "97201", "97299", "12", "-")
 DISTRICTS = (District("district", frozenset({"97201", "97204"})),)
+# English, the budget (which offers call-backs), a position, the comment, then 1: a call back.
+ASKS_FOR_A_CALL_BACK = (["1", "1", "1", "#", "1", "2"], ["1", "1", "3", "#", "1", "1", "3", "#", "2"])
+VERSTATS = (None, "TN-Validation-Passed-A", "TN-Validation-Failed-B", "No-TN-Validation")
 
 
 def callback(twilio: Twilio, path: str, **params) -> Reply:
@@ -55,7 +63,8 @@ def callback(twilio: Twilio, path: str, **params) -> Reply:
 def play(twilio: Twilio, plan: dict) -> None:
     """Follow the line's replies, pressing `plan["keys"]` at each menu and speaking at each
     `<Record>`, until the keys run out (the caller hangs up); then Twilio's callbacks."""
-    caller = twilio.call(From=plan["number"])
+    verdict = {"StirVerstat": plan["verstat"]} if plan.get("verstat") else {}
+    caller = twilio.call(From=plan["number"], **verdict)
     sent: list[tuple[str, dict]] = []
     reply = caller.dial()
     sent.append(("/twilio/voice", {**caller.params, "CallStatus": "ringing"}))
@@ -133,8 +142,10 @@ def snapshot(app) -> dict:
     depend on the order numbers were handed out, left aside)."""
     queries = {
         "calls": "SELECT call_sid, account_sid, from_number, caller_hash, to_number, from_city, from_state, from_zip, "
-        "from_country, caller_name, language, entered_zip, zip_step, started_at, ended_at, duration, status, topics "
-        "FROM calls",
+        "from_country, caller_name, language, entered_zip, zip_step, started_at, ended_at, duration, status, topics, "
+        "stir_verstat, caller_withheld, blocked FROM calls",
+        "callback_requests": "SELECT call_sid, step, topic_id, recording_sid, requested_at, "
+        "number_sealed IS NULL FROM callback_requests",
         "choices": "SELECT call_sid, step, kind, topic_id, language, stance, chosen_at FROM choices",
         "call_topics": "SELECT call_sid, topic_id, stance, stance_step FROM call_topics",
         "recordings": "SELECT recording_sid, call_sid, topic_id, stance, language, step, duration, status, "
@@ -174,7 +185,7 @@ def empty(app, url: str) -> None:
         for table in (
             "calls choices call_topics recordings recording_aliases transcriptions jobs hourly_counts "
             "topic_callers caller_hours caller_days zip_counts caller_voices voice_counts caller_periods "
-            "period_callers"
+            "period_callers callback_requests"
         ).split():
             db.session.execute(text(f"DELETE FROM {table}"))
         db.session.commit()
@@ -191,7 +202,7 @@ plans = st.lists(
     st.fixed_dictionaries(
         {
             "number": st.sampled_from(NUMBERS),
-            "keys": st.lists(st.sampled_from(KEYS), max_size=9),
+            "keys": st.one_of(st.lists(st.sampled_from(KEYS), max_size=9), st.sampled_from(ASKS_FOR_A_CALL_BACK)),
             "seconds": st.sampled_from([0, 7]),
             "recording_status": st.sampled_from([None, "completed", "absent"]),
             "transcription": st.sampled_from([None, "completed", "failed"]),
@@ -199,6 +210,7 @@ plans = st.lists(
             "retry": st.booleans(),
             "start": st.sampled_from(STARTS),
             "zips": st.lists(st.sampled_from(ZIP_ENTRIES), min_size=1, max_size=2),
+            "verstat": st.sampled_from(VERSTATS),
         }
     ),
     min_size=1,
@@ -209,7 +221,13 @@ plans = st.lists(
 @pytest.fixture
 def lines_of(tmp_path, database_url):
     """Play plans against a line whose database is away; return their spooled lines."""
-    env = line_env(database_url, tmp_path / "capture", WRITE_BEHIND="0", DB_COOL_OFF_SECONDS="86400")
+    # The database is away, so the line answers from its script file: one whose budget topic
+    # offers call-backs.
+    script = tmp_path / "line.yaml"
+    script.write_text(DEFAULT_LINE_CONFIG.read_text().replace("callback: false", "callback: true", 1))
+    env = line_env(
+        database_url, tmp_path / "capture", WRITE_BEHIND="0", DB_COOL_OFF_SECONDS="86400", LINE_CONFIG=str(script)
+    )
     capture = create_app(env)
     with capture.app_context():
         load_script(db.session, read_script_file(capture.config["LINE_CONFIG"]))

@@ -226,12 +226,14 @@ def test_oracle_counts_by_the_documented_rules():
         "callers": 1,
         "comments": 2,
         "stance": {"support": 0, "oppose": 1, "other": 1},
+        "callbacks": 0,
     }
     assert expected["topics"]["housing"] == {
         "calls": 1,
         "callers": 0,
         "comments": 1,
         "stance": {"support": 0, "oppose": 0, "other": 0},
+        "callbacks": 0,
     }
     assert expected["topics"]["transit"]["calls"] == 0
     assert expected_counts(calls, callers_known=False)["topics"]["budget"]["callers"] is None

@@ -1,0 +1,205 @@
+"""Floods flagged, never dropped; blocked numbers; call-backs (models/flags.py,
+models/blocklist.py, models/callbacks.py), with calls played as Twilio plays them.
+
+Each test asks the JSON API for the counts, as an office's tool would, and changes a rule's
+setting between two readings of the same window to see the flags follow."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from sqlalchemy import select, update
+
+from ivr.caller import NO_VALIDATION, UNVERIFIED, VERIFIED, Phone, Script, Take
+from models import db
+from models.blocklist import block_list, block_number
+from models.callbacks import CallbackRequest, open_number
+from models.calls import Call
+from models.flags import FlagRules, flags_of
+from models.line import Topic, bump_version, line_script
+from models.users import User
+
+from .conftest import CALLER, LINE
+
+BUDGET_SUPPORT = ["1", "1", "1"]  # English, the budget, "support"
+
+
+def topic_counts(body: dict, slug: str) -> dict:
+    return next(t for t in body["topics"] if t["slug"] == slug)
+
+
+def no_flag_rules(app) -> None:
+    app.config.update(
+        FLAG_REPEAT_CALLS_PER_DAY=0, FLAG_BURST_CALLS=0, FLAG_SHORT_COMMENTS=False, FLAG_UNVERIFIED_CALLERS=False
+    )
+
+
+def test_a_number_calling_forty_times_is_flagged_not_dropped(app, twilio, api):
+    for _ in range(40):
+        twilio.play(Script(BUDGET_SUPPORT, [Take(seconds=9)]), CALLER)
+    twilio.play(Script(["1", "2", "2"], [Take(seconds=9)]), replace(CALLER, number="+15035550111"))
+
+    no_flag_rules(app)
+    body = api("/api/v1/counts").json
+    budget = topic_counts(body, "budget")
+    assert (body["calls"], body["flagged"], budget["calls"], budget["flagged"]) == (41, 0, 40, 0)
+    assert budget["stance"]["support"] == 40 and budget["comments"] == 40  # every call counted
+
+    app.config["FLAG_REPEAT_CALLS_PER_DAY"] = 39  # "more than 39 a day": all forty
+    body = api("/api/v1/counts").json
+    assert (body["flagged"], topic_counts(body, "budget")["flagged"], topic_counts(body, "transit")["flagged"]) == (
+        40,
+        40,
+        0,
+    )
+    app.config["FLAG_REPEAT_CALLS_PER_DAY"] = 40  # forty is not more than forty
+    assert api("/api/v1/counts").json["flagged"] == 0
+
+
+def test_a_burst_is_flagged_and_the_setting_moves_it(app, twilio, api):
+    for _ in range(4):  # four calls within seconds
+        twilio.play(Script(["1", "3"], [Take(seconds=9)]), CALLER)
+    for _ in range(3):
+        twilio.play(Script(["1", "3"], [Take(seconds=9)]), replace(CALLER, number="+15035550112"))
+    no_flag_rules(app)
+    app.config.update(FLAG_BURST_CALLS=3, FLAG_BURST_MINUTES=10)  # more than three in ten minutes
+    body = api("/api/v1/counts").json
+    assert (body["calls"], body["flagged"], topic_counts(body, "housing")["flagged"]) == (7, 4, 4)
+    with app.app_context():
+        sids = list(db.session.scalars(select(Call.call_sid)))
+        flags = flags_of(db.session, FlagRules.from_config(app.config), sids)
+    assert sorted(len(f) for f in flags.values()) == [1, 1, 1, 1] and all(f == {"burst"} for f in flags.values())
+    app.config["FLAG_BURST_CALLS"] = 2
+    assert api("/api/v1/counts").json["flagged"] == 7
+    app.config["FLAG_BURST_CALLS"] = 4
+    assert api("/api/v1/counts").json["flagged"] == 0
+
+
+def test_silent_and_one_second_comments_are_flagged(app, twilio, api):
+    twilio.play(Script(["1", "3"], [Take(seconds=1)]), CALLER)
+    twilio.play(Script(["1", "3"], [Take(seconds=12, status="absent")]), replace(CALLER, number="+15035550113"))
+    twilio.play(Script(["1", "3"], [Take(seconds=12)]), replace(CALLER, number="+15035550114"))
+    no_flag_rules(app)
+    app.config["FLAG_SHORT_COMMENTS"] = True
+    body = api("/api/v1/counts").json
+    housing = topic_counts(body, "housing")
+    assert (body["calls"], body["flagged"], housing["calls"], housing["flagged"]) == (3, 2, 3, 2)
+    assert housing["comments"] == 2  # the absent one is no comment; the one-second one is
+    app.config["FLAG_SHORT_COMMENT_SECONDS"] = 0
+    assert api("/api/v1/counts").json["flagged"] == 1  # only the silent one
+    app.config["FLAG_SHORT_COMMENTS"] = False
+    assert api("/api/v1/counts").json["flagged"] == 0
+
+
+@pytest.mark.parametrize("mode", ["hash", "none"])
+def test_anonymous_and_unverified_numbers_are_flagged(settings, mode, request):
+    settings["CALLER_NUMBERS"] = mode
+    app, twilio, api = (request.getfixturevalue(name) for name in ("app", "twilio", "api"))
+    twilio.play(Script(["1", "3"], [Take(seconds=9)]), Phone("anonymous"))
+    twilio.play(Script(["1", "3"], [Take(seconds=9)]), Phone("+266696687"))
+    twilio.play(Script(["1", "3"], [Take(seconds=9)]), replace(CALLER, number="+15035550115", verstat=UNVERIFIED))
+    twilio.play(Script(["1", "3"], [Take(seconds=9)]), replace(CALLER, number="+15035550116", verstat=NO_VALIDATION))
+    twilio.play(Script(["1", "3"], [Take(seconds=9)]), replace(CALLER, number="+15035550117", verstat=VERIFIED))
+    twilio.play(Script(["1", "3"], [Take(seconds=9)]), CALLER)  # no StirVerstat at all
+    no_flag_rules(app)
+    app.config["FLAG_UNVERIFIED_CALLERS"] = True
+    body = api("/api/v1/counts").json
+    assert (body["calls"], body["flagged"], topic_counts(body, "housing")["flagged"]) == (6, 4, 4)
+    with app.app_context():
+        verdicts = set(db.session.scalars(select(Call.stir_verstat)))
+        assert verdicts == {None, UNVERIFIED, NO_VALIDATION, VERIFIED}
+    app.config["FLAG_UNVERIFIED_CALLERS"] = False
+    assert api("/api/v1/counts").json["flagged"] == 0
+
+
+def test_one_call_may_carry_several_flags(app, twilio, api):
+    for _ in range(4):
+        twilio.play(Script(["1", "3"], [Take(seconds=1)]), replace(CALLER, verstat=UNVERIFIED))
+    with app.app_context():
+        sids = list(db.session.scalars(select(Call.call_sid)))
+        flags = flags_of(db.session, FlagRules.from_config(app.config), sids)
+    assert all(f == {"burst", "short", "unverified"} for f in flags.values()) and len(flags) == 4
+    assert api("/api/v1/counts").json["flagged"] == 4  # calls, not flags
+
+
+def block(app, number: str, reason: str = "flooding the line") -> None:
+    with app.app_context():
+        admin = db.session.scalar(select(User).limit(1)) or "tests"
+        block_number(db.session, app.config["CALLER_HASH_KEY"], number, reason, by=admin)
+        db.session.commit()
+        block_list(app).forget()
+
+
+@pytest.mark.parametrize("mode", ["hash", "none"])
+def test_a_blocked_number_hears_a_message_and_is_counted_as_blocked(settings, mode, request):
+    settings["CALLER_NUMBERS"] = mode
+    app, twilio, api = (request.getfixturevalue(name) for name in ("app", "twilio", "api"))
+    block(app, "(503) 555-0100")  # CALLER's number, as staff type it
+    played = twilio.play(Script(BUDGET_SUPPORT, [Take(seconds=9)]), CALLER, blocked=True, keep_heard=True)
+    assert played.blocked and played.heard == ["This line cannot take your call. Goodbye.", "[the line hangs up]"]
+    twilio.play(Script(BUDGET_SUPPORT, [Take(seconds=9)]), replace(CALLER, number="+15035550118"))
+    body = api("/api/v1/counts").json
+    assert (body["calls"], body["blocked"], body["unrouted"]) == (2, 1, 0)
+    assert topic_counts(body, "budget")["calls"] == 1  # the blocked call is in no topic
+    with app.app_context():
+        blocked = db.session.scalar(select(Call).where(Call.blocked.is_(True)))
+        assert blocked is not None and blocked.from_number is None  # stored, never dropped
+
+
+def offer_callbacks(app, slug: str = "budget") -> None:
+    with app.app_context():
+        db.session.execute(update(Topic).where(Topic.slug == slug).values(callback=True))
+        bump_version(db.session)
+        db.session.commit()
+        line_script(app).forget()
+
+
+@pytest.mark.parametrize("mode", ["hash", "none"])
+def test_a_call_back_asked_keeps_the_number_sealed(settings, mode, request):
+    settings["CALLER_NUMBERS"] = mode
+    app, twilio, api = (request.getfixturevalue(name) for name in ("app", "twilio", "api"))
+    offer_callbacks(app)
+    line = replace(LINE, callbacks=frozenset({"budget"}))
+    asked = twilio.play(Script([*BUDGET_SUPPORT, "1", "2"], [Take(seconds=9)]), CALLER, line=line, keep_heard=True)
+    assert asked.callbacks == {"budget"}
+    assert "To ask for a call back, press 1. Otherwise, press 2." in " ".join(asked.heard)
+    assert any("We will call you back." in line for line in asked.heard)
+    declined = replace(CALLER, number="+15035550119")
+    assert twilio.play(Script([*BUDGET_SUPPORT, "2", "2"], [Take(seconds=9)]), declined, line=line).callbacks == set()
+    twilio.play(Script(["1", "3", "2"], [Take(seconds=9)]), replace(CALLER, number="+15035550120"), line=line)
+    # A withheld number is not offered one: there is no number to call.
+    twilio.play(Script([*BUDGET_SUPPORT, "2"], [Take(seconds=9)]), Phone("anonymous"), line=line)
+
+    body = api("/api/v1/counts").json
+    assert (topic_counts(body, "budget")["callbacks"], topic_counts(body, "housing")["callbacks"]) == (1, 0)
+    with app.app_context():
+        (row,) = db.session.scalars(select(CallbackRequest))
+        assert CALLER.number not in row.number_sealed
+        assert open_number(app.config["CALLBACK_KEY"], row.number_sealed) == CALLER.number
+        assert row.recording_sid in {sid for sid in asked.recordings}
+        kept = set(db.session.scalars(select(Call.from_number)))
+    assert kept == {None}  # only the call-back keeps the number
+
+
+def test_call_backs_need_a_key_of_their_own_in_production(tmp_path, database_url):
+    from app import create_app
+    from config import DEFAULT_LINE_CONFIG, SettingsError, load_settings
+    from facts import write_path
+
+    from .conftest import line_env
+
+    script = tmp_path / "line.yaml"
+    script.write_text(DEFAULT_LINE_CONFIG.read_text().replace("callback: false", "callback: true", 1))
+    env = line_env(database_url, tmp_path / "i", APP_ENV="production", WRITE_BEHIND="0", LINE_CONFIG=str(script))
+    assert load_settings(env)["CALLBACK_KEY"] == ""  # production generates none
+    with pytest.raises(SettingsError, match="CALLBACK_KEY must be a Fernet key"):
+        load_settings({**env, "CALLBACK_KEY": "not-a-key"})
+    app = create_app(env)
+    try:
+        result = app.test_cli_runner().invoke(args=["line", "sync"])
+        assert result.exit_code == 1 and "budget offer call-backs, but CALLBACK_KEY is not set" in result.output
+    finally:
+        write_path(app).replayer.stop()
+        with app.app_context():
+            db.engine.dispose()

@@ -162,12 +162,12 @@ def test_several_districts_are_keyed_by_name_in_the_json_and_the_csv(app, twilio
     csv = api("/api/v1/counts.csv").get_data(as_text=True).splitlines()
     header = csv[0].split(",")
     assert header[:9] == ["slug", "digit", "name", "calls", "callers", "comments", "support", "oppose", "other"]
-    assert header[9:12] == ["per_caller_support", "per_caller_oppose", "per_caller_other"]
-    assert header[12:16] == ["commissioner-1_inside_calls", "commissioner-1_inside_support"] + [
+    assert header[9:14] == ["flagged", "callbacks", "per_caller_support", "per_caller_oppose", "per_caller_other"]
+    assert header[14:18] == ["commissioner-1_inside_calls", "commissioner-1_inside_support"] + [
         "commissioner-1_inside_oppose",
         "commissioner-1_inside_other",
     ]
-    assert "mayor_unknown_other" in header and len(header) == 12 + 2 * 12
+    assert "mayor_unknown_other" in header and len(header) == 14 + 2 * 12
     row = next(r.split(",") for r in csv[1:] if r.startswith("transit,"))
     assert dict(zip(header, row, strict=True))["mayor_inside_support"] == "1"
 
@@ -212,7 +212,7 @@ def test_without_numbers_one_voice_per_caller_is_null(numbers_not_kept, app, twi
     assert compare_counts(want, body) == []
     assert all(t["per_caller"] is None for t in body["topics"])
     csv = api("/api/v1/counts.csv").get_data(as_text=True).splitlines()
-    assert csv[1].split(",")[9:12] == ["", "", ""]
+    assert csv[1].split(",")[11:14] == ["", "", ""]  # after flagged and callbacks
 
 
 def test_a_twilio_reply_to_the_zip_code_is_five_keys_ended_by_pound(app, twilio):

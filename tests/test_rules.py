@@ -25,6 +25,10 @@ call_values = st.fixed_dictionaries(
         "from_country": st.none(),
         "caller_name": st.none(),
         "language": st.sampled_from([None, "en"]),
+        # As for the fields above, every request about a call carries the same value, or none.
+        "stir_verstat": st.sampled_from([None, "No-TN-Validation"]),
+        "caller_withheld": st.sampled_from([None, True]),
+        "blocked": st.sampled_from([None, True]),
         "started_at": MOMENTS,
     },
     # The ZIP code the caller entered, with its step: absent from most facts.

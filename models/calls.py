@@ -15,7 +15,7 @@ import hmac
 from datetime import datetime
 from functools import lru_cache
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, func, select, update
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, func, select, text, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import db
@@ -53,8 +53,19 @@ class Call(db.Model):
     __table_args__ = (
         Index("ix_calls_caller_hash_started_at", "caller_hash", "started_at"),
         Index("ix_calls_stir_verstat_started_at", "stir_verstat", "started_at"),
-        Index("ix_calls_caller_withheld_started_at", "caller_withheld", "started_at"),
-        Index("ix_calls_blocked_started_at", "blocked", "started_at"),
+        # Partial: only the few withheld or blocked calls are in them.
+        Index(
+            "ix_calls_withheld_started_at",
+            "started_at",
+            sqlite_where=text("caller_withheld = 1"),
+            postgresql_where=text("caller_withheld"),
+        ),
+        Index(
+            "ix_calls_blocked_started_at",
+            "started_at",
+            sqlite_where=text("blocked = 1"),
+            postgresql_where=text("blocked"),
+        ),
     )
 
     call_sid: Mapped[str] = mapped_column(String(64), primary_key=True)

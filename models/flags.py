@@ -23,26 +23,33 @@ The rules (each on by default; `.env.example` has the settings):
 kept and they flag nothing.
 
 Speed at millions of calls: every rule starts from a narrow index, not from the window's
-calls. `repeat` reads `caller_days` rows above the limit (few) and then those callers'
-calls (`ix_calls_caller_hash_started_at`); `burst` first finds the callers with more calls
-than the limit over the window's days, and only then reads their calls' starts; `short`
-reads recordings by `ix_recordings_duration` and status; `unverified` reads
-`ix_calls_stir_verstat_started_at` and `ix_calls_caller_withheld_started_at`.
+calls. `repeat` reads the `caller_days` rows above the limit (`ix_caller_days_repeats`, a
+partial index of the rows above one call) and then those callers' calls
+(`ix_calls_caller_hash_started_at`); `burst` first finds the callers with two calls or more
+in one hour (or day) of the window (`ix_caller_hours_repeats`), and only then reads their
+calls' starts; `short` reads recordings by `ix_recordings_duration_created_at` and the partial
+`ix_recordings_absent`; `unverified` reads `ix_calls_stir_verstat_started_at` and the
+partial `ix_calls_withheld_started_at`.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
-from sqlalchemy import Date, and_, bindparam, cast, func, literal, or_, select, union_all
+from sqlalchemy import and_, exists, func, literal, literal_column, or_, select, true, union_all
 
 from .calls import Call, CallTopic
 from .recordings import Recording
-from .summary import WHOLE_LINE, CallerDay
+from .summary import WHOLE_LINE, CallerDay, CallerHour
 
 FLAG_NAMES = ("repeat", "burst", "short", "unverified")
+SPANS_PER_SELECT = 200  # (number, times) spans OR-ed in one SELECT of the union
+# The conditions of the partial indexes the rules read (written as the indexes say them, so
+# that SQLite, which matches them by their text, uses the index).
+REPEATED = CallerDay.calls > literal_column("1")
+ABSENT = Recording.status == literal_column("'absent'")
 UNVERIFIED_VERSTATS = (
     "TN-Validation-Failed",
     "TN-Validation-Failed-A",
@@ -84,86 +91,104 @@ def _between(column, start: datetime | None, end: datetime | None) -> list:
     return conditions
 
 
-def _day_of(session, column):
-    """The UTC day of a timestamp column, as `caller_days.day` holds it on this database."""
-    if session.get_bind().dialect.name == "postgresql":
-        return cast(column, Date)
-    return func.date(column)  # SQLite keeps days as 'YYYY-MM-DD'
+def _not_by_index(column):
+    """The column, in an expression no index holds: so that the planner reads a rule's partial
+    index (few rows) rather than the primary key's range of the window (SQLite, which keeps no
+    statistics, cannot tell which is smaller)."""
+    return func.coalesce(column, column)
 
 
-def repeat_calls(session, rules: FlagRules, start: datetime | None, end: datetime | None):
-    """SELECT (call_sid, flag) of calls in [start, end) that `repeat` flags, or None (off)."""
+def repeat_spans(session, rules: FlagRules, start: datetime | None, end: datetime | None) -> list | None:
+    """The (caller, topic, day's start, next day's start) that `repeat` flags, or None (off):
+    the `caller_days` rows above the limit, read from the partial index of rows above one
+    call. Few: one per number and topic that called too often that day."""
     if not rules.repeat_calls_per_day:
         return None
-    heavy = [CallerDay.calls > rules.repeat_calls_per_day, CallerDay.topic_id != WHOLE_LINE]
+    heavy = [REPEATED, CallerDay.calls > rules.repeat_calls_per_day, CallerDay.topic_id != WHOLE_LINE]
+    day = _not_by_index(CallerDay.day)
     if start is not None:
-        heavy.append(CallerDay.day >= start.date())
+        heavy.append(day >= start.date())
     if end is not None:
-        heavy.append(CallerDay.day <= end.date())
-    return (
-        select(Call.call_sid, literal("repeat").label("flag"))
-        .select_from(CallerDay)
-        .join(Call, Call.caller_hash == CallerDay.caller_hash)
-        .join(CallTopic, and_(CallTopic.call_sid == Call.call_sid, CallTopic.topic_id == CallerDay.topic_id))
-        .where(*heavy, _day_of(session, Call.started_at) == CallerDay.day, *_between(Call.started_at, start, end))
-    )
+        heavy.append(day <= end.date())
+    rows = session.execute(select(CallerDay.day, CallerDay.topic_id, CallerDay.caller_hash).where(*heavy))
+    spans = []
+    for d, topic_id, caller in rows:
+        first = datetime.combine(_as_date(d), datetime.min.time())
+        spans.append((caller, topic_id, first, first + timedelta(days=1)))
+    return sorted(spans)
 
 
-def burst_call_sids(session, rules: FlagRules, start: datetime | None, end: datetime | None) -> set[str] | None:
-    """The calls in [start, end) that `burst` flags, or None (off)."""
+def _as_date(value) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(value)
+
+
+def burst_suspects(session, rules: FlagRules, start: datetime | None, end: datetime | None) -> list[str]:
+    """The callers who can have a burst in [start, end): a run of more than `limit` calls
+    within `span` lies in two consecutive hours (a span of at most an hour) or days (less
+    than a day), one of which then holds at least half of the run. Such hours are few, and
+    the partial index `ix_caller_hours_repeats` holds only them."""
+    limit, span = rules.burst_calls, timedelta(minutes=rules.burst_minutes)
+    need = (limit + 2) // 2
+    lo = start - span if start is not None else None
+    hi = end + span if end is not None else None
+    if span <= timedelta(hours=1):
+        table, moment = CallerHour, _not_by_index(CallerHour.hour)
+        window = _between(moment, lo.replace(minute=0, second=0, microsecond=0) if lo else None, hi)
+    elif span < timedelta(days=1):
+        table, moment = CallerDay, _not_by_index(CallerDay.day)
+        window = _between(moment, lo.date() if lo else None, hi.date() + timedelta(days=1) if hi else None)
+    else:
+        need, table, window = 1, CallerDay, []
+    conditions = [table.topic_id == WHOLE_LINE, table.calls >= need, *window]
+    if need > 1:
+        conditions.append(table.calls > literal_column("1"))  # as the partial index says it
+    return list(session.scalars(select(table.caller_hash).where(*conditions).distinct()))
+
+
+def burst_runs(session, rules: FlagRules, start: datetime | None, end: datetime | None) -> list | None:
+    """The runs `burst` flags, as (caller, first call's start, last call's start), overlapping
+    ones merged; None (off). Every call of the caller's between the two is in the run."""
     limit, span = rules.burst_calls, timedelta(minutes=rules.burst_minutes)
     if not limit or not rules.burst_minutes:
         return None
-    # A run of more than `limit` calls within `span` (< a day or not) lies in days whose
-    # sum of the caller's calls exceeds `limit`: only those callers can have one.
-    days = [CallerDay.topic_id == WHOLE_LINE]
-    if start is not None:
-        days.append(CallerDay.day >= (start - span).date())
-    if end is not None:
-        days.append(CallerDay.day <= (end + span).date())
-    suspects = (
-        select(CallerDay.caller_hash)
-        .where(*days)
-        .group_by(CallerDay.caller_hash)
-        .having(func.sum(CallerDay.calls) > limit)
-    )
+    suspects = burst_suspects(session, rules, start, end)
     wide_start = start - span if start is not None else None
     wide_end = end + span if end is not None else None
-    rows = session.execute(
-        select(Call.caller_hash, Call.started_at, Call.call_sid)
-        .where(Call.caller_hash.in_(suspects), *_between(Call.started_at, wide_start, wide_end))
-        .order_by(Call.caller_hash, Call.started_at, Call.call_sid)
-    )
-    by_caller: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
-    for caller, started, sid in rows:
-        by_caller[caller].append((started, sid))
-    flagged: set[str] = set()
-    for calls in by_caller.values():
+    by_caller: dict[str, list[datetime]] = defaultdict(list)
+    for chunk in range(0, len(suspects), 500):
+        rows = session.execute(
+            select(Call.caller_hash, Call.started_at).where(
+                Call.caller_hash.in_(suspects[chunk : chunk + 500]), *_between(Call.started_at, wide_start, wide_end)
+            )
+        )
+        for caller, started in rows:
+            by_caller[caller].append(started)
+    runs: list[tuple[str, datetime, datetime]] = []  # (caller, first start, last start), merged
+    for caller, calls in sorted(by_caller.items()):
+        calls.sort()
         first = 0
         for last in range(len(calls)):  # the run calls[first..last] spans at most `span`
-            while calls[last][0] - calls[first][0] > span:
+            while calls[last] - calls[first] > span:
                 first += 1
             if last - first + 1 > limit:
-                flagged.update(sid for _, sid in calls[first : last + 1])
-    return {
-        sid
-        for calls in by_caller.values()
-        for started, sid in calls
-        if sid in flagged and (start is None or started >= start) and (end is None or started < end)
-    }
+                lo, hi = calls[first], calls[last]
+                if runs and runs[-1][0] == caller and runs[-1][2] >= lo:
+                    runs[-1] = (caller, runs[-1][1], hi)
+                else:
+                    runs.append((caller, lo, hi))
+    return runs
 
 
-def short_comments(rules: FlagRules, start: datetime | None, end: datetime | None):
+def short_comments(rules: FlagRules, start: datetime | None, end: datetime | None) -> list:
+    """Two SELECTs, each driven by its own index on `recordings` (the call's window checked
+    per recording: the short and silent ones are few)."""
     if not rules.short_comments:
-        return None
-    return (
-        select(Recording.call_sid, literal("short").label("flag"))
-        .join(Call, Call.call_sid == Recording.call_sid)
-        .where(
-            or_(Recording.duration <= rules.short_comment_seconds, Recording.status == "absent"),
-            *_between(Call.started_at, start, end),
-        )
-    )
+        return []
+    in_window = exists().where(Call.call_sid == Recording.call_sid, *_between(Call.started_at, start, end))
+    return [
+        select(Recording.call_sid, literal("short").label("flag")).where(condition, in_window)
+        for condition in (Recording.duration <= rules.short_comment_seconds, ABSENT)
+    ]
 
 
 def unverified_callers(rules: FlagRules, start: datetime | None, end: datetime | None) -> list:
@@ -174,24 +199,45 @@ def unverified_callers(rules: FlagRules, start: datetime | None, end: datetime |
         select(Call.call_sid, literal("unverified").label("flag")).where(
             Call.stir_verstat.in_(UNVERIFIED_VERSTATS), *window
         ),
-        select(Call.call_sid, literal("unverified").label("flag")).where(Call.caller_withheld.is_(True), *window),
+        select(Call.call_sid, literal("unverified").label("flag")).where(Call.caller_withheld == true(), *window),
     ]
 
 
 def flag_rows(session, rules: FlagRules, start: datetime | None, end: datetime | None):
     """A SELECT of (call_sid, flag) for every flag of every call in [start, end) (a call
     appears once per rule that flags it, maybe more), or None when every rule is off."""
-    parts = [
-        part
-        for part in (repeat_calls(session, rules, start, end), short_comments(rules, start, end))
-        if part is not None
-    ]
-    parts += unverified_callers(rules, start, end)
-    bursts = burst_call_sids(session, rules, start, end)
-    if bursts:
+    parts = [*short_comments(rules, start, end), *unverified_callers(rules, start, end)]
+    window = _between(Call.started_at, start, end)
+    spans = repeat_spans(session, rules, start, end) or []
+    for chunk in range(0, len(spans), SPANS_PER_SELECT):  # each span by ix_calls_caller_hash_started_at
+        parts.append(
+            select(Call.call_sid, literal("repeat").label("flag"))
+            .join(CallTopic, CallTopic.call_sid == Call.call_sid)
+            .where(
+                or_(
+                    *(
+                        and_(
+                            Call.caller_hash == caller,
+                            CallTopic.topic_id == topic_id,
+                            *_between(Call.started_at, lo, hi),
+                        )
+                        for caller, topic_id, lo, hi in spans[chunk : chunk + SPANS_PER_SELECT]
+                    )
+                ),
+                *window,
+            )
+        )
+    runs = burst_runs(session, rules, start, end) or []
+    for chunk in range(0, len(runs), SPANS_PER_SELECT):
         parts.append(
             select(Call.call_sid, literal("burst").label("flag")).where(
-                Call.call_sid.in_(bindparam("burst_sids", sorted(bursts), expanding=True))
+                or_(
+                    *(
+                        and_(Call.caller_hash == caller, Call.started_at >= lo, Call.started_at <= hi)
+                        for caller, lo, hi in runs[chunk : chunk + SPANS_PER_SELECT]
+                    )
+                ),
+                *window,
             )
         )
     if not parts:
@@ -274,7 +320,7 @@ def count_blocked(session, start: datetime | None, end: datetime | None, within:
     return session.execute(
         select(func.count())
         .select_from(Call)
-        .where(Call.blocked.is_(True), *_between(Call.started_at, start, end), *_zip_condition(within))
+        .where(Call.blocked == true(), *_between(Call.started_at, start, end), *_zip_condition(within))
     ).scalar_one()
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func, select
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func, select, text
 from sqlalchemy.orm import Mapped, aliased, mapped_column
 
 from .base import db
@@ -62,7 +62,13 @@ class Recording(db.Model):
     __tablename__ = "recordings"
     __table_args__ = (
         Index("ix_recordings_topic_id", "topic_id"),
-        Index("ix_recordings_duration", "duration"),  # short comments (models/flags.py)
+        Index("ix_recordings_duration_created_at", "duration", "created_at"),  # short comments (models/flags.py)
+        Index(
+            "ix_recordings_absent",
+            "call_sid",
+            sqlite_where=text("status = 'absent'"),
+            postgresql_where=text("status = 'absent'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

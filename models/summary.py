@@ -41,7 +41,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import date, datetime
 
-from sqlalchemy import Date, DateTime, Index, Integer, String, delete, select
+from sqlalchemy import Date, DateTime, Index, Integer, String, delete, select, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import db
@@ -75,6 +75,16 @@ class TopicCaller(db.Model):
 
 class CallerHour(db.Model):
     __tablename__ = "caller_hours"
+    # The hours a caller called more than once: where the flags' `burst` rule looks first.
+    __table_args__ = (
+        Index(
+            "ix_caller_hours_repeats",
+            "calls",
+            "hour",
+            sqlite_where=text("calls > 1"),
+            postgresql_where=text("calls > 1"),
+        ),
+    )
 
     hour: Mapped[datetime] = mapped_column(DateTime, primary_key=True)
     topic_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
@@ -84,6 +94,13 @@ class CallerHour(db.Model):
 
 class CallerDay(db.Model):
     __tablename__ = "caller_days"
+    # The days a caller called about a topic more than once: where the flags' `repeat` rule
+    # looks first (models/flags.py). Partial: most rows hold one call.
+    __table_args__ = (
+        Index(
+            "ix_caller_days_repeats", "calls", "day", sqlite_where=text("calls > 1"), postgresql_where=text("calls > 1")
+        ),
+    )
 
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     topic_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)

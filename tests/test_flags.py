@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, true, update
 
 from ivr.caller import NO_VALIDATION, UNVERIFIED, VERIFIED, Phone, Script, Take
 from models import db
@@ -143,7 +143,7 @@ def test_a_blocked_number_hears_a_message_and_is_counted_as_blocked(settings, mo
     assert (body["calls"], body["blocked"], body["unrouted"]) == (2, 1, 0)
     assert topic_counts(body, "budget")["calls"] == 1  # the blocked call is in no topic
     with app.app_context():
-        blocked = db.session.scalar(select(Call).where(Call.blocked.is_(True)))
+        blocked = db.session.scalar(select(Call).where(Call.blocked == true()))
         assert blocked is not None and blocked.from_number is None  # stored, never dropped
 
 

@@ -29,10 +29,19 @@ def upgrade():
         batch_op.create_index('ix_calls_caller_hash_started_at', ['caller_hash', 'started_at'], unique=False)
         batch_op.drop_index('ix_calls_caller_hash')  # the index above serves its queries too
         batch_op.create_index('ix_calls_stir_verstat_started_at', ['stir_verstat', 'started_at'], unique=False)
-        batch_op.create_index('ix_calls_caller_withheld_started_at', ['caller_withheld', 'started_at'], unique=False)
-        batch_op.create_index('ix_calls_blocked_started_at', ['blocked', 'started_at'], unique=False)
+    # Partial indexes: only the few withheld, blocked, absent or repeated rows are in them.
+    op.create_index('ix_calls_withheld_started_at', 'calls', ['started_at'], unique=False,
+                    sqlite_where=sa.text('caller_withheld = 1'), postgresql_where=sa.text('caller_withheld'))
+    op.create_index('ix_calls_blocked_started_at', 'calls', ['started_at'], unique=False,
+                    sqlite_where=sa.text('blocked = 1'), postgresql_where=sa.text('blocked'))
     with op.batch_alter_table('recordings', schema=None) as batch_op:
-        batch_op.create_index('ix_recordings_duration', ['duration'], unique=False)
+        batch_op.create_index('ix_recordings_duration_created_at', ['duration', 'created_at'], unique=False)
+    op.create_index('ix_recordings_absent', 'recordings', ['call_sid'], unique=False,
+                    sqlite_where=sa.text("status = 'absent'"), postgresql_where=sa.text("status = 'absent'"))
+    op.create_index('ix_caller_days_repeats', 'caller_days', ['calls', 'day'], unique=False,
+                    sqlite_where=sa.text('calls > 1'), postgresql_where=sa.text('calls > 1'))
+    op.create_index('ix_caller_hours_repeats', 'caller_hours', ['calls', 'hour'], unique=False,
+                    sqlite_where=sa.text('calls > 1'), postgresql_where=sa.text('calls > 1'))
     with op.batch_alter_table('topics', schema=None) as batch_op:
         batch_op.add_column(sa.Column('callback', sa.Boolean(), server_default='0', nullable=False))
     with op.batch_alter_table('users', schema=None) as batch_op:
@@ -87,11 +96,14 @@ def downgrade():
     # would drop a table other tables' foreign keys name.
     op.execute('ALTER TABLE users DROP COLUMN callbacks')
     op.execute('ALTER TABLE topics DROP COLUMN callback')
+    op.drop_index('ix_caller_hours_repeats', table_name='caller_hours')
+    op.drop_index('ix_caller_days_repeats', table_name='caller_days')
+    op.drop_index('ix_recordings_absent', table_name='recordings')
     with op.batch_alter_table('recordings', schema=None) as batch_op:
-        batch_op.drop_index('ix_recordings_duration')
+        batch_op.drop_index('ix_recordings_duration_created_at')
+    op.drop_index('ix_calls_blocked_started_at', table_name='calls')
+    op.drop_index('ix_calls_withheld_started_at', table_name='calls')
     with op.batch_alter_table('calls', schema=None) as batch_op:
-        batch_op.drop_index('ix_calls_blocked_started_at')
-        batch_op.drop_index('ix_calls_caller_withheld_started_at')
         batch_op.drop_index('ix_calls_stir_verstat_started_at')
         batch_op.drop_index('ix_calls_caller_hash_started_at')
         batch_op.create_index('ix_calls_caller_hash', ['caller_hash'], unique=False)

@@ -149,6 +149,29 @@ def load_settings(env: dict[str, str] | None = None, instance_dir: Path | None =
         "LINK_BASE_URL": link_base_url(env, app_env, public_base),
         **sign_in_limits(env),
         **worker_settings(env, instance_dir),
+        **public_settings(env),
+    }
+
+
+def public_settings(env: dict[str, str]) -> dict:
+    """The public tally (public/) and the daily receipts (receipts/): off unless PUBLIC_TALLY
+    is on; answers cached PUBLIC_CACHE_SECONDS; reference lookups limited per address to
+    PUBLIC_CHECKS_PER_ADDRESS within PUBLIC_CHECK_WINDOW_MINUTES; receipts signed with
+    TALLY_SIGNING_KEY (`flask tally keygen`), a day closed TALLY_CLOSE_GRACE_MINUTES after it
+    ends, and each receipt sent to TALLY_PUBLISH_URL and/or TALLY_PUBLISH_S3_BUCKET."""
+    publish_url = env.get("TALLY_PUBLISH_URL", "").strip()
+    if publish_url and not publish_url.startswith(("http://", "https://")):
+        raise SettingsError("TALLY_PUBLISH_URL must start with http:// or https://")
+    return {
+        "PUBLIC_TALLY": _flag(env, "PUBLIC_TALLY", False),
+        "PUBLIC_CACHE_SECONDS": number_setting(env, "PUBLIC_CACHE_SECONDS", 5),
+        "PUBLIC_CHECKS_PER_ADDRESS": number_setting(env, "PUBLIC_CHECKS_PER_ADDRESS", 20, int),
+        "PUBLIC_CHECK_WINDOW_MINUTES": number_setting(env, "PUBLIC_CHECK_WINDOW_MINUTES", 15) or 15,
+        "TALLY_SIGNING_KEY": env.get("TALLY_SIGNING_KEY", "").strip(),
+        "TALLY_CLOSE_GRACE_MINUTES": number_setting(env, "TALLY_CLOSE_GRACE_MINUTES", 15),
+        "TALLY_PUBLISH_URL": publish_url,
+        "TALLY_PUBLISH_S3_BUCKET": env.get("TALLY_PUBLISH_S3_BUCKET", "").strip(),
+        "TALLY_PUBLISH_S3_PREFIX": env.get("TALLY_PUBLISH_S3_PREFIX", "").strip().strip("/") or "receipts",
     }
 
 

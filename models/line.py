@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import JSON, Boolean, Integer, String, func, select, update
+from sqlalchemy import JSON, Boolean, Integer, String, func, select, true, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -67,6 +67,8 @@ class Topic(db.Model):
     position: Mapped[int] = mapped_column(Integer, default=0)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     stance: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Shown on the public tally (/public): the admins' choice, every topic unless they hide it.
+    public: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     names: Mapped[dict] = mapped_column(JSON)
     prompts: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

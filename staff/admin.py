@@ -143,7 +143,9 @@ def line_settings() -> LineSettings:
 
 
 def topic_values(form, languages: list[str]) -> dict:
-    return {
+    """The topic's values as the form gives them; `public` (shown on the public tally) only
+    from a form that has the field (`public_field`), so a form without it changes nothing."""
+    values = {
         "digit": form.get("digit", "").strip(),
         "stance": form.get("stance") == "on",
         "enabled": form.get("enabled") == "on",
@@ -154,6 +156,9 @@ def topic_values(form, languages: list[str]) -> dict:
             if form.get(f"prompt_{code}", "").strip()
         },
     }
+    if form.get("public_field"):
+        values["public"] = form.get("public") == "on"
+    return values
 
 
 def topic_problem(values: dict, others: list[Topic], general: str, slug: str) -> str | None:

@@ -1,0 +1,28 @@
+"""topics.public: whether a topic is shown on the public tally
+
+Every topic is shown unless an admin hides it (the console's Topics page).
+
+Revision ID: b3f1a7c9d2e4
+Revises: c7d2e9f4a1b5
+Create Date: 2026-12-01 23:10:00.000000
+
+"""
+from alembic import op
+import sqlalchemy as sa
+
+
+# revision identifiers, used by Alembic.
+revision = 'b3f1a7c9d2e4'
+down_revision = 'c7d2e9f4a1b5'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    with op.batch_alter_table('topics', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('public', sa.Boolean(), server_default=sa.true(), nullable=False))
+
+
+def downgrade():
+    with op.batch_alter_table('topics', schema=None) as batch_op:
+        batch_op.drop_column('public')

@@ -12,6 +12,7 @@ import ivr
 import jobs
 import models
 import public
+import receipts
 import staff
 from config import SettingsError, load_settings
 from config.logs import configure_logging
@@ -34,6 +35,7 @@ def create_app(test_config: dict[str, str] | None = None) -> Flask:
     staff.init_app(app)
     jobs.init_app(app)
     public.init_app(app)
+    receipts.init_app(app)
     return app
 
 

@@ -11,6 +11,8 @@ from sqlalchemy import and_, exists, or_, select
 from models import Recording, Transcription, utcnow
 from models.jobs import Job
 from models.recordings import NOT_A_COMMENT
+from receipts.chain import close_due
+from receipts.publish import queue_publication
 
 from .runner import queue
 from .transcripts import plan_transcription
@@ -49,7 +51,8 @@ def missing_transcript(session, *, unqueued_only: bool = False) -> list[Recordin
 
 
 def sweep(session, config) -> int:
-    """Queue the work no job exists for yet; return how many jobs were queued."""
+    """Queue the work no job exists for yet, and make the receipts of days that have ended
+    (receipts/chain.py `close_due`); return how many jobs and receipts were made."""
     sids = missing_audio(session, unqueued_only=True)
     for sid in sids:
         queue(session, config, "download", sid)
@@ -57,4 +60,5 @@ def sweep(session, config) -> int:
     for row in rows:
         plan_transcription(session, config, row)
     session.commit()
-    return len(sids) + len(rows)
+    made = close_due(session, config, after_made=lambda s, receipt: queue_publication(s, config, receipt))
+    return len(sids) + len(rows) + len(made)

@@ -6,6 +6,7 @@ from .calls import Call, CallTopic, Choice
 from .comments import CommentState
 from .jobs import Job
 from .line import LineSettings, Topic
+from .receipts import TallyReceipt
 from .recordings import Recording, Transcription
 from .setup import init_app
 from .summary import CallerDay, CallerHour, HourlyCount, TopicCaller
@@ -25,6 +26,7 @@ __all__ = [
     "Job",
     "LineSettings",
     "Recording",
+    "TallyReceipt",
     "Topic",
     "TopicCaller",
     "Transcription",

@@ -5,6 +5,9 @@
   shape and rules, shown topics only; a bad window is 400 with `error`.
 - `GET /public/check?ref=NNNNNNN`: whether that comment was received and counted, under
   which topic and on which day; lookups limited per address (public/limits.py).
+- `GET /public/tally-key`, `GET /public/receipts`, `GET /public/receipts/YYYY-MM-DD.json` and
+  `GET /public/receipts/YYYY-MM-DD.facts.json`: the signed daily receipts (receipts/), the key
+  that checks them, and the facts a day's receipt covers, for `scripts/verify_receipts.py`.
 
 Everything answers 404 unless PUBLIC_TALLY is on. Answers are cached per process for
 PUBLIC_CACHE_SECONDS (public/cache.py) and sent with `Cache-Control: public, max-age=N`, but
@@ -14,7 +17,7 @@ for the reference check, which is never cached. The session is never opened for 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -27,7 +30,10 @@ from werkzeug.exceptions import HTTPException
 from ivr.metrics import PUBLIC_CHECKS
 from models import Call, Recording, Topic, db
 from models.line import line_script
+from models.receipts import chain, receipts_of
 from models.recordings import is_comment, number_for, numbered, typed_digits
+from receipts import signing
+from receipts.chain import facts_export, published
 from staff.api import COUNTS_CSV_HEADER
 from staff.counts_page import chart_layout
 from staff.csvfiles import csv_text
@@ -91,7 +97,9 @@ def zone_name() -> str:
 
 
 def wants(kind: str) -> bool:
-    return request.path.endswith("." + kind)
+    """Whether the answer is `kind` (json, csv) rather than a page."""
+    json_paths = (f"{public.url_prefix}/tally-key", f"{public.url_prefix}/receipts")
+    return request.path.endswith("." + kind) or (kind == "json" and request.path.startswith(json_paths))
 
 
 @public.before_request
@@ -267,3 +275,46 @@ def check():
         status,
         headers,
     )
+
+
+# --- receipts --------------------------------------------------------------------------------------
+
+
+@public.get("/tally-key")
+def tally_key():
+    """The public key the receipts are signed with (404 when the line has none)."""
+    try:
+        key = signing.private_key(current_app.config["TALLY_SIGNING_KEY"])
+    except signing.KeyMissing:
+        return jsonify(error="This line signs no receipts yet (TALLY_SIGNING_KEY)."), 404
+    public_key = signing.public_raw(key)
+    return jsonify(algorithm="Ed25519", public_key=signing.b64(public_key), key_id=signing.key_id(public_key))
+
+
+@public.get("/receipts")
+def receipts():
+    """Every receipt, in the order of the chain."""
+    found = answer_cache().get(("receipts",), lambda: [published(r) for r in chain(db.session)])
+    return jsonify(receipts=found)
+
+
+@public.get("/receipts/<name>")
+def receipt_file(name: str):
+    """`YYYY-MM-DD.json`: the day's receipts, the standing one last; `YYYY-MM-DD.facts.json`:
+    the facts the standing one covers."""
+    day_text, _, kind = name.partition(".")
+    if kind not in ("json", "facts.json"):
+        return jsonify(error="Ask for YYYY-MM-DD.json or YYYY-MM-DD.facts.json."), 404
+    try:
+        day = date.fromisoformat(day_text) if len(day_text) == 10 else None
+    except ValueError:
+        day = None
+    if day is None:
+        raise BadParameter("day", f"{day_text!r} is not a day: write it like 2026-11-30.")
+    if kind == "json":
+        found = answer_cache().get(("receipts", day), lambda: [published(r) for r in receipts_of(db.session, day)])
+    else:
+        found = answer_cache().get(("facts", day), lambda: facts_export(db.session, day))
+    if not found:
+        return jsonify(error=f"{day} has no receipt yet."), 404
+    return jsonify(found if kind == "facts.json" else {"day": day.isoformat(), "receipts": found})

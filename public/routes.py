@@ -168,7 +168,14 @@ def cached_counts(since: datetime | None, until: datetime | None):
 
 @public.get("")
 def tally_page():
+    """The page, rendered once per language and cache period (a view from the cache is a
+    lookup: no template, no database)."""
     language, languages = page_language()
+    today = today_local()
+    return answer_cache().get(("page-html", today, language), lambda: render_tally(language, languages))
+
+
+def render_tally(language: str, languages: list[tuple[str, str]]) -> str:
     words = wording_for(language)
     shown = cached_tally()
     names = {t.slug: t.name(language) for t in shown.topics}
@@ -199,14 +206,24 @@ def window():
 
 @public.get("/counts.json")
 def counts_json():
-    return jsonify(cached_counts(*window()).as_dict())
+    since, until = window()
+    body = answer_cache().get(
+        ("counts.json", since, until), lambda: jsonify(cached_counts(since, until).as_dict()).data
+    )
+    return Response(body, mimetype="application/json")
 
 
 @public.get("/counts.csv")
 def counts_csv():
-    rows = ([t.slug, t.digit, t.name, *t.figures()] for t in cached_counts(*window()).topics)
+    since, until = window()
+
+    def table() -> str:
+        return csv_text(
+            COUNTS_CSV_HEADER, ([t.slug, t.digit, t.name, *t.figures()] for t in cached_counts(since, until).topics)
+        )
+
     return Response(
-        csv_text(COUNTS_CSV_HEADER, rows),
+        answer_cache().get(("counts.csv", since, until), table),
         mimetype="text/csv",
         headers={"Content-Disposition": "attachment; filename=counts.csv"},
     )

@@ -232,3 +232,30 @@ def test_the_counts_csv_has_the_api_header(published, client, twilio):
     play_calls(twilio)
     rows = list(csv.reader(io.StringIO(client.get("/public/counts.csv").get_data(as_text=True))))
     assert rows[0] == ["slug", "digit", "name", "calls", "callers", "comments", "support", "oppose", "other"]
+
+
+def test_under_gunicorn_no_cookie_and_one_limit_for_every_worker(published, app, twilio, served_line):
+    """As the Procfile serves it: two workers of four threads. Twelve lookups at once from one
+    address: exactly the limit's worth are answered, whichever worker took them, and the
+    metrics (summed over the workers) count the rest as refused."""
+    import concurrent.futures
+
+    import requests
+
+    published["PUBLIC_CHECKS_PER_ADDRESS"] = "4"
+    refs = play_calls(twilio)
+    line = served_line()
+    page = requests.get(line.base + "/public?lang=es-US", timeout=10)
+    assert page.status_code == 200 and "Set-Cookie" not in page.headers
+    assert page.headers["Cache-Control"] == "public, max-age=5"
+    assert "el presupuesto propuesto de la ciudad" in page.text
+    assert requests.get(line.base + "/public/counts.json", timeout=10).json()["calls"] == 5
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        answers = list(
+            pool.map(lambda _: requests.get(f"{line.base}/public/check?ref={refs[0]}", timeout=10), range(12))
+        )
+    assert sorted(a.status_code for a in answers) == [200] * 4 + [429] * 8
+    assert all("Set-Cookie" not in a.headers for a in answers)
+    metrics = requests.get(line.base + "/metrics", timeout=10).text
+    assert 'commentline_public_checks_total{outcome="refused"} 8.0' in metrics
+    assert 'commentline_public_checks_total{outcome="found"} 4.0' in metrics

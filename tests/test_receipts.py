@@ -275,3 +275,34 @@ def test_the_digest_is_the_same_in_any_order_and_the_standalone_checker_agrees(f
     if facts:
         changed = [dict(facts[0], counted=not facts[0]["counted"]), *facts[1:]]
         assert receipt_digest.digest(changed)["root"] != ours["root"]
+
+
+def test_a_receipt_is_put_in_an_s3_compatible_bucket_as_it_is_made(signed, app, twilio, monkeypatch):
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        for name, value in {
+            "AWS_ACCESS_KEY_ID": "t",
+            "AWS_SECRET_ACCESS_KEY": "t",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }.items():
+            monkeypatch.setenv(name, value)
+        s3 = boto3.client("s3", endpoint_url=endpoint)
+        s3.create_bucket(Bucket="receipts")
+        app.config.update(TALLY_PUBLISH_S3_BUCKET="receipts", S3_ENDPOINT_URL=endpoint)
+        play_calls(twilio)
+        with app.app_context():
+            receipt = close_day(db.session, app.config, today(app))
+            queue_publication(db.session, app.config, receipt)
+            db.session.commit()
+            key, day = receipt.hash, receipt.day
+        Worker(app, ("publish_receipt",)).run(burst=True)
+        stored = json.loads(s3.get_object(Bucket="receipts", Key=f"receipts/{day}/{key}.json")["Body"].read())
+        assert stored["hash"] == key and stored["body"]["kind"] == "partial"
+    finally:
+        server.stop()

@@ -176,7 +176,7 @@ def close_due(session, config, *, now: datetime | None = None, after_made=None) 
     facts shrank or changed in place is not amended here: `flask tally verify` reports it.
     Commits each receipt; `after_made(session, receipt)` runs before each commit."""
     if not config["TALLY_SIGNING_KEY"]:
-        return []
+        return []  # no receipts on this line
     zone = config["LINE_TIMEZONE"]
     now = now or utcnow()
     closable = local_day(now - timedelta(minutes=config["TALLY_CLOSE_GRACE_MINUTES"]), zone) - timedelta(days=1)

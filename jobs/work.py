@@ -11,8 +11,6 @@ from sqlalchemy import and_, exists, or_, select
 from models import Recording, Transcription, utcnow
 from models.jobs import Job
 from models.recordings import NOT_A_COMMENT
-from receipts.chain import close_due
-from receipts.publish import queue_publication
 
 from .runner import queue
 from .transcripts import plan_transcription
@@ -60,5 +58,9 @@ def sweep(session, config) -> int:
     for row in rows:
         plan_transcription(session, config, row)
     session.commit()
+    # Imported here: receipts registers its publish job with this package (jobs.runner).
+    from receipts.chain import close_due
+    from receipts.publish import queue_publication
+
     made = close_due(session, config, after_made=lambda s, receipt: queue_publication(s, config, receipt))
     return len(sids) + len(rows) + len(made)

@@ -17,6 +17,7 @@ for the reference check, which is never cached. The session is never opened for 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -44,6 +45,14 @@ from staff.windows import parse_window
 from .cache import StaleWhileRefreshing
 from .limits import admit_lookup
 from .tally_view import PublicTally, public_counts, public_tally
+
+
+@dataclass(frozen=True)
+class Legend:
+    """A shown topic as the chart's legend names it, in the page's language."""
+
+    name: str
+
 
 public = Blueprint("public", __name__, url_prefix="/public", template_folder="templates", static_folder="static")
 WORDING_FILE = Path(__file__).with_name("wording.yaml")
@@ -180,12 +189,8 @@ def render_tally(language: str, languages: list[tuple[str, str]]) -> str:
     shown = cached_tally()
     names = {t.slug: t.name(language) for t in shown.topics}
     labels = [f"{words['weekdays'][day.weekday()]} {day.day}" for day in shown.week]
-
-    class Named:
-        def __init__(self, name: str) -> None:
-            self.name = name
-
-    chart = chart_layout(list(zip(labels, shown.week_calls, strict=True)), [Named(names[t.slug]) for t in shown.topics])
+    legend = [Legend(names[t.slug]) for t in shown.topics]
+    chart = chart_layout(list(zip(labels, shown.week_calls, strict=True)), legend)
     return render_template(
         "public/tally.html",
         words=words,

@@ -116,8 +116,8 @@ def close_day(
     ended = now >= end
     until = end if ended else now
     said = statement(session, since, until, config["CALLER_NUMBERS"] != "none")
-    current = receipts_of(session, day)[-1:] or [None]
-    current = current[0]
+    made = receipts_of(session, day)
+    current = made[-1] if made else None
     amends = None
     if current is None:
         kind = "final" if ended else "partial"

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from models import Call, Choice, Recording, Topic
 from models.recordings import is_comment
@@ -79,8 +79,6 @@ def fact_counts(session, since: datetime, until: datetime) -> dict[str, int]:
     """How many calls, keypresses and recordings the calls first seen in [since, until) have:
     three counts, for noticing cheaply that a closed day gained facts."""
     in_window = (Call.started_at >= since, Call.started_at < until)
-    from sqlalchemy import func
-
     calls = session.execute(select(func.count()).select_from(Call).where(*in_window)).scalar_one()
     choices = session.execute(
         select(func.count()).select_from(Choice).join(Call, Call.call_sid == Choice.call_sid).where(*in_window)

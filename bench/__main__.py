@@ -66,6 +66,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     views.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     views.add_argument("--calls", type=int, default=200, help="whole calls played first (default %(default)s)")
     views.add_argument("--views", type=int, default=2000, help="cached views timed per page (default %(default)s)")
+    views.add_argument(
+        "--pg-url",
+        default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_PG),
+        help="PostgreSQL database it may drop and create (default %(default)s)",
+    )
     return parser.parse_args(argv)
 
 
@@ -74,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "inprocess":
         return inprocess.main(args.server, args.calls, args.db, args.instructions, args.prepared)
     if args.command == "public":
-        return public.main(args.db, args.calls, args.views)
+        return public.main(args.db, args.calls, args.views, args.pg_url)
     # A TERM (e.g. from a CI timeout) unwinds normally, so every gunicorn started is stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     databases = args.db or ["sqlite", "postgresql"]

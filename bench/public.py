@@ -11,6 +11,7 @@ the statements each kind of view sends the database. Prints one line per measure
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import sys
 import tempfile
@@ -22,8 +23,8 @@ from twilio.request_validator import RequestValidator
 
 from facts import write_path
 
-from .inprocess import WEBHOOKS_PER_CALL, answer, build, one_call
-from .servers import TOKEN, drop_database
+from .inprocess import WEBHOOKS_PER_CALL, answer, one_call
+from .servers import SECRETS, TOKEN, drop_database, fresh_database
 
 
 def get_environ(path: str, query: str = "") -> dict:
@@ -61,12 +62,22 @@ def timed(action, times: int) -> float:
     return (time.process_time() - started) / times
 
 
-def main(kind: str, calls: int, views: int) -> int:
-    import os
-
+def build(kind: str, workdir: Path, pg_url: str):
+    """Ours with the public tally on, on a fresh database (for PostgreSQL, the one `pg_url`
+    names, dropped and made again), its settings in the environment as a deploy gives them."""
+    os.environ.update(SECRETS)
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
     os.environ["PUBLIC_TALLY"] = "on"
+    db = fresh_database(kind, workdir, pg_url)
+    os.environ.update(db.env())
+    from app import create_app
+
+    return create_app(), db
+
+
+def main(kind: str, calls: int, views: int, pg_url: str) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="commentline-public-"))
-    app, db = build("ours", workdir, kind)
+    app, db = build(kind, workdir, pg_url)
     statements = [0]
     try:
         validator = RequestValidator(TOKEN)

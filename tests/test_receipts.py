@@ -130,7 +130,7 @@ def test_verify_names_the_day_topic_and_kind_after_a_call_row_is_deleted(signed,
     assert runner.invoke(args=["tally", "verify"]).exit_code == 0
 
 
-def test_verify_names_a_position_altered_by_hand(signed, app, runner, twilio):
+def test_verify_names_a_position_altered_by_hand(signed, app, runner, twilio, client, tmp_path):
     play_calls(twilio)
     close_today_finally(app)
     with app.app_context():
@@ -145,6 +145,9 @@ def test_verify_names_a_position_altered_by_hand(signed, app, runner, twilio):
     checked = runner.invoke(args=["tally", "verify"])
     assert checked.exit_code == 1
     assert f"First difference: {today(app)}: topic budget: a changed position" in checked.output
+    theirs = standalone(download(client, tmp_path, today(app)))
+    assert theirs.returncode == 1
+    assert f"{today(app)}, topic budget: the position facts differ (2 in the receipt, 2 in the export)" in theirs.stderr
     with app.app_context():
         db.session.execute(
             text("UPDATE choices SET stance = 'support' WHERE call_sid = :sid AND step = :step"),
@@ -306,3 +309,23 @@ def test_a_receipt_is_put_in_an_s3_compatible_bucket_as_it_is_made(signed, app, 
         assert stored["hash"] == key and stored["body"]["kind"] == "partial"
     finally:
         server.stop()
+
+
+def test_verify_names_a_comment_removed_by_hand(signed, app, runner, twilio):
+    from models import Recording
+
+    play_calls(twilio)
+    close_today_finally(app)
+    with app.app_context():
+        row = db.session.execute(select(Recording.__table__).where(Recording.stance == "other")).mappings().one()
+        db.session.execute(text("DELETE FROM recordings WHERE id = :id"), {"id": row["id"]})
+        db.session.commit()
+    checked = runner.invoke(args=["tally", "verify"])
+    assert checked.exit_code == 1
+    assert (
+        f"First difference: {today(app)}: topic transit: a removed comment (1 in the receipt, 0 now)" in checked.output
+    )
+    with app.app_context():
+        db.session.execute(Recording.__table__.insert().values(**row))
+        db.session.commit()
+    assert runner.invoke(args=["tally", "verify"]).exit_code == 0

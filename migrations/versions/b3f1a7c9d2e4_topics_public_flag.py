@@ -19,10 +19,10 @@ depends_on = None
 
 
 def upgrade():
-    with op.batch_alter_table('topics', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('public', sa.Boolean(), server_default=sa.true(), nullable=False))
+    # In place on SQLite too (ALTER TABLE ADD COLUMN): a batch copy would drop `topics`,
+    # which `choices` and the summaries refer to.
+    op.add_column('topics', sa.Column('public', sa.Boolean(), server_default=sa.true(), nullable=False))
 
 
 def downgrade():
-    with op.batch_alter_table('topics', schema=None) as batch_op:
-        batch_op.drop_column('public')
+    op.execute("ALTER TABLE topics DROP COLUMN public")  # in place on SQLite too (3.35+)

@@ -64,6 +64,8 @@ serve: .flaskenv
 	@echo "Point a Twilio number at it: expose port $(PORT) through a tunnel (e.g. ngrok http $(PORT)),"
 	@echo "put PUBLIC_BASE_URL, TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN in .env (see .env.example), and set"
 	@echo "the number's voice URL to <tunnel>/twilio/voice and its status callback to <tunnel>/twilio/status."
+	@echo "Publish the count at http://localhost:$(PORT)/public: put PUBLIC_TALLY=on in .env (signed daily"
+	@echo "receipts too: $(BIN)/flask tally keygen --env-file .env), then start it again."
 	@echo "Ctrl-C stops the web server and the worker."
 	@echo
 	@$(PROCFILE_RUN) --port $(PORT) web worker

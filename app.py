@@ -11,6 +11,8 @@ import facts
 import ivr
 import jobs
 import models
+import public
+import receipts
 import staff
 from config import SettingsError, load_settings
 from config.logs import configure_logging
@@ -32,6 +34,8 @@ def create_app(test_config: dict[str, str] | None = None) -> Flask:
     ivr.init_app(app)
     staff.init_app(app)
     jobs.init_app(app)
+    public.init_app(app)
+    receipts.init_app(app)
     return app
 
 

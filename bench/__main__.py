@@ -19,7 +19,7 @@ from pathlib import Path
 
 from config import DEFAULT_LINE_CONFIG, PROJECT_DIR
 
-from . import bulk, inprocess, load, report
+from . import bulk, inprocess, load, public, report
 from .driver import LineFacts
 from .servers import DEFAULT_PG, drop_database, fresh_database
 
@@ -62,6 +62,15 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--instructions", action="store_true", help="count instructions per webhook under valgrind (repeatable)"
     )
     one.add_argument("--prepared", type=int, default=0, help=argparse.SUPPRESS)
+    views = sub.add_parser("public", help="a public tally view's cost beside a webhook's (bench/public.py)")
+    views.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    views.add_argument("--calls", type=int, default=200, help="whole calls played first (default %(default)s)")
+    views.add_argument("--views", type=int, default=2000, help="cached views timed per page (default %(default)s)")
+    views.add_argument(
+        "--pg-url",
+        default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_PG),
+        help="PostgreSQL database it may drop and create (default %(default)s)",
+    )
     return parser.parse_args(argv)
 
 
@@ -69,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
     if args.command == "inprocess":
         return inprocess.main(args.server, args.calls, args.db, args.instructions, args.prepared)
+    if args.command == "public":
+        return public.main(args.db, args.calls, args.views, args.pg_url)
     # A TERM (e.g. from a CI timeout) unwinds normally, so every gunicorn started is stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     databases = args.db or ["sqlite", "postgresql"]

@@ -8,6 +8,8 @@ same ones, and says so.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import math
@@ -151,6 +153,37 @@ def load_settings(env: dict[str, str] | None = None, instance_dir: Path | None =
         **worker_settings(env, instance_dir),
         **flag_settings(env),
         **callback_settings(env, app_env, instance_dir),
+        **public_settings(env),
+    }
+
+
+def public_settings(env: dict[str, str]) -> dict:
+    """The public tally (public/) and the daily receipts (receipts/): off unless PUBLIC_TALLY
+    is on; answers cached PUBLIC_CACHE_SECONDS; reference lookups limited per address to
+    PUBLIC_CHECKS_PER_ADDRESS within PUBLIC_CHECK_WINDOW_MINUTES; receipts signed with
+    TALLY_SIGNING_KEY (`flask tally keygen`), a day closed TALLY_CLOSE_GRACE_MINUTES after it
+    ends, and each receipt sent to TALLY_PUBLISH_URL and/or TALLY_PUBLISH_S3_BUCKET."""
+    publish_url = env.get("TALLY_PUBLISH_URL", "").strip()
+    if publish_url and not publish_url.startswith(("http://", "https://")):
+        raise SettingsError("TALLY_PUBLISH_URL must start with http:// or https://")
+    signing_key = env.get("TALLY_SIGNING_KEY", "").strip()
+    if signing_key:
+        try:
+            raw = base64.urlsafe_b64decode(signing_key.encode() + b"=" * (-len(signing_key) % 4))
+        except (ValueError, binascii.Error):
+            raw = b""
+        if len(raw) != 32:
+            raise SettingsError("TALLY_SIGNING_KEY is not a key `flask tally keygen` made (32 bytes in base64)")
+    return {
+        "PUBLIC_TALLY": _flag(env, "PUBLIC_TALLY", False),
+        "PUBLIC_CACHE_SECONDS": number_setting(env, "PUBLIC_CACHE_SECONDS", 5),
+        "PUBLIC_CHECKS_PER_ADDRESS": number_setting(env, "PUBLIC_CHECKS_PER_ADDRESS", 20, int),
+        "PUBLIC_CHECK_WINDOW_MINUTES": number_setting(env, "PUBLIC_CHECK_WINDOW_MINUTES", 15) or 15,
+        "TALLY_SIGNING_KEY": signing_key,
+        "TALLY_CLOSE_GRACE_MINUTES": number_setting(env, "TALLY_CLOSE_GRACE_MINUTES", 15),
+        "TALLY_PUBLISH_URL": publish_url,
+        "TALLY_PUBLISH_S3_BUCKET": env.get("TALLY_PUBLISH_S3_BUCKET", "").strip(),
+        "TALLY_PUBLISH_S3_PREFIX": env.get("TALLY_PUBLISH_S3_PREFIX", "").strip().strip("/") or "receipts",
     }
 
 

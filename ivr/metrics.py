@@ -39,6 +39,12 @@ LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 
+PUBLIC_CHECKS = Counter(
+    "commentline_public_checks_total",
+    "Reference lookups on the public tally (/public/check), by outcome: found, not_found, malformed, refused",
+    ["outcome"],
+)
+
 
 class WebhookMeter:
     """WSGI middleware: the time to answer each webhook (`/twilio/...`), by route and status,
@@ -124,6 +130,7 @@ def registry_for(app) -> CollectorRegistry:
     else:
         registry.register(WEBHOOKS)
         registry.register(LATENCY)
+        registry.register(PUBLIC_CHECKS)
     registry.register(FactsCollector(app))
     return registry
 

@@ -52,8 +52,10 @@ def missing_transcript(session, *, unqueued_only: bool = False) -> list[Recordin
 
 
 def sweep(session, config) -> int:
-    """Queue the work no job exists for yet; return how many jobs were queued. Also destroys
-    the kept originals of redacted transcripts whose legal hold has expired."""
+    """Queue the work no job exists for yet, and make the receipts of days that have ended
+    (receipts/chain.py `close_due`); return how many jobs and receipts were made. Also
+    destroys the kept originals of redacted transcripts whose legal hold has expired, and
+    erases call-back numbers kept longer than CALLBACK_KEEP_DAYS."""
     destroy_released_originals(session, "system:worker")
     sids = missing_audio(session, unqueued_only=True)
     for sid in sids:
@@ -65,4 +67,9 @@ def sweep(session, config) -> int:
     if erased:  # call-back numbers past CALLBACK_KEEP_DAYS (models/callbacks.py)
         audit(session, "system:worker", "callback_purge", "callbacks", erased=erased)
     session.commit()
-    return len(sids) + len(rows)
+    # Imported here: receipts registers its publish job with this package (jobs.runner).
+    from receipts.chain import close_due
+    from receipts.publish import queue_publication
+
+    made = close_due(session, config, after_made=lambda s, receipt: queue_publication(s, config, receipt))
+    return len(sids) + len(rows) + len(made)

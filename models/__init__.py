@@ -9,6 +9,7 @@ from .comments import CommentState
 from .holds import HeldTranscript, LegalHold
 from .jobs import Job
 from .line import LineSettings, Topic
+from .receipts import TallyReceipt
 from .recordings import Recording, Transcription
 from .setup import init_app
 from .summary import CallerDay, CallerHour, HourlyCount, TopicCaller
@@ -32,6 +33,7 @@ __all__ = [
     "LegalHold",
     "LineSettings",
     "Recording",
+    "TallyReceipt",
     "Topic",
     "TopicCaller",
     "Transcription",

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import JSON, Boolean, Integer, String, func, select, update
+from sqlalchemy import JSON, Boolean, Integer, String, func, select, true, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -100,6 +100,8 @@ class Topic(db.Model):
     stance: Mapped[bool] = mapped_column(Boolean, default=False)
     # After a comment: "to ask for a call back, press 1" (models/callbacks.py).
     callback: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # Shown on the public tally (/public): the admins' choice, every topic unless they hide it.
+    public: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     names: Mapped[dict] = mapped_column(JSON)
     prompts: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

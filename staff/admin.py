@@ -152,7 +152,9 @@ def line_settings() -> LineSettings:
 
 
 def topic_values(form, languages: list[str]) -> dict:
-    return {
+    """The topic's values as the form gives them; `public` (shown on the public tally) only
+    from a form that has the field (`public_field`), so a form without it changes nothing."""
+    values = {
         "digit": form.get("digit", "").strip(),
         "stance": form.get("stance") == "on",
         "callback": form.get("callback") == "on",
@@ -164,6 +166,9 @@ def topic_values(form, languages: list[str]) -> dict:
             if form.get(f"prompt_{code}", "").strip()
         },
     }
+    if form.get("public_field"):
+        values["public"] = form.get("public") == "on"
+    return values
 
 
 def topic_problem(values: dict, others: list[Topic], general: str, slug: str) -> str | None:

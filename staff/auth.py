@@ -70,9 +70,10 @@ UNSAFE_IN_TARGET = re.compile(r"[\x00-\x20\x7f-\x9f\\]")
 
 class ConsoleSessionInterface(SecureCookieSessionInterface):
     """Flask's signed-cookie session, with the Secure flag set for requests over HTTPS. Twilio's
-    webhooks, the JSON API and the probes carry no session: they get none to read or write."""
+    webhooks, the JSON API, the probes and the public tally carry no session: they get none to
+    read or write, so no cookie is ever set on them."""
 
-    SESSIONLESS = ("/twilio/", "/api/", "/metrics", "/livez", "/healthz")
+    SESSIONLESS = ("/twilio/", "/api/", "/metrics", "/livez", "/healthz", "/public")
 
     def open_session(self, app, request):
         if request.path.startswith(self.SESSIONLESS):

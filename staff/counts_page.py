@@ -120,12 +120,24 @@ def axis_ticks(peak: int) -> list[int]:
 def chart(slots: list[tuple[str, datetime, datetime]], topics, inside: District | None = None) -> dict:
     """Stacked bars of calls per topic per slot (only those inside `inside`, when given),
     laid out for an inline SVG."""
+    return chart_layout(chart_series(slots, inside), topics)
+
+
+def chart_series(
+    slots: list[tuple[str, datetime, datetime]], inside: District | None = None
+) -> list[tuple[str, list[int]]]:
+    """(label, calls per topic in `tally()`'s order) per slot (only those inside `inside`)."""
     series = []
     for label, since, until in slots:
         # Bars show calls only: no slot's distinct callers are counted (at a busy day's hours,
         # they would cost more than the rest of the page).
         counts = tally(db.session, since, until, callers_known=False, inside=inside, flags=False)
         series.append((label, [t.calls for t in counts.topics]))
+    return series
+
+
+def chart_layout(series: list[tuple[str, list[int]]], topics) -> dict:
+    """Stacked bars of `series` (values in the order of `topics`), laid out for an inline SVG."""
     width, height, left, bottom, top = 900, 260, 40, 40, 10
     ticks = axis_ticks(max([sum(values) for _, values in series] + [0]))
     peak = ticks[-1]  # the axis's top: bars are drawn against it, so the ticks meet them

@@ -59,6 +59,14 @@ PAGES: dict[str, tuple[str, ...]] = {
     "/livez": (),
     "/healthz": (),
     "/metrics": (),
+    "/public": ("lang",),
+    "/public/counts.json": ("since", "until"),
+    "/public/counts.csv": ("since", "until"),
+    "/public/check": ("ref", "lang"),
+    "/public/tally-key": (),
+    "/public/receipts": (),
+    "/public/receipts/{name}": (),
+    "/public/static/{name}": (),
 }
 
 EDGE_VALUES = [
@@ -145,7 +153,15 @@ def requests_to_pages(draw) -> tuple[str, dict, dict]:
 
 
 @pytest.fixture
-def line(media_server, app, sign_in, twilio, api_token):
+def public_tally_on(settings):
+    """The public tally switched on, with receipts signed (set before the app is made)."""
+    from receipts.signing import new_private_key
+
+    settings.update(PUBLIC_TALLY="on", TALLY_SIGNING_KEY=new_private_key(), PUBLIC_CHECKS_PER_ADDRESS="100000")
+
+
+@pytest.fixture
+def line(public_tally_on, media_server, app, sign_in, twilio, api_token):
     """A line with one comment (its audio at the Twilio stand-in), an admin signed in to the
     console, and a GET that sends the API's bearer token to /api/ paths."""
     _, sid, reference = leave_comment(twilio, text="The budget is fine.")
@@ -171,6 +187,7 @@ def test_every_get_page_is_in_the_property_test(app):
     pages = {
         rule.rule.replace("<reference>", "{reference}")
         .replace("<token>", "{name}")
+        .replace("<name>", "{name}")
         .replace("<path:filename>", "{name}")
         for rule in app.url_map.iter_rules()
         if "GET" in rule.methods and not rule.endpoint.startswith("twilio")

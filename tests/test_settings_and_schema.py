@@ -48,6 +48,9 @@ def test_development_generates_local_secrets_once_and_says_so(tmp_path, caplog):
         ("LINE_TIMEZONE", "Mars/Olympus", "not an IANA time zone"),
         ("LINE_CONFIG", "/nowhere.yaml", "is not a file"),
         ("PUBLIC_BASE_URL", "line.example.org", "must start with http"),
+        ("PUBLIC_TALLY", "maybe", "PUBLIC_TALLY must be true or false"),
+        ("TALLY_SIGNING_KEY", "not-a-key", "TALLY_SIGNING_KEY is not a key"),
+        ("TALLY_PUBLISH_URL", "ftp://example.org", "must start with http"),
     ],
 )
 def test_bad_settings_are_named(tmp_path, name, value, message):

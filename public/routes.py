@@ -35,9 +35,8 @@ from models.receipts import chain, receipts_of
 from models.recordings import is_comment, number_for, numbered, typed_digits
 from receipts import signing
 from receipts.chain import facts_export, published
-from staff.api import COUNTS_CSV_HEADER
+from staff.api import counts_csv_text
 from staff.counts_page import chart_layout
-from staff.csvfiles import csv_text
 from staff.errors import protected
 from staff.params import BadParameter
 from staff.windows import parse_window
@@ -223,9 +222,7 @@ def counts_csv():
     since, until = window()
 
     def table() -> str:
-        return csv_text(
-            COUNTS_CSV_HEADER, ([t.slug, t.digit, t.name, *t.figures()] for t in cached_counts(since, until).topics)
-        )
+        return counts_csv_text(cached_counts(since, until), line_script(current_app).get(db.session).districts)
 
     return Response(
         answer_cache().get(("counts.csv", since, until), table),

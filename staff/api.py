@@ -113,23 +113,28 @@ def counts():
     return jsonify(current_tally(current_script()).as_dict())
 
 
-@api.get("/counts.csv")
-def counts_csv():
-    script = current_script()
-    result = current_tally(script)
-    header = [*COUNTS_CSV_HEADER, *FLAG_COLUMNS, *PER_CALLER_COLUMNS, *district_columns(script.districts)]
+def counts_csv_text(result: Tally, districts: tuple[District, ...]) -> str:
+    """The counts as CSV: `COUNTS_CSV_HEADER`'s columns first, then the flags', one voice per
+    caller's and each district's (the README lists them). The public tally's CSV is this too."""
+    header = [*COUNTS_CSV_HEADER, *FLAG_COLUMNS, *PER_CALLER_COLUMNS, *district_columns(districts)]
     rows = (
         [
             *(t.slug, t.digit, t.name),
             *t.figures(),
             *(t.flagged, t.callbacks),
             *t.voice_figures(),
-            *t.district_figures(script.districts),
+            *t.district_figures(districts),
         ]
         for t in result.topics
     )
+    return csv_text(header, rows)
+
+
+@api.get("/counts.csv")
+def counts_csv():
+    script = current_script()
     return Response(
-        csv_text(header, rows),
+        counts_csv_text(current_tally(script), script.districts),
         mimetype="text/csv",
         headers={"Content-Disposition": "attachment; filename=counts.csv"},
     )

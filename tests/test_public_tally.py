@@ -231,7 +231,9 @@ def test_the_limit_holds_across_processes(published, app, twilio):
 def test_the_counts_csv_has_the_api_header(published, client, twilio):
     play_calls(twilio)
     rows = list(csv.reader(io.StringIO(client.get("/public/counts.csv").get_data(as_text=True))))
-    assert rows[0] == ["slug", "digit", "name", "calls", "callers", "comments", "support", "oppose", "other"]
+    old = ["slug", "digit", "name", "calls", "callers", "comments", "support", "oppose", "other"]
+    per_caller = ["per_caller_support", "per_caller_oppose", "per_caller_other"]
+    assert rows[0] == [*old, "flagged", "callbacks", *per_caller]  # the line has no district
 
 
 def test_under_gunicorn_no_cookie_and_one_limit_for_every_worker(published, app, twilio, served_line):

@@ -22,6 +22,8 @@ Calls (`calls`, one row per `CallSid`):
   duration and end; of two alike, the later end. A final status is never undone by a late
   passing one.
 - `topics`: the number of its `call_topics` rows (derived).
+- `is_test`: true once any fact says so (a call played from the console's "Try the line";
+  every one of its facts says so). A test call counts for nothing (`call_counts`).
 
 Keypresses (`choices`, one row per (`CallSid`, step)): a retry carries the same step and
 keys, so the values are those of any copy; `chosen_at` is the earliest. `call_topics` keeps,
@@ -74,7 +76,7 @@ IDENTITY_FIELDS = (
     "caller_name",
     "language",
 )
-CALL_FIELDS = (*IDENTITY_FIELDS, "started_at")
+CALL_FIELDS = (*IDENTITY_FIELDS, "started_at", "is_test")
 
 PASSING_CALL_STATUSES = ("queued", "initiated", "ringing", "in-progress")
 # Higher stands. Twilio sends one final status a call; should two ever differ, the rank
@@ -94,13 +96,16 @@ def merge_call(stored: dict | None, incoming: dict) -> dict:
     """The `calls` row after `incoming` (values of `CALL_FIELDS`, some None) meets `stored`
     (None: not stored yet). Commutative, associative, idempotent."""
     if stored is None:
-        return {name: incoming.get(name) for name in CALL_FIELDS}
+        merged = {name: incoming.get(name) for name in CALL_FIELDS}
+        merged["is_test"] = bool(incoming.get("is_test"))
+        return merged
     merged = dict(stored)
     for name in IDENTITY_FIELDS:
         if merged.get(name) is None and incoming.get(name) is not None:
             merged[name] = incoming[name]
     starts = [m for m in (stored.get("started_at"), incoming.get("started_at")) if m is not None]
     merged["started_at"] = min(starts) if starts else None
+    merged["is_test"] = bool(stored.get("is_test")) or bool(incoming.get("is_test"))
     return merged
 
 
@@ -174,12 +179,13 @@ def fill_recording(row: dict, name: str, args: dict, topic_id: int | None) -> li
 @dataclass
 class CallState:
     """What a call counts for depends on: its start, its caller, per topic chosen the stance
-    that stands (None for none), and per topic its comments."""
+    that stands (None for none), and per topic its comments; a test call counts for nothing."""
 
     started_at: datetime
     caller: str | None
     stances: dict[int, str | None] = field(default_factory=dict)
     comments: Counter = field(default_factory=Counter)
+    is_test: bool = False
 
 
 @dataclass
@@ -240,7 +246,10 @@ class Counts:
         self.hourly[(hour_of(started_at), topic_id, "comments")] += sign
 
     def add_call_state(self, state: CallState, sign: int = 1) -> None:
-        """Everything the call counts for, added (`sign` 1) or taken away (-1)."""
+        """Everything the call counts for, added (`sign` 1) or taken away (-1); nothing for a
+        test call."""
+        if state.is_test:
+            return
         self.add_call(state.started_at, state.caller, sign)
         for index, (topic_id, stance) in enumerate(sorted(state.stances.items())):
             self.add_topic(state.started_at, state.caller, topic_id, stance, index == 0, sign)

@@ -139,7 +139,8 @@ class _Writer:
         self.sql, self.connection = self.db.sql, self.db.connection
         self.batch = batch
         self.counts = Counts()
-        self.known: dict[str, tuple[datetime, str | None, int]] = {}  # call -> (started, caller, topics)
+        # call -> (started, caller, topics, is_test)
+        self.known: dict[str, tuple[datetime, str | None, int, bool]] = {}
 
     def run(self) -> dict[str, int]:
         try:
@@ -162,8 +163,9 @@ class _Writer:
         return numbers
 
     def started(self, call_sid: str) -> datetime | None:
+        """When a counted call started; None for a test call or one not stored."""
         known = self.known.get(call_sid)
-        return known[0] if known else None
+        return known[0] if known and not known[3] else None
 
     # --- calls ----------------------------------------------------------------------------
 
@@ -189,8 +191,9 @@ class _Writer:
         inserted = {sid for (sid,) in new}
         for sid in inserted:
             values = b.calls[sid]
-            self.counts.add_call(values["started_at"], values["caller_hash"])
-            self.known[sid] = (values["started_at"], values["caller_hash"], 0)
+            if not values["is_test"]:
+                self.counts.add_call(values["started_at"], values["caller_hash"])
+            self.known[sid] = (values["started_at"], values["caller_hash"], 0, values["is_test"])
         stored = [sid for sid in sids if sid not in inserted]
         if not stored:
             return
@@ -198,14 +201,15 @@ class _Writer:
         updates, moved = [], []
         for sid, *values, topics in self.db.select_in(query, stored):
             before = dict(zip(CALL_FIELDS, values, strict=True))
-            before["started_at"] = s.moment(before["started_at"])
+            before["started_at"], before["is_test"] = s.moment(before["started_at"]), bool(before["is_test"])
             after = rules.merge_call(before, b.calls[sid])
-            self.known[sid] = (after["started_at"], after["caller_hash"], topics or 0)
+            self.known[sid] = (after["started_at"], after["caller_hash"], topics or 0, after["is_test"])
             if after != before:
                 updates.append((*(s.stamp(after[f]) if f == "started_at" else after[f] for f in CALL_FIELDS), sid))
             if (
                 hour_of(after["started_at"]) != hour_of(before["started_at"])
                 or after["caller_hash"] != before["caller_hash"]
+                or after["is_test"] != before["is_test"]
             ):
                 moved.append((sid, before, after))
         if updates:
@@ -229,8 +233,8 @@ class _Writer:
                 comments[sid][topic_id] += 1
         for sid, before, after in moved:
             self.counts.move(
-                CallState(before["started_at"], before["caller_hash"], stances[sid], comments[sid]),
-                CallState(after["started_at"], after["caller_hash"], stances[sid], comments[sid]),
+                CallState(before["started_at"], before["caller_hash"], stances[sid], comments[sid], before["is_test"]),
+                CallState(after["started_at"], after["caller_hash"], stances[sid], comments[sid], after["is_test"]),
             )
 
     def note_statuses(self) -> None:
@@ -300,16 +304,19 @@ class _Writer:
         added: dict[str, int] = Counter()
         for sid, step, topic_id in fresh:
             stance = b.choices[(sid, step)].get("stance")
-            started = self.started(sid) or b.choices[(sid, step)]["at"]
+            started = self.started(sid) or b.choices[(sid, step)]["at"]  # (a test call's: unused)
             known = self.known.get(sid)
+            counted = not (known and known[3])  # a test call counts for nothing
             pair = pairs.get((sid, topic_id))
             if pair is None:  # the call's first choice of this topic
                 pairs[(sid, topic_id)] = [stance, step if stance else 0, "new"]
                 routed = known is not None and known[2] + added[sid] == 0
                 added[sid] += 1
-                self.counts.add_topic(started, known[1] if known else None, topic_id, stance, routed)
+                if counted:
+                    self.counts.add_topic(started, known[1] if known else None, topic_id, stance, routed)
             elif stance is not None and pair[1] < step:  # a later position replaces an earlier one
-                self.counts.change_stance(started, topic_id, pair[0], stance)
+                if counted:
+                    self.counts.change_stance(started, topic_id, pair[0], stance)
                 pair[0], pair[1] = stance, step
                 if pair[2] == "stored":
                     pair[2] = "changed"
@@ -457,9 +464,9 @@ class _Writer:
     def learn_calls(self, call_sids: Iterable[str]) -> None:
         wanted = sorted(set(call_sids) - self.known.keys())
         if wanted:
-            query = "SELECT call_sid, started_at, caller_hash, topics FROM calls WHERE call_sid"
-            for sid, started, caller, topics in self.db.select_in(query, wanted):
-                self.known[sid] = (self.sql.moment(started), caller, topics or 0)
+            query = "SELECT call_sid, started_at, caller_hash, topics, is_test FROM calls WHERE call_sid"
+            for sid, started, caller, topics, is_test in self.db.select_in(query, wanted):
+                self.known[sid] = (self.sql.moment(started), caller, topics or 0, bool(is_test))
 
     def check_numbers_given(self, filled: list[tuple[str, tuple, dict, dict]], others: list[int]) -> None:
         """The numbers actions gave are unique as long as they come from this database's
@@ -501,7 +508,7 @@ class _Writer:
         now = after["topic_id"] if is_comment(after["topic_id"], after["duration"], after["status"]) else None
         started = self.started(call_sid)
         if was == now or started is None:
-            return  # no change; or no call row, which `flask counts verify` would report
+            return  # no change; a test call; or no call row, which `flask counts verify` would report
         if was is not None:
             self.counts.add_comment(started, was, -1)
         if now is not None:

@@ -4,6 +4,7 @@ from .audit import AuditEntry, audit
 from .base import Base, db, insert_for, utcnow
 from .calls import Call, CallTopic, Choice
 from .comments import CommentState
+from .drafts import ScriptVersion
 from .jobs import Job
 from .line import LineSettings, Topic
 from .recordings import Recording, Transcription
@@ -25,6 +26,7 @@ __all__ = [
     "Job",
     "LineSettings",
     "Recording",
+    "ScriptVersion",
     "Topic",
     "TopicCaller",
     "Transcription",

@@ -15,7 +15,7 @@ import hmac
 from datetime import datetime
 from functools import lru_cache
 
-from sqlalchemy import ForeignKey, Index, Integer, String, func, select, update
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, false, func, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import db
@@ -64,6 +64,9 @@ class Call(db.Model):
     duration: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[str | None] = mapped_column(String(16))
     topics: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # distinct topics chosen
+    # Played from the console's "Try the line" page: stored like any call, never counted,
+    # shown in the inbox only when asked, never in the JSON API.
+    is_test: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Choice(db.Model):
@@ -167,6 +170,7 @@ CALL_COLUMNS = (
     Call.caller_name,
     Call.started_at,
     Call.language,
+    Call.is_test,
 )
 CALL_KEYS = tuple(c.key for c in CALL_COLUMNS)
 

@@ -70,6 +70,8 @@ class InboxFilter:
     has_transcript: bool | None = None
     search: str = ""
     topic_ids: list[int] = field(default_factory=list)  # several topics, for the export
+    # Comments left on test calls ("Try the line"): "hide" (the default), "also" or "only".
+    tests: str = "hide"
 
 
 @dataclass
@@ -195,6 +197,11 @@ def comment_conditions(f: InboxFilter, *, search: str = "either") -> list:
         or_(Recording.status.is_(None), Recording.status.not_in(NOT_A_COMMENT)),
         or_(Recording.duration.is_(None), Recording.duration > 0),
     ]
+    test_call = exists().where(Call.call_sid == Recording.call_sid, Call.is_test.is_(True))
+    if f.tests == "hide":
+        conditions.append(~test_call)
+    elif f.tests == "only":
+        conditions.append(test_call)
     if f.topic_id is not None:
         conditions.append(Recording.topic_id == f.topic_id)
     if f.topic_ids:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import admin, counts_page, recordings  # noqa: F401  (routes on the console blueprint)
+from . import admin, counts_page, recordings, trial  # noqa: F401  (routes on the console blueprint)
 from .api import api
 from .auth import auth, configure_sessions
 from .commands import counts_cli, tokens_cli

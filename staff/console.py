@@ -136,7 +136,8 @@ def url_with(endpoint: str, args: dict, **changes) -> str:
 
 # --- the inbox ----------------------------------------------------------------------------------
 
-FILTER_KEYS = ("topic", "stance", "language", "from", "to", "reviewed", "transcript", "q")
+FILTER_KEYS = ("topic", "stance", "language", "from", "to", "reviewed", "transcript", "tests", "q")
+TEST_CALLS = ("also", "only")  # the `tests` filter: comments on "Try the line" calls
 MAX_SEARCH = 200
 YES_NO = {"yes": True, "no": False}
 
@@ -171,6 +172,7 @@ def inbox_filter(args) -> tuple[InboxFilter, dict, list[str]]:
     f.language = take("language", text, 16)
     f.reviewed = YES_NO.get(take("reviewed", choice, YES_NO) or "")
     f.has_transcript = YES_NO.get(take("transcript", choice, YES_NO) or "")
+    f.tests = take("tests", choice, TEST_CALLS) or "hide"
     try:
         window = date_window(args)
     except BadParameter as exc:

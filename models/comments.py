@@ -84,6 +84,7 @@ class CommentRow:
     transcript: Transcription | None = None
     original: Transcription | None = None
     no_text_reason: str | None = None  # why there is no transcript, when a transcriber said
+    is_test: bool = False  # left on a "Try the line" call
 
     @property
     def reference(self) -> str:
@@ -318,9 +319,9 @@ def comment_rows(session, recordings: list[Recording]) -> list[CommentRow]:
         return []
     slugs = dict(session.execute(select(Topic.id, Topic.slug)).all())
     callers = {
-        sid: (number, digest)
-        for sid, number, digest in session.execute(
-            select(Call.call_sid, Call.from_number, Call.caller_hash).where(
+        sid: (number, digest, bool(is_test))
+        for sid, number, digest, is_test in session.execute(
+            select(Call.call_sid, Call.from_number, Call.caller_hash, Call.is_test).where(
                 Call.call_sid.in_({r.call_sid for r in recordings})
             )
         )
@@ -329,10 +330,10 @@ def comment_rows(session, recordings: list[Recording]) -> list[CommentRow]:
         s.recording_id: s
         for s in session.scalars(select(CommentState).where(CommentState.recording_id.in_([r.id for r in recordings])))
     }
-    rows = [
-        CommentRow(r, slugs.get(r.topic_id), *callers.get(r.call_sid, (None, None)), states.get(r.id))
-        for r in recordings
-    ]
+    rows = []
+    for r in recordings:
+        number, digest, is_test = callers.get(r.call_sid, (None, None, False))
+        rows.append(CommentRow(r, slugs.get(r.topic_id), number, digest, states.get(r.id), is_test=is_test))
     attach_transcripts(session, rows)
     return rows
 

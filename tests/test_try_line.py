@@ -174,7 +174,8 @@ def test_a_try_the_line_call_leaves_no_trace_in_any_count(app, sign_in, twilio, 
         assert summary.verify(db.session) == []
     # Out of the inbox unless asked; never in the JSON API.
     assert reference not in staff.get("/inbox").get_data(as_text=True)
-    assert f"#{reference}" in staff.get("/inbox?tests=only").get_data(as_text=True)
+    only = staff.get("/inbox?tests=only").get_data(as_text=True)
+    assert f"#{reference}" in only and "Test call</span>" in only
     assert f"#{reference}" in staff.get("/inbox?tests=also").get_data(as_text=True)
     assert staff.get("/inbox?tests=maybe").status_code == 400
 

@@ -196,6 +196,7 @@ def draft_changed(document: dict, message: str) -> None:
     until an admin publishes the draft."""
     save_draft(db.session, document)
     db.session.commit()
+    line_script(current_app).forget()  # this process tries the new draft at once; others within the cache's time
     flash(f"{message} It is in the draft: publish it for callers to hear it.")
 
 

@@ -290,12 +290,13 @@ SPEECH_SPY = """
 
 
 def phone_waits_for(page, state: str) -> None:
-    page.wait_for_selector(f'#phone[data-state="{state}"]', timeout=20000)
+    page.wait_for_selector(f'#phone[data-state="{state}"]', timeout=60000)
 
 
-def play_on_the_phone(page, keys_before_recording: list[str]) -> str:
-    """Call from the phone page, pressing the keys at each menu, record a comment, then end the
-    call at the menu after it; the call's log as text."""
+def play_on_the_phone(page, keys_before_recording: list[str], last_key: str | None) -> str:
+    """Call from the phone page, pressing the keys at each menu, record a comment, then at the
+    menu after it press `last_key` (None: let the menu time out, as a caller who says nothing);
+    the call's log as text."""
     page.click("#call-button")
     for key in keys_before_recording:
         phone_waits_for(page, "gather")
@@ -303,7 +304,8 @@ def play_on_the_phone(page, keys_before_recording: list[str]) -> str:
     phone_waits_for(page, "record")
     page.click('.key[data-key="#"]')
     phone_waits_for(page, "gather")  # thanks, the reference, and "another topic?"
-    page.keyboard.press("2")  # no: goodbye
+    if last_key is not None:
+        page.keyboard.press(last_key)
     phone_waits_for(page, "ended")
     return page.inner_text("#call-log")
 
@@ -349,10 +351,11 @@ def test_try_the_draft_in_each_language_from_the_console_phone(browser, served_l
 
     # A whole call on the draft in each language: English (1) and Spanish (2).
     page.goto(served.base + "/try?script=draft")
-    english = play_on_the_phone(page, ["1", "1", "1"])  # English, the budget, support
+    english = play_on_the_phone(page, ["1", "1", "1"], None)  # English, the budget, support; then silence
     assert "Hello from the draft script." in english and "homes and rents" in english
+    assert "the menu timed out" in english and "Goodbye" in english
     assert "Recorded" in english and "reference number is" in english and "The line hung up." in english
-    spanish = play_on_the_phone(page, ["2", "3"])  # Spanish, housing (no position asked)
+    spanish = play_on_the_phone(page, ["2", "3"], "2")  # Spanish, housing (no position asked); then "no more"
     assert "Hola desde el borrador." in spanish and "número de referencia" in spanish
     spanish_said = page.eval_on_selector_all("#call-log li.said[lang=es-US]", "els => els.map(e => e.textContent)")
     assert any("la vivienda" in text for text in spanish_said)

@@ -48,10 +48,8 @@ def normal_document(data: dict) -> dict:
     raise ScriptError saying what is wrong."""
     data = check_script(copy.deepcopy(data))
     return {
-        "languages": [
-            {"code": str(lang["code"]), "digit": str(lang["digit"]), "voice": lang["voice"]}
-            for lang in data["languages"]
-        ],
+        # A language keeps every setting it has (code, digit, voice, and any other).
+        "languages": [{**lang, "code": str(lang["code"]), "digit": str(lang["digit"])} for lang in data["languages"]],
         "wording": {code: dict(lines) for code, lines in data["wording"].items()},
         "topics": [
             {
@@ -248,14 +246,15 @@ def differences(before: dict, after: dict) -> list[Difference]:
     found: list[Difference] = []
     old_langs = {lang["code"]: lang for lang in before["languages"]}
     new_langs = {lang["code"]: lang for lang in after["languages"]}
-    for code in new_langs.keys() - old_langs.keys():
+    for code in sorted(new_langs.keys() - old_langs.keys()):
         found.append(Difference("languages", f"{code} added (key {new_langs[code]['digit']})"))
-    for code in old_langs.keys() - new_langs.keys():
+    for code in sorted(old_langs.keys() - new_langs.keys()):
         found.append(Difference("languages", f"{code} removed"))
     for code in sorted(old_langs.keys() & new_langs.keys()):
-        for key in ("digit", "voice"):
-            if old_langs[code][key] != new_langs[code][key]:
-                found.append(Difference("languages", f"{code} {key}", old_langs[code][key], new_langs[code][key]))
+        old, new = old_langs[code], new_langs[code]
+        for key in sorted((old.keys() | new.keys()) - {"code"}):
+            if old.get(key) != new.get(key):
+                found.append(Difference("languages", f"{code} {key}", _text(old.get(key)), _text(new.get(key))))
     for key in ("general_topic", "record_max_seconds", "menu_timeout_seconds"):
         if before[key] != after[key]:
             found.append(Difference("line", key.replace("_", " "), _text(before[key]), _text(after[key])))

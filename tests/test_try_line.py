@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 import pytest
+import yaml
 from sqlalchemy import func, select
 
 from facts import write_path
@@ -256,3 +257,28 @@ def test_the_phone_endpoints_refuse_what_the_page_would_never_send(app, sign_in,
     assert client.get("/try").status_code == 302
     assert client.post("/try/calls", json={"script": "draft"}).status_code in (302, 400)
     assert new_sid("CA") != token
+
+
+def test_flask_line_sync_writes_the_draft_and_a_new_language_can_be_tried(app, runner, tmp_path, sign_in, twilio):
+    data = yaml.safe_load(open(app.config["LINE_CONFIG"]))
+    data["languages"].append({"code": "fr-FR", "digit": "3", "voice": "Polly.Lea", "needs_recordings": True})
+    data["wording"]["fr-FR"] = {
+        **data["wording"]["en-US"],
+        "greeting": "Bonjour, ceci est le brouillon.",
+        "language_option": "Pour le français, tapez 3.",
+    }
+    for topic in data["topics"]:
+        topic["name"]["fr-FR"] = topic["name"]["en-US"] + " (fr)"
+    path = tmp_path / "line.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    result = runner.invoke(args=["line", "sync", "--file", str(path)])
+    assert result.exit_code == 0 and "languages: fr-FR added (key 3)" in result.output, result.output
+    assert "Bonjour" not in twilio.call().dial().said  # callers hear the live script
+    phone = TryPhone(sign_in("staff"))
+    assert "Bonjour, ceci est le brouillon." in phone.dial("draft").said
+    menu = phone.press("3")
+    assert {say.get("language") for say in menu.says()} == {"fr-FR"} and "budget (fr)" in menu.said
+    with app.app_context():
+        from models.drafts import draft_document
+
+        assert draft_document(db.session)["languages"][-1]["needs_recordings"] is True  # kept as given

@@ -4,6 +4,9 @@ script, stored as test calls that count nowhere."""
 
 from __future__ import annotations
 
+import io
+import re
+import zipfile
 from dataclasses import asdict
 
 import pytest
@@ -181,12 +184,19 @@ def test_a_try_the_line_call_leaves_no_trace_in_any_count(app, sign_in, twilio, 
     assert staff.get("/inbox?tests=maybe").status_code == 400
 
 
-def test_the_api_never_lists_a_test_calls_comment(app, sign_in, twilio, api):
-    reference = whole_trial_call(TryPhone(sign_in("staff")))
+def test_the_api_and_the_export_never_hold_a_test_calls_comment(app, sign_in, twilio, api):
+    staff = sign_in("staff")
+    reference = whole_trial_call(TryPhone(staff))
     write_path(app).flush()
     listed = api("/api/v1/comments").get_json()["comments"]
     assert reference not in {c["reference"] for c in listed}
     assert api("/api/v1/counts").get_json()["calls"] == 0
+    form = staff.get("/export").get_data(as_text=True)
+    today = re.search(r'name="from" value="([\d-]+)"', form).group(1)
+    exported = staff.post("/export", {"from": today, "to": today, "topic": ["budget"]})
+    assert exported.mimetype == "application/zip"
+    rows = zipfile.ZipFile(io.BytesIO(exported.data)).read("comments.csv").decode().splitlines()
+    assert rows[0].startswith("reference,") and len(rows) == 1  # the test call's comment is not there
 
 
 def test_a_topic_only_the_draft_has_can_be_tried_and_counts_nowhere(app, sign_in):

@@ -31,6 +31,8 @@ Calls (`calls`, one row per `CallSid`):
   `FromZip` (the carrier's guess about the phone) is `from_zip`, an identity field: never
   the caller's word, and never counted as a constituent.
 - `topics`: the number of its `call_topics` rows (derived).
+- `is_test`: true once any fact says so (a call played from the console's "Try the line";
+  every one of its facts says so). A test call counts for nothing (`call_counts`).
 
 Keypresses (`choices`, one row per (`CallSid`, step)): a retry carries the same step and
 keys, so the values are those of any copy; `chosen_at` is the earliest. `call_topics` keeps,
@@ -102,7 +104,7 @@ IDENTITY_FIELDS = (
     "blocked",
 )
 ZIP_FIELDS = ("entered_zip", "zip_step")
-CALL_FIELDS = (*IDENTITY_FIELDS, *ZIP_FIELDS, "started_at")
+CALL_FIELDS = (*IDENTITY_FIELDS, *ZIP_FIELDS, "started_at", "is_test")
 
 PASSING_CALL_STATUSES = ("queued", "initiated", "ringing", "in-progress")
 # Higher stands. Twilio sends one final status a call; should two ever differ, the rank
@@ -131,6 +133,7 @@ def merge_call(stored: dict | None, incoming: dict) -> dict:
     merged["entered_zip"], merged["zip_step"] = standing_zip(
         (stored.get("entered_zip"), stored.get("zip_step")), (incoming.get("entered_zip"), incoming.get("zip_step"))
     )
+    merged["is_test"] = bool(stored.get("is_test")) or bool(incoming.get("is_test"))
     return merged
 
 
@@ -212,13 +215,14 @@ def fill_recording(row: dict, name: str, args: dict, topic_id: int | None) -> li
 @dataclass
 class CallState:
     """What a call counts for depends on: its start, its caller, per topic chosen the stance
-    that stands (None for none), and per topic its comments."""
+    that stands (None for none), and per topic its comments; a test call counts for nothing."""
 
     started_at: datetime
     caller: str | None
     stances: dict[int, str | None] = field(default_factory=dict)
     comments: Counter = field(default_factory=Counter)
     zip: str | None = None  # the ZIP code the caller entered
+    is_test: bool = False
 
 
 # `zip_counts`' periods: the hour, the UTC day and month a call started in, and all time.
@@ -328,7 +332,10 @@ class Counts:
         self.count(hour_of(started_at), topic_id, "comments", zip, sign)
 
     def add_call_state(self, state: CallState, sign: int = 1) -> None:
-        """Everything the call counts for, added (`sign` 1) or taken away (-1)."""
+        """Everything the call counts for, added (`sign` 1) or taken away (-1); nothing for a
+        test call."""
+        if state.is_test:
+            return
         self.add_call(state.started_at, state.caller, sign, state.zip)
         for index, (topic_id, stance) in enumerate(sorted(state.stances.items())):
             self.add_topic(state.started_at, state.caller, topic_id, stance, index == 0, sign, state.zip)

@@ -153,8 +153,8 @@ class _Writer:
         self.sql, self.connection = self.db.sql, self.db.connection
         self.batch = batch
         self.counts = Counts()
-        # call -> (started, caller, topics, entered ZIP code)
-        self.known: dict[str, tuple[datetime, str | None, int, str | None]] = {}
+        # call -> (started, caller, topics, entered ZIP code, is_test)
+        self.known: dict[str, tuple[datetime, str | None, int, str | None, bool]] = {}
         self.voices_touched: set[tuple[int, str]] = set()  # (topic, caller) whose latest may have moved
         self.voice_changes: Counter = Counter()  # (period, start, topic, zip, stance) -> callers
 
@@ -181,8 +181,9 @@ class _Writer:
         return numbers
 
     def started(self, call_sid: str) -> datetime | None:
+        """When a counted call started; None for a test call or one not stored."""
         known = self.known.get(call_sid)
-        return known[0] if known else None
+        return known[0] if known and not known[4] else None
 
     # --- calls ----------------------------------------------------------------------------
 
@@ -208,8 +209,9 @@ class _Writer:
         inserted = {sid for (sid,) in new}
         for sid in inserted:
             values = b.calls[sid]
-            self.counts.add_call(values["started_at"], values["caller_hash"], zip=values["entered_zip"])
-            self.known[sid] = (values["started_at"], values["caller_hash"], 0, values["entered_zip"])
+            if not values["is_test"]:
+                self.counts.add_call(values["started_at"], values["caller_hash"], zip=values["entered_zip"])
+            self.known[sid] = (values["started_at"], values["caller_hash"], 0, values["entered_zip"], values["is_test"])
         stored = [sid for sid in sids if sid not in inserted]
         if not stored:
             return
@@ -217,14 +219,20 @@ class _Writer:
         updates, moved = [], []
         for sid, *values, topics in self.db.select_in(query, stored):
             before = dict(zip(CALL_FIELDS, values, strict=True))
-            before["started_at"] = s.moment(before["started_at"])
+            before["started_at"], before["is_test"] = s.moment(before["started_at"]), bool(before["is_test"])
             after = rules.merge_call(before, b.calls[sid])
-            self.known[sid] = (after["started_at"], after["caller_hash"], topics or 0, after["entered_zip"])
+            self.known[sid] = (
+                after["started_at"],
+                after["caller_hash"],
+                topics or 0,
+                after["entered_zip"],
+                after["is_test"],
+            )
             if after != before:
                 updates.append((*(s.stamp(after[f]) if f == "started_at" else after[f] for f in CALL_FIELDS), sid))
             # A start moved within its hour changes no sum, but may change whose position is
             # a caller's latest.
-            if any(after[f] != before[f] for f in ("started_at", "caller_hash", "entered_zip")):
+            if any(after[f] != before[f] for f in ("started_at", "caller_hash", "entered_zip", "is_test")):
                 moved.append((sid, before, after))
         if updates:
             self.db.update_rows("calls", CALL_FIELDS, ("call_sid",), updates)
@@ -249,9 +257,21 @@ class _Writer:
         for sid, before, after in moved:
             self.counts.move(
                 CallState(
-                    before["started_at"], before["caller_hash"], stances[sid], comments[sid], before["entered_zip"]
+                    before["started_at"],
+                    before["caller_hash"],
+                    stances[sid],
+                    comments[sid],
+                    before["entered_zip"],
+                    before["is_test"],
                 ),
-                CallState(after["started_at"], after["caller_hash"], stances[sid], comments[sid], after["entered_zip"]),
+                CallState(
+                    after["started_at"],
+                    after["caller_hash"],
+                    stances[sid],
+                    comments[sid],
+                    after["entered_zip"],
+                    after["is_test"],
+                ),
             )
             for topic_id, stance in stances[sid].items():
                 if stance:
@@ -329,19 +349,22 @@ class _Writer:
         added: dict[str, int] = Counter()
         for sid, step, topic_id in fresh:
             stance = b.choices[(sid, step)].get("stance")
-            started = self.started(sid) or b.choices[(sid, step)]["at"]
+            started = self.started(sid) or b.choices[(sid, step)]["at"]  # (a test call's: unused)
             known = self.known.get(sid)
+            counted = not (known and known[4])  # a test call counts for nothing
             pair = pairs.get((sid, topic_id))
             caller, entered_zip = (known[1], known[3]) if known else (None, None)
-            if stance is not None and (pair is None or pair[1] < step):
+            if counted and stance is not None and (pair is None or pair[1] < step):
                 self.touch_voice(topic_id, caller)
             if pair is None:  # the call's first choice of this topic
                 pairs[(sid, topic_id)] = [stance, step if stance else 0, "new"]
                 routed = known is not None and known[2] + added[sid] == 0
                 added[sid] += 1
-                self.counts.add_topic(started, caller, topic_id, stance, routed, zip=entered_zip)
+                if counted:
+                    self.counts.add_topic(started, caller, topic_id, stance, routed, zip=entered_zip)
             elif stance is not None and pair[1] < step:  # a later position replaces an earlier one
-                self.counts.change_stance(started, topic_id, pair[0], stance, entered_zip)
+                if counted:
+                    self.counts.change_stance(started, topic_id, pair[0], stance, entered_zip)
                 pair[0], pair[1] = stance, step
                 if pair[2] == "stored":
                     pair[2] = "changed"
@@ -514,9 +537,9 @@ class _Writer:
     def learn_calls(self, call_sids: Iterable[str]) -> None:
         wanted = sorted(set(call_sids) - self.known.keys())
         if wanted:
-            query = "SELECT call_sid, started_at, caller_hash, topics, entered_zip FROM calls WHERE call_sid"
-            for sid, started, caller, topics, entered_zip in self.db.select_in(query, wanted):
-                self.known[sid] = (self.sql.moment(started), caller, topics or 0, entered_zip)
+            query = "SELECT call_sid, started_at, caller_hash, topics, entered_zip, is_test FROM calls WHERE call_sid"
+            for sid, started, caller, topics, entered_zip, is_test in self.db.select_in(query, wanted):
+                self.known[sid] = (self.sql.moment(started), caller, topics or 0, entered_zip, bool(is_test))
 
     def check_numbers_given(self, filled: list[tuple[str, tuple, dict, dict]], others: list[int]) -> None:
         """The numbers actions gave are unique as long as they come from this database's
@@ -558,7 +581,7 @@ class _Writer:
         now = after["topic_id"] if is_comment(after["topic_id"], after["duration"], after["status"]) else None
         started = self.started(call_sid)
         if was == now or started is None:
-            return  # no change; or no call row, which `flask counts verify` would report
+            return  # no change; a test call; or no call row, which `flask counts verify` would report
         entered_zip = self.known[call_sid][3]
         if was is not None:
             self.counts.add_comment(started, was, -1, entered_zip)
@@ -662,7 +685,7 @@ class _Writer:
         query = (
             "SELECT calls.caller_hash, call_topics.topic_id, call_topics.stance, calls.started_at, calls.call_sid, "
             "calls.entered_zip FROM call_topics JOIN calls ON calls.call_sid = call_topics.call_sid "
-            "WHERE call_topics.stance IS NOT NULL AND calls.caller_hash"
+            "WHERE call_topics.stance IS NOT NULL AND NOT calls.is_test AND calls.caller_hash"
         )
         positions = [
             (topic_id, caller, Position(s.moment(at), call_sid, stance, zip_key(entered)))

@@ -1,5 +1,6 @@
-"""The simulated caller: a call played the way Twilio plays it, for the tests, the benchmark
-and `flask line call`.
+"""The simulated caller: a call played the way Twilio plays it, for the tests, the benchmark,
+`flask line call` and the console's "Try the line" (staff/trial.py, which sends each request
+its phone page asks for).
 
 Nothing here does I/O. Three layers:
 

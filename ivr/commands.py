@@ -15,7 +15,8 @@ from flask.cli import AppGroup
 from config import TWILIO_API
 from facts import write_path
 from models import db
-from models.line import ScriptError, line_script, load_script, read_script_file, sync_script
+from models.drafts import differences, live_document, normal_document, put_live, save_draft
+from models.line import ScriptError, line_script, load_script, read_script_file
 
 from .caller import (
     CallPlayer,
@@ -70,18 +71,39 @@ def load(path: str | None) -> None:
 
 @line_cli.command("sync")
 @click.option("--file", "path", help="The script file (default: LINE_CONFIG).")
+@click.option("--publish", is_flag=True, help="Publish it too: callers hear it within LINE_CACHE_SECONDS.")
 @click.option("--dry-run", is_flag=True, help="Say what would change, change nothing.")
-def sync(path: str | None, dry_run: bool) -> None:
-    """Apply the script file to the line, matching topics by slug."""
-    changes = sync_script(db.session, _read(path))
+def sync(path: str | None, publish: bool, dry_run: bool) -> None:
+    """Make the script file the draft (replacing the draft's changes), matching topics by
+    slug; with --publish, put it live as well (audited, kept as a version). A topic the
+    file lacks is switched off, never deleted."""
+    data = _read(path)
+    if load_script(db.session, data):
+        db.session.commit()
+        click.echo("Loaded the script into an empty line.")
+        return
+    document = normal_document(data)
+    changes = differences(live_document(db.session), document)
     for change in changes:
-        click.echo(change)
+        click.echo(str(change))
     if dry_run:
         db.session.rollback()
-        click.echo(f"{len(changes)} change(s) would be made (dry run).")
-    else:
+        click.echo(f"{len(changes)} difference(s) from the live script (dry run: nothing changed).")
+        return
+    if publish:
+        published = put_live(db.session, document, "system:cli")
         db.session.commit()
-        click.echo(f"{len(changes)} change(s) made." if changes else "The line already matches the file.")
+        line_script(current_app).forget()
+        click.echo(f"Published as version {published.version}." if published else "The line already matches the file.")
+        return
+    save_draft(db.session, document)
+    db.session.commit()
+    click.echo(
+        f"The draft is the file: {len(changes)} difference(s) from the live script. Publish it in the console "
+        "(Publish) or with `flask line sync --publish`."
+        if changes
+        else "The live script already matches the file; the draft is the live script."
+    )
 
 
 DEFAULT_COMMENTS = {"en-US": "This is a test comment.", "es-US": "Este es un comentario de prueba."}

@@ -39,6 +39,7 @@ from .menu import (
     STANCE_KEYS,
 )
 from .signature import public_base_url, require_twilio_signature
+from .trial import TRIAL_HEADER, trial_script
 
 bp = Blueprint("ivr", __name__, url_prefix="/twilio")
 
@@ -52,7 +53,7 @@ class Webhook:
     field asked for. `args` are the values the previous reply put in this URL (on the Fallback
     URL, those of the URL that failed)."""
 
-    __slots__ = ("app", "config", "facts", "form", "args", "call_sid", "base")
+    __slots__ = ("app", "config", "facts", "form", "args", "call_sid", "base", "trial")
 
     def __init__(self, app: Flask, request: Request) -> None:
         self.app, self.config = app, app.config
@@ -61,6 +62,7 @@ class Webhook:
         self.args: MultiDict = request.args
         self.call_sid: str | None = self.form.get("CallSid")
         self.base = public_base_url(self.config, request)
+        self.trial: str | None = None  # "draft" or "live" on a "Try the line" call (ivr/trial.py)
 
     def arg(self, name: str) -> str | None:
         return self.args.get(name)
@@ -87,10 +89,15 @@ class Webhook:
 
     def call(self, now: datetime) -> dict:
         cfg = self.config
-        return call_values(self.form, mode=cfg["CALLER_NUMBERS"], key=cfg["CALLER_HASH_KEY"], seen_at=now)
+        values = call_values(self.form, mode=cfg["CALLER_NUMBERS"], key=cfg["CALLER_HASH_KEY"], seen_at=now)
+        if self.trial:
+            values["is_test"] = True
+        return values
 
     def script(self) -> LineScript:
-        return line_script(self.app).get(db.session, database_ok=self.facts.breaker.closed())
+        """The live script; the draft for a "Try the line" call on the draft."""
+        cache = line_script(self.app)
+        return cache.get(db.session, database_ok=self.facts.breaker.closed(), draft=self.trial == "draft")
 
 
 def new_webhook() -> Webhook:
@@ -114,6 +121,7 @@ def before_webhook() -> None:
     require_twilio_signature(w.config, request._get_current_object(), w.base)
     if not w.call_sid:
         abort(400, description="CallSid is required.")
+    w.trial = trial_script(w.config["SECRET_KEY"], w.call_sid, request.headers.get(TRIAL_HEADER))
     w.facts.replayer.look()
 
 
@@ -488,7 +496,8 @@ def recording_status():
                     "error_code": w.clipped("ErrorCode", 16),
                 },
             ),
-            *([work(w, "download", sid)] if status == "completed" else []),
+            # A test call's audio stays in the browser that played it: there is none to fetch.
+            *([work(w, "download", sid)] if status == "completed" and not w.trial else []),
         ],
     )
     return answer(twiml.nothing())
@@ -520,7 +529,7 @@ def transcription():
                 },
             ),
             # Twilio could not transcribe it: no need to wait out the grace period for its transcript.
-            *([] if completed else [work(w, "transcribe", sid)]),
+            *([] if completed or w.trial else [work(w, "transcribe", sid)]),
         ],
     )
     return answer(twiml.nothing())

@@ -6,6 +6,7 @@ from .blocklist import BlockedNumber
 from .callbacks import CallbackRequest
 from .calls import Call, CallTopic, Choice
 from .comments import CommentState
+from .drafts import ScriptVersion
 from .holds import HeldTranscript, LegalHold
 from .jobs import Job
 from .line import LineSettings, Topic
@@ -34,6 +35,7 @@ __all__ = [
     "LineSettings",
     "Recording",
     "TallyReceipt",
+    "ScriptVersion",
     "Topic",
     "TopicCaller",
     "Transcription",

@@ -15,7 +15,7 @@ import hmac
 from datetime import datetime
 from functools import lru_cache
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, func, select, text, update
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, false, func, select, text, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import db
@@ -95,6 +95,9 @@ class Call(db.Model):
     stir_verstat: Mapped[str | None] = mapped_column(String(64))
     caller_withheld: Mapped[bool | None] = mapped_column(Boolean)
     blocked: Mapped[bool | None] = mapped_column(Boolean)
+    # Played from the console's "Try the line" page: stored like any call, never counted,
+    # shown in the inbox only when asked, never in the JSON API.
+    is_test: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Choice(db.Model):
@@ -210,6 +213,7 @@ CALL_COLUMNS = (
     Call.stir_verstat,
     Call.caller_withheld,
     Call.blocked,
+    Call.is_test,
 )
 CALL_KEYS = tuple(c.key for c in CALL_COLUMNS)
 

@@ -93,6 +93,8 @@ class InboxFilter:
     calls: Any = None  # a SELECT of call_sids the comment's call must be among (the flags' filter)
     no_calls: bool = False  # no call can match (a flag filter while every rule is off)
     callback: bool | None = None  # the caller asked for a call back during the call, or not
+    # Comments left on test calls ("Try the line"): "hide" (the default), "also" or "only".
+    tests: str = "hide"
 
 
 @dataclass
@@ -106,6 +108,7 @@ class CommentRow:
     original: Transcription | None = None
     no_text_reason: str | None = None  # why there is no transcript, when a transcriber said
     entered_zip: str | None = None  # the ZIP code the caller entered (not Twilio's caller-ID ZIP)
+    is_test: bool = False  # left on a "Try the line" call
 
     @property
     def reference(self) -> str:
@@ -230,6 +233,11 @@ def comment_conditions(f: InboxFilter, *, search: str = "either") -> list:
         or_(Recording.status.is_(None), Recording.status.not_in(NOT_A_COMMENT)),
         or_(Recording.duration.is_(None), Recording.duration > 0),
     ]
+    test_call = exists().where(Call.call_sid == Recording.call_sid, Call.is_test.is_(True))
+    if f.tests == "hide":
+        conditions.append(~test_call)
+    elif f.tests == "only":
+        conditions.append(test_call)
     if f.topic_id is not None:
         conditions.append(Recording.topic_id == f.topic_id)
     if f.topic_ids:
@@ -355,9 +363,9 @@ def comment_rows(session, recordings: list[Recording]) -> list[CommentRow]:
         return []
     slugs = dict(session.execute(select(Topic.id, Topic.slug)).all())
     callers = {
-        sid: (number, digest, entered)
-        for sid, number, digest, entered in session.execute(
-            select(Call.call_sid, Call.from_number, Call.caller_hash, Call.entered_zip).where(
+        sid: (number, digest, entered, bool(is_test))
+        for sid, number, digest, entered, is_test in session.execute(
+            select(Call.call_sid, Call.from_number, Call.caller_hash, Call.entered_zip, Call.is_test).where(
                 Call.call_sid.in_({r.call_sid for r in recordings})
             )
         )
@@ -368,8 +376,10 @@ def comment_rows(session, recordings: list[Recording]) -> list[CommentRow]:
     }
     rows = []
     for r in recordings:
-        number, digest, entered = callers.get(r.call_sid, (None, None, None))
-        rows.append(CommentRow(r, slugs.get(r.topic_id), number, digest, states.get(r.id), entered_zip=entered))
+        number, digest, entered, is_test = callers.get(r.call_sid, (None, None, None, False))
+        rows.append(
+            CommentRow(r, slugs.get(r.topic_id), number, digest, states.get(r.id), entered_zip=entered, is_test=is_test)
+        )
     attach_transcripts(session, rows)
     return rows
 

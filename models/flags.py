@@ -38,7 +38,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import and_, exists, func, literal, literal_column, or_, select, true, union_all
+from sqlalchemy import and_, exists, false, func, literal, literal_column, or_, select, true, union_all
 
 from .calls import Call, CallTopic
 from .recordings import Recording
@@ -273,10 +273,12 @@ def count_flagged(
     if within is not None:
         calls = calls.where(calls.selected_columns.call_sid.in_(_entered_in(within)))
     flagged = calls.subquery()
-    total = session.execute(select(func.count()).select_from(flagged)).scalar_one()
+    counted = (Call, and_(Call.call_sid == flagged.c.call_sid, Call.is_test == false()))  # not "Try the line"
+    total = session.execute(select(func.count()).select_from(flagged).join(*counted)).scalar_one()
     rows = session.execute(
         select(CallTopic.topic_id, func.count())
         .join(flagged, flagged.c.call_sid == CallTopic.call_sid)
+        .join(*counted)
         .group_by(CallTopic.topic_id)
     )
     return FlagCounts(total, dict(rows.all()))
@@ -320,7 +322,12 @@ def count_blocked(session, start: datetime | None, end: datetime | None, within:
     return session.execute(
         select(func.count())
         .select_from(Call)
-        .where(Call.blocked == true(), *_between(Call.started_at, start, end), *_zip_condition(within))
+        .where(
+            Call.blocked == true(),
+            Call.is_test == false(),
+            *_between(Call.started_at, start, end),
+            *_zip_condition(within),
+        )
     ).scalar_one()
 
 
@@ -334,7 +341,12 @@ def count_callbacks(
     rows = session.execute(
         select(CallbackRequest.topic_id, func.count(func.distinct(CallbackRequest.call_sid)))
         .join(Call, Call.call_sid == CallbackRequest.call_sid)
-        .where(CallbackRequest.topic_id.is_not(None), *_between(Call.started_at, start, end), *_zip_condition(within))
+        .where(
+            CallbackRequest.topic_id.is_not(None),
+            Call.is_test == false(),
+            *_between(Call.started_at, start, end),
+            *_zip_condition(within),
+        )
         .group_by(CallbackRequest.topic_id)
     )
     return dict(rows.all())

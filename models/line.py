@@ -86,6 +86,10 @@ class LineSettings(db.Model):
     zip_step: Mapped[str] = mapped_column(String(16), default="off", server_default="off")
     # {name: [ZIP codes]}: the district(s) the line serves; {} when it has none.
     districts: Mapped[dict | None] = mapped_column(JSON, default=dict)
+    # The script staff are editing, as a script document (see `models/drafts.py`); None: the
+    # same as the live one. `draft_revision` counts its changes, for the caches.
+    draft: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    draft_revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
@@ -344,19 +348,38 @@ def build_script(settings: LineSettings, topics: list[Topic]) -> LineScript:
     )
 
 
+def script_from_document(document: dict, topic_ids: dict[str, int], version: int) -> LineScript:
+    """The script a document describes (the draft), its topics given the ids of the live
+    topics of the same slug (a topic only the draft has has none: facts about it are kept
+    by slug, and it is counted nowhere)."""
+    settings = LineSettings(id=1, version=version, **_settings_values(document))
+    topics = [
+        Topic(id=topic_ids.get(t["slug"]), slug=t["slug"], **_topic_values(t, i))
+        for i, t in enumerate(document["topics"])
+    ]
+    script = build_script(settings, topics)
+    return replace(script, fingerprint="draft:" + script.fingerprint)
+
+
 class ScriptCache:
     """The current script, read once per process and again only when its version changes
     (checked at most every `ttl` seconds). While the database cannot be read, callers hear
-    the script last read, or, in a process that never read one, the script file's."""
+    the script last read, or, in a process that never read one, the script file's.
+
+    `get(..., draft=True)` gives the draft instead (for "Try the line"), reread when the
+    version or the draft's revision changes, and the live script while there is no draft."""
 
     def __init__(self, ttl: float = 1.0, fallback_file: str | Path | None = None) -> None:
         self.ttl = ttl
         self.fallback_file = fallback_file
         self._script: LineScript | None = None
         self._checked = 0.0
+        self._draft: tuple[tuple[int, int], LineScript, float] | None = None  # (key, script, checked)
         self._lock = threading.Lock()
 
-    def get(self, session, database_ok: bool = True) -> LineScript:
+    def get(self, session, database_ok: bool = True, draft: bool = False) -> LineScript:
+        if draft:
+            return self._get_draft(session, database_ok)
         now = time.monotonic()
         script = self._script
         if script is not None and (now - self._checked < self.ttl or not database_ok):
@@ -385,9 +408,39 @@ class ScriptCache:
             session.rollback()
             return None
 
+    def _get_draft(self, session, database_ok: bool) -> LineScript:
+        now, cached = time.monotonic(), self._draft
+        if cached is not None and (now - cached[2] < self.ttl or not database_ok):
+            return cached[1]
+        if not database_ok:
+            return self.get(session, database_ok)
+        try:
+            key = session.execute(
+                select(LineSettings.version, LineSettings.draft_revision).where(LineSettings.id == 1)
+            ).first()
+            if key is None:
+                return self.get(session, database_ok)
+            key = tuple(key)
+            if cached is not None and cached[0] == key:
+                script = cached[1]
+            else:
+                document = session.execute(select(LineSettings.draft).where(LineSettings.id == 1)).scalar()
+                if document is None:
+                    script = self.get(session, database_ok)
+                else:
+                    ids = dict(session.execute(select(Topic.slug, Topic.id)).all())
+                    script = script_from_document(document, ids, key[0])
+        except (SQLAlchemyError, ScriptError, KeyError, TypeError):
+            session.rollback()
+            return self.get(session, database_ok)
+        with self._lock:
+            self._draft = (key, script, now)
+        return script
+
     def forget(self) -> None:
         with self._lock:
             self._script = None
+            self._draft = None
 
 
 # --- loading and syncing ---------------------------------------------------------------------

@@ -41,7 +41,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import date, datetime
 
-from sqlalchemy import Date, DateTime, Index, Integer, String, delete, select, text
+from sqlalchemy import Date, DateTime, Index, Integer, String, delete, inspect, literal, select, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import db
@@ -181,6 +181,10 @@ def hour_of(moment: datetime) -> datetime:
 # --- recomputing from the facts ----------------------------------------------------------------
 
 
+def _calls_have_is_test(session) -> bool:
+    return any(column["name"] == "is_test" for column in inspect(session.connection()).get_columns("calls"))
+
+
 def call_states(session) -> dict:
     """What each stored call counts for (`facts.rules.CallState`), from the facts."""
     from facts.rules import CallState
@@ -188,10 +192,12 @@ def call_states(session) -> dict:
     from .calls import Call, CallTopic
     from .recordings import Recording, is_comment
 
+    # A migration older than `calls.is_test` rebuilds the summaries too: then no call is a test.
+    is_test = Call.is_test if _calls_have_is_test(session) else literal(False)
     calls = {
-        sid: CallState(started_at, caller, zip=entered_zip)
-        for sid, started_at, caller, entered_zip in session.execute(
-            select(Call.call_sid, Call.started_at, Call.caller_hash, Call.entered_zip)
+        sid: CallState(started_at, caller, zip=entered_zip, is_test=bool(test))
+        for sid, started_at, caller, entered_zip, test in session.execute(
+            select(Call.call_sid, Call.started_at, Call.caller_hash, Call.entered_zip, is_test)
         )
     }
     for sid, topic_id, stance in session.execute(select(CallTopic.call_sid, CallTopic.topic_id, CallTopic.stance)):
@@ -262,7 +268,7 @@ def expected_voices(states: dict) -> tuple[dict, dict]:
     positions = [
         (topic_id, state.caller, Position(state.started_at, sid, stance, zip_key(state.zip)))
         for sid, state in states.items()
-        if state.caller
+        if state.caller and not state.is_test
         for topic_id, stance in state.stances.items()
         if stance
     ]

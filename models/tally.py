@@ -4,7 +4,8 @@ nothing else answers a count. What one call counts for, and how its stored facts
 stated once, in facts/rules.py (`CallState`, `call_counts`); the summaries the writer keeps
 and `flask counts verify`'s recomputation both follow it, and `tally()` reads them.
 
-- `calls`: calls whose first webhook falls in the window.
+- `calls`: calls whose first webhook falls in the window. Calls played from the console's
+  "Try the line" (`calls.is_test`) count for nothing, here and in the summaries.
 - per topic `calls`: distinct calls that chose it; `callers`: distinct keyed hashes of
   `From` among them (withheld numbers excluded; None when numbers are not kept);
   `comments`: recordings for the topic longer than 0 s whose status is not absent or
@@ -173,9 +174,14 @@ def _between(column, start: datetime | None, end: datetime | None) -> list:
     return conditions
 
 
+def counted_call():
+    """The condition on `calls` for a call that counts: not one played from "Try the line"."""
+    return Call.is_test.is_(False)
+
+
 def from_facts(session, start: datetime | None, end: datetime | None) -> Partial:
     """Count [start, end) straight from the facts (used for the ragged ends of a window)."""
-    window = _between(Call.started_at, start, end)
+    window = [*_between(Call.started_at, start, end), counted_call()]
     part = Partial()
     part.calls = session.execute(select(func.count()).select_from(Call).where(*window)).scalar_one()
     part.routed = session.execute(
@@ -264,11 +270,11 @@ def _topic_callers(whole: tuple | None, ends: list[tuple]):
         parts.append(
             select(CallTopic.topic_id, Call.caller_hash)
             .join(Call, Call.call_sid == CallTopic.call_sid)
-            .where(*_between(Call.started_at, start, end), Call.caller_hash.is_not(None))
+            .where(*_between(Call.started_at, start, end), Call.caller_hash.is_not(None), counted_call())
         )
         parts.append(  # the whole line's callers: every call's, whatever it chose
             select(literal(WHOLE_LINE).label("topic_id"), Call.caller_hash).where(
-                *_between(Call.started_at, start, end), Call.caller_hash.is_not(None)
+                *_between(Call.started_at, start, end), Call.caller_hash.is_not(None), counted_call()
             )
         )
     return union_all(*parts)
@@ -515,7 +521,7 @@ def zip_split(session, since: datetime | None, until: datetime | None) -> dict[i
 
 def zips_from_facts(session, start: datetime, end: datetime, add) -> None:
     """Count [start, end) from the facts by entered ZIP code, into `add(topic, zip, values)`."""
-    window = _between(Call.started_at, start, end)
+    window = [*_between(Call.started_at, start, end), counted_call()]
     for entered, calls, routed in session.execute(
         select(
             Call.entered_zip,
@@ -557,7 +563,7 @@ def zips_from_facts(session, start: datetime, end: datetime, add) -> None:
 def callers_inside(session, since: datetime | None, until: datetime | None, district: District) -> dict[int, int]:
     """Distinct callers per topic (and topic 0, the whole line) among the calls of [since,
     until) whose caller entered one of the district's ZIP codes, from the facts."""
-    window = _between(Call.started_at, since, until)
+    window = [*_between(Call.started_at, since, until), counted_call()]
     zips = sorted(district.zips)
     rows = session.execute(
         select(CallTopic.topic_id, func.count(distinct(Call.caller_hash)))
@@ -672,7 +678,12 @@ def caller_voices(session, since: datetime | None, until: datetime | None) -> di
                 func.coalesce(Call.entered_zip, "").label("zip"),
             )
             .join(Call, Call.call_sid == CallTopic.call_sid)
-            .where(*_between(Call.started_at, start, end), CallTopic.stance.is_not(None), Call.caller_hash.is_not(None))
+            .where(
+                *_between(Call.started_at, start, end),
+                CallTopic.stance.is_not(None),
+                Call.caller_hash.is_not(None),
+                counted_call(),
+            )
         )
     both = union_all(*parts).subquery()
     if session.get_bind().dialect.name == "sqlite":

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import admin, blocklist, callbacks_page, counts_page, holds, recordings  # noqa: F401  (console routes)
+from . import admin, blocklist, callbacks_page, counts_page, holds, recordings, trial  # noqa: F401  (console routes)
 from .api import api
 from .auth import auth, configure_sessions
 from .commands import callbacks_cli, counts_cli, tokens_cli

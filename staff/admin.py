@@ -1,7 +1,8 @@
-"""Admin pages: staff accounts, the line's topics and wording, and the audit log.
+"""Admin pages: staff accounts, the line's topics and wording, publishing, and the audit log.
 
-Every change to the script calls `bump_version`, so each web process reloads it before its
-next call, and is written to the audit log with what it was before.
+Changes to topics and wording go to the draft script (models/drafts.py), each written to the
+audit log with what it was before; callers hear them once an admin publishes the draft, which
+bumps the script's version, so each web process reloads it within `LINE_CACHE_SECONDS`.
 """
 
 from __future__ import annotations
@@ -11,11 +12,22 @@ import string
 
 from flask import abort, current_app, flash, g, redirect, render_template, request, url_for
 from sqlalchemy import select
-from sqlalchemy.orm.attributes import flag_modified
 
-from models import LineSettings, Topic, User, db
+from models import LineSettings, User, db
 from models.audit import AuditEntry
-from models.line import WORDING_KEYS, ZIP_STEPS, bump_version, line_script
+from models.drafts import (
+    current_version,
+    differences,
+    discard_draft,
+    draft_document,
+    has_draft,
+    live_document,
+    publish_draft,
+    publish_version,
+    published_versions,
+    save_draft,
+)
+from models.line import WORDING_KEYS, ZIP_STEPS, Topic, line_script
 from models.users import (
     ROLES,
     UserError,
@@ -29,7 +41,7 @@ from models.users import (
 )
 
 from .auth import NO_LINK_BASE, admin_required, can_make_links, record, reset_link
-from .console import all_topics, console, current_script, url_with
+from .console import console, current_script, url_with
 from .params import row_id, text
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
@@ -140,7 +152,7 @@ def change_user(user_id: int, change: str):
     return redirect(url_for("console.users"))
 
 
-# --- topics and wording ---------------------------------------------------------------------
+# --- topics and wording: edits go to the draft ------------------------------------------------
 
 
 def line_settings() -> LineSettings:
@@ -151,6 +163,16 @@ def line_settings() -> LineSettings:
     return settings
 
 
+def draft() -> dict:
+    """The draft script document staff edit (the live script when there is no draft)."""
+    line_settings()
+    return draft_document(db.session, for_update=request.method == "POST")
+
+
+def language_codes(document: dict) -> list[str]:
+    return [lang["code"] for lang in document["languages"]]
+
+
 def topic_values(form, languages: list[str]) -> dict:
     """The topic's values as the form gives them; `public` (shown on the public tally) only
     from a form that has the field (`public_field`), so a form without it changes nothing."""
@@ -159,8 +181,8 @@ def topic_values(form, languages: list[str]) -> dict:
         "stance": form.get("stance") == "on",
         "callback": form.get("callback") == "on",
         "enabled": form.get("enabled") == "on",
-        "names": {code: " ".join(form.get(f"name_{code}", "").split()) for code in languages},
-        "prompts": {
+        "name": {code: " ".join(form.get(f"name_{code}", "").split()) for code in languages},
+        "prompt": {
             code: " ".join(form.get(f"prompt_{code}", "").split())
             for code in languages
             if form.get(f"prompt_{code}", "").strip()
@@ -171,38 +193,55 @@ def topic_values(form, languages: list[str]) -> dict:
     return values
 
 
-def topic_problem(values: dict, others: list[Topic], general: str, slug: str) -> str | None:
+def topic_problem(values: dict, others: list[dict], general: str, slug: str) -> str | None:
     """Why these values cannot be saved for topic `slug`, or None."""
     if values["callback"] and not current_app.config["CALLBACK_KEY"]:
         return "Call-backs need CALLBACK_KEY (a key of their own, to keep callers' numbers): ask whoever runs the line."
     if values["digit"] not in list("0123456789"):
         return "The key must be one digit, 0 to 9."
-    if any(not name for name in values["names"].values()):
+    if any(not name for name in values["name"].values()):
         return "Give the topic a name in every language."
-    if values["enabled"] and any(t.enabled and t.digit == values["digit"] for t in others):
+    if values["enabled"] and any(t["enabled"] and t["digit"] == values["digit"] for t in others):
         return f"Key {values['digit']} is already used by another topic that is switched on."
     if not values["enabled"] and slug == general:
         return "The general topic takes callers who choose nothing; it cannot be switched off."
     return None
 
 
-def script_changed(message: str) -> None:
-    bump_version(db.session)
+def show_publicly(slug: str, values: dict) -> bool:
+    """Apply the form's `public` (shown on the public tally: the admins' choice, at once, not
+    through the draft) to the live topic; pop it from `values`. Whether it changed."""
+    wanted = values.pop("public", None)
+    topic = db.session.scalar(select(Topic).where(Topic.slug == slug))
+    if wanted is None or topic is None or topic.public == wanted:
+        return False
+    record("topic_public", f"topic {slug}", before=topic.public, after=wanted)
+    topic.public = wanted
     db.session.commit()
-    line_script(current_app).forget()
-    flash(message)
+    return True
+
+
+def draft_changed(document: dict, message: str) -> None:
+    """Save the edited draft and commit (with its audit entry); callers hear nothing of it
+    until an admin publishes the draft."""
+    save_draft(db.session, document)
+    db.session.commit()
+    line_script(current_app).forget()  # this process tries the new draft at once; others within the cache's time
+    flash(f"{message} It is in the draft: publish it for callers to hear it.")
 
 
 def topics_page(status: int = 200):
-    settings = line_settings()
-    languages = [lang["code"] for lang in settings.languages]
+    document = draft()
+    public = dict(db.session.execute(select(Topic.slug, Topic.public)).all())  # live, not drafted
     return render_template(
         "topics.html",
-        topics=all_topics(),
-        languages=languages,
-        settings=settings,
+        topics=[{**t, "public": public.get(t["slug"], True)} for t in document["topics"]],
+        languages=language_codes(document),
+        wording=document["wording"],
         wording_keys=WORDING_KEYS,
+        pending=len(differences(live_document(db.session), document)),
         zip_steps=ZIP_STEP_LABELS,
+        zip_step=document["zip_step"],
         districts=current_script().districts,
     ), status
 
@@ -213,67 +252,70 @@ def topics():
     return topics_page()
 
 
+def draft_topic_or_404(document: dict, slug: str) -> dict:
+    topic = next((t for t in document["topics"] if t["slug"] == slug), None)
+    if topic is None:
+        abort(404, description=f"There is no topic {slug!r}.")
+    return topic
+
+
 @console.post("/admin/topics")
 @admin_required
 def add_topic():
-    settings = line_settings()
-    languages = [lang["code"] for lang in settings.languages]
+    document = draft()
     slug = request.form.get("slug", "").strip().lower()
-    values = topic_values(request.form, languages)
-    existing = all_topics()
+    values = topic_values(request.form, language_codes(document))
+    existing = document["topics"]
     problem = None if SLUG.match(slug) else "The short name (slug) uses a–z, 0–9 and hyphens."
-    if any(t.slug == slug for t in existing):
+    if any(t["slug"] == slug for t in existing):
         problem = f"There is already a topic {slug!r}."
-    problem = problem or topic_problem(values, existing, settings.general_topic, slug)
+    problem = problem or topic_problem(values, existing, document["general_topic"], slug)
     if problem:
         flash(problem, "error")
         return topics_page(400)
-    position = max((t.position for t in existing), default=-1) + 1
-    db.session.add(Topic(slug=slug, position=position, **values))
-    record("topic_add", f"topic {slug}", **values)
-    script_changed(f"Topic {slug} added. Callers hear it from their next call.")
+    values.pop("public", None)  # a new topic is shown on the public tally; hide it once it is live
+    existing.append({"slug": slug, **values})
+    record("topic_add", f"topic {slug}", draft=True, **values)
+    draft_changed(document, f"Topic {slug} added.")
     return redirect(url_for("console.topics"))
 
 
-@console.post("/admin/topics/<int:topic_id>")
+@console.post("/admin/topics/<slug>")
 @admin_required
-def edit_topic(topic_id: int):
-    settings = line_settings()
-    languages = [lang["code"] for lang in settings.languages]
-    topic = db.session.get(Topic, topic_id) or abort(404)
-    values = topic_values(request.form, languages)
-    others = [t for t in all_topics() if t.id != topic.id]
-    problem = topic_problem(values, others, settings.general_topic, topic.slug)
+def edit_topic(slug: str):
+    document = draft()
+    topic = draft_topic_or_404(document, slug)
+    values = topic_values(request.form, language_codes(document))
+    others = [t for t in document["topics"] if t["slug"] != slug]
+    problem = topic_problem(values, others, document["general_topic"], slug)
     if problem:
-        flash(f"{topic.slug}: {problem}", "error")
+        flash(f"{slug}: {problem}", "error")
         return topics_page(400)
-    before = {key: getattr(topic, key) for key in values}
-    changed = {key: value for key, value in values.items() if before[key] != value}
+    shown = show_publicly(slug, values)
+    changed = {key: value for key, value in values.items() if topic.get(key) != value}
     if not changed:
-        flash(f"{topic.slug}: nothing changed.")
+        flash(f"{slug}: saved." if shown else f"{slug}: nothing changed.")
         return redirect(url_for("console.topics"))
-    for key, value in changed.items():
-        setattr(topic, key, value)
-    record("topic_edit", f"topic {topic.slug}", before={k: before[k] for k in changed}, after=changed)
-    script_changed(f"Topic {topic.slug} saved. Callers hear the change from their next call.")
+    record("topic_edit", f"topic {slug}", draft=True, before={k: topic.get(k) for k in changed}, after=changed)
+    topic.update(changed)
+    draft_changed(document, f"Topic {slug} saved.")
     return redirect(url_for("console.topics"))
 
 
-@console.post("/admin/topics/<int:topic_id>/move")
+@console.post("/admin/topics/<slug>/move")
 @admin_required
-def move_topic(topic_id: int):
-    ordered = all_topics()
-    index = next((i for i, t in enumerate(ordered) if t.id == topic_id), None)
+def move_topic(slug: str):
+    document = draft()
+    ordered = document["topics"]
+    index = next((i for i, t in enumerate(ordered) if t["slug"] == slug), None)
     if index is None:
         abort(404)
     other = index - 1 if request.form.get("direction") == "up" else index + 1
     if not 0 <= other < len(ordered):
         return redirect(url_for("console.topics"))
     ordered[index], ordered[other] = ordered[other], ordered[index]
-    for position, topic in enumerate(ordered):
-        topic.position = position
-    record("topic_move", f"topic {ordered[other].slug}", order=[t.slug for t in ordered])
-    script_changed("The menu order is saved.")
+    record("topic_move", f"topic {slug}", draft=True, order=[t["slug"] for t in ordered])
+    draft_changed(document, "The menu order is saved.")
     return redirect(url_for("console.topics"))
 
 
@@ -281,17 +323,17 @@ def move_topic(topic_id: int):
 @admin_required
 def edit_line():
     """Line-wide settings: where the line asks for the caller's ZIP code."""
-    settings = line_settings()
+    document = draft()
     zip_step = request.form.get("zip_step", "")
     if zip_step not in ZIP_STEPS:
         flash(f"Choose when to ask for the ZIP code: {', '.join(ZIP_STEPS)}.", "error")
         return topics_page(400)
-    if zip_step == settings.zip_step:
+    if zip_step == document["zip_step"]:
         flash("Nothing changed.")
         return redirect(url_for("console.topics"))
-    record("line_edit", "line zip_step", before=settings.zip_step, after=zip_step)
-    settings.zip_step = zip_step
-    script_changed(f"The ZIP code step is now: {ZIP_STEP_LABELS[zip_step]}. Callers hear it from their next call.")
+    record("line_edit", "line zip_step", draft=True, before=document["zip_step"], after=zip_step)
+    document["zip_step"] = zip_step
+    draft_changed(document, f"The ZIP code step is now: {ZIP_STEP_LABELS[zip_step]}.")
     return redirect(url_for("console.topics"))
 
 
@@ -303,10 +345,10 @@ def placeholders(text: str) -> set[str]:
 @admin_required
 def edit_wording(language: str):
     """What the line says in one language; placeholders must stay those the text had."""
-    settings = line_settings()
-    if language not in settings.wording:
+    document = draft()
+    if language not in document["wording"]:
         abort(404)
-    current = dict(settings.wording[language])
+    current = dict(document["wording"][language])
     changed = {}
     for key in WORDING_KEYS:
         text = " ".join(request.form.get(key, current.get(key, "")).split())
@@ -327,11 +369,78 @@ def edit_wording(language: str):
     if not changed:
         flash("Nothing changed.")
         return redirect(url_for("console.topics"))
-    settings.wording = {**settings.wording, language: current}
-    flag_modified(settings, "wording")
-    record("wording_edit", f"wording {language}", changes=changed)
-    script_changed(f"The {language} wording is saved. Callers hear it from their next call.")
+    document["wording"][language] = current
+    record("wording_edit", f"wording {language}", draft=True, changes=changed)
+    draft_changed(document, f"The {language} wording is saved.")
     return redirect(url_for("console.topics"))
+
+
+# --- the draft's differences, publishing, and published versions -----------------------------
+
+
+@console.get("/admin/script")
+@admin_required
+def script_versions():
+    """The draft's differences from what callers hear, and the published versions."""
+    line_settings()
+    live = live_document(db.session)
+    document = draft_document(db.session)
+    versions = published_versions(db.session)
+    return render_template(
+        "script.html",
+        changes=differences(live, document),
+        versions=versions,
+        live_version=current_version(db.session),
+        undo=[(v, differences(live, v.document)) for v in versions],
+    )
+
+
+def after_publish(published, what: str) -> None:
+    if published is None:
+        flash(f"{what}: nothing to publish, callers hear it already.")
+        return
+    db.session.commit()
+    line_script(current_app).forget()
+    flash(
+        f"{what} is live as version {published.version}. Each web process answers with it within "
+        f"{current_app.config['LINE_CACHE_SECONDS']:g} s."
+    )
+
+
+@console.post("/admin/script/publish")
+@admin_required
+def publish():
+    """Put the draft live: one transaction, audited, kept as a version."""
+    line_settings()
+    after_publish(publish_draft(db.session, g.user), "The draft")
+    return redirect(url_for("console.script_versions"))
+
+
+@console.post("/admin/script/versions/<int:version>/publish")
+@admin_required
+def publish_again(version: int):
+    """Publish a kept version again (how a publish is undone)."""
+    line_settings()
+    try:
+        published = publish_version(db.session, version, g.user)
+    except LookupError as exc:
+        abort(404, description=str(exc).capitalize() + ".")
+    after_publish(published, f"Version {version}")
+    return redirect(url_for("console.script_versions"))
+
+
+@console.post("/admin/script/discard")
+@admin_required
+def discard():
+    """Drop the draft's changes."""
+    line_settings()
+    if has_draft(db.session):
+        changes = [str(d) for d in differences(live_document(db.session), draft_document(db.session))]
+        discard_draft(db.session)
+        record("script_discard", "script draft", changes=changes)
+        db.session.commit()
+        flash("The draft's changes are discarded: it is the live script again.")
+    return redirect(url_for("console.script_versions"))
 
 
 # --- the audit log ----------------------------------------------------------------------------

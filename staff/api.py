@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 from flask import Blueprint, Response, abort, current_app, g, jsonify, request
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from werkzeug.exceptions import HTTPException
 
-from models import CommentState, Recording, Topic, Transcription, db, utcnow
+from models import Call, CommentState, Recording, Topic, Transcription, db, utcnow
 from models.flags import FlagRules
 from models.line import District, LineScript, line_script
 from models.recordings import NOT_A_COMMENT
@@ -151,7 +151,11 @@ def comments():
     limit = _limit()
     topic = text(request.args.get("topic"), "topic", 64)
     cursor = row_id(request.args.get("cursor"), "cursor", "cursor must be a value from next_cursor")
-    query = select(Recording, Topic.slug).outerjoin(Topic, Topic.id == Recording.topic_id)
+    query = (
+        select(Recording, Topic.slug)
+        .outerjoin(Topic, Topic.id == Recording.topic_id)
+        .where(~exists().where(Call.call_sid == Recording.call_sid, Call.is_test.is_(True)))  # never public
+    )
     if topic is not None:
         query = query.where(Topic.slug == topic)
     if since is not None:

@@ -150,7 +150,9 @@ FILTER_KEYS = (
     "q",
     "flag",
     "callback",
+    "tests",
 )
+TEST_CALLS = ("also", "only")  # the `tests` filter: comments on "Try the line" calls
 PLACES = ("inside", "outside", "unknown")
 PLACE_LABELS = {"inside": "Inside", "outside": "Outside", "unknown": "ZIP code unknown"}
 
@@ -219,6 +221,7 @@ def inbox_filter(args) -> tuple[InboxFilter, dict, list[str]]:
         f.district_zips = district.zips if district else frozenset()
     f.reviewed = YES_NO.get(take("reviewed", choice, YES_NO) or "")
     f.has_transcript = YES_NO.get(take("transcript", choice, YES_NO) or "")
+    f.tests = take("tests", choice, TEST_CALLS) or "hide"
     try:
         window = date_window(args)
     except BadParameter as exc:

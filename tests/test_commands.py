@@ -90,13 +90,18 @@ def test_line_sync_matches_topics_by_slug_and_never_deletes(runner, app, tmp_pat
     path = tmp_path / "line.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True))
     dry = runner.invoke(args=["line", "sync", "--file", str(path), "--dry-run"])
-    assert "topic budget: names changed" in dry.output and "(dry run)" in dry.output
-    result = runner.invoke(args=["line", "sync", "--file", str(path)])
+    assert "topic budget: name en-US: the proposed city budget → the revised city budget" in dry.output
+    assert "(dry run" in dry.output
+    drafted = runner.invoke(args=["line", "sync", "--file", str(path)])
+    assert drafted.exit_code == 0 and "topic parks: added" in drafted.output and "Publish it" in drafted.output
+    with app.app_context():  # the file is the draft: callers still hear the live script
+        assert db.session.scalar(select(Topic.enabled).where(Topic.slug == "housing")) is True
+    result = runner.invoke(args=["line", "sync", "--file", str(path), "--publish"])
     assert result.exit_code == 0, result.output
     assert "topic parks: added" in result.output and "topic housing: switched off" in result.output
+    assert "Published as version" in result.output
     with app.app_context():
         assert db.session.scalar(select(Topic.enabled).where(Topic.slug == "housing")) is False
-    app.extensions["line_script"].forget()
     call = twilio.call()
     call.dial()
     menu = call.press("1")

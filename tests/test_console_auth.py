@@ -178,7 +178,6 @@ def test_every_state_change_needs_the_csrf_token(app, sign_in, twilio):
     _, _, reference = leave_comment(twilio, text="Noise at night.")
     admin = sign_in("admin")
     with app.app_context():
-        topic_id = db.session.scalar(select(Topic.id).where(Topic.slug == "budget"))
         admin_id = db.session.scalar(select(User.id))
     changes = [
         ("/inbox/review", {"ref": reference}),
@@ -190,9 +189,14 @@ def test_every_state_change_needs_the_csrf_token(app, sign_in, twilio):
         ("/admin/users", {"email": "new@example.org"}),
         (f"/admin/users/{admin_id}/reset", {"how": "password"}),
         ("/admin/topics", {"slug": "parks", "digit": "5"}),
-        (f"/admin/topics/{topic_id}", {"digit": "1"}),
-        (f"/admin/topics/{topic_id}/move", {"direction": "down"}),
+        ("/admin/topics/budget", {"digit": "1"}),
+        ("/admin/topics/budget/move", {"direction": "down"}),
         ("/admin/wording/en-US", {"greeting": "Hi"}),
+        ("/admin/script/publish", {}),
+        ("/admin/script/discard", {}),
+        ("/admin/script/versions/1/publish", {}),
+        ("/try/calls", {}),
+        ("/try/calls/next", {}),
         ("/sign-out", {}),
     ]
     for path, form in changes:

@@ -36,6 +36,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
+    # "Try the line" records from the microphone: a fake one, allowed without asking.
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
 ]
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -321,4 +324,107 @@ def test_counts_inside_the_district_and_one_voice_per_caller(browser, districted
     page.goto(served.base + "/inbox?district=outside")
     assert len(refs_shown(page)) == 1
     assert console_errors == []
+
+
+# --- "Try the line": the draft, heard from the console's phone --------------------------------
+
+# Records what the page hands the browser's speech synthesis: each utterance's text and language.
+SPEECH_SPY = """
+(() => {
+  window.__spoken = [];
+  if (!window.speechSynthesis) return;
+  const speak = window.speechSynthesis.speak.bind(window.speechSynthesis);
+  window.speechSynthesis.speak = u => { window.__spoken.push([u.lang, u.text]); speak(u); };
+})();
+"""
+
+
+def phone_waits_for(page, state: str) -> None:
+    page.wait_for_selector(f'#phone[data-state="{state}"]', timeout=60000)
+
+
+def play_on_the_phone(page, keys_before_recording: list[str], last_key: str | None) -> str:
+    """Call from the phone page, pressing the keys at each menu, record a comment, then at the
+    menu after it press `last_key` (None: let the menu time out, as a caller who says nothing);
+    the call's log as text."""
+    page.click("#call-button")
+    for key in keys_before_recording:
+        phone_waits_for(page, "gather")
+        page.click(f'.key[data-key="{key}"]')
+    phone_waits_for(page, "record")
+    page.click('.key[data-key="#"]')
+    phone_waits_for(page, "gather")  # thanks, the reference, and "another topic?"
+    if last_key is not None:
+        page.keyboard.press(last_key)
+    phone_waits_for(page, "ended")
+    return page.inner_text("#call-log")
+
+
+def test_try_the_draft_in_each_language_from_the_console_phone(browser, served_line, app, runner, tmp_path):
+    served = served_line(write_behind=False)
+    result = runner.invoke(
+        args=["users", "create", "--admin", "ana@example.org", "--password-stdin"], input=PASSWORD + "\n"
+    )
+    assert result.exit_code == 0, result.output
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.add_init_script(SPEECH_SPY)
+    page = context.new_page()
+    console_errors = []
+    page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+    page.goto(served.base + "/sign-in")
+    page.fill("input[name=email]", "ana@example.org")
+    page.fill("input[name=password]", PASSWORD)
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+
+    # Edit the draft: a new greeting in each language, and a renamed topic.
+    page.goto(served.base + "/admin/topics")
+    drafts = {"en-US": "Hello from the draft script.", "es-US": "Hola desde el borrador."}
+    for code, greeting in drafts.items():
+        form = page.locator(f'form[action="/admin/wording/{code}"]')
+        page.click(f"summary:has-text('{code}')")
+        form.locator("textarea[name=greeting]").fill(greeting)
+        with page.expect_navigation():
+            form.locator("button[type=submit]").click()
+    page.click("summary:has-text('housing')")
+    housing = page.locator('form[action="/admin/topics/housing"]')
+    housing.locator('input[name="name_en-US"]').fill("homes and rents")
+    with page.expect_navigation():
+        housing.locator("button[type=submit]").click()
+    assert "publish it for callers to hear it" in page.inner_text(".flashes")
+
+    # The draft's differences, as an admin reviews them before publishing.
+    page.goto(served.base + "/admin/script")
+    diff = page.inner_text("table.diff")
+    assert "Hola desde el borrador." in diff and "Gracias por llamar" in diff and "homes and rents" in diff
+    save_screenshot(page, "script-draft.png", tmp_path)
+
+    # A whole call on the draft in each language: English (1) and Spanish (2).
+    page.goto(served.base + "/try?script=draft")
+    english = play_on_the_phone(page, ["1", "1", "1"], None)  # English, the budget, support; then silence
+    assert "Hello from the draft script." in english and "homes and rents" in english
+    assert "the menu timed out" in english and "Goodbye" in english
+    assert "Recorded" in english and "reference number is" in english and "The line hung up." in english
+    spanish = play_on_the_phone(page, ["2", "3"], "2")  # Spanish, housing (no position asked); then "no more"
+    assert "Hola desde el borrador." in spanish and "número de referencia" in spanish
+    spanish_said = page.eval_on_selector_all("#call-log li.said[lang=es-US]", "els => els.map(e => e.textContent)")
+    assert any("la vivienda" in text for text in spanish_said)
+    spoken = page.evaluate("window.__spoken")
+    assert ["es-US", "Hola desde el borrador."] in spoken and ["en-US", "Hello from the draft script."] in spoken
+    assert any(lang == "es-US" and "vivienda" in text for lang, text in spoken)
+    save_screenshot(page, "try-the-line.png", tmp_path)
+    assert console_errors == []
+
+    # The live line still says what it said; the two calls are test calls, counted nowhere.
+    with app.app_context():
+        calls = db.session.scalars(select(Call)).all()
+        assert len(calls) == 2 and all(c.is_test for c in calls)
+        assert sorted(c.language for c in calls) == ["en-US", "es-US"]
+        assert summary.verify(db.session) == []
+    verify = runner.invoke(args=["counts", "verify"])
+    assert verify.exit_code == 0, verify.output
+    page.goto(served.base + "/inbox")
+    assert page.locator(".comments .comment").count() == 0
+    page.goto(served.base + "/inbox?tests=only")
+    assert page.locator(".comments .comment").count() == 2
     context.close()

@@ -1,5 +1,5 @@
-"""The counts page and its CSV, topics and wording (taking effect on the next call), and the
-audit log page."""
+"""The counts page and its CSV, topics and wording (edited in the draft, heard on the next call
+once published), and the audit log page."""
 
 from __future__ import annotations
 
@@ -108,13 +108,21 @@ def version(app) -> int:
         return db.session.get(LineSettings, 1).version
 
 
+def publish(admin) -> None:
+    """Publish the draft as an admin does, from the Publish page."""
+    admin.get("/admin/script")
+    assert admin.post("/admin/script/publish").status_code == 302
+
+
 def test_renaming_a_topic_takes_effect_on_the_next_call(app, sign_in, twilio):
     admin = sign_in("admin")
     admin.get("/admin/topics")
     housing = topic(app, "housing")
     before = version(app)
-    response = admin.post(f"/admin/topics/{housing.id}", topic_form(housing, **{"name_en-US": "rents and housing"}))
+    response = admin.post(f"/admin/topics/{housing.slug}", topic_form(housing, **{"name_en-US": "rents and housing"}))
     assert response.status_code == 302
+    assert version(app) == before
+    publish(admin)
     assert version(app) == before + 1
     call = twilio.call()
     call.dial()
@@ -122,18 +130,18 @@ def test_renaming_a_topic_takes_effect_on_the_next_call(app, sign_in, twilio):
     with app.app_context():
         entry = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "topic_edit"))
         assert entry.target == "topic housing" and entry.actor_label == "admin@example.org"
-        assert entry.detail["before"]["names"]["en-US"] == "housing"
-        assert entry.detail["after"]["names"]["en-US"] == "rents and housing"
+        assert entry.detail["before"]["name"]["en-US"] == "housing"
+        assert entry.detail["after"]["name"]["en-US"] == "rents and housing"
 
 
 def test_switching_off_and_reordering_topics(app, sign_in, twilio):
     admin = sign_in("admin")
     admin.get("/admin/topics")
     transit = topic(app, "transit")
-    admin.post(f"/admin/topics/{transit.id}", topic_form(transit, enabled=""))
-    housing = topic(app, "housing")
+    admin.post(f"/admin/topics/{transit.slug}", topic_form(transit, enabled=""))
     for _ in range(2):  # above transit, then above budget
-        admin.post(f"/admin/topics/{housing.id}/move", {"direction": "up"})
+        admin.post("/admin/topics/housing/move", {"direction": "up"})
+    publish(admin)
     call = twilio.call()
     call.dial()
     menu = call.press("1").said
@@ -147,7 +155,10 @@ def test_topic_prompt_per_language(app, sign_in, twilio):
     admin = sign_in("admin")
     admin.get("/admin/topics")
     budget = topic(app, "budget")
-    admin.post(f"/admin/topics/{budget.id}", topic_form(budget, **{"prompt_es-US": "Para el presupuesto, marque uno."}))
+    admin.post(
+        f"/admin/topics/{budget.slug}", topic_form(budget, **{"prompt_es-US": "Para el presupuesto, marque uno."})
+    )
+    publish(admin)
     call = twilio.call()
     call.dial()
     assert "Para el presupuesto, marque uno." in call.press("2").said
@@ -173,7 +184,9 @@ def test_adding_a_topic_and_refusing_a_clash(app, sign_in, twilio):
             "name_es-US": "parques",
         },
     )
-    assert added.status_code == 302 and version(app) == before + 1
+    assert added.status_code == 302 and version(app) == before
+    publish(admin)
+    assert version(app) == before + 1
     call = twilio.call()
     call.dial()
     assert "For parks, press 4." in call.press("1").said
@@ -186,7 +199,7 @@ def test_general_topic_cannot_be_switched_off(app, sign_in):
     admin = sign_in("admin")
     admin.get("/admin/topics")
     general = topic(app, "general")
-    response = admin.post(f"/admin/topics/{general.id}", topic_form(general, enabled=""))
+    response = admin.post(f"/admin/topics/{general.slug}", topic_form(general, enabled=""))
     assert response.status_code == 400 and topic(app, "general").enabled
 
 
@@ -200,6 +213,7 @@ def test_editing_the_wording_keeps_placeholders(app, sign_in, twilio):
     assert broken.status_code == 400 and "{digit}, {topic}" in broken.get_data(as_text=True)
     greeting = "Welcome to the city's comment line. This call is recorded."
     assert admin.post("/admin/wording/en-US", {**wording, "greeting": greeting}).status_code == 302
+    publish(admin)
     assert greeting in twilio.call().dial().said
     with app.app_context():
         entry = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "wording_edit"))

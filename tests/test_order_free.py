@@ -30,12 +30,13 @@ from config import DEFAULT_LINE_CONFIG
 from facts import write_path
 from facts.record import loads
 from facts.writer import apply
+from ivr.trial import TRIAL_HEADER, trial_mark
 from models import db, summary
 from models.calls import verify_call_topics
 from models.line import District, LineSettings, bump_version, line_script, load_script, read_script_file
 from models.tally import tally
 
-from .conftest import ACCOUNT, PG_URL, Reply, Twilio, line_env, recording_url
+from .conftest import ACCOUNT, PG_URL, SECRETS, Reply, Twilio, line_env, recording_url
 
 EXAMPLES = int(os.environ.get("ORDER_FREE_EXAMPLES", "25"))
 NUMBERS = ("+15035550101", "+15035550102", "+15035550103", "anonymous")
@@ -198,24 +199,21 @@ def deliver(app, batches: list[list[list]]) -> None:
             db.session.commit()
 
 
-plans = st.lists(
-    st.fixed_dictionaries(
-        {
-            "number": st.sampled_from(NUMBERS),
-            "keys": st.one_of(st.lists(st.sampled_from(KEYS), max_size=9), st.sampled_from(ASKS_FOR_A_CALL_BACK)),
-            "seconds": st.sampled_from([0, 7]),
-            "recording_status": st.sampled_from([None, "completed", "absent"]),
-            "transcription": st.sampled_from([None, "completed", "failed"]),
-            "status_callback": st.booleans(),
-            "retry": st.booleans(),
-            "start": st.sampled_from(STARTS),
-            "zips": st.lists(st.sampled_from(ZIP_ENTRIES), min_size=1, max_size=2),
-            "verstat": st.sampled_from(VERSTATS),
-        }
-    ),
-    min_size=1,
-    max_size=5,
+call_plan = st.fixed_dictionaries(
+    {
+        "number": st.sampled_from(NUMBERS),
+        "keys": st.one_of(st.lists(st.sampled_from(KEYS), max_size=9), st.sampled_from(ASKS_FOR_A_CALL_BACK)),
+        "seconds": st.sampled_from([0, 7]),
+        "recording_status": st.sampled_from([None, "completed", "absent"]),
+        "transcription": st.sampled_from([None, "completed", "failed"]),
+        "status_callback": st.booleans(),
+        "retry": st.booleans(),
+        "start": st.sampled_from(STARTS),
+        "zips": st.lists(st.sampled_from(ZIP_ENTRIES), min_size=1, max_size=2),
+        "verstat": st.sampled_from(VERSTATS),
+    }
 )
+plans = st.lists(call_plan, min_size=1, max_size=5)
 
 
 @pytest.fixture
@@ -235,6 +233,12 @@ def lines_of(tmp_path, database_url):
     path = write_path(capture)
     twilio = Twilio(lambda url, data, headers: capture.test_client().post(url, data=data, headers=headers))
 
+    def marked(url, data, headers):  # as the console's "Try the line" sends: a test call
+        mark = trial_mark(SECRETS["SECRET_KEY"], "live", data["CallSid"])
+        return capture.test_client().post(url, data=data, headers={**headers, TRIAL_HEADER: mark})
+
+    trial = Twilio(marked)
+
     def lines(plan_list: list[dict], zip_step: str = "off") -> list[list]:
         with capture.app_context():
             db.session.get(LineSettings, 1).zip_step = zip_step
@@ -249,7 +253,7 @@ def lines_of(tmp_path, database_url):
         starts = {}
         for plan in plan_list:
             before = set(twilio_sids(capture, path))
-            play(twilio, plan)
+            play(trial if plan.get("test") else twilio, plan)
             for sid in set(twilio_sids(capture, path)) - before:
                 starts[sid] = plan["start"]
         return at_moments(spooled_lines(capture), starts)
@@ -363,3 +367,44 @@ def test_two_writers_at_once_count_as_one(app, lines_of, database_url):
     for thread in threads:
         thread.join()
     assert snapshot(app) == in_order
+
+
+def is_test_call(facts: list) -> bool:
+    return any(f.args.get("values", {}).get("is_test") for f in facts if f.name in ("call", "call_status"))
+
+
+COUNTED_PARTS = ("hourly_counts", "topic_callers", "caller_hours", "caller_days", "tallies", "problems")
+
+
+@settings(
+    max_examples=max(5, EXAMPLES // 2),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    plan_list=st.lists(st.tuples(call_plan, st.booleans()), min_size=1, max_size=5).map(
+        lambda pairs: [{**plan, "test": test} for plan, test in pairs]
+    ),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_test_calls_count_for_nothing_in_any_order(app, database_url, lines_of, plan_list, seed):
+    """Calls played from "Try the line" (every webhook marked), mixed with real ones, their
+    facts delivered shuffled, some twice, in random batches: every summary and count is what
+    the real calls alone give."""
+    lines = lines_of(plan_list)
+    if not lines:
+        return
+    empty(app, database_url)
+    deliver(app, [[facts] for facts in lines if not is_test_call(facts)])
+    real_only = snapshot(app)
+    rng = random.Random(seed)
+    shuffled = lines + rng.sample(lines, k=rng.randint(0, len(lines)))
+    rng.shuffle(shuffled)
+    batches = [shuffled[i : i + 3] for i in range(0, len(shuffled), 3)]
+    empty(app, database_url)
+    deliver(app, batches)
+    mixed = snapshot(app)
+    assert {k: mixed[k] for k in COUNTED_PARTS} == {k: real_only[k] for k in COUNTED_PARTS}
+    with app.app_context():
+        tests = db.session.execute(text("SELECT count(*) FROM calls WHERE is_test")).scalar_one()
+    assert tests == sum(1 for plan in plan_list if plan["test"])

@@ -82,12 +82,21 @@ def upgrade():
     )
 
     from models import summary
-    from models.line import LineSettings, with_optional_wording
+    from models.line import with_optional_wording
 
-    session = Session(bind=op.get_bind())
-    for settings in session.query(LineSettings):
-        settings.wording = with_optional_wording(settings.wording or {})
-        settings.districts = {}
+    # The line's row through a table of its own columns here: the model names columns later
+    # revisions add.
+    line_settings = sa.table(
+        "line_settings", sa.column("id", sa.Integer), sa.column("wording", sa.JSON), sa.column("districts", sa.JSON)
+    )
+    bind = op.get_bind()
+    for row_id, wording in bind.execute(sa.select(line_settings.c.id, line_settings.c.wording)).all():
+        bind.execute(
+            line_settings.update()
+            .where(line_settings.c.id == row_id)
+            .values(wording=with_optional_wording(wording or {}), districts={})
+        )
+    session = Session(bind=bind)
     summary.rebuild(session)
     session.flush()
 

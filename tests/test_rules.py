@@ -25,6 +25,9 @@ call_values = st.fixed_dictionaries(
         "from_country": st.none(),
         "caller_name": st.none(),
         "language": st.sampled_from([None, "en"]),
+        "stir_verstat": st.sampled_from([None, "No-TN-Validation"]),  # every request of a call carries the same
+        "caller_withheld": st.sampled_from([None, True]),
+        "blocked": st.sampled_from([None, True]),
         "started_at": MOMENTS,
     }
 )

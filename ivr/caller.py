@@ -204,6 +204,10 @@ class Reply:
     def says(self) -> list[ET.Element]:
         return list(self.root.iter("Say"))
 
+    def plays(self) -> list[str]:
+        """The audio URLs of the `<Play>`s, in order (recorded prompts)."""
+        return [el.text or "" for el in self.root.iter("Play")]
+
     @property
     def gather(self) -> ET.Element | None:
         return self.root.find("Gather")
@@ -420,10 +424,16 @@ class LineFacts:
     slugs: tuple[str, ...]  # every topic, switched off or not
     general: str
     general_asks_stance: bool
+    # code -> the language its voice speaks as (`<Say language>`), where that is another
+    spoken_as: dict[str, str] = field(default_factory=dict)
 
     @property
     def first_language(self) -> str:
         return next(iter(self.languages.values()))
+
+    def say_language(self, code: str) -> str:
+        """The `language` of the `<Say>`s a caller of language `code` hears."""
+        return self.spoken_as.get(code, code)
 
     @classmethod
     def from_script(cls, script: LineScript) -> LineFacts:
@@ -434,6 +444,7 @@ class LineFacts:
             tuple(t.slug for t in script.topics),
             general.slug,
             general.stance,
+            {lang.code: lang.spoken_as for lang in script.languages if lang.spoken_as != lang.code},
         )
 
     @classmethod
@@ -955,7 +966,7 @@ class CallPlayer:
             for body in bodies[1:]:
                 heard.update(Reply(body).references())
         if expected is not None:
-            check(reply, expected)
+            check(reply, expected, self.line)
         return reply
 
     def _fails(self, request: Request, index: int) -> bool:
@@ -987,24 +998,34 @@ class CallPlayer:
             if not started:
                 started = verb.tag == after
                 continue
-            if verb.tag == "Say":
-                self.played.heard.append(verb.text or "")
+            if verb.tag in ("Say", "Play"):
+                self.played.heard.append(heard(verb))
             elif verb.tag in ("Gather", "Record"):
-                self.played.heard.extend(say.text or "" for say in verb.iter("Say"))
+                self.played.heard.extend(heard(el) for el in verb if el.tag in ("Say", "Play"))
                 if verb.tag == upto:
                     return
 
 
-def check(reply: Reply, expected: Menu) -> None:
-    """Raise UnexpectedReply unless `reply` is the menu the caller expects."""
+def heard(verb: ET.Element) -> str:
+    """A `<Say>`'s text, or "[plays URL]" for a `<Play>`."""
+    return f"[plays {verb.text}]" if verb.tag == "Play" else verb.text or ""
+
+
+def check(reply: Reply, expected: Menu, line: LineFacts | None = None) -> None:
+    """Raise UnexpectedReply unless `reply` is the menu the caller expects. A menu says
+    something (a `<Say>` or a recorded prompt's `<Play>`), every `<Say>` in the caller's
+    language (its voice's: `LineFacts.say_language`)."""
     kind = expected.kind
     if kind in MENUS:
         if reply.menu_path() != kind:
             raise UnexpectedReply(f"expected the {kind} menu, heard {describe(reply)}")
+        if not any(el.tag in ("Say", "Play") for el in reply.gather):
+            raise UnexpectedReply(f"the {kind} menu says nothing: {reply.body[:300]}")
         if kind != "language":
             spoken = {say.get("language") for say in reply.gather.iter("Say")}
-            if spoken != {expected.language}:
-                raise UnexpectedReply(f"expected the {kind} menu in {expected.language}, heard it in {spoken}")
+            voice = line.say_language(expected.language) if line else expected.language
+            if spoken - {voice}:
+                raise UnexpectedReply(f"expected the {kind} menu in {voice}, heard it in {spoken}")
     elif kind == "record":
         if reply.record is None:
             raise UnexpectedReply(f"expected the recording prompt, heard {describe(reply)}")

@@ -5,16 +5,21 @@ it is cached per process: the script is hashable by version, and a new version m
 Every URL is absolute (Twilio resolves relative ones, but the recording callbacks and the
 signature check are simpler with the exact URL), and carries the call's state: the step
 that keys the next choice, the misses so far, the language, topic and stance.
+
+A line of wording is a `Line`: said by the language's voice (`<Say>`, consecutive lines in
+one), or, when staff recorded a prompt for it (models/prompts.py), played (`<Play>` of the
+prompt's public URL, ivr/prompt_audio.py). Lines with placeholders are always said.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import urlencode
 
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
-from models.line import Language, LineScript, TopicScript
+from models.line import TOPIC_LINE, Language, LineScript, TopicScript
 
 from .menu import FINISH_KEY, MENU_KEYS
 
@@ -26,16 +31,58 @@ def url(base: str, path: str, **params) -> str:
     return f"{base}/twilio/{path}" + (f"?{query}" if query else "")
 
 
-def _say(parent, text: str, lang: Language) -> None:
-    parent.say(text, voice=lang.voice, language=lang.code)
+PROMPT_PATH = "/prompts"
 
 
-def _menu(script: LineScript, action: str, retry: str, lines: list[tuple[str, Language]]) -> str:
+def prompt_url(base: str, name: str) -> str:
+    """Where Twilio fetches a recorded prompt's audio (ivr/prompt_audio.py)."""
+    return f"{base}{PROMPT_PATH}/{name}.wav"
+
+
+@dataclass(frozen=True)
+class Line:
+    """One line the caller hears: `text`, and `play` the recorded prompt's public name (None:
+    the text is said)."""
+
+    text: str
+    play: str | None = None
+
+
+def line(script: LineScript, language: str, key: str) -> Line:
+    """A line of wording with no placeholder: played when recorded, else said."""
+    return Line(script.say(language, key), script.recording(language, key))
+
+
+def said(text: str) -> Line:
+    return Line(text)
+
+
+def topic_line(script: LineScript, language: str, topic: TopicScript) -> Line:
+    return Line(script.topic_line(language, topic), script.recording(language, TOPIC_LINE + topic.slug))
+
+
+def _speak(parent, lines: list[Line], lang: Language, base: str) -> None:
+    """The lines in order: each recorded one a `<Play>`, the said ones between them one `<Say>`
+    in the language's voice (speaking as its `say_language`)."""
+    text: list[str] = []
+    for each in lines:
+        if each.play is None:
+            text.append(each.text)
+            continue
+        if text:
+            parent.say(" ".join(text), voice=lang.voice, language=lang.spoken_as)
+            text = []
+        parent.play(prompt_url(base, each.play))
+    if text:
+        parent.say(" ".join(text), voice=lang.voice, language=lang.spoken_as)
+
+
+def _menu(script: LineScript, base: str, action: str, retry: str, lines: list[tuple[list[Line], Language]]) -> str:
     """A one-key menu; with no key, Twilio falls through to the redirect, which re-prompts."""
     response = VoiceResponse()
     gather = Gather(action=action, method="POST", num_digits=MENU_KEYS, timeout=script.menu_timeout_seconds)
-    for text, lang in lines:
-        _say(gather, text, lang)
+    for spoken, lang in lines:
+        _speak(gather, spoken, lang, base)
     response.append(gather)
     response.redirect(retry, method="POST")
     return str(response)
@@ -56,11 +103,12 @@ def language_menu(
 ) -> str:
     lines = []
     if greeting:
-        lines += [(script.say(lang.code, "greeting"), lang) for lang in script.languages]
+        lines += [([line(script, lang.code, "greeting")], lang) for lang in script.languages]
     if notice:
-        lines += [(script.say(lang.code, notice), lang) for lang in script.languages]
-    lines += [(script.say(lang.code, "language_option"), lang) for lang in script.languages]
-    return _menu(script, url(base, "language", s=step, m=misses), url(base, "language", s=step, m=misses), lines)
+        lines += [([line(script, lang.code, notice)], lang) for lang in script.languages]
+    lines += [([line(script, lang.code, "language_option")], lang) for lang in script.languages]
+    target = url(base, "language", s=step, m=misses)
+    return _menu(script, base, target, target, lines)
 
 
 @lru_cache(maxsize=CACHE_SIZE)
@@ -69,17 +117,16 @@ def topic_menu(
 ) -> str:
     lang = script.language(language)
     code = lang.code
-    text = []
+    lines = []
     if greeting:
-        text.append(script.say(code, "greeting"))
+        lines.append(line(script, code, "greeting"))
     if notice:
-        text.append(script.say(code, notice))
-    text.append(script.say(code, "topic_intro"))
-    for topic in script.menu:
-        text.append(topic.prompt(code) or script.say(code, "topic_option", topic=topic.name(code), digit=topic.digit))
-    text.append(script.say(code, "repeat_hint"))
+        lines.append(line(script, code, notice))
+    lines.append(line(script, code, "topic_intro"))
+    lines += [topic_line(script, code, topic) for topic in script.menu]
+    lines.append(line(script, code, "repeat_hint"))
     target = url(base, "topic", s=step, m=misses, l=code)
-    return _menu(script, target, target, [(" ".join(text), lang)])
+    return _menu(script, base, target, target, [(lines, lang)])
 
 
 @lru_cache(maxsize=CACHE_SIZE)
@@ -87,10 +134,10 @@ def stance_menu(
     script: LineScript, base: str, language: str, topic: TopicScript, step: int, misses: int, notice: str = ""
 ) -> str:
     lang = script.language(language)
-    text = [script.say(lang.code, notice)] if notice else []
-    text.append(script.say(lang.code, "stance", topic=topic.name(lang.code)))
+    lines = [line(script, lang.code, notice)] if notice else []
+    lines.append(said(script.say(lang.code, "stance", topic=topic.name(lang.code))))
     target = url(base, "stance", s=step, m=misses, l=lang.code, t=topic.slug)
-    return _menu(script, target, target, [(" ".join(text), lang)])
+    return _menu(script, base, target, target, [(lines, lang)])
 
 
 @lru_cache(maxsize=CACHE_SIZE)
@@ -109,9 +156,9 @@ def record_comment(
     lang = script.language(language)
     slug = topic.slug if topic else None
     response = VoiceResponse()
-    text = [script.say(lang.code, notice)] if notice else []
-    text.append(script.say(lang.code, "record"))
-    _say(response, " ".join(text), lang)
+    lines = [line(script, lang.code, notice)] if notice else []
+    lines.append(line(script, lang.code, "record"))
+    _speak(response, lines, lang, base)
     transcribe = lang.code == "en-US"
     response.record(
         action=url(base, "recorded", s=step, l=lang.code, t=slug, p=stance),
@@ -140,21 +187,21 @@ def spoken_digits(reference: str) -> str:
 def comment_saved(script: LineScript, base: str, language: str, step: int, reference: str | None) -> str:
     """Thanks, the reference number digit by digit, and the choice of another topic."""
     lang = script.language(language)
-    text = [script.say(lang.code, "thanks")]
+    lead = [line(script, lang.code, "thanks")]
     if reference:
-        text.append(script.say(lang.code, "reference", reference=spoken_digits(reference)))
-    return another_menu(script, base, lang.code, step, 0, lead=" ".join(text))
+        lead.append(said(script.say(lang.code, "reference", reference=spoken_digits(reference))))
+    return another_menu(script, base, lang.code, step, 0, lead=tuple(lead))
 
 
 @lru_cache(maxsize=CACHE_SIZE)
 def another_menu(
-    script: LineScript, base: str, language: str, step: int, misses: int, notice: str = "", lead: str = ""
+    script: LineScript, base: str, language: str, step: int, misses: int, notice: str = "", lead: tuple[Line, ...] = ()
 ) -> str:
     lang = script.language(language)
-    text = [lead] if lead else []
+    lines = list(lead)
     if notice:
-        text.append(script.say(lang.code, notice))
-    text.append(script.say(lang.code, "another"))
+        lines.append(line(script, lang.code, notice))
+    lines.append(line(script, lang.code, "another"))
     response = VoiceResponse()
     gather = Gather(
         action=url(base, "next", s=step, m=misses, l=lang.code),
@@ -162,18 +209,18 @@ def another_menu(
         num_digits=MENU_KEYS,
         timeout=script.menu_timeout_seconds,
     )
-    _say(gather, " ".join(text), lang)
+    _speak(gather, lines, lang, base)
     response.append(gather)
-    _say(response, script.say(lang.code, "goodbye"), lang)
+    _speak(response, [line(script, lang.code, "goodbye")], lang, base)
     response.hangup()
     return str(response)
 
 
 @lru_cache(maxsize=CACHE_SIZE)
-def goodbye(script: LineScript, language: str) -> str:
+def goodbye(script: LineScript, base: str, language: str) -> str:
     lang = script.language(language)
     response = VoiceResponse()
-    _say(response, script.say(lang.code, "goodbye"), lang)
+    _speak(response, [line(script, lang.code, "goodbye")], lang, base)
     response.hangup()
     return str(response)
 

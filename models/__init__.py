@@ -6,6 +6,7 @@ from .calls import Call, CallTopic, Choice
 from .comments import CommentState
 from .jobs import Job
 from .line import LineSettings, Topic
+from .prompts import Prompt, PromptAudio, PromptCode, PromptCodeFailure, PromptTake
 from .recordings import Recording, Transcription
 from .setup import init_app
 from .summary import CallerDay, CallerHour, HourlyCount, TopicCaller
@@ -24,6 +25,11 @@ __all__ = [
     "HourlyCount",
     "Job",
     "LineSettings",
+    "Prompt",
+    "PromptAudio",
+    "PromptCode",
+    "PromptCodeFailure",
+    "PromptTake",
     "Recording",
     "Topic",
     "TopicCaller",

@@ -37,6 +37,9 @@ WORDING_KEYS = (
     "trouble",
 )
 KEYPAD = set("0123456789")
+# A recorded prompt for a topic's line of the topic menu ("For {topic}, press {digit}.", or the
+# topic's own prompt) is keyed TOPIC_LINE + the topic's slug.
+TOPIC_LINE = "topic:"
 
 
 class ScriptError(ValueError):
@@ -99,6 +102,8 @@ def check_script(data: Any) -> dict[str, Any]:
         code, digit = str(lang.get("code", "")), str(lang.get("digit", ""))
         if not code or digit not in KEYPAD or digit in digits or not lang.get("voice"):
             raise ScriptError(f"language {lang!r} needs a code, a voice and its own digit")
+        if not isinstance(lang.get("needs_recordings", False), bool):
+            raise ScriptError(f"language {code}: needs_recordings is true or false")
         codes.append(code)
         digits.add(digit)
     wording = data.get("wording") or {}
@@ -134,9 +139,20 @@ def check_script(data: Any) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Language:
+    """A language callers choose. `say_language` is the language `voice` speaks (Twilio's
+    `<Say language>`; default the code): for a language no voice speaks, the closest one.
+    `needs_recordings` marks such a language: each of its lines is meant to be a recorded
+    prompt, and the console warns for every one still said by the stand-in voice."""
+
     code: str
     digit: str
     voice: str
+    say_language: str | None = None
+    needs_recordings: bool = False
+
+    @property
+    def spoken_as(self) -> str:
+        return self.say_language or self.code
 
 
 @dataclass(frozen=True)
@@ -169,6 +185,8 @@ class LineScript:
     record_max_seconds: int
     menu_timeout_seconds: int
     wording: dict = field(hash=False, compare=False)
+    # (language, key) -> the public name of its recorded prompt's audio (models/prompts.py)
+    recorded: tuple[tuple[tuple[str, str], str], ...] = ()
 
     def __hash__(self) -> int:
         return hash(self.fingerprint)
@@ -202,14 +220,38 @@ class LineScript:
         text = self.wording.get(language, {}).get(key) or self.wording[self.languages[0].code][key]
         return text.format(**values) if values else text
 
+    def recording(self, language: str, key: str) -> str | None:
+        """The public name of the prompt recorded for this line, or None: it is said."""
+        return dict(self.recorded).get((language, key))
 
-def build_script(settings: LineSettings, topics: list[Topic]) -> LineScript:
+    def topic_line(self, language: str, topic: TopicScript) -> str:
+        """What the topic menu says for `topic`: its own prompt, or the wording's."""
+        return topic.prompt(language) or self.say(
+            language, "topic_option", topic=topic.name(language), digit=topic.digit
+        )
+
+
+def build_script(settings: LineSettings, topics: list[Topic], recorded: dict | None = None) -> LineScript:
+    """The script callers hear; `recorded` maps (language, key) to a recorded prompt's public
+    name (models/prompts.py `recorded_prompts`)."""
     ordered = sorted(topics, key=lambda t: (t.position, t.digit))
+    recorded_lines = tuple(sorted((recorded or {}).items()))
     content = [_settings_values_of(settings), [(t.id, t.slug, _topic_values_of(t)) for t in ordered]]
+    if recorded_lines:
+        content.append([[language, key, name] for (language, key), name in recorded_lines])
     return LineScript(
         version=settings.version,
         fingerprint=hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest(),
-        languages=tuple(Language(lang["code"], lang["digit"], lang["voice"]) for lang in settings.languages),
+        languages=tuple(
+            Language(
+                lang["code"],
+                lang["digit"],
+                lang["voice"],
+                lang.get("say_language") or None,
+                bool(lang.get("needs_recordings", False)),
+            )
+            for lang in settings.languages
+        ),
         topics=tuple(
             TopicScript(
                 t.id, t.slug, t.digit, t.stance, tuple(t.names.items()), tuple((t.prompts or {}).items()), t.enabled
@@ -220,6 +262,7 @@ def build_script(settings: LineSettings, topics: list[Topic]) -> LineScript:
         record_max_seconds=settings.record_max_seconds,
         menu_timeout_seconds=settings.menu_timeout_seconds,
         wording=settings.wording,
+        recorded=recorded_lines,
     )
 
 
@@ -258,8 +301,10 @@ class ScriptCache:
                 return None  # no script loaded yet (`flask line load`)
             if cached is not None and cached.version == version and not cached.fingerprint.startswith("file:"):
                 return cached
+            from .prompts import recorded_prompts  # prompts are read with the script they change
+
             settings = session.get(LineSettings, 1)
-            return build_script(settings, list(session.scalars(select(Topic))))
+            return build_script(settings, list(session.scalars(select(Topic))), recorded_prompts(session))
         except SQLAlchemyError:
             session.rollback()
             return None
@@ -287,14 +332,22 @@ def line_is_empty(session) -> bool:
 
 def _settings_values(data: dict) -> dict:
     return {
-        "languages": [
-            {"code": str(l["code"]), "digit": str(l["digit"]), "voice": l["voice"]} for l in data["languages"]
-        ],
+        "languages": [_language_values(lang) for lang in data["languages"]],
         "wording": data["wording"],
         "general_topic": data["general_topic"],
         "record_max_seconds": int(data.get("record_max_seconds", 180)),
         "menu_timeout_seconds": int(data.get("menu_timeout_seconds", 6)),
     }
+
+
+def _language_values(lang: dict) -> dict:
+    """A language as stored: code, digit and voice, and the stand-in voice's marks when set."""
+    values = {"code": str(lang["code"]), "digit": str(lang["digit"]), "voice": lang["voice"]}
+    if lang.get("say_language"):
+        values["say_language"] = str(lang["say_language"])
+    if lang.get("needs_recordings"):
+        values["needs_recordings"] = True
+    return values
 
 
 def _settings_values_of(row: LineSettings) -> dict:

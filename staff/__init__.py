@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import admin, counts_page, recordings  # noqa: F401  (routes on the console blueprint)
+from . import admin, counts_page, prompts, recordings  # noqa: F401  (routes on the console blueprint)
 from .api import api
 from .auth import auth, configure_sessions
 from .commands import counts_cli, tokens_cli
@@ -19,6 +19,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(tokens_cli)
     app.cli.add_command(counts_cli)
     configure_sessions(app)
+    app.before_request(prompts.allow_prompt_uploads)
     app.register_blueprint(auth)
     app.register_blueprint(console_pages)
     register_error_pages(app)

@@ -179,8 +179,15 @@ def script_changed(message: str) -> None:
 def topics_page(status: int = 200):
     settings = line_settings()
     languages = [lang["code"] for lang in settings.languages]
+    from .prompts import missing_recordings  # the prompts page's module builds on this one
+
     return render_template(
-        "topics.html", topics=all_topics(), languages=languages, settings=settings, wording_keys=WORDING_KEYS
+        "topics.html",
+        topics=all_topics(),
+        languages=languages,
+        settings=settings,
+        wording_keys=WORDING_KEYS,
+        missing=missing_recordings(current_script()),
     ), status
 
 

@@ -21,7 +21,7 @@ from twilio.twiml.voice_response import Gather, VoiceResponse
 
 from models.line import TOPIC_LINE, Language, LineScript, TopicScript
 
-from .menu import FINISH_KEY, MENU_KEYS
+from .menu import FINISH_KEY, MENU_KEYS, STAFF_STARS
 
 CACHE_SIZE = 4096
 
@@ -77,10 +77,18 @@ def _speak(parent, lines: list[Line], lang: Language, base: str) -> None:
         parent.say(" ".join(text), voice=lang.voice, language=lang.spoken_as)
 
 
-def _menu(script: LineScript, base: str, action: str, retry: str, lines: list[tuple[list[Line], Language]]) -> str:
-    """A one-key menu; with no key, Twilio falls through to the redirect, which re-prompts."""
+def _menu(
+    script: LineScript,
+    base: str,
+    action: str,
+    retry: str,
+    lines: list[tuple[list[Line], Language]],
+    keys: int | None = MENU_KEYS,
+) -> str:
+    """A one-key menu (`keys` None: keys until `#` or a pause); with no key, Twilio falls
+    through to the redirect, which re-prompts."""
     response = VoiceResponse()
-    gather = Gather(action=action, method="POST", num_digits=MENU_KEYS, timeout=script.menu_timeout_seconds)
+    gather = Gather(action=action, method="POST", num_digits=keys, timeout=script.menu_timeout_seconds)
     for spoken, lang in lines:
         _speak(gather, spoken, lang, base)
     response.append(gather)
@@ -99,16 +107,20 @@ def welcome(script: LineScript, base: str) -> str:
 
 @lru_cache(maxsize=CACHE_SIZE)
 def language_menu(
-    script: LineScript, base: str, step: int, misses: int, notice: str = "", greeting: bool = False
+    script: LineScript, base: str, step: int, misses: int, notice: str = "", greeting: bool = False, stars: int = 0
 ) -> str:
+    """The language menu. `stars`: how many times in a row the caller pressed star here (the
+    menu is repeated each time); after STAFF_STARS it takes several keys, so that staff can
+    type a code to record a prompt (ivr/routes.py `choose_language`). A caller hears the same
+    menu either way."""
     lines = []
     if greeting:
         lines += [([line(script, lang.code, "greeting")], lang) for lang in script.languages]
     if notice:
         lines += [([line(script, lang.code, notice)], lang) for lang in script.languages]
     lines += [([line(script, lang.code, "language_option")], lang) for lang in script.languages]
-    target = url(base, "language", s=step, m=misses)
-    return _menu(script, base, target, target, lines)
+    target = url(base, "language", s=step, m=misses, k=stars or None)
+    return _menu(script, base, target, target, lines, None if stars >= STAFF_STARS else MENU_KEYS)
 
 
 @lru_cache(maxsize=CACHE_SIZE)
@@ -229,3 +241,52 @@ def goodbye(script: LineScript, base: str, language: str) -> str:
 def nothing() -> str:
     """For callbacks and hung-up calls: Twilio ignores the body, but it must be TwiML."""
     return str(VoiceResponse())
+
+
+# --- recording a prompt by phone (staff, with a one-time code) ---------------------------------
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def record_prompt(
+    script: LineScript, base: str, language: str, key: str, text: str, code_id: int, step: int, max_seconds: int
+) -> str:
+    """For staff who entered a valid code: what to say, then `<Record>` of the prompt (not
+    transcribed; its callbacks go to the prompt routes, never to the comments')."""
+    guide = script.languages[0]
+    lang = script.language(language)
+    response = VoiceResponse()
+    response.say(
+        f"Recording a prompt for the line, in {language}: {key.replace('_', ' ')}. "
+        "After the tone, say it as written in the console, then press the pound key. It says:",
+        voice=guide.voice,
+        language=guide.spoken_as,
+    )
+    response.say(text, voice=lang.voice, language=lang.spoken_as)
+    response.record(
+        action=url(base, "prompt-recorded", c=code_id, s=step),
+        method="POST",
+        max_length=max_seconds,
+        timeout=5,
+        finish_on_key=FINISH_KEY,
+        play_beep=True,
+        trim="trim-silence",
+        recording_status_callback=url(base, "prompt-recording-status", c=code_id),
+        recording_status_callback_method="POST",
+        recording_status_callback_event="completed absent",
+    )
+    response.say("We did not hear a recording. Goodbye.", voice=guide.voice, language=guide.spoken_as)
+    response.hangup()
+    return str(response)
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def prompt_taken(script: LineScript) -> str:
+    guide = script.languages[0]
+    response = VoiceResponse()
+    response.say(
+        "Thank you. The recording will be in the console in a minute, to accept or to record again. Goodbye.",
+        voice=guide.voice,
+        language=guide.spoken_as,
+    )
+    response.hangup()
+    return str(response)

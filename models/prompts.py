@@ -243,16 +243,21 @@ def wrong_codes_since(session, since: datetime) -> int:
     return session.scalar(select(func.count()).select_from(PromptCodeFailure).where(PromptCodeFailure.at >= since))
 
 
-def redeem_code(session, secret: str, code: str, call_sid: str, now: datetime) -> PromptCode | None:
+def redeem_code(
+    session, secret: str, code: str, call_sid: str, now: datetime, *, refuse: bool = False
+) -> PromptCode | None:
     """Use a code for this call: the code's row when it is valid (unused, unexpired), which
-    it no longer is afterwards; None otherwise (a wrong code is counted). One statement marks
-    it used, so two calls entering the same code cannot both have it."""
+    it no longer is afterwards; None otherwise, or with `refuse` (the line takes no code just
+    now), and the attempt is counted as wrong. One statement marks it used, so two calls
+    entering the same code cannot both have it."""
     hashed = code_hash(secret, code)
-    used = session.execute(
-        update(PromptCode)
-        .where(PromptCode.code_hash == hashed, PromptCode.used_at.is_(None), PromptCode.expires_at > now)
-        .values(used_at=now, call_sid=call_sid)
-    ).rowcount
+    used = 0
+    if not refuse:
+        used = session.execute(
+            update(PromptCode)
+            .where(PromptCode.code_hash == hashed, PromptCode.used_at.is_(None), PromptCode.expires_at > now)
+            .values(used_at=now, call_sid=call_sid)
+        ).rowcount
     if used != 1:
         session.add(PromptCodeFailure(call_sid=call_sid, at=now))
         return None

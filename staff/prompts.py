@@ -30,7 +30,7 @@ from models.prompts import (
     takes_to_review,
 )
 from storage import storage_for
-from storage.prompt_audio import CONTENT_TYPE, PromptAudioError, PromptFile, prepare_prompt
+from storage.prompt_audio import CONTENT_TYPE, PromptAudioError, PromptFile, prepare_prompt, store_prompt_file
 
 from .admin import script_changed
 from .auth import admin_required, record
@@ -107,9 +107,7 @@ def recordable_or_404(language: str, key: str) -> str:
 def keep_prompt_file(prepared: PromptFile) -> PromptAudio:
     """Put a checked file in the line's storage (once: its key is its content's) and its row."""
     cfg = current_app.config
-    store = storage_for(cfg)
-    if not store.exists(prepared.storage_key):
-        store.put(prepared.storage_key, prepared.data, CONTENT_TYPE)
+    store_prompt_file(storage_for(cfg), prepared)
     return keep_audio(
         db.session,
         cfg["SECRET_KEY"],

@@ -127,3 +127,9 @@ def prepare_prompt(data: bytes, *, min_seconds: float, max_seconds: float, max_b
             raise PromptAudioError("the file could not be converted to WAV: it may be damaged")
         wav = converted.read_bytes()
     return PromptFile(wav, checksum(wav), round(seconds, 2), rms, peak)
+
+
+def store_prompt_file(store, prepared: PromptFile) -> None:
+    """Put a prepared prompt in the line's storage (`storage_for`), once: its key is its content's."""
+    if not store.exists(prepared.storage_key):
+        store.put(prepared.storage_key, prepared.data, CONTENT_TYPE)

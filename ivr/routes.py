@@ -433,6 +433,7 @@ def transcription():
                     "status": "completed" if completed else "failed",
                     "text": w.form.get("TranscriptionText") if completed else None,
                     "language": "en-US",
+                    "engine": "twilio",
                 },
             ),
             # Twilio could not transcribe it: no need to wait out the grace period for its transcript.

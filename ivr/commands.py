@@ -72,7 +72,11 @@ def sync(path: str | None, dry_run: bool) -> None:
         click.echo(f"{len(changes)} change(s) made." if changes else "The line already matches the file.")
 
 
-DEFAULT_COMMENTS = {"en-US": "This is a test comment.", "es-US": "Este es un comentario de prueba."}
+DEFAULT_COMMENTS = {
+    "en-US": "This is a test comment.",
+    "es-US": "Este es un comentario de prueba.",
+    "ht": "Sa a se yon kòmantè pou fè tès.",
+}
 
 
 class CommandLineCaller(Script):

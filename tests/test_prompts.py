@@ -13,11 +13,12 @@ import wave
 import pytest
 from sqlalchemy import select
 
+from facts.writer import note_transcription
 from ivr.caller import LineFacts, Script, Take
-from models import AuditEntry, Prompt, PromptAudio, db
+from models import AuditEntry, Prompt, PromptAudio, Recording, db, utcnow
 from models.line import TOPIC_LINE, line_script
 from models.prompts import audio_name, recordable_lines, recorded_prompts
-from tests.console_support import wav_bytes
+from tests.console_support import leave_comment, wav_bytes
 
 pytestmark = pytest.mark.skipif(shutil.which("sox") is None, reason="sox is not installed (make test installs it)")
 
@@ -81,6 +82,15 @@ def test_an_uploaded_prompt_replaces_its_text_at_once(app, sign_in, twilio, clie
     admin.get("/admin/prompts")
     assert admin.post("/admin/prompts/ht/language_option/remove").status_code == 302
     assert "Pou kreyòl ayisyen, peze 3." in twilio.call().dial().said
+
+
+def test_flask_line_call_hears_creole_played_and_said(app, sign_in, runner):
+    admin = sign_in("admin")
+    upload(admin, "ht", "topic_intro", wav_bytes(1.0))
+    result = runner.invoke(args=["line", "call", "--press", "3", "3", "--seconds", "0"])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"\[plays http://localhost/prompts/[0-9a-f]{40}\.wav\]", result.output), result.output
+    assert "Pou lojman, peze 3." in result.output  # a topic's line, not recorded: said
 
 
 def test_prompt_urls_lead_nowhere_else(app, sign_in, twilio, client):
@@ -203,6 +213,28 @@ def test_a_whole_creole_call_plays_every_recorded_line_and_says_the_rest(app, si
     assert "Si ou dakò ak bidjè vil la pwopoze a, peze 1." in said
     assert "Nimewo referans ou se" in said
     assert "Mèsi. Nou anrejistre kòmantè ou a." not in said
+
+
+def test_a_creole_comment_shows_the_language_and_engine_of_its_transcript(app, twilio, sign_in):
+    _, sid, reference = leave_comment(twilio, topic="3", stance=None, language="3")
+    with app.app_context():
+        row = db.session.scalar(select(Recording).where(Recording.recording_sid == sid))
+        assert row.language == "ht"
+        note_transcription(
+            db.session,
+            sid,
+            row.call_sid,
+            at=utcnow(),
+            source="whisper",
+            transcription_sid=None,
+            status="completed",
+            text="Mwen pa dakò ak bidjè a.",
+            language="ht",
+            engine="faster-whisper whisper-base int8",
+        )
+        db.session.commit()
+    page = sign_in("staff").get(f"/comments/{reference}").get_data(as_text=True)
+    assert "Mwen pa dakò ak bidjè a." in page and "ht · faster-whisper whisper-base int8" in page
 
 
 def silent_wav(seconds: float) -> bytes:

@@ -10,6 +10,7 @@ from sqlalchemy import and_, exists, or_, select
 
 from models import Recording, Transcription, utcnow
 from models.jobs import Job
+from models.prompts import takes_to_fetch
 from models.recordings import NOT_A_COMMENT
 
 from .runner import queue
@@ -56,5 +57,8 @@ def sweep(session, config) -> int:
     rows = missing_transcript(session, unqueued_only=True)
     for row in rows:
         plan_transcription(session, config, row)
+    takes = takes_to_fetch(session, utcnow() - timedelta(minutes=QUIET_MINUTES))
+    for sid in takes:  # queued once: a take already fetched is no longer waiting
+        queue(session, config, "fetch_prompt", sid)
     session.commit()
-    return len(sids) + len(rows)
+    return len(sids) + len(rows) + len(takes)

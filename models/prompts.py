@@ -259,6 +259,7 @@ def redeem_code(
             .values(used_at=now, call_sid=call_sid)
         ).rowcount
     if used != 1:
+        session.execute(delete(PromptCodeFailure).where(PromptCodeFailure.at < now - timedelta(days=1)))
         session.add(PromptCodeFailure(call_sid=call_sid, at=now))
         return None
     return session.scalar(select(PromptCode).where(PromptCode.code_hash == hashed))
@@ -292,6 +293,15 @@ def note_take(
     row.duration = duration if duration is not None else row.duration
     session.flush()
     return row
+
+
+def takes_to_fetch(session, quiet_since: datetime) -> list[str]:
+    """Takes whose recording status callback never came (their `<Record>` action gave the
+    media's URL before `quiet_since`): the worker's sweep fetches them all the same."""
+    query = select(PromptTake.recording_sid).where(
+        PromptTake.state == "waiting", PromptTake.media_url.is_not(None), PromptTake.created_at < quiet_since
+    )
+    return list(session.scalars(query.order_by(PromptTake.id)))
 
 
 def takes_to_review(session) -> list[PromptTake]:

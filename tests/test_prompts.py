@@ -11,6 +11,8 @@ import subprocess
 import wave
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from facts.writer import note_transcription
@@ -18,6 +20,7 @@ from ivr.caller import LineFacts, Script, Take
 from models import AuditEntry, Prompt, PromptAudio, Recording, db, utcnow
 from models.line import TOPIC_LINE, line_script
 from models.prompts import audio_name, recordable_lines, recorded_prompts
+from storage.prompt_audio import PromptAudioError, prepare_prompt
 from tests.console_support import leave_comment, wav_bytes
 
 pytestmark = pytest.mark.skipif(shutil.which("sox") is None, reason="sox is not installed (make test installs it)")
@@ -157,6 +160,25 @@ def test_an_mp3_upload_is_converted_to_wav(app, sign_in, tmp_path, twilio, clien
     with app.app_context():
         audio = db.session.scalar(select(PromptAudio))
         assert audio.content_type == "audio/wav" and audio.storage_key == f"prompts/{audio.digest}.wav"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    data=st.one_of(
+        st.binary(max_size=400),
+        st.tuples(
+            st.sampled_from([b"RIFF\x00\x01\x00\x00WAVE", b"ID3", b"\xff\xfb", b"OggS", b"fLaC"]), st.binary()
+        ).map(lambda parts: parts[0] + parts[1]),
+    )
+)
+def test_any_bytes_are_a_prompt_or_a_reason(data):
+    """Whatever is uploaded, the check answers a prompt file or a PromptAudioError, nothing else."""
+    try:
+        prepared = prepare_prompt(data, min_seconds=0.5, max_seconds=60, max_bytes=1_000_000)
+    except PromptAudioError as exc:
+        assert str(exc) and "/tmp" not in str(exc)
+    else:
+        assert prepared.data[:4] == b"RIFF"
 
 
 def test_only_admins_upload_and_only_recordable_lines(app, sign_in):

@@ -12,13 +12,16 @@ from datetime import timedelta
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select, update
 
 from ivr.caller import Recording, new_sid
 from ivr.dev_media import comment_audio
 from jobs.runner import Worker
+from jobs.work import sweep
 from models import Job, PromptCode, PromptCodeFailure, PromptTake, db, utcnow
-from models.prompts import code_hash
+from models.prompts import code_hash, new_code
 from tests.console_support import wav_bytes
 
 pytestmark = pytest.mark.skipif(shutil.which("sox") is None, reason="sox is not installed (make test installs it)")
@@ -165,3 +168,36 @@ def test_only_admins_make_codes(app, sign_in):
     admin = sign_in("admin")
     admin.get("/admin/prompts")
     assert admin.post("/admin/prompts/ht/stance/code").status_code == 404  # a line with a placeholder
+
+
+def test_a_take_whose_status_callback_never_came_is_fetched_by_the_sweep(media_server, app, sign_in, twilio):
+    admin = sign_in("admin")
+    call, reply = enter(twilio, make_code(admin))
+    sid = new_sid("RE")
+    media_server.audio[sid] = wav_bytes(2.0)
+    call.send(call.simulated.record_action(reply.record.get("action"), Recording(sid, 2)))  # no callback
+    with app.app_context():
+        assert sweep(db.session, app.config) == 0  # not yet: the callback may still come
+        db.session.execute(update(PromptTake).values(created_at=utcnow() - timedelta(hours=1)))
+        db.session.commit()
+        assert sweep(db.session, app.config) == 1
+    run_worker(app)
+    with app.app_context():
+        assert db.session.scalar(select(PromptTake.state)) == "ready"
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(typed=st.text(alphabet="0123456789*#", min_size=0, max_size=12))
+def test_nothing_typed_at_the_language_menu_but_the_code_records(app, twilio, typed):
+    """Whatever keys a caller types after two stars, only the code made leads to a `<Record>`,
+    and every answer is a menu (never an error)."""
+    with app.app_context():
+        code, _ = new_code(db.session, app.config["SECRET_KEY"], "ht", "greeting", None, 15)
+        db.session.commit()
+    call = twilio.call()
+    call.dial()
+    call.press("*")
+    call.press("*")
+    reply = call.press(typed)
+    assert (reply.record is not None) == (typed == code)
+    assert reply.record is not None or reply.menu_path() in ("language", "topic")

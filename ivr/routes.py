@@ -23,7 +23,7 @@ from models import db, utcnow
 from models.calls import call_values
 from models.jobs import enqueue
 from models.line import LineScript, line_script, read_script_file, script_from_file
-from models.prompts import PromptCode, code_for_call, line_text, note_take, redeem_code, wrong_codes_since
+from models.prompts import CODE_DIGITS, PromptCode, code_for_call, line_text, note_take, redeem_code, wrong_codes_since
 from models.recordings import reference_for
 
 from . import twiml
@@ -206,7 +206,7 @@ def choose_language():
     if digits == REPEAT_KEY:
         stars = min(w.state("k", 0) + 1, STAFF_STARS)
         return answer(twiml.language_menu(script, base, step, misses, stars=stars))
-    if len(digits) > 1 and w.state("k", 0) >= STAFF_STARS and digits.isdigit():
+    if len(digits) == CODE_DIGITS and w.state("k", 0) >= STAFF_STARS and digits.isdigit():
         code = redeem_staff_code(w, digits)
         if code is not None:
             text = line_text(script, code.language, code.key) or code.key

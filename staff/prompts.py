@@ -92,7 +92,6 @@ def prompts_page(status: int = 200, code: dict | None = None):
         missing=missing_recordings(script),
         said={lang.code: said_lines(script, lang.code) for lang in script.languages},
         takes=takes_to_review(db.session),
-        takes_audio=audio_by_digest(db.session, [t.digest for t in takes_to_review(db.session) if t.digest]),
         code=code,
     ), status
 

@@ -29,6 +29,7 @@ from models.prompts import (
     set_prompt,
     takes_to_review,
 )
+from models.recordings import MAX_INTEGER
 from storage import storage_for
 from storage.prompt_audio import CONTENT_TYPE, PromptAudioError, PromptFile, prepare_prompt, store_prompt_file
 
@@ -198,7 +199,7 @@ def phone_code(language: str, key: str):
 
 
 def take_or_404(take_id: int) -> PromptTake:
-    take = db.session.get(PromptTake, take_id)
+    take = db.session.get(PromptTake, take_id) if take_id <= MAX_INTEGER else None
     if take is None:
         abort(404, description="There is no such take.")
     return take

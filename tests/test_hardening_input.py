@@ -33,6 +33,9 @@ PAGES: dict[str, tuple[str, ...]] = {
     "/admin/users": (),
     "/admin/topics": (),
     "/admin/audit": ("action", "who", "target", "before"),
+    "/admin/prompts": (),
+    "/admin/prompts/takes/{name}.wav": (),
+    "/prompts/{name}.wav": (),
     "/sign-in": ("next",),
     "/reset/{name}": (),
     "/console-static/{name}": (),
@@ -146,6 +149,8 @@ def test_every_get_page_is_in_the_property_test(app):
         rule.rule.replace("<reference>", "{reference}")
         .replace("<token>", "{name}")
         .replace("<path:filename>", "{name}")
+        .replace("<name>", "{name}")
+        .replace("<int:take_id>", "{name}")
         for rule in app.url_map.iter_rules()
         if "GET" in rule.methods and not rule.endpoint.startswith("twilio")
     }

@@ -163,7 +163,7 @@ def create_app() -> Flask:
         if digits == ANOTHER_TOPIC_KEY:
             return answer(twiml.topic_menu(script, base(), language, step + 1, 0))
         if digits in ("", END_CALL_KEY) or misses + 1 >= MAX_MISSES:
-            return answer(twiml.goodbye(script, language))
+            return answer(twiml.goodbye(script, base(), language))
         return answer(twiml.another_menu(script, base(), language, step, misses + 1, "invalid"))
 
     @app.post("/twilio/recording-status")

@@ -154,6 +154,20 @@ def load_settings(env: dict[str, str] | None = None, instance_dir: Path | None =
         **flag_settings(env),
         **callback_settings(env, app_env, instance_dir),
         **public_settings(env),
+        **prompt_settings(env),
+    }
+
+
+def prompt_settings(env: dict[str, str]) -> dict:
+    """Recorded prompts (models/prompts.py): what an uploaded or phoned-in file may be, how
+    long a code to record one by phone lasts, and how many wrong codes the line takes in an
+    hour, from all callers together, before it refuses every code until the hour has passed."""
+    return {
+        "PROMPT_MIN_SECONDS": number_setting(env, "PROMPT_MIN_SECONDS", 0.5),
+        "PROMPT_MAX_SECONDS": number_setting(env, "PROMPT_MAX_SECONDS", 60) or 60,
+        "PROMPT_MAX_BYTES": number_setting(env, "PROMPT_MAX_BYTES", 20 * 1024 * 1024, int) or 20 * 1024 * 1024,
+        "PROMPT_CODE_MINUTES": number_setting(env, "PROMPT_CODE_MINUTES", 15) or 15,
+        "PROMPT_WRONG_CODES_PER_HOUR": number_setting(env, "PROMPT_WRONG_CODES_PER_HOUR", 10, int),
     }
 
 

@@ -600,16 +600,18 @@ class _Writer:
         rows = []
         for (sid, source), a in sorted(self.batch.transcripts.items()):
             if sid in removed:  # staff removed the comment's transcripts: nothing brings text back
-                rows.append((sid, source, None, None, "redacted", None, None, s.stamp(a["first_at"]), s.stamp(a["at"])))
+                rows.append(
+                    (sid, source, None, None, "redacted", None, None, None, s.stamp(a["first_at"]), s.stamp(a["at"]))
+                )
                 continue
             rows.append(
                 (sid, source, a.get("transcription_sid"), a.get("language"), a["status"], a.get("text"))
-                + (a.get("reason"), s.stamp(a["first_at"]), s.stamp(a["at"]))
+                + (a.get("reason"), a.get("engine"), s.stamp(a["first_at"]), s.stamp(a["at"]))
             )
         newer = "excluded.updated_at >= transcriptions.updated_at"
         sets = [
             f"{c} = CASE WHEN {newer} THEN excluded.{c} ELSE transcriptions.{c} END"
-            for c in ("status", "text", "transcription_sid", "reason", "updated_at")
+            for c in ("status", "text", "transcription_sid", "reason", "engine", "updated_at")
         ]
         sets.append(
             f"language = CASE WHEN {newer} THEN COALESCE(excluded.language, transcriptions.language) "
@@ -618,7 +620,7 @@ class _Writer:
         sets.append(f"created_at = {s.least}(transcriptions.created_at, excluded.created_at)")
         self.db.many_rows(
             "INSERT INTO transcriptions (recording_sid, source, transcription_sid, language, status, text, reason, "
-            "created_at, updated_at)",
+            "engine, created_at, updated_at)",
             rows,
             f"ON CONFLICT (recording_sid, source) DO UPDATE SET {', '.join(sets)} "
             "WHERE transcriptions.status <> 'redacted'",
@@ -799,9 +801,11 @@ def note_transcription(
     text: str | None,
     language: str | None,
     reason: str | None = None,
+    engine: str | None = None,
 ) -> None:
     """Keep a transcript (or, with status failed, the reason there is none), creating the
-    recording's row if this arrives first. A later result from the same source replaces it."""
+    recording's row if this arrives first. A later result from the same source replaces it.
+    `language` is the one the transcriber was told (or found); `engine` what made it."""
     fact = Fact(
         "transcription",
         {
@@ -814,6 +818,7 @@ def note_transcription(
             "text": text,
             "language": language,
             "reason": reason,
+            "engine": engine,
         },
     )
     write(session, [[fact]])

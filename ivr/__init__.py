@@ -11,6 +11,7 @@ from . import dev_media
 from .commands import line_cli
 from .health import health
 from .metrics import meter_webhooks, metrics
+from .prompt_audio import prompt_audio
 from .routes import bp
 
 
@@ -20,6 +21,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     app.register_blueprint(health)
     app.register_blueprint(metrics)
+    app.register_blueprint(prompt_audio)
     dev_media.init_app(app)
     app.cli.add_command(line_cli)
     meter_webhooks(app)

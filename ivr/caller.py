@@ -214,6 +214,10 @@ class Reply:
     def says(self) -> list[ET.Element]:
         return list(self.root.iter("Say"))
 
+    def plays(self) -> list[str]:
+        """The audio URLs of the `<Play>`s, in order (recorded prompts)."""
+        return [el.text or "" for el in self.root.iter("Play")]
+
     @property
     def gather(self) -> ET.Element | None:
         return self.root.find("Gather")
@@ -434,6 +438,8 @@ class LineFacts:
     general_asks_stance: bool
     zip_step: str = "off"  # where the line asks for the ZIP code (models.line.ZIP_STEPS)
     callbacks: frozenset[str] = frozenset()  # the topics that offer a call-back after the comment
+    # code -> the language its voice speaks as (`<Say language>`), where that is another
+    spoken_as: dict[str, str] = field(default_factory=dict)
 
     @property
     def first_language(self) -> str:
@@ -441,6 +447,10 @@ class LineFacts:
 
     def asks_stance(self, slug: str) -> bool:
         return next((asks for found, asks in self.topics.values() if found == slug), self.general_asks_stance)
+
+    def say_language(self, code: str) -> str:
+        """The `language` of the `<Say>`s a caller of language `code` hears."""
+        return self.spoken_as.get(code, code)
 
     @classmethod
     def from_script(cls, script: LineScript) -> LineFacts:
@@ -453,6 +463,7 @@ class LineFacts:
             general.stance,
             script.zip_step,
             frozenset(t.slug for t in script.topics if t.callback),
+            {lang.code: lang.spoken_as for lang in script.languages if lang.spoken_as != lang.code},
         )
 
     @classmethod
@@ -1035,7 +1046,7 @@ class CallPlayer:
             for body in bodies[1:]:
                 heard.update(Reply(body).references())
         if expected is not None:
-            check(reply, expected)
+            check(reply, expected, self.line)
         return reply
 
     def _fails(self, request: Request, index: int) -> bool:
@@ -1067,16 +1078,23 @@ class CallPlayer:
             if not started:
                 started = verb.tag == after
                 continue
-            if verb.tag == "Say":
-                self.played.heard.append(verb.text or "")
+            if verb.tag in ("Say", "Play"):
+                self.played.heard.append(heard(verb))
             elif verb.tag in ("Gather", "Record"):
-                self.played.heard.extend(say.text or "" for say in verb.iter("Say"))
+                self.played.heard.extend(heard(el) for el in verb if el.tag in ("Say", "Play"))
                 if verb.tag == upto:
                     return
 
 
-def check(reply: Reply, expected: Menu) -> None:
-    """Raise UnexpectedReply unless `reply` is the menu the caller expects."""
+def heard(verb: ET.Element) -> str:
+    """A `<Say>`'s text, or "[plays URL]" for a `<Play>`."""
+    return f"[plays {verb.text}]" if verb.tag == "Play" else verb.text or ""
+
+
+def check(reply: Reply, expected: Menu, line: LineFacts | None = None) -> None:
+    """Raise UnexpectedReply unless `reply` is the menu the caller expects. A menu says
+    something (a `<Say>` or a recorded prompt's `<Play>`), every `<Say>` in the caller's
+    language (its voice's: `LineFacts.say_language`)."""
     kind = expected.kind
     if kind in MENUS:
         if reply.menu_path() != kind:
@@ -1085,10 +1103,13 @@ def check(reply: Reply, expected: Menu) -> None:
             reply.gather.get("numDigits") != str(ZIP_KEYS) or reply.gather.get("finishOnKey") != ZIP_FINISH_KEY
         ):
             raise UnexpectedReply(f"the ZIP code's <Gather> takes five keys ended by pound: {reply.body[:300]}")
+        if not any(el.tag in ("Say", "Play") for el in reply.gather):
+            raise UnexpectedReply(f"the {kind} menu says nothing: {reply.body[:300]}")
         if kind != "language":
             spoken = {say.get("language") for say in reply.gather.iter("Say")}
-            if spoken != {expected.language}:
-                raise UnexpectedReply(f"expected the {kind} menu in {expected.language}, heard it in {spoken}")
+            voice = line.say_language(expected.language) if line else expected.language
+            if spoken - {voice}:
+                raise UnexpectedReply(f"expected the {kind} menu in {voice}, heard it in {spoken}")
     elif kind == "record":
         if reply.record is None:
             raise UnexpectedReply(f"expected the recording prompt, heard {describe(reply)}")

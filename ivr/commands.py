@@ -106,7 +106,11 @@ def sync(path: str | None, publish: bool, dry_run: bool) -> None:
     )
 
 
-DEFAULT_COMMENTS = {"en-US": "This is a test comment.", "es-US": "Este es un comentario de prueba."}
+DEFAULT_COMMENTS = {
+    "en-US": "This is a test comment.",
+    "es-US": "Este es un comentario de prueba.",
+    "ht": "Sa a se yon kòmantè pou fè tès.",
+}
 
 
 class CommandLineCaller(Script):

@@ -19,6 +19,10 @@ ZIP_FINISH_KEY = "#"
 MAX_ZIP_TRIES = 2
 # At any menu: hear it again, without counting a miss.
 REPEAT_KEY = "*"
+# At the language menu, star pressed this many times in a row makes the (repeated) menu take
+# several keys, ended by `#` or a pause: a staff member then types a one-time code to record a
+# prompt by phone. A caller hears the same menu, and a wrong code is a wrong key.
+STAFF_STARS = 2
 # At the position menu: the key for each position (support, oppose, other). The names are the
 # facts' vocabulary, kept with the facts in models/calls.py.
 STANCE_KEYS: dict[str, str] = STANCE_FOR_KEY

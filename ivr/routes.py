@@ -10,7 +10,7 @@ reference number: with write-behind, a number this process took in advance (fact
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from urllib.parse import parse_qs, parse_qsl, urlparse
 
@@ -23,7 +23,9 @@ from models import db, utcnow
 from models.blocklist import block_list
 from models.callbacks import CallbackKeyMissing, seal_number
 from models.calls import call_values, is_withheld
+from models.jobs import enqueue
 from models.line import LineScript, TopicScript, is_zip, line_script, read_script_file, script_from_file
+from models.prompts import CODE_DIGITS, PromptCode, code_for_call, line_text, note_take, redeem_code, wrong_codes_since
 from models.recordings import reference_for
 
 from . import twiml
@@ -36,6 +38,7 @@ from .menu import (
     MAX_ZIP_TRIES,
     REPEAT_KEY,
     RESCUE_STEP,
+    STAFF_STARS,
     STANCE_KEYS,
 )
 from .signature import public_base_url, require_twilio_signature
@@ -226,7 +229,14 @@ def choose_language():
     script, base = w.script(), w.base
     step, misses, digits = w.state("s"), w.state("m", 0), w.pressed()
     if digits == REPEAT_KEY:
-        return answer(twiml.language_menu(script, base, step, misses))
+        stars = min(w.state("k", 0) + 1, STAFF_STARS)
+        return answer(twiml.language_menu(script, base, step, misses, stars=stars))
+    if len(digits) == CODE_DIGITS and w.state("k", 0) >= STAFF_STARS and digits.isdigit():
+        code = redeem_staff_code(w, digits)
+        if code is not None:
+            text = line_text(script, code.language, code.key) or code.key
+            seconds = int(w.config["PROMPT_MAX_SECONDS"])
+            return answer(twiml.record_prompt(script, base, code.language, code.key, text, code.id, step, seconds))
     lang = script.language_for_digit(digits)
     if lang is None:
         if misses + 1 < MAX_MISSES:
@@ -442,7 +452,7 @@ def another_topic():
     if digits == ANOTHER_TOPIC_KEY:
         return answer(twiml.topic_menu(script, base, language, step + 1, 0))
     if digits in ("", END_CALL_KEY) or misses + 1 >= MAX_MISSES:
-        return answer(twiml.goodbye(script, language))
+        return answer(twiml.goodbye(script, base, language))
     return answer(twiml.another_menu(script, base, language, step, misses + 1, "invalid"))
 
 
@@ -526,6 +536,7 @@ def transcription():
                     "status": "completed" if completed else "failed",
                     "text": w.form.get("TranscriptionText") if completed else None,
                     "language": "en-US",
+                    "engine": "twilio",
                 },
             ),
             # Twilio could not transcribe it: no need to wait out the grace period for its transcript.
@@ -563,6 +574,69 @@ def callback_time(w: Webhook, now: datetime) -> datetime:
     except (KeyError, TypeError, ValueError):
         return now
     return stamp if stamp.tzinfo is None else stamp.astimezone(UTC).replace(tzinfo=None)
+
+
+# --- recording a prompt by phone ------------------------------------------------------------------
+#
+# Staff press star twice at the language menu, then a one-time code made in the console
+# (models/prompts.py). These webhooks read and write the database directly: they are rare, and
+# a code must be checked (and used up) before the answer. Twilio's signature on each request
+# (and its CallSid, which must be the one that redeemed the code) is what keeps anyone else out.
+
+
+def redeem_staff_code(w: Webhook, digits: str) -> PromptCode | None:
+    """The code typed at the language menu, now used up, or None: it is wrong, expired or
+    used, or the line has had PROMPT_WRONG_CODES_PER_HOUR wrong codes in the last hour (then
+    every code is refused). A wrong code is counted, and the caller hears a wrong key."""
+    now = utcnow()
+    session = db.session
+    refused = wrong_codes_since(session, now - timedelta(hours=1)) >= w.config["PROMPT_WRONG_CODES_PER_HOUR"]
+    code = redeem_code(session, w.config["SECRET_KEY"], digits, w.call_sid, now, refuse=refused)
+    session.commit()
+    if code is None:
+        w.app.logger.warning("a wrong code to record a prompt was entered%s", " (codes refused)" if refused else "")
+    else:
+        w.app.logger.info("code %s redeemed to record prompt %s %s", code.id, code.language, code.key)
+    return code
+
+
+def prompt_code_of_call(w: Webhook) -> PromptCode:
+    """The code this call redeemed (the URL's `c`); 400 when it is not this call's."""
+    code = code_for_call(db.session, w.state("c"), w.call_sid)
+    if code is None:
+        abort(400, description="This call entered no such code.")
+    return code
+
+
+@bp.post("/prompt-recorded")
+def prompt_recorded():
+    """The prompt's `<Record>` action: keep the take (the status callback fetches it)."""
+    w = webhook()
+    code = prompt_code_of_call(w)
+    sid = recording_sid(w)
+    if sid:
+        note_take(db.session, code, sid, w.call_sid, w.clipped("RecordingUrl", 512), w.seconds("RecordingDuration"))
+        db.session.commit()
+    return answer(twiml.prompt_taken(w.script()))
+
+
+@bp.post("/prompt-recording-status")
+def prompt_recording_status():
+    """The prompt's recording status callback: a completed take is queued for the worker to
+    fetch (jobs/prompts.py), as comments are; an absent or failed one is marked so."""
+    w = webhook()
+    code = prompt_code_of_call(w)
+    sid = recording_sid(w)
+    if sid is None:
+        abort(400, description="RecordingSid is required.")
+    take = note_take(db.session, code, sid, w.call_sid, w.clipped("RecordingUrl", 512), w.seconds("RecordingDuration"))
+    status = w.clipped("RecordingStatus", 16) or "completed"
+    if status == "completed":
+        enqueue(db.session, "fetch_prompt", sid, max_attempts=w.config["JOB_MAX_ATTEMPTS"])
+    elif take.state == "waiting":
+        take.state, take.error = "failed", f"Twilio says the recording is {status}: record it again"
+    db.session.commit()
+    return answer(twiml.nothing())
 
 
 # The webhooks whose answer the caller hears, by the last part of their path: the Fallback

@@ -5,18 +5,23 @@ it is cached per process: the script is hashable by version, and a new version m
 Every URL is absolute (Twilio resolves relative ones, but the recording callbacks and the
 signature check are simpler with the exact URL), and carries the call's state: the step
 that keys the next choice, the misses so far, the language, topic and stance.
+
+A line of wording is a `Line`: said by the language's voice (`<Say>`, consecutive lines in
+one), or, when staff recorded a prompt for it (models/prompts.py), played (`<Play>` of the
+prompt's public URL, ivr/prompt_audio.py). Lines with placeholders are always said.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import urlencode
 
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
-from models.line import Language, LineScript, TopicScript
+from models.line import TOPIC_LINE, Language, LineScript, TopicScript
 
-from .menu import FINISH_KEY, MENU_KEYS, ZIP_FINISH_KEY, ZIP_KEYS
+from .menu import FINISH_KEY, MENU_KEYS, STAFF_STARS, ZIP_FINISH_KEY, ZIP_KEYS
 
 CACHE_SIZE = 4096
 
@@ -26,16 +31,66 @@ def url(base: str, path: str, **params) -> str:
     return f"{base}/twilio/{path}" + (f"?{query}" if query else "")
 
 
-def _say(parent, text: str, lang: Language) -> None:
-    parent.say(text, voice=lang.voice, language=lang.code)
+PROMPT_PATH = "/prompts"
 
 
-def _menu(script: LineScript, action: str, retry: str, lines: list[tuple[str, Language]]) -> str:
-    """A one-key menu; with no key, Twilio falls through to the redirect, which re-prompts."""
+def prompt_url(base: str, name: str) -> str:
+    """Where Twilio fetches a recorded prompt's audio (ivr/prompt_audio.py)."""
+    return f"{base}{PROMPT_PATH}/{name}.wav"
+
+
+@dataclass(frozen=True)
+class Line:
+    """One line the caller hears: `text`, and `play` the recorded prompt's public name (None:
+    the text is said)."""
+
+    text: str
+    play: str | None = None
+
+
+def line(script: LineScript, language: str, key: str) -> Line:
+    """A line of wording with no placeholder: played when recorded, else said."""
+    return Line(script.say(language, key), script.recording(language, key))
+
+
+def said(text: str) -> Line:
+    return Line(text)
+
+
+def topic_line(script: LineScript, language: str, topic: TopicScript) -> Line:
+    return Line(script.topic_line(language, topic), script.recording(language, TOPIC_LINE + topic.slug))
+
+
+def _speak(parent, lines: list[Line], lang: Language, base: str) -> None:
+    """The lines in order: each recorded one a `<Play>`, the said ones between them one `<Say>`
+    in the language's voice (speaking as its `say_language`)."""
+    text: list[str] = []
+    for each in lines:
+        if each.play is None:
+            text.append(each.text)
+            continue
+        if text:
+            parent.say(" ".join(text), voice=lang.voice, language=lang.spoken_as)
+            text = []
+        parent.play(prompt_url(base, each.play))
+    if text:
+        parent.say(" ".join(text), voice=lang.voice, language=lang.spoken_as)
+
+
+def _menu(
+    script: LineScript,
+    base: str,
+    action: str,
+    retry: str,
+    lines: list[tuple[list[Line], Language]],
+    keys: int | None = MENU_KEYS,
+) -> str:
+    """A one-key menu (`keys` None: keys until `#` or a pause); with no key, Twilio falls
+    through to the redirect, which re-prompts."""
     response = VoiceResponse()
-    gather = Gather(action=action, method="POST", num_digits=MENU_KEYS, timeout=script.menu_timeout_seconds)
-    for text, lang in lines:
-        _say(gather, text, lang)
+    gather = Gather(action=action, method="POST", num_digits=keys, timeout=script.menu_timeout_seconds)
+    for spoken, lang in lines:
+        _speak(gather, spoken, lang, base)
     response.append(gather)
     response.redirect(retry, method="POST")
     return str(response)
@@ -68,10 +123,10 @@ def zip_menu(
     pound. Pound alone or silence falls through to the `<Redirect>`, which the line takes as
     a skip. `topic`: the topic chosen just before (ZIP code asked after the topic)."""
     lang = script.language(language)
-    text = [script.say(lang.code, "greeting")] if greeting else []
+    lines = [line(script, lang.code, "greeting")] if greeting else []
     if notice:
-        text.append(script.say(lang.code, notice))
-    text.append(script.say(lang.code, "zip_prompt"))
+        lines.append(line(script, lang.code, notice))
+    lines.append(line(script, lang.code, "zip_prompt"))
     target = url(base, "zip", s=step, m=misses, l=lang.code, t=topic)
     response = VoiceResponse()
     gather = Gather(
@@ -81,7 +136,7 @@ def zip_menu(
         finish_on_key=ZIP_FINISH_KEY,
         timeout=script.menu_timeout_seconds,
     )
-    _say(gather, " ".join(text), lang)
+    _speak(gather, lines, lang, base)
     response.append(gather)
     response.redirect(target, method="POST")
     return str(response)
@@ -89,15 +144,20 @@ def zip_menu(
 
 @lru_cache(maxsize=CACHE_SIZE)
 def language_menu(
-    script: LineScript, base: str, step: int, misses: int, notice: str = "", greeting: bool = False
+    script: LineScript, base: str, step: int, misses: int, notice: str = "", greeting: bool = False, stars: int = 0
 ) -> str:
+    """The language menu. `stars`: how many times in a row the caller pressed star here (the
+    menu is repeated each time); after STAFF_STARS it takes several keys, so that staff can
+    type a code to record a prompt (ivr/routes.py `choose_language`). A caller hears the same
+    menu either way."""
     lines = []
     if greeting:
-        lines += [(script.say(lang.code, "greeting"), lang) for lang in script.languages]
+        lines += [([line(script, lang.code, "greeting")], lang) for lang in script.languages]
     if notice:
-        lines += [(script.say(lang.code, notice), lang) for lang in script.languages]
-    lines += [(script.say(lang.code, "language_option"), lang) for lang in script.languages]
-    return _menu(script, url(base, "language", s=step, m=misses), url(base, "language", s=step, m=misses), lines)
+        lines += [([line(script, lang.code, notice)], lang) for lang in script.languages]
+    lines += [([line(script, lang.code, "language_option")], lang) for lang in script.languages]
+    target = url(base, "language", s=step, m=misses, k=stars or None)
+    return _menu(script, base, target, target, lines, None if stars >= STAFF_STARS else MENU_KEYS)
 
 
 @lru_cache(maxsize=CACHE_SIZE)
@@ -106,17 +166,16 @@ def topic_menu(
 ) -> str:
     lang = script.language(language)
     code = lang.code
-    text = []
+    lines = []
     if greeting:
-        text.append(script.say(code, "greeting"))
+        lines.append(line(script, code, "greeting"))
     if notice:
-        text.append(script.say(code, notice))
-    text.append(script.say(code, "topic_intro"))
-    for topic in script.menu:
-        text.append(topic.prompt(code) or script.say(code, "topic_option", topic=topic.name(code), digit=topic.digit))
-    text.append(script.say(code, "repeat_hint"))
+        lines.append(line(script, code, notice))
+    lines.append(line(script, code, "topic_intro"))
+    lines += [topic_line(script, code, topic) for topic in script.menu]
+    lines.append(line(script, code, "repeat_hint"))
     target = url(base, "topic", s=step, m=misses, l=code)
-    return _menu(script, target, target, [(" ".join(text), lang)])
+    return _menu(script, base, target, target, [(lines, lang)])
 
 
 @lru_cache(maxsize=CACHE_SIZE)
@@ -124,10 +183,10 @@ def stance_menu(
     script: LineScript, base: str, language: str, topic: TopicScript, step: int, misses: int, notice: str = ""
 ) -> str:
     lang = script.language(language)
-    text = [script.say(lang.code, notice)] if notice else []
-    text.append(script.say(lang.code, "stance", topic=topic.name(lang.code)))
+    lines = [line(script, lang.code, notice)] if notice else []
+    lines.append(said(script.say(lang.code, "stance", topic=topic.name(lang.code))))
     target = url(base, "stance", s=step, m=misses, l=lang.code, t=topic.slug)
-    return _menu(script, target, target, [(" ".join(text), lang)])
+    return _menu(script, base, target, target, [(lines, lang)])
 
 
 @lru_cache(maxsize=CACHE_SIZE)
@@ -146,9 +205,9 @@ def record_comment(
     lang = script.language(language)
     slug = topic.slug if topic else None
     response = VoiceResponse()
-    text = [script.say(lang.code, notice)] if notice else []
-    text.append(script.say(lang.code, "record"))
-    _say(response, " ".join(text), lang)
+    lines = [line(script, lang.code, notice)] if notice else []
+    lines.append(line(script, lang.code, "record"))
+    _speak(response, lines, lang, base)
     transcribe = lang.code == "en-US"
     response.record(
         action=url(base, "recorded", s=step, l=lang.code, t=slug, p=stance),
@@ -177,10 +236,10 @@ def spoken_digits(reference: str) -> str:
 def comment_saved(script: LineScript, base: str, language: str, step: int, reference: str | None) -> str:
     """Thanks, the reference number digit by digit, and the choice of another topic."""
     lang = script.language(language)
-    text = [script.say(lang.code, "thanks")]
+    lead = [line(script, lang.code, "thanks")]
     if reference:
-        text.append(script.say(lang.code, "reference", reference=spoken_digits(reference)))
-    return another_menu(script, base, lang.code, step, 0, lead=" ".join(text))
+        lead.append(said(script.say(lang.code, "reference", reference=spoken_digits(reference))))
+    return another_menu(script, base, lang.code, step, 0, lead=tuple(lead))
 
 
 @lru_cache(maxsize=CACHE_SIZE)
@@ -190,12 +249,12 @@ def comment_saved_offer_callback(
     """Thanks, the reference number, then "to ask for a call back, press 1" (a topic that
     offers call-backs). No key, or another key: the choice of another topic."""
     lang = script.language(language)
-    text = [script.say(lang.code, "thanks")]
+    lines = [line(script, lang.code, "thanks")]
     if reference:
-        text.append(script.say(lang.code, "reference", reference=spoken_digits(reference)))
-    text.append(script.say(lang.code, "callback_offer"))
+        lines.append(said(script.say(lang.code, "reference", reference=spoken_digits(reference))))
+    lines.append(line(script, lang.code, "callback_offer"))
     target = url(base, "callback", s=step, l=lang.code, t=topic, r=recording_sid)
-    return _menu(script, target, target, [(" ".join(text), lang)])
+    return _menu(script, base, target, target, [(lines, lang)])
 
 
 @lru_cache(maxsize=CACHE_SIZE)
@@ -203,20 +262,20 @@ def blocked(script: LineScript) -> str:
     """A number on the block list: a short message, and the line hangs up."""
     lang = script.languages[0]
     response = VoiceResponse()
-    _say(response, script.say(lang.code, "blocked"), lang)
+    _speak(response, [said(script.say(lang.code, "blocked"))], lang, "")  # said: no base URL to play from
     response.hangup()
     return str(response)
 
 
 @lru_cache(maxsize=CACHE_SIZE)
 def another_menu(
-    script: LineScript, base: str, language: str, step: int, misses: int, notice: str = "", lead: str = ""
+    script: LineScript, base: str, language: str, step: int, misses: int, notice: str = "", lead: tuple[Line, ...] = ()
 ) -> str:
     lang = script.language(language)
-    text = [lead] if lead else []
+    lines = list(lead)
     if notice:
-        text.append(script.say(lang.code, notice))
-    text.append(script.say(lang.code, "another"))
+        lines.append(line(script, lang.code, notice))
+    lines.append(line(script, lang.code, "another"))
     response = VoiceResponse()
     gather = Gather(
         action=url(base, "next", s=step, m=misses, l=lang.code),
@@ -224,18 +283,18 @@ def another_menu(
         num_digits=MENU_KEYS,
         timeout=script.menu_timeout_seconds,
     )
-    _say(gather, " ".join(text), lang)
+    _speak(gather, lines, lang, base)
     response.append(gather)
-    _say(response, script.say(lang.code, "goodbye"), lang)
+    _speak(response, [line(script, lang.code, "goodbye")], lang, base)
     response.hangup()
     return str(response)
 
 
 @lru_cache(maxsize=CACHE_SIZE)
-def goodbye(script: LineScript, language: str) -> str:
+def goodbye(script: LineScript, base: str, language: str) -> str:
     lang = script.language(language)
     response = VoiceResponse()
-    _say(response, script.say(lang.code, "goodbye"), lang)
+    _speak(response, [line(script, lang.code, "goodbye")], lang, base)
     response.hangup()
     return str(response)
 
@@ -244,3 +303,52 @@ def goodbye(script: LineScript, language: str) -> str:
 def nothing() -> str:
     """For callbacks and hung-up calls: Twilio ignores the body, but it must be TwiML."""
     return str(VoiceResponse())
+
+
+# --- recording a prompt by phone (staff, with a one-time code) ---------------------------------
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def record_prompt(
+    script: LineScript, base: str, language: str, key: str, text: str, code_id: int, step: int, max_seconds: int
+) -> str:
+    """For staff who entered a valid code: what to say, then `<Record>` of the prompt (not
+    transcribed; its callbacks go to the prompt routes, never to the comments')."""
+    guide = script.languages[0]
+    lang = script.language(language)
+    response = VoiceResponse()
+    response.say(
+        f"Recording a prompt for the line, in {language}: {key.replace('_', ' ')}. "
+        "After the tone, say it as written in the console, then press the pound key. It says:",
+        voice=guide.voice,
+        language=guide.spoken_as,
+    )
+    response.say(text, voice=lang.voice, language=lang.spoken_as)
+    response.record(
+        action=url(base, "prompt-recorded", c=code_id, s=step),
+        method="POST",
+        max_length=max_seconds,
+        timeout=5,
+        finish_on_key=FINISH_KEY,
+        play_beep=True,
+        trim="trim-silence",
+        recording_status_callback=url(base, "prompt-recording-status", c=code_id),
+        recording_status_callback_method="POST",
+        recording_status_callback_event="completed absent",
+    )
+    response.say("We did not hear a recording. Goodbye.", voice=guide.voice, language=guide.spoken_as)
+    response.hangup()
+    return str(response)
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def prompt_taken(script: LineScript) -> str:
+    guide = script.languages[0]
+    response = VoiceResponse()
+    response.say(
+        "Thank you. The recording will be in the console in a minute, to accept or to record again. Goodbye.",
+        voice=guide.voice,
+        language=guide.spoken_as,
+    )
+    response.hangup()
+    return str(response)

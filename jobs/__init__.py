@@ -8,7 +8,7 @@ import logging
 
 from flask import Flask
 
-from . import recordings, transcripts  # noqa: F401  (registers the job kinds)
+from . import prompts, recordings, transcripts  # noqa: F401  (registers the job kinds)
 from .commands import recordings_cli, worker_cli
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from models.jobs import Claimed
 from models.recordings import recording_for_reference
 from storage import checksum, storage_for
 
-from . import recordings, transcripts  # noqa: F401  (registers the job kinds)
+from . import prompts, recordings, transcripts  # noqa: F401  (registers the job kinds)
 from .runner import KINDS, Worker, queue
 from .work import missing_audio, missing_transcript, sweep
 

@@ -65,7 +65,7 @@ def transcriber_for(config, language: str | None) -> str:
     return table.get("*", "none")
 
 
-def note_no_transcript(session, row: Recording, language: str | None, reason: str) -> None:
+def note_no_transcript(session, row: Recording, language: str | None, reason: str, engine: str | None = None) -> None:
     """Record why this comment has no offline transcript, where the transcript would be."""
     note_transcription(
         session,
@@ -78,6 +78,7 @@ def note_no_transcript(session, row: Recording, language: str | None, reason: st
         text=None,
         language=language,
         reason=reason,
+        engine=engine,
     )
 
 
@@ -138,7 +139,10 @@ def transcribe_recording(app: Flask, claimed: Claimed) -> None:
             status="completed",
             text=heard.text,
             language=language or heard.language,
+            engine=model.engine,
         )
     else:
-        note_no_transcript(session, row, language or heard.language, "no speech was heard in the recording")
+        note_no_transcript(
+            session, row, language or heard.language, "no speech was heard in the recording", engine=model.engine
+        )
     session.commit()

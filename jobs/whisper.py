@@ -52,14 +52,16 @@ class WhisperTranscriber:
             num_workers=1,
         )
         self.beam_size = beam_size
+        self.engine = f"faster-whisper {Path(model_dir).name} {compute_type}"[:64]
         log.info("loaded the Whisper model in %s in %.1f s", model_dir, time.monotonic() - started)
 
     def transcribe(self, path: str, language: str | None) -> Heard:
-        """Transcribe an audio file; `language` as en-US or es (None: let the model tell)."""
+        """Transcribe an audio file in the caller's `language` (en-US, es-US, ht: Whisper is
+        told its first part, `whisper_language`); None: let the model tell."""
         started = time.monotonic()
         segments, info = self.model.transcribe(
             path,
-            language=language.split("-")[0].lower() if language else None,
+            language=whisper_language(language),
             beam_size=self.beam_size,
             vad_filter=True,
             condition_on_previous_text=False,
@@ -68,6 +70,12 @@ class WhisperTranscriber:
         heard = Heard(text, info.language, info.duration, time.monotonic() - started)
         log.info("transcribed %.1f s of audio in %.1f s (%s)", heard.audio_seconds, heard.seconds, heard.language)
         return heard
+
+
+def whisper_language(language: str | None) -> str | None:
+    """The code Whisper knows a line's language by: en-US -> en, es-US -> es, ht -> ht
+    (Haitian Creole is one of Whisper's languages)."""
+    return language.split("-")[0].lower() if language else None
 
 
 def transcriber(config) -> WhisperTranscriber:

@@ -13,6 +13,7 @@ from models.audit import audit
 from models.callbacks import purge_numbers
 from models.holds import destroy_released_originals
 from models.jobs import Job
+from models.prompts import takes_to_fetch
 from models.recordings import NOT_A_COMMENT
 
 from .runner import queue
@@ -66,10 +67,13 @@ def sweep(session, config) -> int:
     erased = purge_numbers(session, config["CALLBACK_KEEP_DAYS"])
     if erased:  # call-back numbers past CALLBACK_KEEP_DAYS (models/callbacks.py)
         audit(session, "system:worker", "callback_purge", "callbacks", erased=erased)
+    takes = takes_to_fetch(session, utcnow() - timedelta(minutes=QUIET_MINUTES))
+    for sid in takes:  # queued once: a take already fetched is no longer waiting
+        queue(session, config, "fetch_prompt", sid)
     session.commit()
     # Imported here: receipts registers its publish job with this package (jobs.runner).
     from receipts.chain import close_due
     from receipts.publish import queue_publication
 
     made = close_due(session, config, after_made=lambda s, receipt: queue_publication(s, config, receipt))
-    return len(sids) + len(rows) + len(made)
+    return len(sids) + len(rows) + len(takes) + len(made)

@@ -10,6 +10,7 @@ from .drafts import ScriptVersion
 from .holds import HeldTranscript, LegalHold
 from .jobs import Job
 from .line import LineSettings, Topic
+from .prompts import Prompt, PromptAudio, PromptCode, PromptCodeFailure, PromptTake
 from .receipts import TallyReceipt
 from .recordings import Recording, Transcription
 from .setup import init_app
@@ -33,6 +34,11 @@ __all__ = [
     "Job",
     "LegalHold",
     "LineSettings",
+    "Prompt",
+    "PromptAudio",
+    "PromptCode",
+    "PromptCodeFailure",
+    "PromptTake",
     "Recording",
     "TallyReceipt",
     "ScriptVersion",

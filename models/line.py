@@ -65,6 +65,9 @@ ZIP_STEPS = ("off", "after_language", "after_topic")
 # The name of the district a script file gives as a plain list of ZIP codes.
 ONE_DISTRICT = "district"
 DISTRICT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+# A recorded prompt for a topic's line of the topic menu ("For {topic}, press {digit}.", or the
+# topic's own prompt) is keyed TOPIC_LINE + the topic's slug.
+TOPIC_LINE = "topic:"
 
 
 class ScriptError(ValueError):
@@ -138,6 +141,8 @@ def check_script(data: Any) -> dict[str, Any]:
         code, digit = str(lang.get("code", "")), str(lang.get("digit", ""))
         if not code or digit not in KEYPAD or digit in digits or not lang.get("voice"):
             raise ScriptError(f"language {lang!r} needs a code, a voice and its own digit")
+        if not isinstance(lang.get("needs_recordings", False), bool):
+            raise ScriptError(f"language {code}: needs_recordings is true or false")
         codes.append(code)
         digits.add(digit)
     wording = data.get("wording") or {}
@@ -221,9 +226,20 @@ def with_optional_wording(wording: dict) -> dict:
 
 @dataclass(frozen=True)
 class Language:
+    """A language callers choose. `say_language` is the language `voice` speaks (Twilio's
+    `<Say language>`; default the code): for a language no voice speaks, the closest one.
+    `needs_recordings` marks such a language: each of its lines is meant to be a recorded
+    prompt, and the console warns for every one still said by the stand-in voice."""
+
     code: str
     digit: str
     voice: str
+    say_language: str | None = None
+    needs_recordings: bool = False
+
+    @property
+    def spoken_as(self) -> str:
+        return self.say_language or self.code
 
 
 @dataclass(frozen=True)
@@ -273,6 +289,8 @@ class LineScript:
     wording: dict = field(hash=False, compare=False)
     zip_step: str = "off"
     districts: tuple[District, ...] = ()
+    # (language, key) -> the public name of its recorded prompt's audio (models/prompts.py)
+    recorded: tuple[tuple[tuple[str, str], str], ...] = ()
 
     def __hash__(self) -> int:
         return hash(self.fingerprint)
@@ -318,14 +336,38 @@ class LineScript:
     def district(self, name: str) -> District | None:
         return next((d for d in self.districts if d.name == name), None)
 
+    def recording(self, language: str, key: str) -> str | None:
+        """The public name of the prompt recorded for this line, or None: it is said."""
+        return dict(self.recorded).get((language, key))
 
-def build_script(settings: LineSettings, topics: list[Topic]) -> LineScript:
+    def topic_line(self, language: str, topic: TopicScript) -> str:
+        """What the topic menu says for `topic`: its own prompt, or the wording's."""
+        return topic.prompt(language) or self.say(
+            language, "topic_option", topic=topic.name(language), digit=topic.digit
+        )
+
+
+def build_script(settings: LineSettings, topics: list[Topic], recorded: dict | None = None) -> LineScript:
+    """The script callers hear; `recorded` maps (language, key) to a recorded prompt's public
+    name (models/prompts.py `recorded_prompts`)."""
     ordered = sorted(topics, key=lambda t: (t.position, t.digit))
+    recorded_lines = tuple(sorted((recorded or {}).items()))
     content = [_settings_values_of(settings), [(t.id, t.slug, _topic_values_of(t)) for t in ordered]]
+    if recorded_lines:
+        content.append([[language, key, name] for (language, key), name in recorded_lines])
     return LineScript(
         version=settings.version,
         fingerprint=hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest(),
-        languages=tuple(Language(lang["code"], lang["digit"], lang["voice"]) for lang in settings.languages),
+        languages=tuple(
+            Language(
+                lang["code"],
+                lang["digit"],
+                lang["voice"],
+                lang.get("say_language") or None,
+                bool(lang.get("needs_recordings", False)),
+            )
+            for lang in settings.languages
+        ),
         topics=tuple(
             TopicScript(
                 t.id,
@@ -345,19 +387,23 @@ def build_script(settings: LineSettings, topics: list[Topic]) -> LineScript:
         wording=settings.wording,
         zip_step=settings.zip_step or "off",
         districts=tuple(District(name, frozenset(zips)) for name, zips in sorted((settings.districts or {}).items())),
+        recorded=recorded_lines,
     )
 
 
-def script_from_document(document: dict, topic_ids: dict[str, int], version: int) -> LineScript:
+def script_from_document(
+    document: dict, topic_ids: dict[str, int], version: int, recorded: dict | None = None
+) -> LineScript:
     """The script a document describes (the draft), its topics given the ids of the live
     topics of the same slug (a topic only the draft has has none: facts about it are kept
-    by slug, and it is counted nowhere)."""
+    by slug, and it is counted nowhere), with the line's recorded prompts (`recorded`, as
+    `build_script` takes them: prompts are not drafted)."""
     settings = LineSettings(id=1, version=version, **_settings_values(document))
     topics = [
         Topic(id=topic_ids.get(t["slug"]), slug=t["slug"], **_topic_values(t, i))
         for i, t in enumerate(document["topics"])
     ]
-    script = build_script(settings, topics)
+    script = build_script(settings, topics, recorded)
     return replace(script, fingerprint="draft:" + script.fingerprint)
 
 
@@ -402,8 +448,10 @@ class ScriptCache:
                 return None  # no script loaded yet (`flask line load`)
             if cached is not None and cached.version == version and not cached.fingerprint.startswith("file:"):
                 return cached
+            from .prompts import recorded_prompts  # prompts are read with the script they change
+
             settings = session.get(LineSettings, 1)
-            return build_script(settings, list(session.scalars(select(Topic))))
+            return build_script(settings, list(session.scalars(select(Topic))), recorded_prompts(session))
         except SQLAlchemyError:
             session.rollback()
             return None
@@ -428,8 +476,10 @@ class ScriptCache:
                 if document is None:
                     script = self.get(session, database_ok)
                 else:
+                    from .prompts import recorded_prompts
+
                     ids = dict(session.execute(select(Topic.slug, Topic.id)).all())
-                    script = script_from_document(document, ids, key[0])
+                    script = script_from_document(document, ids, key[0], recorded_prompts(session))
         except (SQLAlchemyError, ScriptError, KeyError, TypeError):
             session.rollback()
             return self.get(session, database_ok)
@@ -461,9 +511,7 @@ def line_is_empty(session) -> bool:
 
 def _settings_values(data: dict) -> dict:
     return {
-        "languages": [
-            {"code": str(l["code"]), "digit": str(l["digit"]), "voice": l["voice"]} for l in data["languages"]
-        ],
+        "languages": [_language_values(lang) for lang in data["languages"]],
         "wording": with_optional_wording(data["wording"]),
         "general_topic": data["general_topic"],
         "record_max_seconds": int(data.get("record_max_seconds", 180)),
@@ -482,6 +530,16 @@ SETTINGS_KEYS = (
     "zip_step",
     "districts",
 )
+
+
+def _language_values(lang: dict) -> dict:
+    """A language as stored: code, digit and voice, and the stand-in voice's marks when set."""
+    values = {"code": str(lang["code"]), "digit": str(lang["digit"]), "voice": lang["voice"]}
+    if lang.get("say_language"):
+        values["say_language"] = str(lang["say_language"])
+    if lang.get("needs_recordings"):
+        values["needs_recordings"] = True
+    return values
 
 
 def _settings_values_of(row: LineSettings) -> dict:

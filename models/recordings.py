@@ -155,6 +155,8 @@ class Transcription(db.Model):
     source: Mapped[str] = mapped_column(String(32))  # twilio | whisper | staff
     transcription_sid: Mapped[str | None] = mapped_column(String(64), unique=True)
     language: Mapped[str | None] = mapped_column(String(16))
+    # What made it: "twilio", or the offline transcriber and its model ("faster-whisper:base")
+    engine: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16))  # completed | failed
     text: Mapped[str | None] = mapped_column(Text)
     reason: Mapped[str | None] = mapped_column(Text)  # why there is no text, when it failed

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import admin, blocklist, callbacks_page, counts_page, holds, recordings, trial  # noqa: F401  (console routes)
+from . import admin, blocklist, callbacks_page, counts_page, holds, prompts, recordings, trial  # noqa: F401  (console routes)
 from .api import api
 from .auth import auth, configure_sessions
 from .commands import callbacks_cli, counts_cli, tokens_cli
@@ -21,6 +21,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(counts_cli)
     app.cli.add_command(callbacks_cli)
     configure_sessions(app)
+    app.before_request(prompts.allow_prompt_uploads)
     app.register_blueprint(auth)
     app.register_blueprint(console_pages)
     register_error_pages(app)

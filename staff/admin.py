@@ -233,6 +233,8 @@ def draft_changed(document: dict, message: str) -> None:
 def topics_page(status: int = 200):
     document = draft()
     public = dict(db.session.execute(select(Topic.slug, Topic.public)).all())  # live, not drafted
+    from .prompts import missing_recordings  # the prompts page's module builds on this one
+
     return render_template(
         "topics.html",
         topics=[{**t, "public": public.get(t["slug"], True)} for t in document["topics"]],
@@ -243,6 +245,7 @@ def topics_page(status: int = 200):
         zip_steps=ZIP_STEP_LABELS,
         zip_step=document["zip_step"],
         districts=current_script().districts,
+        missing=missing_recordings(current_script()),
     ), status
 
 

@@ -59,7 +59,7 @@ class Console:
 
 def spoken_reference(reply) -> str:
     """The reference number the caller heard, read digit by digit."""
-    spoken = re.search(r"(?:reference number is|número de referencia es) ([\d, ]+)\.", reply.said)
+    spoken = re.search(r"(?:reference number is|número de referencia es|referans ou se) ([\d, ]+)\.", reply.said)
     assert spoken, reply.said
     return spoken.group(1).replace(", ", "")
 

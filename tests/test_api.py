@@ -20,7 +20,11 @@ def test_api_needs_a_valid_bearer_token(client, api_token):
 
 def test_line_says_what_callers_hear(api):
     body = api("/api/v1/line").json
-    assert body["languages"] == [{"code": "en-US", "digit": "1"}, {"code": "es-US", "digit": "2"}]
+    assert body["languages"] == [
+        {"code": "en-US", "digit": "1"},
+        {"code": "es-US", "digit": "2"},
+        {"code": "ht", "digit": "3"},
+    ]
     budget = {"slug": "budget", "digit": "1", "name": "the proposed city budget", "stance": True, "callback": False}
     assert body["topics"][0] == budget
     assert [t["slug"] for t in body["topics"]] == ["budget", "transit", "housing", "general"]

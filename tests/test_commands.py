@@ -5,7 +5,7 @@ from __future__ import annotations
 import yaml
 from sqlalchemy import select, update
 
-from models import CallTopic, HourlyCount, Topic, db
+from models import Call, CallTopic, HourlyCount, Topic, db
 
 
 def test_line_call_plays_through_the_webhooks_and_counts(runner, api):
@@ -85,7 +85,12 @@ def test_line_sync_matches_topics_by_slug_and_never_deletes(runner, app, tmp_pat
     data["topics"][0]["name"]["en-US"] = "the revised city budget"
     data["topics"] = [t for t in data["topics"] if t["slug"] != "housing"]
     data["topics"].append(
-        {"slug": "parks", "digit": "4", "stance": False, "name": {"en-US": "parks", "es-US": "los parques"}}
+        {
+            "slug": "parks",
+            "digit": "4",
+            "stance": False,
+            "name": {"en-US": "parks", "es-US": "los parques", "ht": "pak yo"},
+        }
     )
     path = tmp_path / "line.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True))
@@ -107,6 +112,31 @@ def test_line_sync_matches_topics_by_slug_and_never_deletes(runner, app, tmp_pat
     menu = call.press("1")
     assert "For the revised city budget, press 1." in menu.said and "For parks, press 4." in menu.said
     assert "housing" not in menu.said
+
+
+def test_line_sync_brings_haitian_creole_into_a_line_that_had_two_languages(runner, app, tmp_path, twilio):
+    shipped = yaml.safe_load(open(app.config["LINE_CONFIG"]))
+    older = {**shipped, "languages": shipped["languages"][:2]}
+    older["wording"] = {code: shipped["wording"][code] for code in ("en-US", "es-US")}
+    older["topics"] = [{**t, "name": {c: t["name"][c] for c in ("en-US", "es-US")}} for t in shipped["topics"]]
+    path = tmp_path / "two-languages.yaml"
+    path.write_text(yaml.safe_dump(older, allow_unicode=True))
+    assert runner.invoke(args=["line", "sync", "--file", str(path)]).exit_code == 0
+    app.extensions["line_script"].forget()
+    assert "kreyòl" not in twilio.call().dial().said
+
+    result = runner.invoke(args=["line", "sync"])  # the shipped file
+    assert result.exit_code == 0, result.output
+    assert "line: languages changed" in result.output and "line: wording changed" in result.output
+    assert "topic budget: names changed" in result.output
+    app.extensions["line_script"].forget()
+    call = twilio.call()
+    assert "Pou kreyòl ayisyen, peze 3." in call.dial().said
+    menu = call.press("3")
+    assert "Pou bidjè vil la pwopoze a, peze 1." in menu.said
+    assert {(say.get("language"), say.get("voice")) for say in menu.says()} == {("fr-FR", "Polly.Lea")}
+    with app.app_context():
+        assert db.session.get(Call, call.sid).language == "ht"
 
 
 def test_line_sync_rejects_a_broken_file(runner, tmp_path):

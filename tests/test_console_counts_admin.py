@@ -169,7 +169,14 @@ def test_adding_a_topic_and_refusing_a_clash(app, sign_in, twilio):
     admin.get("/admin/topics")
     clash = admin.post(
         "/admin/topics",
-        {"slug": "parks", "digit": "1", "enabled": "on", "name_en-US": "parks", "name_es-US": "parques"},
+        {
+            "slug": "parks",
+            "digit": "1",
+            "enabled": "on",
+            "name_en-US": "parks",
+            "name_es-US": "parques",
+            "name_ht": "pak",
+        },
     )
     assert clash.status_code == 400 and "already used" in clash.get_data(as_text=True)
     before = version(app)
@@ -182,6 +189,7 @@ def test_adding_a_topic_and_refusing_a_clash(app, sign_in, twilio):
             "stance": "on",
             "name_en-US": "parks",
             "name_es-US": "parques",
+            "name_ht": "pak",
         },
     )
     assert added.status_code == 302 and version(app) == before

@@ -55,6 +55,9 @@ PAGES: dict[str, tuple[str, ...]] = {
     "/admin/holds": (),
     "/admin/blocked": (),
     "/callbacks": ("done",),
+    "/admin/prompts": (),
+    "/admin/prompts/takes/{name}.wav": (),
+    "/prompts/{name}.wav": (),
     "/sign-in": ("next",),
     "/reset/{name}": (),
     "/console-static/{name}": (),
@@ -192,6 +195,8 @@ def test_every_get_page_is_in_the_property_test(app):
         .replace("<token>", "{name}")
         .replace("<name>", "{name}")
         .replace("<path:filename>", "{name}")
+        .replace("<name>", "{name}")
+        .replace("<int:take_id>", "{name}")
         for rule in app.url_map.iter_rules()
         if "GET" in rule.methods and not rule.endpoint.startswith("twilio")
     }

@@ -54,7 +54,21 @@ def test_a_spanish_comment_is_transcribed_offline_at_once(heard, clips):
     found = line.transcripts(sid)
     assert set(found) == {"whisper"}
     assert (found["whisper"].status, found["whisper"].language) == ("completed", "es-US")
+    assert found["whisper"].engine.startswith("faster-whisper ")
     assert SPANISH[1] <= words(found["whisper"].text), found["whisper"].text
+
+
+def test_a_haitian_creole_comment_is_transcribed_as_creole_and_names_its_engine(heard, tmp_path):
+    """The transcriber is told the caller's language: Whisper knows Haitian Creole (`ht`). The
+    transcript records the language and the engine that made it (espeak-ng's Creole is far
+    from a person's, so the words themselves are not checked)."""
+    line = heard()
+    creole = "Mwen pa dakò ak nouvo bidjè bibliyotèk la. Mèsi anpil."
+    sid = line.comment(speech_wav(tmp_path, "ht", creole, voice="ht", rate=130), language="3")
+    line.work()
+    found = line.transcripts(sid)["whisper"]
+    assert (found.language, found.engine) == ("ht", "faster-whisper whisper-base int8")
+    assert found.status == "completed" and found.text, found.reason
 
 
 def grace_period_passes(line, sid: str) -> None:
@@ -88,6 +102,7 @@ def test_twilio_transcript_within_the_grace_period_is_kept_and_no_offline_run(he
     assert line.job("transcribe", sid).state == "done"
     found = line.transcripts(sid)
     assert set(found) == {"twilio"} and found["twilio"].text == "I strongly support the budget."
+    assert (found["twilio"].language, found["twilio"].engine) == ("en-US", "twilio")
 
 
 def test_a_failed_twilio_transcription_sends_the_comment_offline_at_once(heard, clips):

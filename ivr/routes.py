@@ -429,7 +429,9 @@ def callback_requested():
     )
     store(w, [Fact("call", {"values": w.call(now)}), request_fact])
     code = script.language(language).code
-    return answer(twiml.another_menu(script, base, code, step + 1, 0, lead=script.say(code, "callback_taken")))
+    return answer(
+        twiml.another_menu(script, base, code, step + 1, 0, lead=(twiml.line(script, code, "callback_taken"),))
+    )
 
 
 @bp.post("/no-comment")

@@ -27,7 +27,7 @@ from models.drafts import (
     published_versions,
     save_draft,
 )
-from models.line import WORDING_KEYS, ZIP_STEPS, Topic, line_script
+from models.line import WORDING_KEYS, ZIP_STEPS, Topic, bump_version, line_script
 from models.users import (
     ROLES,
     UserError,
@@ -219,6 +219,15 @@ def show_publicly(slug: str, values: dict) -> bool:
     topic.public = wanted
     db.session.commit()
     return True
+
+
+def script_changed(message: str) -> None:
+    """Commit a change callers hear at once, outside the draft (a recorded prompt): bump the
+    script's version so that every process rereads it."""
+    bump_version(db.session)
+    db.session.commit()
+    line_script(current_app).forget()
+    flash(message)
 
 
 def draft_changed(document: dict, message: str) -> None:

@@ -121,14 +121,14 @@ def test_line_sync_brings_haitian_creole_into_a_line_that_had_two_languages(runn
     older["topics"] = [{**t, "name": {c: t["name"][c] for c in ("en-US", "es-US")}} for t in shipped["topics"]]
     path = tmp_path / "two-languages.yaml"
     path.write_text(yaml.safe_dump(older, allow_unicode=True))
-    assert runner.invoke(args=["line", "sync", "--file", str(path)]).exit_code == 0
+    assert runner.invoke(args=["line", "sync", "--publish", "--file", str(path)]).exit_code == 0
     app.extensions["line_script"].forget()
     assert "kreyòl" not in twilio.call().dial().said
 
-    result = runner.invoke(args=["line", "sync"])  # the shipped file
+    result = runner.invoke(args=["line", "sync", "--publish"])  # the shipped file
     assert result.exit_code == 0, result.output
-    assert "line: languages changed" in result.output and "line: wording changed" in result.output
-    assert "topic budget: names changed" in result.output
+    assert "languages: ht added (key 3)" in result.output and "wording ht: greeting" in result.output
+    assert "topic budget: name ht" in result.output
     app.extensions["line_script"].forget()
     call = twilio.call()
     assert "Pou kreyòl ayisyen, peze 3." in call.dial().said

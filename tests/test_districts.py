@@ -252,6 +252,11 @@ def test_admins_set_the_zip_step_in_the_console_and_it_is_audited(app, sign_in, 
     assert "The caller&#39;s ZIP code" in page or "The caller's ZIP code" in page
     assert admin.post("/admin/line", {"zip_step": "sometimes"}).status_code == 400
     assert admin.post("/admin/line", {"zip_step": "after_topic"}).status_code == 302
+    with app.app_context():  # in the draft: callers hear it once it is published
+        assert db.session.get(LineSettings, 1).zip_step == "off"
+        assert db.session.get(LineSettings, 1).draft["zip_step"] == "after_topic"
+    assert "zip step" in admin.get("/admin/script").get_data(as_text=True)
+    assert admin.post("/admin/script/publish").status_code == 302
     with app.app_context():
         assert db.session.get(LineSettings, 1).zip_step == "after_topic"
         entry = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "line_edit"))

@@ -129,17 +129,29 @@ def test_the_script_page_shows_the_drafts_differences(app, sign_in):
     admin.get("/admin/topics")
     admin.post(
         "/admin/topics",
-        {"slug": "parks", "digit": "4", "enabled": "on", "name_en-US": "parks", "name_es-US": "los parques"},
+        {
+            "slug": "parks",
+            "digit": "4",
+            "enabled": "on",
+            "name_en-US": "parks",
+            "name_es-US": "los parques",
+            "name_ht": "pak yo",
+        },
     )
     admin.post(
         "/admin/topics/transit",
-        {"digit": "2", "name_en-US": "the new bus routes", "name_es-US": "las nuevas rutas de autobús"},
+        {
+            "digit": "2",
+            "name_en-US": "the new bus routes",
+            "name_es-US": "las nuevas rutas de autobús",
+            "name_ht": "nouvo wout otobis yo",
+        },
     )
     admin.post("/admin/topics/housing/move", {"direction": "up"})
     page = admin.get("/admin/script").get_data(as_text=True)
     assert "wording es-US" in page and "Bienvenidos al borrador." in page
     assert "Gracias por llamar a la línea de comentarios públicos" in page  # what it was
-    assert "topic parks" in page and "added (key 4: parks, los parques)" in page
+    assert "topic parks" in page and "added (key 4: parks, los parques, pak yo)" in page
     assert "topic transit" in page and "switched off" in page
     assert "menu order" in page and "budget, housing, transit, general" in page
     # Discarding gives the live script back; nothing is left to publish.
@@ -205,7 +217,7 @@ def test_a_topic_only_the_draft_has_can_be_tried_and_counts_nowhere(app, sign_in
     admin.post(
         "/admin/topics",
         {"slug": "parks", "digit": "4", "enabled": "on", "stance": "on"}
-        | {"name_en-US": "parks", "name_es-US": "parques"},
+        | {"name_en-US": "parks", "name_es-US": "parques", "name_ht": "pak yo"},
     )
     phone = TryPhone(sign_in("staff"))
     phone.dial("draft")
@@ -271,22 +283,22 @@ def test_the_phone_endpoints_refuse_what_the_page_would_never_send(app, sign_in,
 
 def test_flask_line_sync_writes_the_draft_and_a_new_language_can_be_tried(app, runner, tmp_path, sign_in, twilio):
     data = yaml.safe_load(open(app.config["LINE_CONFIG"]))
-    data["languages"].append({"code": "fr-FR", "digit": "3", "voice": "Polly.Lea", "needs_recordings": True})
+    data["languages"].append({"code": "fr-FR", "digit": "4", "voice": "Polly.Lea", "needs_recordings": True})
     data["wording"]["fr-FR"] = {
         **data["wording"]["en-US"],
         "greeting": "Bonjour, ceci est le brouillon.",
-        "language_option": "Pour le français, tapez 3.",
+        "language_option": "Pour le français, tapez 4.",
     }
     for topic in data["topics"]:
         topic["name"]["fr-FR"] = topic["name"]["en-US"] + " (fr)"
     path = tmp_path / "line.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True))
     result = runner.invoke(args=["line", "sync", "--file", str(path)])
-    assert result.exit_code == 0 and "languages: fr-FR added (key 3)" in result.output, result.output
+    assert result.exit_code == 0 and "languages: fr-FR added (key 4)" in result.output, result.output
     assert "Bonjour" not in twilio.call().dial().said  # callers hear the live script
     phone = TryPhone(sign_in("staff"))
     assert "Bonjour, ceci est le brouillon." in phone.dial("draft").said
-    menu = phone.press("3")
+    menu = phone.press("4")
     assert {say.get("language") for say in menu.says()} == {"fr-FR"} and "budget (fr)" in menu.said
     with app.app_context():
         from models.drafts import draft_document

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 import yaml
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from werkzeug.exceptions import HTTPException
 
 from ivr.metrics import PUBLIC_CHECKS
@@ -245,7 +245,7 @@ def looked_up(reference: str, language: str) -> tuple[int, str, str]:
     row = db.session.execute(
         select(Recording.topic_id, Recording.duration, Recording.status, Recording.created_at, Call.started_at)
         .outerjoin(Call, Call.call_sid == Recording.call_sid)
-        .where(numbered(number))
+        .where(numbered(number), or_(Call.is_test.is_(None), Call.is_test.is_(False)))  # never a test call
         .limit(1)
     ).first()
     if row is None:

@@ -32,9 +32,10 @@ def key_of(twilio_id: str) -> str:
 
 
 def window_facts(session, since: datetime, until: datetime) -> list[dict]:
-    """The canonical facts of the calls first seen in [since, until) (naive UTC)."""
+    """The canonical facts of the calls first seen in [since, until) (naive UTC), test calls
+    ("Try the line", counted nowhere) left out."""
     slugs = dict(session.execute(select(Topic.id, Topic.slug)).all())
-    in_window = (Call.started_at >= since, Call.started_at < until)
+    in_window = (Call.started_at >= since, Call.started_at < until, Call.is_test.is_(False))
     calls = {sid: key_of(sid) for sid in session.scalars(select(Call.call_sid).where(*in_window))}
     facts: list[dict] = []
     first_topic: dict[str, tuple[int, str]] = {}
@@ -77,8 +78,8 @@ def window_facts(session, since: datetime, until: datetime) -> list[dict]:
 
 def fact_counts(session, since: datetime, until: datetime) -> dict[str, int]:
     """How many calls, keypresses and recordings the calls first seen in [since, until) have:
-    three counts, for noticing cheaply that a closed day gained facts."""
-    in_window = (Call.started_at >= since, Call.started_at < until)
+    three counts, for noticing cheaply that a closed day gained facts (test calls left out)."""
+    in_window = (Call.started_at >= since, Call.started_at < until, Call.is_test.is_(False))
     calls = session.execute(select(func.count()).select_from(Call).where(*in_window)).scalar_one()
     choices = session.execute(
         select(func.count()).select_from(Choice).join(Call, Call.call_sid == Choice.call_sid).where(*in_window)

@@ -158,7 +158,10 @@ def test_admins_offer_a_call_back_per_topic(app, sign_in):
         form = {"digit": topic.digit, "enabled": "on", "callback": "on"}
         form.update({f"name_{code}": name for code, name in topic.names.items()})
         topic_id = topic.id
-    assert admin.post(f"/admin/topics/{topic_id}", form).status_code == 302
+    assert admin.post("/admin/topics/housing", form).status_code == 302
+    with app.app_context():
+        assert not db.session.get(Topic, topic_id).callback  # in the draft until published
+    assert admin.post("/admin/script/publish").status_code == 302
     with app.app_context():
         assert db.session.get(Topic, topic_id).callback
     (entry,) = audit_actions(app, "topic_edit")
@@ -175,6 +178,5 @@ def test_a_topic_cannot_offer_call_backs_without_a_key(app, sign_in):
         topic = db.session.scalar(select(Topic).where(Topic.slug == "housing"))
         form = {"digit": topic.digit, "enabled": "on", "callback": "on"}
         form.update({f"name_{code}": name for code, name in topic.names.items()})
-        topic_id = topic.id
-    response = admin.post(f"/admin/topics/{topic_id}", form)
+    response = admin.post("/admin/topics/housing", form)
     assert response.status_code == 400 and "Call-backs need CALLBACK_KEY" in response.get_data(as_text=True)

@@ -94,6 +94,9 @@ def test_every_language_the_line_speaks(published, client, twilio):
     assert "Was my comment counted?" in english and "¿Se contó mi comentario?" in spanish
     assert 'hreflang="es-US"' in english and 'hreflang="en-US"' in spanish
     assert "el presupuesto propuesto de la ciudad" in spanish
+    creole = client.get("/public?lang=ht").get_data(as_text=True)
+    assert '<html lang="ht">' in creole and "Èske yo konte kòmantè mwen an?" in creole
+    assert "bidjè vil la pwopoze a" in creole and 'hreflang="ht"' in english
     # An unknown language is not an error: the page in the line's first language.
     assert client.get("/public?lang=xx%00").status_code == 200
 

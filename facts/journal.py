@@ -164,10 +164,25 @@ class WriteBehind(WritePath):
         self._thread: threading.Thread | None = None
 
     def take_number(self, recording_sid: str) -> int | None:
-        """This process's number for the recording, from a block taken in advance."""
-        return self.numbers.for_recording(
-            recording_sid, lambda count: self.write_now(lambda c: take_numbers(c, count), where="comment numbers")
-        )
+        """This process's number for the recording, from a block taken in advance (the writer
+        takes the next when this one runs low; this thread, only when it ran out)."""
+        number = self.numbers.for_recording(recording_sid, self._take_block)
+        if self.numbers.running_low() and not self._wake.is_set():
+            self._wake.set()
+        return number
+
+    def _take_block(self, count: int) -> list[int] | None:
+        return self.write_now(lambda c: take_numbers(c, count), where="comment numbers")
+
+    def _take_numbers_ahead(self) -> None:
+        """The writer's: take this process's next block of comment numbers when it runs low,
+        in a transaction of its own (so a request thread seldom waits for one)."""
+        if self._stopping or not self.numbers.running_low():
+            return
+        with self.app.app_context():
+            numbers = self._take_block(self.numbers.block)
+        if numbers:
+            self.numbers.add(numbers)
 
     def submit(self, facts: list[Fact]) -> None:
         """Journal the facts (on return they survive this process) and queue them."""
@@ -251,6 +266,7 @@ class WriteBehind(WritePath):
                 if batch:
                     self._write(batch)
                 self._release()
+                self._take_numbers_ahead()
             except Exception:  # noqa: BLE001 - a writer that died would leave every later line unwritten
                 log.exception("write-behind: the writer failed; its lines stay in the journals")
             finally:

@@ -1,6 +1,6 @@
 """Reference numbers: the number a caller hears finds their comment, whichever process
 answered, however often, and whatever callback came first. With write-behind, processes
-give numbers from blocks they took in advance (ivr/numbers.py)."""
+give numbers from blocks they took in advance (facts/numbers.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sqlalchemy import func, select, text
 from app import create_app
 from config import PROJECT_DIR
 from facts import write_path
-from facts.numbers import Numbers
+from facts.numbers import BLOCK, Numbers
 from facts.record import Fact
 from facts.writer import apply, take_numbers
 from ivr.caller import REFERENCE
@@ -103,6 +103,24 @@ def test_processes_take_numbers_in_blocks_and_never_share_one(app):
         assert one.for_recording("RE9", lambda count: None) == blocks[1][1]  # the block's next
         assert one.for_recording("RE10", lambda count: None) == blocks[1][2]
         assert one.for_recording("RE11", lambda count: None) is None  # none left, and none to take
+
+
+def test_a_process_takes_its_next_block_before_it_runs_out(settings, app):
+    """Once half its block is given, the writer takes the process's next block in its own
+    thread: the counter has moved two blocks before the first is used up, and the numbers
+    callers hear stay distinct and rising across the blocks."""
+    behind = create_app({**settings, "WRITE_BEHIND": "1"})
+    line = twilio_of(behind)
+    references = [heard(at_the_recording(line).speak()[0]) for _ in range(BLOCK // 2 + 1)]
+    assert write_path(behind).flush()  # the batch, then the block ahead, in the writer's thread
+    with app.app_context():
+        first = recording_for_reference(db.session, references[0]).number
+        assert db.session.scalar(text("SELECT next_number FROM recording_numbers")) == first + 2 * BLOCK
+    references += [heard(at_the_recording(line).speak()[0]) for _ in range(BLOCK)]
+    assert write_path(behind).flush()
+    with app.app_context():
+        numbers = [recording_for_reference(db.session, reference).number for reference in references]
+    assert numbers == sorted(set(numbers)) and numbers[-1] >= first + BLOCK
 
 
 def test_stored_comments_keep_their_reference_through_the_migration(app, twilio):

@@ -195,7 +195,9 @@ class Statements:
 
     def select_keys(self, query: str, table: str, keys: tuple[str, ...], rows: list[tuple], suffix: str = "") -> list:
         """`query` (which names `table`) limited to the rows whose `keys` columns equal one of
-        `rows`: on PostgreSQL a join with the keys as arrays, on SQLite row values."""
+        `rows`: a join with the keys, as arrays on PostgreSQL, as a `VALUES` list on SQLite.
+        The join finds each key by the table's index; SQLite scanned the whole table for
+        `(a, b) IN (VALUES …)`, so a batch cost more the more the line had stored."""
         if not rows:
             return []
         if self.sql.postgres:
@@ -209,8 +211,9 @@ class Statements:
         for start, size in pieces(len(rows)):
             chunk = rows[start : start + size]
             values = ", ".join([self.sql.marks(len(keys))] * len(chunk))
+            match = " AND ".join(f"{table}.{k} = v.column{i}" for i, k in enumerate(keys, 1))
             found += self.execute(
-                f"{query} WHERE ({', '.join(keys)}) IN (VALUES {values}){suffix}",
+                f"{query} JOIN (VALUES {values}) AS v ON {match}{suffix}",
                 [value for row in chunk for value in row],
                 rows=True,
             )

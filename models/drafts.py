@@ -314,8 +314,8 @@ def line_label(key: str) -> str:
     return key.replace("_", " ")
 
 
-def _recording(digest: str | None) -> str | None:
-    return None if digest is None else f"recording {digest[:8]}"
+def _recording(digest: str | None) -> str:
+    return "the voice" if digest is None else f"recording {digest[:8]}"
 
 
 def _prompt_differences(before: dict, after: dict) -> list[Difference]:
@@ -327,7 +327,7 @@ def _prompt_differences(before: dict, after: dict) -> list[Difference]:
             was, now = old.get(key), new.get(key)
             if was == now:
                 continue
-            change = "added" if was is None else "removed: the voice says it" if now is None else "replaced"
+            change = "added" if was is None else "removed" if now is None else "replaced"
             found.append(
                 Difference(f"recorded prompt {code}", f"{line_label(key)}: {change}", _recording(was), _recording(now))
             )

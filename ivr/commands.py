@@ -15,7 +15,15 @@ from flask.cli import AppGroup
 from config import TWILIO_API
 from facts import write_path
 from models import db
-from models.drafts import differences, live_document, normal_document, put_live, save_draft
+from models.drafts import (
+    differences,
+    draft_document,
+    live_document,
+    normal_document,
+    put_live,
+    save_draft,
+    with_prompts_of,
+)
 from models.line import ScriptError, line_script, load_script, read_script_file
 
 from .caller import (
@@ -76,14 +84,16 @@ def load(path: str | None) -> None:
 def sync(path: str | None, publish: bool, dry_run: bool) -> None:
     """Make the script file the draft (replacing the draft's changes), matching topics by
     slug; with --publish, put it live as well (audited, kept as a version). A topic the
-    file lacks is switched off, never deleted."""
+    file lacks is switched off, never deleted. The file has no recorded prompts: the draft
+    keeps its own (with --publish, the live script keeps its own)."""
     data = _read(path)
     if load_script(db.session, data):
         db.session.commit()
         click.echo("Loaded the script into an empty line.")
         return
-    document = normal_document(data)
-    changes = differences(live_document(db.session), document)
+    live = live_document(db.session)
+    document = with_prompts_of(normal_document(data), live if publish else draft_document(db.session))
+    changes = differences(live, document)
     for change in changes:
         click.echo(str(change))
     if dry_run:

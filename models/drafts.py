@@ -3,7 +3,9 @@
 A *script document* is the whole script as `config/line.yaml` writes it: `languages`,
 `wording` per language, `topics` in menu order (each with `slug`, `digit`, `enabled`,
 `stance`, `name` and `prompt` per language), `general_topic`, `record_max_seconds` and
-`menu_timeout_seconds`. Callers hear the live script (`line_settings` and `topics`); staff edit
+`menu_timeout_seconds`, `zip_step`, `districts`; and `prompts`, the recorded prompts it plays
+({language: {line key: SHA-256 of the audio}}, models/prompts.py), which no file has: staff
+record them. Callers hear the live script (`line_settings` and `topics`); staff edit
 the draft (`line_settings.draft`, None while it is the live script unchanged). Publishing puts
 a document into the live tables, bumps the script's version (each process rereads it within
 `LINE_CACHE_SECONDS`) and keeps the document whole in `script_versions`, so that any version
@@ -23,7 +25,17 @@ from sqlalchemy.orm.attributes import flag_modified
 
 from .audit import audit
 from .base import db, utcnow
-from .line import LineSettings, ScriptError, Topic, check_script, districts_of, sync_script, zip_step_of
+from .line import (
+    TOPIC_LINE,
+    LineSettings,
+    ScriptError,
+    Topic,
+    check_script,
+    districts_of,
+    prompts_of,
+    sync_script,
+    zip_step_of,
+)
 
 
 class ScriptVersion(db.Model):
@@ -47,6 +59,7 @@ def normal_document(data: dict) -> dict:
     """A checked script (file or draft) in the one shape documents are kept and compared in;
     raise ScriptError saying what is wrong."""
     data = check_script(copy.deepcopy(data))
+    languages = [str(lang["code"]) for lang in data["languages"]]
     return {
         # A language keeps every setting it has (code, digit, voice, and any other).
         "languages": [{**lang, "code": str(lang["code"]), "digit": str(lang["digit"])} for lang in data["languages"]],
@@ -68,7 +81,14 @@ def normal_document(data: dict) -> dict:
         "menu_timeout_seconds": int(data.get("menu_timeout_seconds", 6)),
         "zip_step": zip_step_of(data.get("zip_step")),
         "districts": districts_of(data.get("districts")),
+        "prompts": prompts_of(data.get("prompts"), languages, [str(t["slug"]) for t in data["topics"]]),
     }
+
+
+def with_prompts_of(document: dict, other: dict) -> dict:
+    """`document` (a script file's, which has no recordings) playing the recorded prompts of
+    `other` (the draft) for the lines both have."""
+    return normal_document({**document, "prompts": other.get("prompts") or {}})
 
 
 def line_settings_row(session, for_update: bool = False) -> LineSettings:
@@ -108,6 +128,9 @@ def live_document(session) -> dict:
         "menu_timeout_seconds": settings.menu_timeout_seconds,
         "zip_step": settings.zip_step,
         "districts": districts_of(settings.districts),
+        "prompts": prompts_of(
+            settings.prompts, [lang["code"] for lang in settings.languages], [t.slug for t in topics]
+        ),
     }
 
 
@@ -115,7 +138,9 @@ def draft_document(session, for_update: bool = False) -> dict:
     """The script staff are editing: the draft, or the live script when there is none (with
     `for_update`, read to be changed: see `line_settings_row`)."""
     settings = line_settings_row(session, for_update)
-    return copy.deepcopy(settings.draft) if settings.draft is not None else live_document(session)
+    if settings.draft is None:
+        return live_document(session)
+    return {"prompts": {}, **copy.deepcopy(settings.draft)}
 
 
 def has_draft(session) -> bool:
@@ -278,6 +303,34 @@ def differences(before: dict, after: dict) -> list[Difference]:
         for key in sorted(old.keys() | new.keys()):
             if old.get(key) != new.get(key):
                 found.append(Difference(f"wording {code}", key.replace("_", " "), old.get(key), new.get(key)))
+    found += _prompt_differences(before.get("prompts") or {}, after.get("prompts") or {})
+    return found
+
+
+def line_label(key: str) -> str:
+    """A recordable line as staff read it: "greeting", "topic housing's menu line"."""
+    if key.startswith(TOPIC_LINE):
+        return f"topic {key[len(TOPIC_LINE) :]}'s menu line"
+    return key.replace("_", " ")
+
+
+def _recording(digest: str | None) -> str:
+    return "the voice" if digest is None else f"recording {digest[:8]}"
+
+
+def _prompt_differences(before: dict, after: dict) -> list[Difference]:
+    """Each line whose recorded prompt is added, replaced or removed, per language."""
+    found = []
+    for code in sorted(before.keys() | after.keys()):
+        old, new = before.get(code, {}), after.get(code, {})
+        for key in sorted(old.keys() | new.keys()):
+            was, now = old.get(key), new.get(key)
+            if was == now:
+                continue
+            change = "added" if was is None else "removed" if now is None else "replaced"
+            found.append(
+                Difference(f"recorded prompt {code}", f"{line_label(key)}: {change}", _recording(was), _recording(now))
+            )
     return found
 
 

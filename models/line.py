@@ -65,6 +65,7 @@ ZIP_STEPS = ("off", "after_language", "after_topic")
 # The name of the district a script file gives as a plain list of ZIP codes.
 ONE_DISTRICT = "district"
 DISTRICT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 # A recorded prompt for a topic's line of the topic menu ("For {topic}, press {digit}.", or the
 # topic's own prompt) is keyed TOPIC_LINE + the topic's slug.
 TOPIC_LINE = "topic:"
@@ -93,6 +94,9 @@ class LineSettings(db.Model):
     # same as the live one. `draft_revision` counts its changes, for the caches.
     draft: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     draft_revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # {language: {line key: SHA-256 of its audio}}: the recorded prompts the live script plays
+    # (`prompts_of`; the audio is in `prompt_audio`, models/prompts.py).
+    prompts: Mapped[dict | None] = mapped_column(JSON, default=dict)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
@@ -210,6 +214,28 @@ def districts_of(value: Any) -> dict[str, list[str]]:
             raise ScriptError(f"district {name!r}: {', '.join(wrong[:5])} is not a five-digit ZIP code")
         districts[name] = sorted(set(codes))
     return districts
+
+
+def prompts_of(value: Any, languages: list[str], slugs: list[str]) -> dict[str, dict[str, str]]:
+    """The `prompts` of a script document as {language: {line key: SHA-256}}, keeping only
+    lines the script has (a language of `languages`; a wording key, or `topic:<slug>` for a
+    topic of `slugs`) and well-formed digests; a language with none is left out."""
+    if not isinstance(value, dict):
+        return {}
+    keys = {*WORDING_KEYS, *(TOPIC_LINE + slug for slug in slugs)}
+    prompts = {}
+    for language in languages:
+        lines = value.get(language)
+        if not isinstance(lines, dict):
+            continue
+        kept = {
+            str(key): digest
+            for key, digest in sorted(lines.items())
+            if key in keys and isinstance(digest, str) and SHA256_HEX.match(digest)
+        }
+        if kept:
+            prompts[language] = kept
+    return prompts
 
 
 def with_optional_wording(wording: dict) -> dict:
@@ -348,8 +374,8 @@ class LineScript:
 
 
 def build_script(settings: LineSettings, topics: list[Topic], recorded: dict | None = None) -> LineScript:
-    """The script callers hear; `recorded` maps (language, key) to a recorded prompt's public
-    name (models/prompts.py `recorded_prompts`)."""
+    """The script callers hear; `recorded` maps (language, key) to the public name of the
+    audio of each prompt `settings.prompts` names (models/prompts.py `prompt_names`)."""
     ordered = sorted(topics, key=lambda t: (t.position, t.digit))
     recorded_lines = tuple(sorted((recorded or {}).items()))
     content = [_settings_values_of(settings), [(t.id, t.slug, _topic_values_of(t)) for t in ordered]]
@@ -396,8 +422,8 @@ def script_from_document(
 ) -> LineScript:
     """The script a document describes (the draft), its topics given the ids of the live
     topics of the same slug (a topic only the draft has has none: facts about it are kept
-    by slug, and it is counted nowhere), with the line's recorded prompts (`recorded`, as
-    `build_script` takes them: prompts are not drafted)."""
+    by slug, and it is counted nowhere), with the public names of the audio of the prompts
+    the document names (`recorded`, as `build_script` takes them)."""
     settings = LineSettings(id=1, version=version, **_settings_values(document))
     topics = [
         Topic(id=topic_ids.get(t["slug"]), slug=t["slug"], **_topic_values(t, i))
@@ -448,10 +474,10 @@ class ScriptCache:
                 return None  # no script loaded yet (`flask line load`)
             if cached is not None and cached.version == version and not cached.fingerprint.startswith("file:"):
                 return cached
-            from .prompts import recorded_prompts  # prompts are read with the script they change
+            from .prompts import prompt_names  # prompts are read with the script they change
 
             settings = session.get(LineSettings, 1)
-            return build_script(settings, list(session.scalars(select(Topic))), recorded_prompts(session))
+            return build_script(settings, list(session.scalars(select(Topic))), prompt_names(session, settings.prompts))
         except SQLAlchemyError:
             session.rollback()
             return None
@@ -476,10 +502,11 @@ class ScriptCache:
                 if document is None:
                     script = self.get(session, database_ok)
                 else:
-                    from .prompts import recorded_prompts
+                    from .prompts import prompt_names
 
                     ids = dict(session.execute(select(Topic.slug, Topic.id)).all())
-                    script = script_from_document(document, ids, key[0], recorded_prompts(session))
+                    recorded = prompt_names(session, document.get("prompts"))
+                    script = script_from_document(document, ids, key[0], recorded)
         except (SQLAlchemyError, ScriptError, KeyError, TypeError):
             session.rollback()
             return self.get(session, database_ok)
@@ -510,6 +537,9 @@ def line_is_empty(session) -> bool:
 
 
 def _settings_values(data: dict) -> dict:
+    """The `line_settings` values of a script (a file has no prompts: they are recorded)."""
+    languages = [str(lang["code"]) for lang in data["languages"]]
+    slugs = [str(t["slug"]) for t in data["topics"]]
     return {
         "languages": [_language_values(lang) for lang in data["languages"]],
         "wording": with_optional_wording(data["wording"]),
@@ -518,6 +548,7 @@ def _settings_values(data: dict) -> dict:
         "menu_timeout_seconds": int(data.get("menu_timeout_seconds", 6)),
         "zip_step": zip_step_of(data.get("zip_step")),
         "districts": districts_of(data.get("districts")),
+        "prompts": prompts_of(data.get("prompts"), languages, slugs),
     }
 
 
@@ -529,6 +560,7 @@ SETTINGS_KEYS = (
     "menu_timeout_seconds",
     "zip_step",
     "districts",
+    "prompts",
 )
 
 

@@ -2,7 +2,11 @@
 instead of said by a voice (`<Say>`).
 
 A prompt is attached to one wording line, (language, key): a key of `WORDING_KEYS`, or
-`topic:<slug>` for a topic's line of the topic menu. Lines whose text has a placeholder
+`topic:<slug>` for a topic's line of the topic menu. Which audio each line plays is part of the
+script document (its `prompts`: language -> key -> SHA-256), so a recording goes to the draft
+like any other change and is heard by callers once the draft is published, and publishing an
+earlier version plays that version's recordings again (models/drafts.py). `prompts` keeps
+each recording made for a line (who made it, how, and the text it was made for). Lines whose text has a placeholder
 ({topic}, {digit}, {reference}) change with each call and cannot be one recording: they are
 always said (`recordable_keys`).
 
@@ -53,10 +57,11 @@ class PromptAudio(db.Model):
 
 
 class Prompt(db.Model):
-    """The recorded prompt a wording line plays now: one per (language, key)."""
+    """A recording made for a wording line: one per (language, key, audio). Whether a script
+    plays it is the script document's `prompts`."""
 
     __tablename__ = "prompts"
-    __table_args__ = (UniqueConstraint("language", "key", name="uq_prompts_language_key"),)
+    __table_args__ = (UniqueConstraint("language", "key", "digest", name="uq_prompts_language_key_digest"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     language: Mapped[str] = mapped_column(String(16))
@@ -148,12 +153,13 @@ def audio_name(secret: str, digest: str) -> str:
     return hmac.new(secret.encode(), b"prompt-audio:" + digest.encode(), hashlib.sha256).hexdigest()[:40]
 
 
-def recorded_prompts(session) -> dict[tuple[str, str], str]:
-    """(language, key) -> the public name of the audio each recorded line plays."""
-    rows = session.execute(
-        select(Prompt.language, Prompt.key, PromptAudio.name).join(PromptAudio, PromptAudio.digest == Prompt.digest)
-    )
-    return {(language, key): name for language, key, name in rows}
+def prompt_names(session, prompts: dict | None) -> dict[tuple[str, str], str]:
+    """(language, key) -> the public name of the audio each line of a script's `prompts`
+    ({language: {key: SHA-256}}) plays: one query, none for a script without prompts. A
+    digest with no audio kept is left out (the line is said)."""
+    wanted = {(language, key): digest for language, lines in (prompts or {}).items() for key, digest in lines.items()}
+    names = {a.digest: a.name for a in audio_by_digest(session, wanted.values()).values()}
+    return {line: names[digest] for line, digest in wanted.items() if digest in names}
 
 
 def audio_for_name(session, name: str) -> PromptAudio | None:
@@ -181,24 +187,28 @@ def keep_audio(
     return row
 
 
-def set_prompt(session, language: str, key: str, digest: str, text: str, source: str, user_id: int | None) -> Prompt:
-    """Make `digest` the prompt of (language, key), replacing any earlier one."""
-    row = session.scalar(select(Prompt).where(Prompt.language == language, Prompt.key == key))
+def note_recording(
+    session, language: str, key: str, digest: str, text: str, source: str, user_id: int | None
+) -> Prompt:
+    """Keep who made the recording `digest` for (language, key), how (`upload` or `phone`) and
+    for which text; the same file for the same line again is noted as made now."""
+    row = session.scalar(select(Prompt).where(Prompt.language == language, Prompt.key == key, Prompt.digest == digest))
     if row is None:
-        row = Prompt(language=language, key=key)
+        row = Prompt(language=language, key=key, digest=digest)
         session.add(row)
-    row.digest, row.text, row.source, row.created_by, row.created_at = digest, text, source, user_id, utcnow()
+    row.text, row.source, row.created_by, row.created_at = text, source, user_id, utcnow()
     session.flush()
     return row
 
 
-def remove_prompt(session, language: str, key: str) -> bool:
-    """Go back to saying the line; False when it had no prompt."""
-    return session.execute(delete(Prompt).where(Prompt.language == language, Prompt.key == key)).rowcount > 0
-
-
-def prompts_by_line(session) -> dict[tuple[str, str], Prompt]:
-    return {(p.language, p.key): p for p in session.scalars(select(Prompt))}
+def recordings_of(session, prompts: dict | None) -> dict[tuple[str, str], Prompt]:
+    """(language, key) -> the record of the recording each line of a script's `prompts`
+    plays (a line whose recording has no record is left out)."""
+    wanted = {(language, key, digest) for language, lines in (prompts or {}).items() for key, digest in lines.items()}
+    if not wanted:
+        return {}
+    rows = session.scalars(select(Prompt).where(Prompt.digest.in_({digest for _, _, digest in wanted})))
+    return {(p.language, p.key): p for p in rows if (p.language, p.key, p.digest) in wanted}
 
 
 def audio_by_digest(session, digests) -> dict[str, PromptAudio]:

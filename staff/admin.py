@@ -27,7 +27,7 @@ from models.drafts import (
     published_versions,
     save_draft,
 )
-from models.line import WORDING_KEYS, ZIP_STEPS, Topic, bump_version, line_script
+from models.line import WORDING_KEYS, ZIP_STEPS, Topic, line_script
 from models.users import (
     ROLES,
     UserError,
@@ -221,15 +221,6 @@ def show_publicly(slug: str, values: dict) -> bool:
     return True
 
 
-def script_changed(message: str) -> None:
-    """Commit a change callers hear at once, outside the draft (a recorded prompt): bump the
-    script's version so that every process rereads it."""
-    bump_version(db.session)
-    db.session.commit()
-    line_script(current_app).forget()
-    flash(message)
-
-
 def draft_changed(document: dict, message: str) -> None:
     """Save the edited draft and commit (with its audit entry); callers hear nothing of it
     until an admin publishes the draft."""
@@ -242,7 +233,7 @@ def draft_changed(document: dict, message: str) -> None:
 def topics_page(status: int = 200):
     document = draft()
     public = dict(db.session.execute(select(Topic.slug, Topic.public)).all())  # live, not drafted
-    from .prompts import missing_recordings  # the prompts page's module builds on this one
+    from .prompts import draft_script, missing_recordings  # the prompts page's module builds on this one
 
     return render_template(
         "topics.html",
@@ -254,7 +245,7 @@ def topics_page(status: int = 200):
         zip_steps=ZIP_STEP_LABELS,
         zip_step=document["zip_step"],
         districts=current_script().districts,
-        missing=missing_recordings(current_script()),
+        missing=missing_recordings(draft_script()),
     ), status
 
 

@@ -2,8 +2,11 @@
 uploading a file for one (checked and converted, storage/prompt_audio.py), going back to the
 voice, a one-time code to record one by phone, and the takes recorded so, to accept or discard.
 
-A prompt uploaded or accepted plays on the line from the next call: it bumps the script's
-version, as every script change does, and is in the audit log.
+A prompt uploaded, accepted or removed changes the draft script (models/drafts.py), as an
+edit to the wording does: "Try the line" on the draft plays it at once, callers hear it once
+an admin publishes the draft, and publishing an earlier version brings back that version's
+prompts. Each upload, acceptance and removal is in the audit log; the page shows the draft's
+prompts and says which are not live yet.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from flask import Response, abort, current_app, flash, g, redirect, render_templ
 from sqlalchemy import select
 
 from models import db, utcnow
-from models.line import LineScript
+from models.drafts import live_document
+from models.line import LineScript, line_script
 from models.prompts import (
     Prompt,
     PromptAudio,
@@ -23,47 +27,62 @@ from models.prompts import (
     keep_audio,
     line_text,
     new_code,
-    prompts_by_line,
+    note_recording,
     recordable_lines,
-    remove_prompt,
-    set_prompt,
+    recordings_of,
     takes_to_review,
 )
 from models.recordings import MAX_INTEGER
 from storage import storage_for
 from storage.prompt_audio import CONTENT_TYPE, PromptAudioError, PromptFile, prepare_prompt, store_prompt_file
 
-from .admin import script_changed
+from .admin import draft, draft_changed
 from .auth import admin_required, record
-from .console import console, current_script
+from .console import console
 
 
 @dataclass(frozen=True)
 class LineState:
-    """One line of wording in one language, as the prompts page shows it."""
+    """One line of wording in one language, as the prompts page shows it: the recording the
+    draft plays (None: said by the voice), and whether callers hear the same now."""
 
     key: str
     text: str
     prompt: Prompt | None
     audio: PromptAudio | None
+    digest: str | None  # the draft's recording
+    live_digest: str | None  # the live script's
 
     @property
     def stale(self) -> bool:
         """The wording changed after the prompt was recorded: it may say something else."""
         return self.prompt is not None and self.prompt.text != self.text
 
+    @property
+    def unpublished(self) -> bool:
+        """The draft plays something else here than callers hear now."""
+        return self.digest != self.live_digest
 
-def line_states(script: LineScript) -> dict[str, list[LineState]]:
-    """For each language, its recordable lines with their prompts."""
-    prompts = prompts_by_line(db.session)
-    audio = audio_by_digest(db.session, [p.digest for p in prompts.values()])
+
+def draft_script() -> LineScript:
+    """The script staff are editing (the live one while there is no draft)."""
+    return line_script(current_app).get(db.session, draft=True)
+
+
+def line_states(script: LineScript, prompts: dict, live_prompts: dict) -> dict[str, list[LineState]]:
+    """For each language of `script`, its recordable lines with the recording each plays in
+    `prompts` (the draft's) and in `live_prompts` (the live script's)."""
+    records = recordings_of(db.session, prompts)
+    audio = audio_by_digest(db.session, [d for lines in prompts.values() for d in lines.values()])
     states = {}
     for lang in script.languages:
-        rows = []
-        for key, text in recordable_lines(script, lang.code):
-            prompt = prompts.get((lang.code, key))
-            rows.append(LineState(key, text, prompt, audio.get(prompt.digest) if prompt else None))
-        states[lang.code] = rows
+        drafted, live = prompts.get(lang.code, {}), live_prompts.get(lang.code, {})
+        states[lang.code] = [
+            LineState(
+                key, text, records.get((lang.code, key)), audio.get(drafted.get(key)), drafted.get(key), live.get(key)
+            )
+            for key, text in recordable_lines(script, lang.code)
+        ]
     return states
 
 
@@ -85,11 +104,12 @@ def said_lines(script: LineScript, language: str) -> list[str]:
 
 
 def prompts_page(status: int = 200, code: dict | None = None):
-    script = current_script()
+    script = draft_script()
+    prompts = draft()["prompts"]
     return render_template(
         "prompts.html",
         script=script,
-        states=line_states(script),
+        states=line_states(script, prompts, live_document(db.session)["prompts"]),
         missing=missing_recordings(script),
         said={lang.code: said_lines(script, lang.code) for lang in script.languages},
         takes=takes_to_review(db.session),
@@ -98,7 +118,8 @@ def prompts_page(status: int = 200, code: dict | None = None):
 
 
 def recordable_or_404(language: str, key: str) -> str:
-    text = line_text(current_script(), language, key)
+    """The draft's text of a line a prompt can be recorded for; 404 for any other."""
+    text = line_text(draft_script(), language, key)
     if text is None:
         abort(404, description=f"{language} {key} is not a line a prompt can be recorded for.")
     return text
@@ -138,7 +159,7 @@ def prompts():
 @console.post("/admin/prompts/<language>/<key>/upload")
 @admin_required
 def upload_prompt(language: str, key: str):
-    """Check, convert and keep an uploaded file, and make it the line's prompt at once.
+    """Check, convert and keep an uploaded file, and make it the line's prompt in the draft.
     A file that cannot be a prompt gets the page again (400) saying why."""
     text = recordable_or_404(language, key)
     upload = request.files.get("audio")
@@ -157,8 +178,7 @@ def upload_prompt(language: str, key: str):
         flash(f"{language} {key}: {upload.filename}: {exc}.", "error")
         return prompts_page(400)
     audio = keep_prompt_file(prepared)
-    # The lead wires this to the draft script when drafts exist; today it is the live line.
-    set_prompt(db.session, language, key, audio.digest, text, "upload", g.user.id)
+    note_recording(db.session, language, key, audio.digest, text, "upload", g.user.id)
     record(
         "prompt_upload",
         f"prompt {language} {key}",
@@ -167,20 +187,31 @@ def upload_prompt(language: str, key: str):
         seconds=audio.seconds,
         text=text,
     )
-    script_changed(f"{language} {key}: the recording plays from the next call ({audio.seconds:.1f} s).")
+    play_in_draft(language, key, audio.digest, f"{language} {key}: the recording ({audio.seconds:.1f} s) is saved.")
     return redirect(url_for("console.prompts", _anchor=f"{language}-{key}"))
+
+
+def play_in_draft(language: str, key: str, digest: str | None, message: str) -> None:
+    """Make the draft play `digest` for (language, key) (None: say it), and commit."""
+    document = draft()
+    lines = document["prompts"].setdefault(language, {})
+    if digest is None:
+        lines.pop(key, None)
+    else:
+        lines[key] = digest
+    draft_changed(document, message)
 
 
 @console.post("/admin/prompts/<language>/<key>/remove")
 @admin_required
 def remove_recorded_prompt(language: str, key: str):
-    """Go back to the voice for this line."""
+    """Go back to the voice for this line, in the draft."""
     recordable_or_404(language, key)
-    if not remove_prompt(db.session, language, key):
-        flash(f"{language} {key} has no recording.")
+    if key not in draft()["prompts"].get(language, {}):
+        flash(f"{language} {key} has no recording in the draft.")
         return redirect(url_for("console.prompts"))
-    record("prompt_remove", f"prompt {language} {key}")
-    script_changed(f"{language} {key}: the voice says it again from the next call.")
+    record("prompt_remove", f"prompt {language} {key}", draft=True)
+    play_in_draft(language, key, None, f"{language} {key}: the voice says it again.")
     return redirect(url_for("console.prompts", _anchor=f"{language}-{key}"))
 
 
@@ -208,7 +239,7 @@ def take_or_404(take_id: int) -> PromptTake:
 @console.post("/admin/prompts/takes/<int:take_id>/<decision>")
 @admin_required
 def review_take(take_id: int, decision: str):
-    """Accept a take recorded by phone (it becomes the line's prompt) or discard it."""
+    """Accept a take recorded by phone (it becomes the line's prompt in the draft) or discard it."""
     take = take_or_404(take_id)
     if decision not in ("accept", "discard"):
         abort(404)
@@ -224,14 +255,16 @@ def review_take(take_id: int, decision: str):
     if take.state != "ready" or not take.digest:
         flash("That take is not ready yet: the worker has not fetched it from Twilio.", "error")
         return prompts_page(409)
-    text = line_text(current_script(), take.language, take.key)
+    text = line_text(draft_script(), take.language, take.key)
     if text is None:
         flash(f"{take.language} {take.key} is no longer a line a prompt can be recorded for.", "error")
         return prompts_page(409)
-    set_prompt(db.session, take.language, take.key, take.digest, text, "phone", g.user.id)
+    note_recording(db.session, take.language, take.key, take.digest, text, "phone", g.user.id)
     take.state, take.updated_at = "accepted", utcnow()
     record("prompt_take_accept", f"prompt {take.language} {take.key}", recording_sid=take.recording_sid, text=text)
-    script_changed(f"{take.language} {take.key}: the take recorded by phone plays from the next call.")
+    play_in_draft(
+        take.language, take.key, take.digest, f"{take.language} {take.key}: the take recorded by phone is saved."
+    )
     return redirect(url_for("console.prompts", _anchor=f"{take.language}-{take.key}"))
 
 

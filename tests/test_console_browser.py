@@ -328,10 +328,19 @@ def test_counts_inside_the_district_and_one_voice_per_caller(browser, districted
 
 # --- "Try the line": the draft, heard from the console's phone --------------------------------
 
-# Records what the page hands the browser's speech synthesis: each utterance's text and language.
+# Records what the page hands the browser's speech synthesis (each utterance's language and
+# text), and each audio file the browser fetched, decoded and started playing (`<Play>`: the
+# file's URL; a key pressed during it may stop it before its end, as on a phone).
 SPEECH_SPY = """
 (() => {
   window.__spoken = [];
+  window.__played = [];
+  const play = HTMLMediaElement.prototype.play;
+  HTMLMediaElement.prototype.play = function () {
+    this.addEventListener("playing", () => window.__played.push(this.src), { once: true });
+    this.addEventListener("error", () => window.__played.push("error: " + this.src), { once: true });
+    return play.call(this);
+  };
   if (!window.speechSynthesis) return;
   const speak = window.speechSynthesis.speak.bind(window.speechSynthesis);
   window.speechSynthesis.speak = u => { window.__spoken.push([u.lang, u.text]); speak(u); };
@@ -361,6 +370,8 @@ def play_on_the_phone(page, keys_before_recording: list[str], last_key: str | No
 
 
 def test_try_the_draft_in_each_language_from_the_console_phone(browser, served_line, app, runner, tmp_path):
+    """The draft (new greetings, a renamed topic, a recorded Creole prompt) heard from the
+    console's phone in English, Spanish and Haitian Creole, and none of it counted."""
     served = served_line(write_behind=False)
     result = runner.invoke(
         args=["users", "create", "--admin", "ana@example.org", "--password-stdin"], input=PASSWORD + "\n"
@@ -393,10 +404,22 @@ def test_try_the_draft_in_each_language_from_the_console_phone(browser, served_l
         housing.locator("button[type=submit]").click()
     assert "publish it for callers to hear it" in page.inner_text(".flashes")
 
+    # A recorded prompt for the Creole topic menu's introduction, uploaded to the draft.
+    page.goto(served.base + "/admin/prompts")
+    prompt_file = tmp_path / "entwodiksyon.wav"
+    prompt_file.write_bytes(wav_bytes(1.5, rate=16000, pitch=330))
+    upload = page.locator('form[action="/admin/prompts/ht/topic_intro/upload"]')
+    upload.locator("input[type=file]").set_input_files(str(prompt_file))
+    with page.expect_navigation():
+        upload.locator("button[type=submit]").click()
+    assert "publish it for callers to hear it" in page.inner_text(".flashes")
+    assert "Not published yet: callers hear the voice." in page.inner_text("#ht-topic_intro")
+
     # The draft's differences, as an admin reviews them before publishing.
     page.goto(served.base + "/admin/script")
     diff = page.inner_text("table.diff")
     assert "Hola desde el borrador." in diff and "Gracias por llamar" in diff and "homes and rents" in diff
+    assert "recorded prompt ht" in diff and "topic intro: added" in diff
     save_screenshot(page, "script-draft.png", tmp_path)
 
     # A whole call on the draft in each language: English (1) and Spanish (2).
@@ -412,19 +435,33 @@ def test_try_the_draft_in_each_language_from_the_console_phone(browser, served_l
     spoken = page.evaluate("window.__spoken")
     assert ["es-US", "Hola desde el borrador."] in spoken and ["en-US", "Hello from the draft script."] in spoken
     assert any(lang == "es-US" and "vivienda" in text for lang, text in spoken)
+    assert page.evaluate("window.__played") == []  # no English or Spanish line is recorded
     save_screenshot(page, "try-the-line.png", tmp_path)
+
+    # Haitian Creole (3): the recorded introduction is played, every other line said by the
+    # stand-in voice (French) in Creole.
+    creole = play_on_the_phone(page, ["3", "1", "1"], None)  # Creole, the budget, support; then silence
+    assert "Tanpri, chwazi sijè kòmantè ou a." not in creole  # played, not said
+    played = page.eval_on_selector_all("#call-log li.played", "els => els.map(e => e.textContent)")
+    assert len(played) == 1 and played[0].endswith(".wav"), creole
+    assert "could not play" not in creole
+    (url,) = page.evaluate("window.__played")
+    assert url.startswith(served.base + "/prompts/") and played[0].endswith(url.rsplit("/", 1)[1])
+    spoken = page.evaluate("window.__spoken")  # the lines a key did not cut short
+    for said in ("Tanpri, kite kòmantè ou apre son an.", "Nimewo referans ou se", "Mèsi paske ou rele. Orevwa."):
+        assert any(lang == "fr-FR" and said in text for lang, text in spoken), said
     assert console_errors == []
 
-    # The live line still says what it said; the two calls are test calls, counted nowhere.
+    # The live line still says what it said; the three calls are test calls, counted nowhere.
     with app.app_context():
         calls = db.session.scalars(select(Call)).all()
-        assert len(calls) == 2 and all(c.is_test for c in calls)
-        assert sorted(c.language for c in calls) == ["en-US", "es-US"]
+        assert len(calls) == 3 and all(c.is_test for c in calls)
+        assert sorted(c.language for c in calls) == ["en-US", "es-US", "ht"]
         assert summary.verify(db.session) == []
     verify = runner.invoke(args=["counts", "verify"])
     assert verify.exit_code == 0, verify.output
     page.goto(served.base + "/inbox")
     assert page.locator(".comments .comment").count() == 0
     page.goto(served.base + "/inbox?tests=only")
-    assert page.locator(".comments .comment").count() == 2
+    assert page.locator(".comments .comment").count() == 3
     context.close()

@@ -1,6 +1,7 @@
 """Recorded prompts: uploaded in the console, checked and converted with sox, served to Twilio
-without a session, and played (`<Play>`) in place of the voice from the next call; Haitian
-Creole, which no voice speaks, heard as recorded where it is and said where it is not."""
+without a session, and played (`<Play>`) in place of the voice: at once on the draft, on the
+live line once the draft is published, and gone again when an earlier version is published;
+Haitian Creole, which no voice speaks, heard as recorded where it is and said where it is not."""
 
 from __future__ import annotations
 
@@ -13,15 +14,17 @@ import wave
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from facts.writer import note_transcription
 from ivr.caller import LineFacts, Script, Take
-from models import AuditEntry, Prompt, PromptAudio, Recording, db, utcnow
+from models import AuditEntry, LineSettings, Prompt, PromptAudio, Recording, ScriptVersion, db, utcnow
+from models.drafts import draft_document, live_document
 from models.line import TOPIC_LINE, line_script
-from models.prompts import audio_name, recordable_lines, recorded_prompts
+from models.prompts import audio_name, recordable_lines
 from storage.prompt_audio import PromptAudioError, prepare_prompt
 from tests.console_support import leave_comment, wav_bytes
+from tests.test_try_line import TryPhone
 
 pytestmark = pytest.mark.skipif(shutil.which("sox") is None, reason="sox is not installed (make test installs it)")
 
@@ -39,20 +42,37 @@ def play_urls(reply) -> list[str]:
     return reply.plays()
 
 
+def publish(admin) -> None:
+    admin.get("/admin/script")
+    assert admin.post("/admin/script/publish").status_code == 302
+
+
 def script_of(app):
     with app.app_context():
         return line_script(app).get(db.session)
 
 
-def test_an_uploaded_prompt_replaces_its_text_at_once(app, sign_in, twilio, client):
+def test_an_uploaded_prompt_plays_on_the_draft_at_once_and_live_once_published(app, sign_in, twilio, client):
     admin = sign_in("admin")
     before = twilio.call().dial()
     assert "Pou kreyòl ayisyen, peze 3." in before.said and not before.plays()
 
     answer = upload(admin, "ht", "language_option", wav_bytes(2.0, rate=44100), "opsyon.wav")
     assert answer.status_code == 302
+    assert "It is in the draft: publish it for callers to hear it." in admin.get("/admin/prompts").get_data(
+        as_text=True
+    )
 
+    # Callers still hear the voice; "Try the line" on the draft plays the recording at once.
+    assert "Pou kreyòl ayisyen, peze 3." in twilio.call().dial().said and not twilio.call().dial().plays()
+    phone = TryPhone(sign_in("staff"))
+    tried = phone.dial("draft")
+    assert "Pou kreyòl ayisyen, peze 3." not in tried.said and len(tried.plays()) == 1
+    assert not phone.dial("live").plays()
+
+    publish(admin)
     reply = twilio.call().dial()
+    assert reply.plays() == tried.plays()
     assert "Pou kreyòl ayisyen, peze 3." not in reply.said  # played, no longer said
     assert "For English, press 1." in reply.said and "Para español, oprima 2." in reply.said
     (url,) = reply.plays()
@@ -81,15 +101,62 @@ def test_an_uploaded_prompt_replaces_its_text_at_once(app, sign_in, twilio, clie
     part = client.get(url, headers={"Range": "bytes=0-43"})
     assert part.status_code == 206 and len(part.data) == 44
 
-    # Going back to the voice says it again from the next call.
+    # Going back to the voice is a change to the draft too: said on the draft, played live until published.
     admin.get("/admin/prompts")
     assert admin.post("/admin/prompts/ht/language_option/remove").status_code == 302
+    assert "Pou kreyòl ayisyen, peze 3." in phone.dial("draft").said
+    assert twilio.call().dial().plays() == [url]
+    publish(admin)
     assert "Pou kreyòl ayisyen, peze 3." in twilio.call().dial().said
+    assert not twilio.call().dial().plays()
+
+
+def test_publishing_an_earlier_version_takes_back_its_prompts(app, sign_in, twilio):
+    """The draft's differences name each prompt added, replaced or removed; publishing is one
+    audited step; publishing the version before again plays what that version played."""
+    admin = sign_in("admin")
+    upload(admin, "ht", "greeting", wav_bytes(1.0, pitch=300))
+    upload(admin, "ht", TOPIC_LINE + "housing", wav_bytes(1.0, pitch=500))
+    page = admin.get("/admin/script").get_data(as_text=True)
+    assert "recorded prompt ht" in page
+    assert "greeting: added" in page and "topic housing&#39;s menu line: added" in page
+    with app.app_context():
+        first = db.session.get(LineSettings, 1).version
+    publish(admin)
+    greeting = twilio.call().dial().plays()
+    assert len(greeting) == 1
+
+    # Replace the greeting's recording and remove the housing line's, then publish.
+    upload(admin, "ht", "greeting", wav_bytes(1.0, pitch=700))
+    admin.post(f"/admin/prompts/ht/{TOPIC_LINE}housing/remove")
+    page = admin.get("/admin/script").get_data(as_text=True)
+    assert "greeting: replaced" in page and "topic housing&#39;s menu line: removed" in page
+    publish(admin)
+    replaced = twilio.call().dial().plays()
+    assert len(replaced) == 1 and replaced != greeting
+    with app.app_context():
+        entry = db.session.scalar(
+            select(AuditEntry).where(AuditEntry.action == "script_publish").order_by(AuditEntry.id.desc())
+        )
+        assert any(change.startswith("recorded prompt ht: greeting: replaced") for change in entry.detail["changes"])
+        assert db.session.scalar(select(ScriptVersion.document).where(ScriptVersion.version == first))["prompts"] == {}
+
+    # Undo to the first publish: its recordings play again; to the version before it, none.
+    assert admin.post(f"/admin/script/versions/{first + 1}/publish").status_code == 302
+    assert twilio.call().dial().plays() == greeting
+    with app.app_context():
+        assert set(live_document(db.session)["prompts"]["ht"]) == {"greeting", TOPIC_LINE + "housing"}
+    assert admin.post(f"/admin/script/versions/{first}/publish").status_code == 302
+    assert not twilio.call().dial().plays()
+    # Every recording made stays on record, whichever version plays it.
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Prompt)) == 3
 
 
 def test_flask_line_call_hears_creole_played_and_said(app, sign_in, runner):
     admin = sign_in("admin")
     upload(admin, "ht", "topic_intro", wav_bytes(1.0))
+    publish(admin)
     result = runner.invoke(args=["line", "call", "--press", "3", "3", "--seconds", "0"])
     assert result.exit_code == 0, result.output
     assert re.search(r"\[plays http://localhost/prompts/[0-9a-f]{40}\.wav\]", result.output), result.output
@@ -213,12 +280,11 @@ def test_a_whole_creole_call_plays_every_recorded_line_and_says_the_rest(app, si
     lines = dict(recordable_lines(script, "ht"))
     for index, key in enumerate(lines):
         assert upload(admin, "ht", key, wav_bytes(1.0, pitch=300 + 40 * index)).status_code == 302
-    with app.app_context():
-        names = recorded_prompts(db.session)
-    recorded = {key: f"[plays http://localhost/prompts/{name}.wav]" for (_, key), name in names.items()}
+    publish(admin)
+    script = script_of(app)
+    recorded = {key: f"[plays http://localhost/prompts/{name}.wav]" for (_, key), name in script.recorded}
     assert set(recorded) == set(lines)
 
-    script = script_of(app)
     caller = Script(["3", "1", "1", "2"], [Take(12)])  # Creole, the budget, support; then end
     played = twilio.play(caller, line=LineFacts.from_script(script), keep_heard=True)
     heard = played.heard
@@ -277,3 +343,25 @@ def clipped_wav(seconds: float) -> bytes:
         w.setframerate(8000)
         w.writeframes((b"\xff\x7f" * 20 + b"\x01\x80" * 20) * int(8000 * seconds / 40))
     return out.getvalue()
+
+
+def test_flask_line_sync_keeps_the_recordings_a_file_cannot_have(app, sign_in, runner, twilio):
+    """The script file has no recordings: syncing it keeps the draft's, and publishing it
+    keeps the live script's."""
+    admin = sign_in("admin")
+    upload(admin, "ht", "greeting", wav_bytes(1.0, pitch=300))
+    publish(admin)
+    live = twilio.call().dial().plays()
+    upload(admin, "ht", "thanks", wav_bytes(1.0, pitch=500))
+    result = runner.invoke(args=["line", "sync"])
+    assert result.exit_code == 0 and "recorded prompt ht: thanks: added: the voice → recording " in result.output, (
+        result.output
+    )
+    assert "greeting" not in result.output
+    with app.app_context():
+        assert set(draft_document(db.session)["prompts"]["ht"]) == {"greeting", "thanks"}
+    result = runner.invoke(args=["line", "sync", "--publish"])
+    assert result.exit_code == 0 and "The line already matches the file." in result.output, result.output
+    assert twilio.call().dial().plays() == live
+    with app.app_context():
+        assert set(draft_document(db.session)["prompts"]["ht"]) == {"greeting", "thanks"}

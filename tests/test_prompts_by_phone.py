@@ -2,7 +2,8 @@
 twice at the language menu and types the code; the take, recorded through Twilio's exact
 `<Record>` action and recording status callback, is fetched by the worker from the Twilio
 stand-in (tests/console_support.py MediaServer) and appears in the console to accept or
-discard. No code, a wrong, used or expired one, or too many wrong ones: a wrong key."""
+discard; an accepted take goes to the draft, as an upload does. No code, a wrong, used or
+expired one, or too many wrong ones: a wrong key."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from jobs.work import sweep
 from models import Job, PromptCode, PromptCodeFailure, PromptTake, db, utcnow
 from models.prompts import code_hash, new_code
 from tests.console_support import wav_bytes
+from tests.test_try_line import TryPhone
 
 pytestmark = pytest.mark.skipif(shutil.which("sox") is None, reason="sox is not installed (make test installs it)")
 CODE = re.compile(r'id="shown-code">(\d{8})<')
@@ -90,9 +92,16 @@ def test_a_prompt_recorded_by_phone_appears_in_the_console_to_accept(media_serve
     assert heard.status_code == 200 and heard.data[:4] == b"RIFF"
     assert not twilio.call().dial().plays()  # not on the line until accepted
 
+    # Accepted, it is the greeting's prompt in the draft; callers hear it once that is published.
     assert admin.post(f"/admin/prompts/takes/{take.id}/accept").status_code == 302
+    assert "Mèsi paske ou rele liy kòmantè piblik la." in twilio.call().dial().said
+    tried = TryPhone(sign_in("staff")).dial("draft")
+    assert "Mèsi paske ou rele liy kòmantè piblik la." not in tried.said and len(tried.plays()) == 1
+    page = admin.get("/admin/script").get_data(as_text=True)
+    assert "recorded prompt ht" in page and "greeting: added" in page
+    admin.post("/admin/script/publish")
     greeting = twilio.call().dial()
-    assert "Mèsi paske ou rele liy kòmantè piblik la." not in greeting.said and len(greeting.plays()) == 1
+    assert "Mèsi paske ou rele liy kòmantè piblik la." not in greeting.said and greeting.plays() == tried.plays()
     with app.app_context():
         assert db.session.get(PromptTake, take.id).state == "accepted"
 

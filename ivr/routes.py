@@ -233,7 +233,8 @@ def choose_language():
         return answer(twiml.language_menu(script, base, step, misses, stars=stars))
     if len(digits) == CODE_DIGITS and w.state("k", 0) >= STAFF_STARS and digits.isdigit():
         code = redeem_staff_code(w, digits)
-        if code is not None:
+        if code is not None:  # staff recording a prompt: a test call, never counted
+            store(w, [Fact("call", {"values": {**w.call(utcnow()), "is_test": True}})])
             text = line_text(script, code.language, code.key) or code.key
             seconds = int(w.config["PROMPT_MAX_SECONDS"])
             return answer(twiml.record_prompt(script, base, code.language, code.key, text, code.id, step, seconds))

@@ -2,8 +2,9 @@
 twice at the language menu and types the code; the take, recorded through Twilio's exact
 `<Record>` action and recording status callback, is fetched by the worker from the Twilio
 stand-in (tests/console_support.py MediaServer) and appears in the console to accept or
-discard; an accepted take goes to the draft, as an upload does. No code, a wrong, used or
-expired one, or too many wrong ones: a wrong key."""
+discard; an accepted take goes to the draft, as an upload does. The call that records it is a
+test call, counted nowhere. No code, a wrong, used or expired one, or too many wrong ones: a
+wrong key."""
 
 from __future__ import annotations
 
@@ -17,14 +18,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, update
 
+from facts import write_path
 from ivr.caller import Recording, new_sid
 from ivr.dev_media import comment_audio
 from jobs.runner import Worker
 from jobs.work import sweep
-from models import Job, PromptCode, PromptCodeFailure, PromptTake, db, utcnow
+from models import Call, Job, PromptCode, PromptCodeFailure, PromptTake, db, summary, utcnow
 from models.prompts import code_hash, new_code
 from tests.console_support import wav_bytes
-from tests.test_try_line import TryPhone
+from tests.test_try_line import TryPhone, counts_now
 
 pytestmark = pytest.mark.skipif(shutil.which("sox") is None, reason="sox is not installed (make test installs it)")
 CODE = re.compile(r'id="shown-code">(\d{8})<')
@@ -104,6 +106,32 @@ def test_a_prompt_recorded_by_phone_appears_in_the_console_to_accept(media_serve
     assert "Mèsi paske ou rele liy kòmantè piblik la." not in greeting.said and greeting.plays() == tried.plays()
     with app.app_context():
         assert db.session.get(PromptTake, take.id).state == "accepted"
+
+
+def test_a_call_that_records_a_prompt_is_a_test_call_counted_nowhere(media_server, app, sign_in, twilio, runner):
+    counted = twilio.call(From="+15035550111")  # one real call, so there is something to count
+    counted.dial()
+    counted.press("1")
+    counted.press("1")
+    counted.hang_up()
+    write_path(app).flush()
+    before = counts_now(app)
+    admin = sign_in("admin")
+
+    call, reply = enter(twilio, make_code(admin))
+    sid = new_sid("RE")
+    media_server.audio[sid] = wav_bytes(2.0)
+    record_take(call, reply, sid)
+    call.hang_up()
+    write_path(app).flush()
+    assert counts_now(app) == before
+    result = runner.invoke(args=["counts", "verify"])
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        stored = db.session.scalar(select(Call).where(Call.call_sid == call.sid))
+        assert stored.is_test and stored.status == "completed"
+        assert not db.session.scalar(select(Call).where(Call.call_sid == counted.sid)).is_test
+        assert summary.verify(db.session) == []
 
 
 def test_a_take_can_be_discarded_to_record_again(media_server, app, sign_in, twilio):

@@ -426,6 +426,7 @@ class _Writer:
             self.db.delete_spent("caller_days", ("day", "topic_id", "caller_hash"), spent)
         self.note_caller_periods()
         self.note_first_hours()
+        self.note_callers_gone(sorted({(t, caller) for _, t, caller, n in hours if n < 0}))
 
     def note_caller_periods(self) -> None:
         """`caller_periods` as `caller_days`, per ISO week and month; a row that rises above
@@ -479,6 +480,37 @@ class _Writer:
                 c.hourly[(mine, topic_id, "callers_new")] += 1
         if earlier:
             self.db.update_rows("topic_callers", ("first_hour",), ("topic_id", "caller_hash"), earlier)
+
+    def note_callers_gone(self, fewer: list[tuple[int, str]]) -> None:
+        """`topic_callers` after calls stopped counting (a call that became a test call): a
+        caller with no counted call left on a topic is no longer one of its callers, and one
+        whose earliest counted call went is new to it in the hour of the earliest left.
+        `fewer` are the (topic, caller)s whose `caller_hours` fell in this batch, already
+        written; rare, so each is looked up by `ix_caller_hours_caller`."""
+        if not fewer:
+            return
+        c, s = self.counts, self.sql
+        query = (
+            "SELECT topic_callers.topic_id, topic_callers.caller_hash, topic_callers.first_hour, "
+            "(SELECT MIN(caller_hours.hour) FROM caller_hours WHERE caller_hours.topic_id = topic_callers.topic_id "
+            "AND caller_hours.caller_hash = topic_callers.caller_hash) FROM topic_callers"
+        )
+        moved, gone = [], []
+        for topic_id, caller, first, earliest in self.db.select_keys(
+            query, "topic_callers", ("topic_id", "caller_hash"), fewer
+        ):
+            first, earliest = s.moment(first), s.moment(earliest)
+            if earliest == first:
+                continue
+            c.hourly[(first, topic_id, "callers_new")] -= 1
+            if earliest is None:
+                gone.append((topic_id, caller))
+            else:
+                c.hourly[(earliest, topic_id, "callers_new")] += 1
+                moved.append((s.stamp(earliest), topic_id, caller))
+        if moved:
+            self.db.update_rows("topic_callers", ("first_hour",), ("topic_id", "caller_hash"), moved)
+        self.db.delete_rows("topic_callers", ("topic_id", "caller_hash"), gone)
 
     # --- recordings -----------------------------------------------------------------------
 

@@ -84,6 +84,9 @@ class CallerHour(db.Model):
             sqlite_where=text("calls > 1"),
             postgresql_where=text("calls > 1"),
         ),
+        # A caller's hours on a topic: where the writer finds the earliest left when a call
+        # stops counting (facts/writer.py `note_callers_gone`).
+        Index("ix_caller_hours_caller", "topic_id", "caller_hash", "hour"),
     )
 
     hour: Mapped[datetime] = mapped_column(DateTime, primary_key=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from config import DEFAULT_LINE_CONFIG, PROJECT_DIR
 
-from . import bulk, inprocess, load, public, report
+from . import bulk, inprocess, load, public, report, writer
 from .driver import LineFacts
 from .servers import DEFAULT_PG, drop_database, fresh_database
 
@@ -71,6 +71,17 @@ def parse(argv: list[str]) -> argparse.Namespace:
         default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_PG),
         help="PostgreSQL database it may drop and create (default %(default)s)",
     )
+    batches = sub.add_parser("writer", help="the writer's cost per webhook by batch size (bench/writer.py)")
+    batches.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    batches.add_argument("--calls", type=int, default=1000, help="whole calls played (default %(default)s)")
+    batches.add_argument(
+        "--batch", type=int, action="append", help="webhooks per batch (repeat; default 50, 100, 250, 500)"
+    )
+    batches.add_argument(
+        "--pg-url",
+        default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_PG),
+        help="PostgreSQL database it may drop and create, with a suffix (default %(default)s)",
+    )
     return parser.parse_args(argv)
 
 
@@ -80,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         return inprocess.main(args.server, args.calls, args.db, args.instructions, args.prepared)
     if args.command == "public":
         return public.main(args.db, args.calls, args.views, args.pg_url)
+    if args.command == "writer":
+        return writer.main(args.db, args.calls, args.batch or [50, 100, 250, 500], args.pg_url)
     # A TERM (e.g. from a CI timeout) unwinds normally, so every gunicorn started is stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     databases = args.db or ["sqlite", "postgresql"]

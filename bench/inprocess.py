@@ -34,7 +34,7 @@ from twilio.request_validator import RequestValidator
 from config import PROJECT_DIR
 from facts import write_path
 
-from .servers import CEILING, SECRETS, TOKEN, drop_database, fresh_database
+from .servers import CEILING, DEFAULT_PG, SECRETS, TOKEN, drop_database, fresh_database
 
 WARMUP_CALLS = 50
 WEBHOOKS_PER_CALL = 8
@@ -120,7 +120,7 @@ def build(server: str, workdir: Path, kind: str):
         from bench.ceiling import create_app
 
         return create_app(), None
-    db = fresh_database(kind, workdir)
+    db = fresh_database(kind, workdir, os.environ.get("BENCH_DATABASE_URL", DEFAULT_PG), name="_inprocess")
     os.environ.update(db.env())
     from app import create_app
 

@@ -68,3 +68,15 @@ def test_ceiling_answers_what_the_line_answers(app, monkeypatch):
             played = play(CallPlayer(call, line, mind, keep_heard=True), sender(target.test_client()))
             heard.append([re.sub(r"\d(, \d)+", "N", said) for said in played.heard])
         assert heard[0] == heard[1]
+
+
+def test_the_writer_bench_replays_every_webhook_of_the_calls_it_played(tmp_path, capsys):
+    """`python -m bench writer`: the facts it times are those of every webhook played."""
+    from bench import writer
+    from bench.servers import DEFAULT_PG
+
+    webhooks = writer.spooled_webhooks(5, "sqlite", DEFAULT_PG, tmp_path)
+    assert len(webhooks) == 5 * 8
+    assert sum(1 for facts in webhooks for fact in facts if fact.name == "recording_action") == 5
+    assert writer.main("sqlite", 5, [10], DEFAULT_PG) == 0
+    assert re.search(r"batches of +10: +[\d.]+ µs", capsys.readouterr().out)

@@ -1,0 +1,106 @@
+"""`python -m bench writer`: the write-behind writer's cost per webhook, by batch size.
+
+Plays `--calls` whole calls through the line's real webhooks in this process, signed as Twilio
+signs them (the same eight webhooks per call as `bench inprocess`), on a line whose database is
+away, so that each webhook's facts land in the spool exactly as its journal line would hold
+them. Then, for each `--batch` size, it writes those facts into a fresh database with
+`facts.writer.write`, in batches of that many webhooks, one transaction each, in one thread
+(nothing else running in the process), after a warm-up of a tenth of them. It prints the
+writer's CPU per webhook (the thread's, the database driver's work included; PostgreSQL's
+backend not) and, apart, the commit's.
+
+Under load a web worker's writer takes whatever its threads journalled in the last
+`WRITE_BEHIND_GATHER_MS`: at 500 webhooks a second per worker, 100 at 200 ms and 250 at
+500 ms. A batch costs nearly the same whatever its size, so this is where the gather time
+shows. One thread and no HTTP make the figure steadier than the load's, though still CPU time
+on a shared machine (±10 %).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from twilio.request_validator import RequestValidator
+
+from facts import write_path
+from facts.record import loads
+from facts.writer import write
+
+from .inprocess import answer, one_call
+from .servers import SECRETS, TOKEN, drop_database, fresh_database
+
+
+def spooled_webhooks(calls: int, kind: str, pg_url: str, workdir: Path) -> list[list]:
+    """Each webhook's facts, in the order answered, for `calls` whole calls."""
+    from app import create_app
+
+    db = fresh_database(kind, workdir, pg_url, name="_capture")
+    try:
+        app = create_app({**db.env(), "WRITE_BEHIND": "0", "DB_COOL_OFF_SECONDS": "86400", "LOG_LEVEL": "ERROR"})
+        path = write_path(app)
+        app.test_client().get("/livez")  # the script is read while the database is here
+        with app.app_context():
+            from models import db as session_db
+            from models.line import line_script
+
+            line_script(app).get(session_db.session)
+        path.breaker.trip()  # the database is away: every webhook's facts go to the spool
+        validator = RequestValidator(TOKEN)
+        for _ in range(calls):
+            for environ in one_call(validator, "budget"):
+                answer(app, environ)
+        webhooks = []
+        for spooled in sorted(path.spool.files()):
+            webhooks += [loads(raw.decode()) for raw in spooled.read_bytes().split(b"\n") if raw.strip()]
+        return webhooks
+    finally:
+        drop_database(db)
+
+
+def writer_cost(webhooks: list[list], batch: int, kind: str, pg_url: str, workdir: Path) -> tuple[float, float]:
+    """(CPU seconds per webhook writing, of which committing) for batches of `batch` webhooks,
+    into a fresh database, after a warm-up of the first tenth."""
+    from sqlalchemy import create_engine
+
+    db = fresh_database(kind, workdir, pg_url, name="_writer")
+    url = db.url.replace("postgresql://", "postgresql+psycopg://", 1)
+    engine = create_engine(url)
+    warm, measured = webhooks[: len(webhooks) // 10], webhooks[len(webhooks) // 10 :]
+    try:
+        for start in range(0, len(warm), batch):
+            with engine.begin() as connection:
+                write(connection, warm[start : start + batch])
+        writing = committing = 0.0
+        for start in range(0, len(measured), batch):
+            with engine.connect() as connection:
+                began = time.thread_time()
+                write(connection, measured[start : start + batch])
+                written = time.thread_time()
+                connection.commit()
+                writing += time.thread_time() - began
+                committing += time.thread_time() - written
+        return writing / len(measured), committing / len(measured)
+    finally:
+        engine.dispose()
+        drop_database(db)
+
+
+def main(kind: str, calls: int, batches: list[int], pg_url: str) -> int:
+    os.environ.update(SECRETS)
+    workdir = Path(tempfile.mkdtemp(prefix="commentline-writer-"))
+    try:
+        webhooks = spooled_webhooks(calls, kind, pg_url, workdir)
+        print(f"{kind}: {len(webhooks):,} webhooks of {calls:,} whole calls")
+        for batch in batches:
+            per_webhook, commit = writer_cost(webhooks, batch, kind, pg_url, workdir)
+            print(
+                f"  batches of {batch:>4}: {per_webhook * 1e6:6.1f} µs of the writer's CPU per webhook "
+                f"(committing {commit * 1e6:5.1f})"
+            )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0

@@ -36,8 +36,11 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 
+from sqlalchemy import insert, select
+
 from models.base import utcnow
-from models.recordings import is_comment
+from models.holds import HeldTranscript, LegalHold, covers_recording, is_active
+from models.recordings import Recording, is_comment
 from models.summary import COUNTED, STANCE_NAMES, ZIP_COUNTED
 
 from . import rules
@@ -629,6 +632,7 @@ class _Writer:
         if not self.batch.transcripts:
             return
         removed = self.transcripts_removed(sorted({sid for sid, _ in self.batch.transcripts}))
+        self.keep_held_originals([(sid, a) for (sid, _), a in sorted(self.batch.transcripts.items()) if sid in removed])
         rows = []
         for (sid, source), a in sorted(self.batch.transcripts.items()):
             if sid in removed:  # staff removed the comment's transcripts: nothing brings text back
@@ -657,6 +661,48 @@ class _Writer:
             f"ON CONFLICT (recording_sid, source) DO UPDATE SET {', '.join(sets)} "
             "WHERE transcriptions.status <> 'redacted'",
         )
+
+    def keep_held_originals(self, arrived: list[tuple[str, dict]]) -> None:
+        """A transcript with text that arrives for a comment whose transcript staff removed,
+        while a legal hold covers the comment: its original goes to `held_transcripts`, out of
+        sight, as the redaction kept the ones there were then (models/holds.py), once per
+        (recording, source, text) however often it arrives. Rare: in SQLAlchemy, not SQL text."""
+        arrived = [(sid, a) for sid, a in arrived if a.get("text")]
+        if not arrived:
+            return
+        sids = sorted({sid for sid, _ in arrived})
+        held = set(
+            self.connection.scalars(
+                select(Recording.recording_sid)
+                .join(LegalHold, covers_recording())
+                .where(is_active(utcnow()), Recording.recording_sid.in_(sids))
+            )
+        )
+        kept = set(
+            self.connection.execute(
+                select(HeldTranscript.recording_sid, HeldTranscript.source, HeldTranscript.text).where(
+                    HeldTranscript.recording_sid.in_(sids)
+                )
+            ).tuples()
+        )
+        rows = []
+        for sid, a in arrived:
+            if sid in held and (sid, a["source"], a["text"]) not in kept:
+                kept.add((sid, a["source"], a["text"]))
+                rows.append(
+                    {
+                        "recording_sid": sid,
+                        "source": a["source"],
+                        "transcription_sid": a.get("transcription_sid"),
+                        "language": a.get("language"),
+                        "text": a["text"],
+                        "transcribed_at": a["first_at"],
+                        "kept_at": utcnow(),
+                        "redaction_reason": "arrived after the transcript was removed",
+                    }
+                )
+        if rows:
+            self.connection.execute(insert(HeldTranscript), rows)
 
     def transcripts_removed(self, recording_sids: list[str]) -> set[str]:
         """The recordings among these whose transcripts staff removed (or whose comment they

@@ -18,8 +18,10 @@ the API, the CSV files, the export) can show them; their original text is first 
 `held_transcripts`, a table no page, API or export reads. Once no active hold covers the
 comment any more (released, or expired), the copy is destroyed, as the redaction asked
 (`destroy_released_originals`, run when a hold is released, by the worker's sweep and by
-`flask recordings purge`). A transcript that arrives for a comment after its redaction is
-stored redacted, as for any redaction (it was never shown, so nothing is destroyed).
+`flask recordings purge`). A transcript that arrives for a comment after its redaction (a
+late callback, the worker's transcriber) is stored redacted, as for any redaction; while a
+hold covers the comment its text is kept in `held_transcripts` too (facts/writer.py
+`keep_held_originals`), once however often it arrives, and destroyed the same way.
 
 Holds are never deleted: releasing one records who and when, and both placing and releasing
 are in the audit log.

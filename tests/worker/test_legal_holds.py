@@ -204,3 +204,31 @@ def test_retranscribing_a_held_comment_is_refused(line):
     line.cli("holds", "add", "--reason", "Smith v. County", "--by", "ann", "--comment", ref)
     result = line.cli("recordings", "retranscribe", ref, code=1)
     assert f"Comment {ref} cannot be transcribed again: this comment is under legal hold #1" in result.output
+
+
+def test_a_transcript_arriving_after_a_held_redaction_keeps_its_original_out_of_sight(line, request):
+    """The transcript staff removed had not come yet: when Twilio's callback brings it (twice,
+    as a retry does), nothing shows it, and its original is kept under the hold, once, until
+    the hold ends."""
+    line = line()
+    sid = comment_on(line, "3")
+    line.work()
+    ref = line.recording(sid).reference
+    admin = request.getfixturevalue("sign_in")("admin")
+    admin.get("/admin/holds")
+    assert admin.post("/admin/holds", {"reason": "Smith v. County", "comments": f"#{ref}"}).status_code == 302
+    admin.get(f"/comments/{ref}")
+    assert admin.post(f"/comments/{ref}/remove", {"what": "transcript", "reason": "caller asked"}).status_code == 302
+
+    for _ in range(2):
+        line.callers[sid].transcription(sid, SECRET)
+    assert SECRET not in admin.get(f"/comments/{ref}").get_data(as_text=True)
+    assert SECRET not in request.getfixturevalue("api")("/api/v1/comments").get_data(as_text=True)
+    with line.app.app_context():
+        assert SECRET not in [t.text for t in db.session.scalars(select(Transcription))]
+        kept = db.session.scalars(select(HeldTranscript)).all()
+        assert [(k.recording_sid, k.source, k.text) for k in kept] == [(sid, "twilio", SECRET)]
+
+    assert admin.post("/admin/holds/1/release", {"note": "settled"}).status_code == 302
+    with line.app.app_context():
+        assert db.session.scalars(select(HeldTranscript)).all() == []

@@ -21,7 +21,6 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(counts_cli)
     app.cli.add_command(callbacks_cli)
     configure_sessions(app)
-    app.before_request(prompts.allow_prompt_uploads)
     app.register_blueprint(auth)
     app.register_blueprint(console_pages)
     register_error_pages(app)

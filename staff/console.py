@@ -38,6 +38,26 @@ from .params import BadParameter, choice, keyset_cursor, text
 from .windows import Days, parse_days
 
 console = Blueprint("console", __name__)
+# Routes that take a file, each up to its own limit rather than MAX_CONTENT_LENGTH: the setting
+# that holds it, and what the file is, for the 413's message.
+UPLOAD_LIMITS = {"console.upload_prompt": ("PROMPT_MAX_BYTES", "a prompt")}
+
+
+@console.before_request
+def allow_uploads() -> None:
+    """The console's first hook (before the CSRF check reads the form): a route that takes a
+    file reads a body up to its limit and the form around it, and refuses a larger one by its
+    Content-Length, before reading it."""
+    found = UPLOAD_LIMITS.get(request.endpoint or "")
+    if found is None:
+        return
+    setting, what = found
+    limit = current_app.config[setting]
+    request.max_content_length = limit + 64 * 1024
+    if (request.content_length or 0) > request.max_content_length:
+        abort(413, description=f"The file is larger than the {limit / 1e6:.1f} MB {what} may be.")
+
+
 console.before_request(load_user)
 console.before_request(check_csrf)
 console.after_request(security_headers)

@@ -140,16 +140,6 @@ def keep_prompt_file(prepared: PromptFile) -> PromptAudio:
     )
 
 
-def allow_prompt_uploads() -> None:
-    """An app `before_request` hook (it runs before the console's CSRF check reads the form):
-    the upload route takes files up to PROMPT_MAX_BYTES, not MAX_CONTENT_LENGTH."""
-    if request.endpoint == "console.upload_prompt":
-        limit = current_app.config["PROMPT_MAX_BYTES"]
-        request.max_content_length = limit + 64 * 1024  # the file, and the form around it
-        if (request.content_length or 0) > request.max_content_length:
-            abort(413, description=f"The file is larger than the {limit / 1e6:.1f} MB a prompt may be.")
-
-
 @console.get("/admin/prompts")
 @admin_required
 def prompts():

@@ -440,6 +440,10 @@ def _floor_month(moment: datetime) -> datetime:
 
 
 def _next_month(moment: datetime) -> datetime:
+    """The first moment of the next month; `datetime.max` after the calendar's last month
+    (a window there is never a whole month)."""
+    if moment.year == datetime.max.year and moment.month == 12:
+        return datetime.max
     return datetime(moment.year + moment.month // 12, moment.month % 12 + 1, 1)
 
 
@@ -590,9 +594,9 @@ def calendar_period(since: datetime | None, until: datetime | None) -> tuple[str
         return ("a", ALL_TIME)
     if since is None or until is None or since != _floor_day(since):
         return None
-    if until == since + timedelta(days=1):
+    if until - since == timedelta(days=1):
         return ("d", since)
-    if until == since + timedelta(days=7) and since.weekday() == 0:
+    if since.weekday() == 0 and until - since == timedelta(days=7):
         return ("w", since)
     if since.day == 1 and until == _next_month(since):
         return ("m", since)
@@ -605,7 +609,8 @@ def voice_pieces(first_day: datetime, end_day: datetime) -> list[tuple[str, date
     month rather than once per day they called."""
 
     def weeks_and_days(a: datetime, b: datetime) -> list[tuple[str, datetime, datetime]]:
-        first_week = a + timedelta(days=(7 - a.weekday()) % 7)
+        to_monday = timedelta(days=(7 - a.weekday()) % 7)
+        first_week = a + to_monday if b - a >= to_monday else b  # (no Monday past the calendar's end)
         last_week = b - timedelta(days=b.weekday())
         if first_week >= last_week:
             return [("d", a, b)]

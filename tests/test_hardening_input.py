@@ -96,6 +96,10 @@ EDGE_VALUES = [
     "0001-01-01T00:00-05:00",
     "0001-01-01T00:00+05:00",
     "0001-01-01T00:00",
+    "9999-11-01",  # a Monday and the first of a month: a calendar week and month from it
+    "9999-11-29",  # the last Monday there is a whole week after
+    "9999-11-30",
+    "9999-12-27",  # a Monday with no whole week after it in Python's calendar
     "9999-12-30",
     "9999-12-31",
     "9999-12-31T23:59+14:00",
@@ -365,3 +369,21 @@ def test_windows_still_read_times_and_offsets(line):
     until = (now + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert line("/api/v1/counts", {"since": since, "until": until}).json["calls"] == 1
     assert line("/api/v1/counts", {"until": now.date().isoformat()}).json["calls"] == 0
+
+
+@pytest.mark.parametrize(
+    ("since", "until"),
+    [
+        ("9999-11-01", "9999-12-01"),  # a calendar month, the last whole one
+        ("9999-12-01", "9999-12-30"),  # a month that would end past the calendar
+        ("9999-11-29", "9999-12-06"),  # a calendar week
+        ("9999-12-27", "9999-12-30"),  # a Monday whose week would end past the calendar
+        ("9999-12-29", "9999-12-30"),  # the last whole day
+        ("9999-12-28", "9999-12-30"),  # days whose next Monday lies past the calendar
+        ("9999-12-21", "9999-12-30"),  # a week and days
+    ],
+)
+def test_windows_at_the_end_of_the_calendar_are_counted(api, since, until):
+    response = api("/api/v1/counts", since=since, until=until)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.json["calls"] == 0

@@ -266,22 +266,25 @@ def count_flagged(
     session, rules: FlagRules, start: datetime | None, end: datetime | None, within: frozenset[str] | None = None
 ) -> FlagCounts:
     """Calls in [start, end) with any flag, in all and per topic chosen; with `within`, only
-    the calls whose caller entered one of those ZIP codes."""
+    the calls whose caller entered one of those ZIP codes. One query: the flagged calls, each
+    with the topics it chose (or none), added up here."""
     calls = flagged_calls(session, rules, start, end)
     if calls is None:
         return FlagCounts(0, {})
-    if within is not None:
-        calls = calls.where(calls.selected_columns.call_sid.in_(_entered_in(within)))
     flagged = calls.subquery()
-    counted = (Call, and_(Call.call_sid == flagged.c.call_sid, Call.is_test == false()))  # not "Try the line"
-    total = session.execute(select(func.count()).select_from(flagged).join(*counted)).scalar_one()
     rows = session.execute(
-        select(CallTopic.topic_id, func.count())
-        .join(flagged, flagged.c.call_sid == CallTopic.call_sid)
-        .join(*counted)
-        .group_by(CallTopic.topic_id)
+        select(flagged.c.call_sid, CallTopic.topic_id)
+        .join(Call, and_(Call.call_sid == flagged.c.call_sid, Call.is_test == false()))  # not "Try the line"
+        .outerjoin(CallTopic, CallTopic.call_sid == flagged.c.call_sid)
+        .where(*_zip_condition(within))
     )
-    return FlagCounts(total, dict(rows.all()))
+    sids: set[str] = set()
+    by_topic: dict[int, int] = defaultdict(int)
+    for sid, topic_id in rows:
+        sids.add(sid)
+        if topic_id is not None:
+            by_topic[topic_id] += 1
+    return FlagCounts(len(sids), dict(by_topic))
 
 
 def flags_of(session, rules: FlagRules, call_sids: list[str]) -> dict[str, set[str]]:
@@ -307,11 +310,6 @@ def flags_of(session, rules: FlagRules, call_sids: list[str]) -> dict[str, set[s
     return found
 
 
-def _entered_in(zips: frozenset[str]):
-    """The calls whose caller entered one of `zips` at the ZIP step."""
-    return select(Call.call_sid).where(Call.entered_zip.in_(sorted(zips)))
-
-
 def _zip_condition(within: frozenset[str] | None) -> list:
     return [] if within is None else [Call.entered_zip.in_(sorted(within))]
 
@@ -335,7 +333,8 @@ def count_callbacks(
     session, start: datetime | None, end: datetime | None, within: frozenset[str] | None = None
 ) -> dict[int, int]:
     """Per topic, the calls in [start, end) that asked for a call back about it (with
-    `within`, of callers who entered one of those ZIP codes)."""
+    `within`, of callers who entered one of those ZIP codes). Read from the requests (few),
+    each call found by its key: the window is checked per request, not scanned."""
     from .callbacks import CallbackRequest
 
     rows = session.execute(
@@ -344,7 +343,7 @@ def count_callbacks(
         .where(
             CallbackRequest.topic_id.is_not(None),
             Call.is_test == false(),
-            *_between(Call.started_at, start, end),
+            *_between(_not_by_index(Call.started_at), start, end),
             *_zip_condition(within),
         )
         .group_by(CallbackRequest.topic_id)

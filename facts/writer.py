@@ -157,6 +157,7 @@ class _Writer:
         self.known: dict[str, tuple[datetime, str | None, int, str | None, bool]] = {}
         self.voices_touched: set[tuple[int, str]] = set()  # (topic, caller) whose latest may have moved
         self.voice_changes: Counter = Counter()  # (period, start, topic, zip, stance) -> callers
+        self.former_days: set[date] = set()  # the days moved calls started on before
 
     def run(self) -> dict[str, int]:
         try:
@@ -178,6 +179,7 @@ class _Writer:
         self.note_callers()
         self.note_voices()
         self.add_summaries()
+        self.note_day_changes()
         return numbers
 
     def started(self, call_sid: str) -> datetime | None:
@@ -234,6 +236,7 @@ class _Writer:
             # a caller's latest.
             if any(after[f] != before[f] for f in ("started_at", "caller_hash", "entered_zip", "is_test")):
                 moved.append((sid, before, after))
+                self.former_days.add(before["started_at"].date())
         if updates:
             self.db.update_rows("calls", CALL_FIELDS, ("call_sid",), updates)
         if moved:
@@ -772,6 +775,20 @@ class _Writer:
             if change:
                 voices.setdefault((period, start, topic_id, entered), Counter())[stance] += change
         self.add_keyed("voice_counts", STANCE_NAMES, {k: v for k, v in voices.items() if any(v.values())})
+
+    def note_day_changes(self) -> None:
+        """One more change for each UTC day a call the batch named started on (and the day a
+        moved call started on before): what makes a kept figure of that day computed again
+        (models/kept_counts.py). One upsert, last, in day order."""
+        b = self.batch
+        self.learn_calls([sid for sid, _ in b.choices] + [sid for sid, _ in b.callbacks])
+        days = {known[0].date() for known in self.known.values()} | self.former_days
+        if days:
+            self.db.many_rows(
+                "INSERT INTO day_changes (day, changes)",
+                [(d.isoformat(), 1) for d in sorted(days)],
+                "ON CONFLICT (day) DO UPDATE SET changes = day_changes.changes + excluded.changes",
+            )
 
     def add_keyed(self, table: str, names: tuple[str, ...], changes: dict[tuple, Counter]) -> None:
         """Add `changes` ((period, start, topic, zip) -> {name: change}) to `table`'s rows."""

@@ -34,17 +34,31 @@ partial `ix_calls_withheld_started_at`.
 
 from __future__ import annotations
 
+import json
+import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
+from functools import partial
 
 from sqlalchemy import and_, exists, false, func, literal, literal_column, or_, select, true, union_all
 
 from .calls import Call, CallTopic
+from .kept_counts import (
+    KEPT_FROM,
+    Stamps,
+    by_topic,
+    first_call_start,
+    kept_or_computed,
+    today,
+    topics_of,
+    whole_past_days,
+)
 from .recordings import Recording
-from .summary import WHOLE_LINE, CallerDay, CallerHour
+from .summary import WHOLE_LINE, CallerDay, CallerHour, HourlyCount
 
 FLAG_NAMES = ("repeat", "burst", "short", "unverified")
+NARROW_SHARE = 20  # a window with fewer than 1/20 of all calls is read from its calls, not the rules' indexes
 SPANS_PER_SELECT = 200  # (number, times) spans OR-ed in one SELECT of the union
 # The conditions of the partial indexes the rules read (written as the indexes say them, so
 # that SQLite, which matches them by their text, uses the index).
@@ -69,6 +83,19 @@ class FlagRules:
     short_comments: bool = True
     short_comment_seconds: int = 1
     unverified_callers: bool = True
+
+    def key(self) -> str:
+        """The settings as text (`from_key` reads it back)."""
+        return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_key(cls, key: str) -> FlagRules:
+        return cls(**json.loads(key))
+
+    def any_on(self) -> bool:
+        """Whether any rule can flag a call."""
+        burst = bool(self.burst_calls and self.burst_minutes)
+        return bool(self.repeat_calls_per_day or burst or self.short_comments or self.unverified_callers)
 
     @classmethod
     def from_config(cls, config) -> FlagRules:
@@ -179,11 +206,32 @@ def burst_runs(session, rules: FlagRules, start: datetime | None, end: datetime 
     return runs
 
 
-def short_comments(rules: FlagRules, start: datetime | None, end: datetime | None) -> list:
+def is_narrow(session, start: datetime | None, end: datetime | None) -> bool:
+    """Whether [start, end) holds fewer than 1/NARROW_SHARE of all calls, by the hourly
+    summary (whole hours around it): then reading its calls beats reading a rule's index."""
+    if start is None or end is None:
+        return False
+    line = HourlyCount.topic_id == WHOLE_LINE
+    hours = _between(HourlyCount.hour, start.replace(minute=0, second=0, microsecond=0), end)
+    inside = session.execute(select(func.sum(HourlyCount.calls)).where(line, *hours)).scalar() or 0
+    if inside == 0:
+        return True
+    return inside * NARROW_SHARE < (session.execute(select(func.sum(HourlyCount.calls)).where(line)).scalar() or 0)
+
+
+def short_comments(rules: FlagRules, start: datetime | None, end: datetime | None, narrow: bool = False) -> list:
     """Two SELECTs, each driven by its own index on `recordings` (the call's window checked
-    per recording: the short and silent ones are few)."""
+    per recording: the short and silent ones are few); for a `narrow` window (few calls),
+    one SELECT from the window's calls."""
     if not rules.short_comments:
         return []
+    if narrow:  # the window's calls first, each call's recordings by their call
+        short = or_(_not_by_index(Recording.duration) <= rules.short_comment_seconds, Recording.status == "absent")
+        return [
+            select(Recording.call_sid, literal("short").label("flag"))
+            .join(Call, Call.call_sid == Recording.call_sid)
+            .where(short, *_between(Call.started_at, start, end))
+        ]
     in_window = exists().where(Call.call_sid == Recording.call_sid, *_between(Call.started_at, start, end))
     return [
         select(Recording.call_sid, literal("short").label("flag")).where(condition, in_window)
@@ -206,7 +254,7 @@ def unverified_callers(rules: FlagRules, start: datetime | None, end: datetime |
 def flag_rows(session, rules: FlagRules, start: datetime | None, end: datetime | None):
     """A SELECT of (call_sid, flag) for every flag of every call in [start, end) (a call
     appears once per rule that flags it, maybe more), or None when every rule is off."""
-    parts = [*short_comments(rules, start, end), *unverified_callers(rules, start, end)]
+    parts = [*short_comments(rules, start, end, is_narrow(session, start, end)), *unverified_callers(rules, start, end)]
     window = _between(Call.started_at, start, end)
     spans = repeat_spans(session, rules, start, end) or []
     for chunk in range(0, len(spans), SPANS_PER_SELECT):  # each span by ix_calls_caller_hash_started_at
@@ -266,11 +314,81 @@ def count_flagged(
     session, rules: FlagRules, start: datetime | None, end: datetime | None, within: frozenset[str] | None = None
 ) -> FlagCounts:
     """Calls in [start, end) with any flag, in all and per topic chosen; with `within`, only
-    the calls whose caller entered one of those ZIP codes. One query: the flagged calls, each
-    with the topics it chose (or none), added up here."""
+    the calls whose caller entered one of those ZIP codes. A call's flags are its own, so a
+    window's are the sum of its days': each whole past UTC day's are kept once counted
+    (models/kept_counts.py, stamped with the changes of the days whose calls can flag it:
+    the day itself and, for `burst`, the days within `burst_minutes` of it), as is a part of
+    a past day an hour long or longer; the rest (today, short parts) is counted from the
+    facts."""
+    first_call = first_call_start(session)
+    if first_call is None or not rules.any_on():
+        return FlagCounts(0, {})
+    days, rest = whole_past_days(start, end, first_call)
+    total = FlagCounts(0, defaultdict(int))
+
+    def add(counts: dict[int, int]) -> None:
+        for topic_id, n in counts.items():
+            if topic_id == WHOLE_LINE:
+                total.flagged += n
+            else:
+                total.by_topic[topic_id] += n
+
+    zips = ",".join(sorted(within)) if within is not None else "*"
+    kept_parts = [(day, day + timedelta(days=1)) for day in days]
+    after_last = None
+    for lo, hi in rest:
+        if hi is None:  # closed at the last call, so that a short end is read as one
+            after_last = after_last or session.execute(select(func.max(Call.started_at))).scalar() + timedelta(
+                microseconds=1
+            )
+            hi = max(after_last, lo) if lo is not None else after_last
+        if lo is not None and hi <= today() and hi - lo >= KEPT_FROM:  # part of a past day: kept too
+            kept_parts.append((lo, hi))
+        else:
+            add(_flagged_counts(session, rules, lo, hi, within))
+    if kept_parts:
+        reach = flag_reach(rules)
+        stamps = Stamps(session, (min(kept_parts)[0] - reach).date(), (max(hi for _, hi in kept_parts) + reach).date())
+        wanted = {}
+        for lo, hi in kept_parts:
+            compute = by_topic(partial(_flagged_counts, session, rules, lo, hi, within))
+            wanted[f"{rules.key()}|{zips}|{lo}|{hi}"] = (flag_stamp(stamps, rules, lo, hi), compute)
+        for figures in kept_or_computed(session, "flagged", wanted).values():
+            add(topics_of(figures))
+    return FlagCounts(total.flagged, dict(total.by_topic))
+
+
+def flag_reach(rules: FlagRules) -> timedelta:
+    """How far from a call the calls that can flag it lie, in whole days (`burst`)."""
+    bursts = rules.burst_calls and rules.burst_minutes
+    return timedelta(days=math.ceil(rules.burst_minutes / 1440) if bursts else 0)
+
+
+def flag_stamp(stamps: Stamps, rules: FlagRules, start: datetime, end: datetime) -> int:
+    """The changes of the days whose calls can flag a call of [start, end)."""
+    reach = flag_reach(rules)
+    return stamps.stamp((start - reach).date(), (end - timedelta(microseconds=1) + reach).date())
+
+
+def recount_flagged(session, key: str) -> tuple[int, dict[tuple[int, str], int]]:
+    """(stamp now, figures) from the facts, for a key `count_flagged` kept."""
+    rules, zips, lo, hi = key.split("|")
+    rules = FlagRules.from_key(rules)
+    lo, hi = datetime.fromisoformat(lo), datetime.fromisoformat(hi)
+    within = None if zips == "*" else frozenset(zips.split(",")) - {""}
+    reach = flag_reach(rules)
+    stamps = Stamps(session, (lo - reach).date(), (hi + reach).date())
+    found = _flagged_counts(session, rules, lo, hi, within)
+    return flag_stamp(stamps, rules, lo, hi), {(topic_id, ""): n for topic_id, n in found.items()}
+
+
+def _flagged_counts(
+    session, rules: FlagRules, start: datetime | None, end: datetime | None, within: frozenset[str] | None
+) -> dict[int, int]:
+    """{topic: flagged calls} with topic 0 for all of them, counted from the facts."""
     calls = flagged_calls(session, rules, start, end)
     if calls is None:
-        return FlagCounts(0, {})
+        return {}
     flagged = calls.subquery()
     rows = session.execute(
         select(flagged.c.call_sid, CallTopic.topic_id)
@@ -279,12 +397,13 @@ def count_flagged(
         .where(*_zip_condition(within))
     )
     sids: set[str] = set()
-    by_topic: dict[int, int] = defaultdict(int)
+    counts: dict[int, int] = defaultdict(int)
     for sid, topic_id in rows:
         sids.add(sid)
         if topic_id is not None:
-            by_topic[topic_id] += 1
-    return FlagCounts(len(sids), dict(by_topic))
+            counts[topic_id] += 1
+    counts[WHOLE_LINE] = len(sids)
+    return dict(counts)
 
 
 def flags_of(session, rules: FlagRules, call_sids: list[str]) -> dict[str, set[str]]:

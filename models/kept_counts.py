@@ -138,15 +138,14 @@ def kept_or_computed(
     """{key: figures} for `wanted` ({key: (stamp now, compute)}): the kept figures when their
     stamp is the one given, else computed (and kept). Figures of 0 are left out."""
     found = kept(session, kind, list(wanted))
-    result, fresh = {}, {}
+    result = {}
     for key, (stamp, compute) in wanted.items():
         have = found.get(key)
         if have is not None and have[0] == stamp:
             result[key] = {k: v for k, v in have[1].items() if v}
-        else:
+        else:  # kept at once: a request cut short still leaves what it counted
             result[key] = {k: v for k, v in compute().items() if v}
-            fresh[key] = (stamp, result[key])
-    keep(session, kind, fresh)
+            keep(session, kind, {key: (stamp, result[key])})
     return result
 
 

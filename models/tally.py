@@ -47,15 +47,15 @@ Districts and voices, at a million calls:
   caller), the latest of the `caller_voices` rows of the window's whole months, then whole
   ISO weeks, then whole UTC days (`voice_pieces`; each row the caller's latest in its
   period) and of the facts of its ragged ends: one ranked query.
-- With `inside`, the distinct callers are counted from the facts of the window's calls
-  in the district (no summary keeps callers by ZIP code): seconds for a busy month at a
-  million calls, where everything else is read from summaries.
-- Measured in process on a loaded 2-core machine at 200,000 bulk calls (SQLite): a UTC day,
-  calendar week, month and all time 18-26 ms, 30-92 ms with the district split; a 7-day
-  window not starting on a Monday about 2.5 s (distinct callers from `caller_days`, as
-  before, about 1.2 s; one voice per caller about 1.3 s); with `inside` 1-5 s. On SQLite
-  the latest row per caller is taken with a bare column beside max(), on PostgreSQL by
-  ranking.
+- With `inside`, the distinct callers are counted from the facts of the window's calls in
+  the district (no summary keeps callers by ZIP code); over a window that is not a
+  calendar one (several days, a day in another time zone), distinct callers from the facts
+  and one voice per caller from `caller_voices` and the facts; the flags from the facts.
+  Each of these, for the part of a window before today (an hour or more), is counted once
+  and kept (models/kept_counts.py), exact while no fact about those days changes; today's
+  part is counted from the facts and merged (a caller counts once, their latest position
+  stands). On SQLite the latest row per caller is taken with a bare column beside max(),
+  on PostgreSQL by ranking.
 """
 
 from __future__ import annotations
@@ -377,7 +377,12 @@ def tally(
             total.add(from_summaries(session, *whole))
         for start, end in ends:
             total.add(from_facts(session, start, end))
-        callers = distinct_callers(session, whole, ends) if callers_known else {}
+        if not callers_known:
+            callers = {}
+        elif calendar_period(since, until) is None:  # any other window: its past part kept
+            callers = callers_kept(session, since, until, None)
+        else:
+            callers = distinct_callers(session, whole, ends)
     per_caller = caller_voices(session, since, until) if voices else {}
     if inside is not None:
         per_caller = {t: {z: c for z, c in by_zip.items() if z in inside.zips} for t, by_zip in per_caller.items()}

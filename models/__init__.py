@@ -9,7 +9,7 @@ from .comments import CommentState
 from .drafts import ScriptVersion
 from .holds import HeldTranscript, LegalHold
 from .jobs import Job
-from .kept_counts import DayChanges, KeptCount
+from .kept_counts import HourChanges, KeptCount
 from .line import LineSettings, Topic
 from .prompts import Prompt, PromptAudio, PromptCode, PromptCodeFailure, PromptTake
 from .receipts import TallyReceipt
@@ -33,7 +33,7 @@ __all__ = [
     "HeldTranscript",
     "HourlyCount",
     "Job",
-    "DayChanges",
+    "HourChanges",
     "KeptCount",
     "LegalHold",
     "LineSettings",

@@ -37,7 +37,6 @@ past day's are counted once per setting and kept (`count_flagged`, models/kept_c
 from __future__ import annotations
 
 import json
-import math
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
@@ -51,6 +50,7 @@ from .kept_counts import (
     Stamps,
     by_topic,
     first_call_start,
+    hour_floor,
     kept_or_computed,
     today,
     topics_of,
@@ -319,7 +319,7 @@ def count_flagged(
     the calls whose caller entered one of those ZIP codes. A call's flags are its own, so a
     window's are the sum of its days': each whole past UTC day's are kept once counted
     (models/kept_counts.py, stamped with the changes of the days whose calls can flag it:
-    the day itself and, for `burst`, the days within `burst_minutes` of it), as is a part of
+    the hours of its days and, for `burst`, those within `burst_minutes` of it), as is a part of
     a past day an hour long or longer; the rest (today, short parts) is counted from the
     facts."""
     first_call = first_call_start(session)
@@ -349,8 +349,8 @@ def count_flagged(
         else:
             add(_flagged_counts(session, rules, lo, hi, within))
     if kept_parts:
-        reach = flag_reach(rules)
-        stamps = Stamps(session, (min(kept_parts)[0] - reach).date(), (max(hi for _, hi in kept_parts) + reach).date())
+        hours = [flag_hours(rules, lo, hi) for lo, hi in kept_parts]
+        stamps = Stamps(session, min(first for first, _ in hours), max(last for _, last in hours))
         wanted = {}
         for lo, hi in kept_parts:
             compute = by_topic(partial(_flagged_counts, session, rules, lo, hi, within))
@@ -360,16 +360,19 @@ def count_flagged(
     return FlagCounts(total.flagged, dict(total.by_topic))
 
 
-def flag_reach(rules: FlagRules) -> timedelta:
-    """How far from a call the calls that can flag it lie, in whole days (`burst`)."""
-    bursts = rules.burst_calls and rules.burst_minutes
-    return timedelta(days=math.ceil(rules.burst_minutes / 1440) if bursts else 0)
+def flag_hours(rules: FlagRules, start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """The first and last hour of the calls that can flag a call of [start, end): those of
+    its UTC days (`repeat`) and, for `burst`, those within `burst_minutes` of it."""
+    last_moment = end - timedelta(microseconds=1)
+    reach = timedelta(minutes=rules.burst_minutes) if rules.burst_calls and rules.burst_minutes else timedelta()
+    first_day = datetime.combine(start.date(), datetime.min.time())
+    last_hour = datetime.combine(last_moment.date(), datetime.min.time()) + timedelta(hours=23)
+    return min(first_day, hour_floor(start - reach)), max(last_hour, hour_floor(last_moment + reach))
 
 
 def flag_stamp(stamps: Stamps, rules: FlagRules, start: datetime, end: datetime) -> int:
-    """The changes of the days whose calls can flag a call of [start, end)."""
-    reach = flag_reach(rules)
-    return stamps.stamp((start - reach).date(), (end - timedelta(microseconds=1) + reach).date())
+    """The changes of the hours whose calls can flag a call of [start, end)."""
+    return stamps.stamp(*flag_hours(rules, start, end))
 
 
 def recount_flagged(session, key: str) -> tuple[int, dict[tuple[int, str], int]]:
@@ -378,8 +381,7 @@ def recount_flagged(session, key: str) -> tuple[int, dict[tuple[int, str], int]]
     rules = FlagRules.from_key(rules)
     lo, hi = datetime.fromisoformat(lo), datetime.fromisoformat(hi)
     within = None if zips == "*" else frozenset(zips.split(",")) - {""}
-    reach = flag_reach(rules)
-    stamps = Stamps(session, (lo - reach).date(), (hi + reach).date())
+    stamps = Stamps(session, *flag_hours(rules, lo, hi))
     found = _flagged_counts(session, rules, lo, hi, within)
     return flag_stamp(stamps, rules, lo, hi), {(topic_id, ""): n for topic_id, n in found.items()}
 

@@ -6,15 +6,16 @@ district (a district is only a set of ZIP codes, applied when counting). For who
 days they are computed from the facts once and kept here, with a stamp that says whether
 they still hold:
 
-- `day_changes` (UTC day): how many of the writer's batches changed a fact of a call that
-  started that day (facts/writer.py: one upsert per batch, for the days of the calls the
-  batch named, and a moved call's former day). It only rises.
+- `hour_changes` (UTC hour): how many of the writer's batches changed a fact of a call that
+  started in that hour (facts/writer.py: one upsert per batch, for the hours of the calls
+  the batch named, and a moved call's former hour). It only rises. Hours, not days: today's
+  calls leave yesterday's figures alone, though a burst can reach across midnight.
 - `kept_counts` (kind, key, topic, part; topic 0 is the whole line; part "" or, for one
   voice per caller, "ZIP code:stance"): a figure computed from the facts, with `stamp`: the
-  sum of `day_changes` over the days it depends on, read before it was computed. A kept
-  figure is used only while that sum is unchanged, so a late fact about any of those days
-  (a replayed spool, a recording's status) makes it computed again, exactly; a stamp read
-  before the figure can only make it recomputed needlessly.
+  sum of `hour_changes` over the hours whose calls it depends on, read before it was
+  computed. A kept figure is used only while that sum is unchanged, so a late fact about
+  any of those calls (a replayed spool, a recording's status) makes it computed again,
+  exactly; a stamp read before the figure can only make it recomputed needlessly.
 
 A figure is kept by its own short transaction on its own connection (never the caller's,
 which may be a read-only request); when the database is busy it is not kept, and the next
@@ -24,11 +25,12 @@ request computes it again. `flask counts rebuild` forgets every kept figure.
 from __future__ import annotations
 
 import logging
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from functools import partial
 
-from sqlalchemy import Date, Integer, String, delete, func, inspect, select
+from sqlalchemy import DateTime, Integer, String, delete, func, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -39,10 +41,10 @@ KEEP_BUSY_MS = 100  # how long keeping a figure may wait for SQLite's write lock
 KEPT_FROM = timedelta(hours=1)  # a window's part before today this long or longer is kept once counted
 
 
-class DayChanges(db.Model):
-    __tablename__ = "day_changes"
+class HourChanges(db.Model):
+    __tablename__ = "hour_changes"
 
-    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    hour: Mapped[datetime] = mapped_column(DateTime, primary_key=True)
     changes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
@@ -62,24 +64,29 @@ def today() -> datetime:
     return datetime.combine(utcnow().date(), time())
 
 
-def _as_date(value) -> date:
-    return value if isinstance(value, date) else date.fromisoformat(value)
-
-
 class Stamps:
-    """`day_changes` over a span of days, read once; `stamp(first, last)` sums days
-    first..last (both included)."""
+    """`hour_changes` over a span of hours, read once; `stamp(first, last)` sums the hours
+    first..last (both included; first None: from the first)."""
 
-    def __init__(self, session, first: date | None, last: date) -> None:
-        conditions = [DayChanges.day <= last]
+    def __init__(self, session, first: datetime | None, last: datetime) -> None:
+        conditions = [HourChanges.hour <= last]
         if first is not None:
-            conditions.append(DayChanges.day >= first)
-        self.changes = {
-            _as_date(d): n for d, n in session.execute(select(DayChanges.day, DayChanges.changes).where(*conditions))
-        }
+            conditions.append(HourChanges.hour >= first)
+        rows = session.execute(
+            select(HourChanges.hour, HourChanges.changes).where(*conditions).order_by(HourChanges.hour)
+        )
+        self.hours, self.sums = [], [0]
+        for hour, n in rows:
+            self.hours.append(hour)
+            self.sums.append(self.sums[-1] + n)
 
-    def stamp(self, first: date | None, last: date) -> int:
-        return sum(n for d, n in self.changes.items() if (first is None or d >= first) and d <= last)
+    def stamp(self, first: datetime | None, last: datetime) -> int:
+        lo = 0 if first is None else bisect_left(self.hours, first)
+        return self.sums[bisect_right(self.hours, last)] - self.sums[lo]
+
+
+def hour_floor(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
 
 
 Figures = dict[tuple[int, str], int]  # {(topic, part): value}

@@ -759,8 +759,8 @@ def voice_figures(session, since: datetime, until: datetime) -> dict[tuple[int, 
 
 
 def span_stamp(session, since: datetime | None, cut: datetime) -> int:
-    """The changes of the days of [since, cut) (since None: every day before `cut`)."""
-    first, last = (since.date() if since is not None else None), (cut - timedelta(microseconds=1)).date()
+    """The changes of the hours of [since, cut) (since None: every hour before `cut`)."""
+    first, last = (hour_of(since) if since is not None else None), hour_of(cut - timedelta(microseconds=1))
     return Stamps(session, first, last).stamp(first, last)
 
 

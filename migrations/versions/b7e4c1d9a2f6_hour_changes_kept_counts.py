@@ -1,9 +1,9 @@
-"""figures of past days kept: day_changes, kept_counts
+"""figures of past days kept: hour_changes, kept_counts
 
-`day_changes` counts, per UTC day, the writer's batches that changed a fact of a call that
-started that day; `kept_counts` keeps figures computed from the facts (flags per day,
+`hour_changes` counts, per UTC hour, the writer's batches that changed a fact of a call that
+started in that hour; `kept_counts` keeps figures computed from the facts (flags per day,
 distinct callers inside a district) with the sum of those changes they were computed at
-(models/kept_counts.py). Both start empty: no figure is kept yet, and a day without a row
+(models/kept_counts.py). Both start empty: no figure is kept yet, and an hour without a row
 has had no change counted, which is what a kept figure's stamp of 0 says.
 
 Revision ID: b7e4c1d9a2f6
@@ -22,10 +22,10 @@ depends_on = None
 
 def upgrade():
     op.create_table(
-        "day_changes",
-        sa.Column("day", sa.Date(), nullable=False),
+        "hour_changes",
+        sa.Column("hour", sa.DateTime(), nullable=False),
         sa.Column("changes", sa.Integer(), server_default="0", nullable=False),
-        sa.PrimaryKeyConstraint("day", name=op.f("pk_day_changes")),
+        sa.PrimaryKeyConstraint("hour", name=op.f("pk_hour_changes")),
     )
     op.create_table(
         "kept_counts",
@@ -41,4 +41,4 @@ def upgrade():
 
 def downgrade():
     op.drop_table("kept_counts")
-    op.drop_table("day_changes")
+    op.drop_table("hour_changes")

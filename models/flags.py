@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from functools import partial
@@ -317,25 +318,49 @@ def count_flagged(
 ) -> FlagCounts:
     """Calls in [start, end) with any flag, in all and per topic chosen; with `within`, only
     the calls whose caller entered one of those ZIP codes. A call's flags are its own, so a
-    window's are the sum of its days': each whole past UTC day's are kept once counted
-    (models/kept_counts.py, stamped with the changes of the days whose calls can flag it:
-    the hours of its days and, for `burst`, those within `burst_minutes` of it), as is a part of
-    a past day an hour long or longer; the rest (today, short parts) is counted from the
-    facts."""
-    first_call = first_call_start(session)
-    if first_call is None or not rules.any_on():
+    window's are the sum of its days' (`summed_by_days`), each kept stamped with the hours of
+    the calls that can flag its calls: those of its UTC days and, for `burst`, those within
+    `burst_minutes` of it."""
+    if not rules.any_on():
         return FlagCounts(0, {})
+    found = summed_by_days(
+        session,
+        "flagged",
+        rules.key(),
+        start,
+        end,
+        within,
+        partial(_flagged_counts, session, rules),
+        partial(flag_hours, rules),
+    )
+    return FlagCounts(found.pop(WHOLE_LINE, 0), found)
+
+
+def summed_by_days(
+    session,
+    kind: str,
+    setting: str,
+    start: datetime | None,
+    end: datetime | None,
+    within: frozenset[str] | None,
+    count: Callable[[datetime | None, datetime | None, frozenset[str] | None], dict[int, int]],
+    hours: Callable[[datetime, datetime], tuple[datetime, datetime]],
+) -> dict[int, int]:
+    """`count(lo, hi, within)` ({topic: calls}, topic 0 all of them) over [start, end), a
+    figure that is a sum over calls: each whole past UTC day's, and each part of a past day
+    an hour long or longer, counted once and kept (models/kept_counts.py), stamped with the
+    changes of the hours `hours(lo, hi)` gives (first, last); the rest (today, short parts)
+    counted from the facts each time. `setting` names what else the figure depends on."""
+    first_call = first_call_start(session)
+    if first_call is None:
+        return {}
     days, rest = whole_past_days(start, end, first_call)
-    total = FlagCounts(0, defaultdict(int))
+    total: dict[int, int] = defaultdict(int)
 
     def add(counts: dict[int, int]) -> None:
         for topic_id, n in counts.items():
-            if topic_id == WHOLE_LINE:
-                total.flagged += n
-            else:
-                total.by_topic[topic_id] += n
+            total[topic_id] += n
 
-    zips = ",".join(sorted(within)) if within is not None else "*"
     kept_parts = [(day, day + timedelta(days=1)) for day in days]
     after_last = None
     for lo, hi in rest:
@@ -347,17 +372,39 @@ def count_flagged(
         if lo is not None and hi <= today() and hi - lo >= KEPT_FROM:  # part of a past day: kept too
             kept_parts.append((lo, hi))
         else:
-            add(_flagged_counts(session, rules, lo, hi, within))
+            add(count(lo, hi, within))
     if kept_parts:
-        hours = [flag_hours(rules, lo, hi) for lo, hi in kept_parts]
-        stamps = Stamps(session, min(first for first, _ in hours), max(last for _, last in hours))
-        wanted = {}
-        for lo, hi in kept_parts:
-            compute = by_topic(partial(_flagged_counts, session, rules, lo, hi, within))
-            wanted[f"{rules.key()}|{zips}|{lo}|{hi}"] = (flag_stamp(stamps, rules, lo, hi), compute)
-        for figures in kept_or_computed(session, "flagged", wanted).values():
+        spans = [hours(lo, hi) for lo, hi in kept_parts]
+        stamps = Stamps(session, min(first for first, _ in spans), max(last for _, last in spans))
+        zips = ",".join(sorted(within)) if within is not None else "*"
+        wanted = {
+            f"{setting}|{zips}|{lo}|{hi}": (stamps.stamp(*span), by_topic(partial(count, lo, hi, within)))
+            for (lo, hi), span in zip(kept_parts, spans, strict=True)
+        }
+        for figures in kept_or_computed(session, kind, wanted).values():
             add(topics_of(figures))
-    return FlagCounts(total.flagged, dict(total.by_topic))
+    return {topic_id: n for topic_id, n in total.items() if n}
+
+
+def recount_by_days(session, kind: str, key: str) -> tuple[int, dict[tuple[int, str], int]]:
+    """(stamp now, figures) from the facts, for a key `summed_by_days` kept."""
+    setting, zips, lo, hi = key.split("|")
+    lo, hi = datetime.fromisoformat(lo), datetime.fromisoformat(hi)
+    within = None if zips == "*" else frozenset(zips.split(",")) - {""}
+    if kind == "flagged":
+        rules = FlagRules.from_key(setting)
+        count, hours = partial(_flagged_counts, session, rules), partial(flag_hours, rules)
+    else:
+        count, hours = DAY_SUMS[kind], call_hours
+        count = partial(count, session)
+    span = hours(lo, hi)
+    found = count(lo, hi, within)
+    return Stamps(session, *span).stamp(*span), {(topic_id, ""): n for topic_id, n in found.items()}
+
+
+def call_hours(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """The first and last hour of the calls of [start, end)."""
+    return hour_floor(start), hour_floor(end - timedelta(microseconds=1))
 
 
 def flag_hours(rules: FlagRules, start: datetime, end: datetime) -> tuple[datetime, datetime]:
@@ -368,22 +415,6 @@ def flag_hours(rules: FlagRules, start: datetime, end: datetime) -> tuple[dateti
     first_day = datetime.combine(start.date(), datetime.min.time())
     last_hour = datetime.combine(last_moment.date(), datetime.min.time()) + timedelta(hours=23)
     return min(first_day, hour_floor(start - reach)), max(last_hour, hour_floor(last_moment + reach))
-
-
-def flag_stamp(stamps: Stamps, rules: FlagRules, start: datetime, end: datetime) -> int:
-    """The changes of the hours whose calls can flag a call of [start, end)."""
-    return stamps.stamp(*flag_hours(rules, start, end))
-
-
-def recount_flagged(session, key: str) -> tuple[int, dict[tuple[int, str], int]]:
-    """(stamp now, figures) from the facts, for a key `count_flagged` kept."""
-    rules, zips, lo, hi = key.split("|")
-    rules = FlagRules.from_key(rules)
-    lo, hi = datetime.fromisoformat(lo), datetime.fromisoformat(hi)
-    within = None if zips == "*" else frozenset(zips.split(",")) - {""}
-    stamps = Stamps(session, *flag_hours(rules, lo, hi))
-    found = _flagged_counts(session, rules, lo, hi, within)
-    return flag_stamp(stamps, rules, lo, hi), {(topic_id, ""): n for topic_id, n in found.items()}
 
 
 def _flagged_counts(
@@ -439,8 +470,14 @@ def _zip_condition(within: frozenset[str] | None) -> list:
 
 def count_blocked(session, start: datetime | None, end: datetime | None, within: frozenset[str] | None = None) -> int:
     """Calls in [start, end) the line answered with the block list's message (with `within`,
-    of callers who entered one of those ZIP codes: none, as a blocked call asks for none)."""
-    return session.execute(
+    of callers who entered one of those ZIP codes: none, as a blocked call asks for none).
+    Summed over days as the flags are (`summed_by_days`)."""
+    found = summed_by_days(session, "blocked", "", start, end, within, partial(_blocked, session), call_hours)
+    return found.get(WHOLE_LINE, 0)
+
+
+def _blocked(session, start: datetime | None, end: datetime | None, within: frozenset[str] | None) -> dict[int, int]:
+    n = session.execute(
         select(func.count())
         .select_from(Call)
         .where(
@@ -450,25 +487,38 @@ def count_blocked(session, start: datetime | None, end: datetime | None, within:
             *_zip_condition(within),
         )
     ).scalar_one()
+    return {WHOLE_LINE: n}
 
 
 def count_callbacks(
     session, start: datetime | None, end: datetime | None, within: frozenset[str] | None = None
 ) -> dict[int, int]:
     """Per topic, the calls in [start, end) that asked for a call back about it (with
-    `within`, of callers who entered one of those ZIP codes). Read from the requests (few),
-    each call found by its key: the window is checked per request, not scanned."""
+    `within`, of callers who entered one of those ZIP codes). Summed over days as the flags
+    are (`summed_by_days`)."""
+    found = summed_by_days(session, "callbacks", "", start, end, within, partial(_callbacks, session), call_hours)
+    found.pop(WHOLE_LINE, None)
+    return found
+
+
+def _callbacks(session, start: datetime | None, end: datetime | None, within: frozenset[str] | None) -> dict[int, int]:
+    """Read from the requests (few), each call found by its key: the window is checked per
+    request, not scanned; a narrow window (`is_narrow`) from its calls."""
     from .callbacks import CallbackRequest
 
+    narrow = is_narrow(session, start, end)  # then the window's calls first, by their start
     rows = session.execute(
         select(CallbackRequest.topic_id, func.count(func.distinct(CallbackRequest.call_sid)))
         .join(Call, Call.call_sid == CallbackRequest.call_sid)
         .where(
             CallbackRequest.topic_id.is_not(None),
             Call.is_test == false(),
-            *_between(_not_by_index(Call.started_at), start, end),
+            *_between(Call.started_at if narrow else _not_by_index(Call.started_at), start, end),
             *_zip_condition(within),
         )
         .group_by(CallbackRequest.topic_id)
     )
     return dict(rows.all())
+
+
+DAY_SUMS = {"blocked": _blocked, "callbacks": _callbacks}

@@ -168,11 +168,11 @@ def topics_of(figures: Figures) -> dict[int, int]:
 def verify_kept(session) -> list[str]:
     """Each kept figure still in use (its stamp the days' changes now) that differs from
     the facts, described: what `flask counts verify` adds to its checks."""
-    from .flags import recount_flagged
+    from .flags import recount_by_days
     from .tally import recount_callers, recount_voices
 
     recount = {
-        "flagged": partial(recount_flagged, session),
+        **{kind: partial(recount_by_days, session, kind) for kind in ("flagged", "blocked", "callbacks")},
         "callers": partial(recount_callers, session),
         "voices": partial(recount_voices, session),
     }

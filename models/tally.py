@@ -486,13 +486,17 @@ def call_span(session) -> tuple[datetime | None, datetime | None]:
 
 
 def closed_window(session, since: datetime | None, until: datetime | None) -> tuple | None:
-    """[since, until) with open ends closed at the stored calls' span; None when it holds none."""
+    """[since, until) with open ends closed: at the start of the first call's UTC day (no
+    call lies before it: a whole day), and just after the last call; None when it holds
+    none. A bound given is kept, so that a calendar month or day stays one."""
     first, after_last = call_span(session)
     if first is None:
         return None
-    since = first if since is None else max(since, first)
-    until = after_last if until is None else min(until, after_last)
-    return (since, until) if since < until else None
+    since = _floor_day(first) if since is None else since
+    until = after_last if until is None else until
+    if since >= min(until, after_last) or until <= first:
+        return None
+    return since, until
 
 
 def zip_split(session, since: datetime | None, until: datetime | None) -> dict[int, dict[str, dict[str, int]]]:

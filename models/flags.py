@@ -128,14 +128,16 @@ def _not_by_index(column):
     return func.coalesce(column, column)
 
 
-def repeat_spans(session, rules: FlagRules, start: datetime | None, end: datetime | None) -> list | None:
+def repeat_spans(
+    session, rules: FlagRules, start: datetime | None, end: datetime | None, narrow: bool = False
+) -> list | None:
     """The (caller, topic, day's start, next day's start) that `repeat` flags, or None (off):
     the `caller_days` rows above the limit, read from the partial index of rows above one
     call. Few: one per number and topic that called too often that day."""
     if not rules.repeat_calls_per_day:
         return None
     heavy = [REPEATED, CallerDay.calls > rules.repeat_calls_per_day, CallerDay.topic_id != WHOLE_LINE]
-    day = _not_by_index(CallerDay.day)
+    day = CallerDay.day if narrow else _not_by_index(CallerDay.day)  # a narrow window: its days' rows
     if start is not None:
         heavy.append(day >= start.date())
     if end is not None:
@@ -152,7 +154,9 @@ def _as_date(value) -> date:
     return value if isinstance(value, date) else date.fromisoformat(value)
 
 
-def burst_suspects(session, rules: FlagRules, start: datetime | None, end: datetime | None) -> list[str]:
+def burst_suspects(
+    session, rules: FlagRules, start: datetime | None, end: datetime | None, narrow: bool = False
+) -> list[str]:
     """The callers who can have a burst in [start, end): a run of more than `limit` calls
     within `span` lies in two consecutive hours (a span of at most an hour) or days (less
     than a day), one of which then holds at least half of the run. Such hours are few, and
@@ -162,10 +166,10 @@ def burst_suspects(session, rules: FlagRules, start: datetime | None, end: datet
     lo = start - span if start is not None else None
     hi = end + span if end is not None else None
     if span <= timedelta(hours=1):
-        table, moment = CallerHour, _not_by_index(CallerHour.hour)
+        table, moment = CallerHour, CallerHour.hour if narrow else _not_by_index(CallerHour.hour)
         window = _between(moment, lo.replace(minute=0, second=0, microsecond=0) if lo else None, hi)
     elif span < timedelta(days=1):
-        table, moment = CallerDay, _not_by_index(CallerDay.day)
+        table, moment = CallerDay, CallerDay.day if narrow else _not_by_index(CallerDay.day)
         window = _between(moment, lo.date() if lo else None, hi.date() + timedelta(days=1) if hi else None)
     else:
         need, table, window = 1, CallerDay, []
@@ -175,13 +179,15 @@ def burst_suspects(session, rules: FlagRules, start: datetime | None, end: datet
     return list(session.scalars(select(table.caller_hash).where(*conditions).distinct()))
 
 
-def burst_runs(session, rules: FlagRules, start: datetime | None, end: datetime | None) -> list | None:
+def burst_runs(
+    session, rules: FlagRules, start: datetime | None, end: datetime | None, narrow: bool = False
+) -> list | None:
     """The runs `burst` flags, as (caller, first call's start, last call's start), overlapping
     ones merged; None (off). Every call of the caller's between the two is in the run."""
     limit, span = rules.burst_calls, timedelta(minutes=rules.burst_minutes)
     if not limit or not rules.burst_minutes:
         return None
-    suspects = burst_suspects(session, rules, start, end)
+    suspects = burst_suspects(session, rules, start, end, narrow)
     wide_start = start - span if start is not None else None
     wide_end = end + span if end is not None else None
     by_caller: dict[str, list[datetime]] = defaultdict(list)
@@ -257,9 +263,10 @@ def unverified_callers(rules: FlagRules, start: datetime | None, end: datetime |
 def flag_rows(session, rules: FlagRules, start: datetime | None, end: datetime | None):
     """A SELECT of (call_sid, flag) for every flag of every call in [start, end) (a call
     appears once per rule that flags it, maybe more), or None when every rule is off."""
-    parts = [*short_comments(rules, start, end, is_narrow(session, start, end)), *unverified_callers(rules, start, end)]
+    narrow = is_narrow(session, start, end)  # few calls: each rule reads the window's rows, not its index
+    parts = [*short_comments(rules, start, end, narrow), *unverified_callers(rules, start, end)]
     window = _between(Call.started_at, start, end)
-    spans = repeat_spans(session, rules, start, end) or []
+    spans = repeat_spans(session, rules, start, end, narrow) or []
     for chunk in range(0, len(spans), SPANS_PER_SELECT):  # each span by ix_calls_caller_hash_started_at
         parts.append(
             select(Call.call_sid, literal("repeat").label("flag"))
@@ -278,7 +285,7 @@ def flag_rows(session, rules: FlagRules, start: datetime | None, end: datetime |
                 *window,
             )
         )
-    runs = burst_runs(session, rules, start, end) or []
+    runs = burst_runs(session, rules, start, end, narrow) or []
     for chunk in range(0, len(runs), SPANS_PER_SELECT):
         parts.append(
             select(Call.call_sid, literal("burst").label("flag")).where(

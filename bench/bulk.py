@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import os
 import random
 import re
 import sqlite3
@@ -26,8 +27,11 @@ from urllib.parse import urlencode
 
 import aiohttp
 import psycopg
+import yaml
 
+from config import DEFAULT_LINE_CONFIG
 from models.base import utcnow
+from models.line import districts_of
 from models.recordings import reference_for
 
 from .driver import (
@@ -60,10 +64,24 @@ CALL_COLUMNS = (
     "duration",
     "status",
     "entered_zip",
+    "zip_step",
+    "stir_verstat",
+    "caller_withheld",
+    "blocked",
 )
-# The ZIP codes bulk callers enter (60% of calls; the others skip), drawn from a random
-# generator of their own so that the rest of the data is the same as without them.
-ENTERED_ZIPS = tuple(f"972{n:02d}" for n in range(40))
+# The ZIP codes bulk callers enter (75% of calls; the others skip): a third of those inside
+# the benchmark's district (DISTRICT_ZIPS, bench/line-district.yaml), the rest spread over
+# the region's other codes. Drawn from a random generator of their own.
+DISTRICT_ZIPS = ("97201", "97204")
+OTHER_ZIPS = tuple(f"972{n:02d}" for n in range(40) if f"972{n:02d}" not in DISTRICT_ZIPS)
+# Repeat callers: 3% of the calls come from 300 numbers (about 100 calls each at a million,
+# 40 on the decision day: the `repeat` flag); one call in 500 starts a burst, 4-8 calls from
+# one new number within 5 minutes (the `burst` flag). SHAKEN/STIR verdicts, withheld numbers
+# (2%), blocked calls (0.5%) and call-back requests (1% of the routed calls) as a line sees them.
+HEAVY_NUMBERS, HEAVY_SHARE = 300, 0.03
+BURST_SHARE, BURST_CALLS, BURST_MINUTES = 0.002, (4, 8), 5
+VERSTATS = (("TN-Validation-Passed-A", 0.85), ("No-TN-Validation", 0.05), ("TN-Validation-Failed-B", 0.02))
+CALLBACK_COLUMNS = ("call_sid", "step", "topic_id", "number_sealed", "requested_at")
 CHOICE_COLUMNS = ("call_sid", "step", "kind", "topic_id", "language", "stance", "chosen_at")
 CALL_TOPIC_COLUMNS = ("call_sid", "topic_id", "stance", "stance_step")
 RECORDING_COLUMNS = (
@@ -111,9 +129,12 @@ INBOX_PAGE = ("<h1>Inbox</h1>", '<a class="ref"')
 
 
 def generate(n_calls: int, topic_ids: dict[str, int], now: datetime, seed: int = 7):
-    """Yield ("table", row) for `n_calls` calls spread over the last DAYS days."""
+    """Yield ("table", row) for `n_calls` calls spread over the last DAYS days: repeat callers,
+    bursts, withheld and unverified numbers, blocked calls, ZIP codes entered (a share inside
+    the district) and call-back requests in the mix the constants above describe."""
     rng = random.Random(seed)
     zip_rng = random.Random(seed + 1)
+    mix = random.Random(seed + 2)  # who calls and how: repeat callers, bursts, verdicts
     key = SECRETS["SECRET_KEY"].encode()
     stance_slugs = {"budget", "transit"}
     slugs = list(topic_ids)
@@ -121,6 +142,7 @@ def generate(n_calls: int, topic_ids: dict[str, int], now: datetime, seed: int =
     peak_start = (now - timedelta(days=PEAK_DAY)).replace(hour=0, minute=0, second=0, microsecond=0)
     span = DAYS * 86400
     recording_id = 0
+    burst: list = []  # (number, start, calls left) of the burst under way
     for i in range(n_calls):
         if rng.random() < 0.4:
             started = peak_start + timedelta(seconds=rng.random() * 86400)
@@ -128,10 +150,29 @@ def generate(n_calls: int, topic_ids: dict[str, int], now: datetime, seed: int =
             started = now - timedelta(seconds=60 + rng.random() * span)
         sid = f"CA{i:032x}"
         number = f"+1503{rng.randrange(600_000):07d}"
-        withheld = rng.random() < 0.05
+        if burst:
+            number, burst_start, left = burst
+            started = min(burst_start + timedelta(seconds=mix.random() * BURST_MINUTES * 60), now)
+            burst[:] = [number, burst_start, left - 1] if left > 1 else []
+        elif mix.random() < BURST_SHARE:
+            burst[:] = [f"+1971{i:07d}", started, mix.randint(*BURST_CALLS) - 1]
+            number = burst[0]
+        elif mix.random() < HEAVY_SHARE:
+            number = f"+1360{mix.randrange(HEAVY_NUMBERS):07d}"
+        withheld = mix.random() < 0.02
         digest = None if withheld else hmac.new(key, number.encode(), hashlib.sha256).hexdigest()
+        draw, verstat = mix.random(), None
+        for name, share in VERSTATS:
+            if draw < share:
+                verstat = name
+                break
+            draw -= share
+        blocked = mix.random() < 0.005
         language = "en-US" if rng.random() < 0.7 else "es-US"
         duration = rng.randint(20, 400)
+        entered = None
+        if zip_rng.random() < 0.75:
+            entered = zip_rng.choice(DISTRICT_ZIPS) if zip_rng.random() < 1 / 3 else zip_rng.choice(OTHER_ZIPS)
         yield (
             "calls",
             (
@@ -150,12 +191,20 @@ def generate(n_calls: int, topic_ids: dict[str, int], now: datetime, seed: int =
                 started + timedelta(seconds=duration),
                 duration,
                 "completed",
-                zip_rng.choice(ENTERED_ZIPS) if zip_rng.random() < 0.6 else None,
+                None if blocked else entered,
+                None if blocked or entered is None else 2,
+                verstat,
+                withheld,
+                blocked,
             ),
         )
+        if blocked:
+            continue  # heard the block list's message and hung up
         step = 1
         at = started + timedelta(seconds=8)
         yield "choices", (sid, step, "language", None, language, None, at)
+        if entered is not None:
+            step += 1  # the ZIP step (after the language)
         if rng.random() < 0.12:
             continue  # unrouted: hung up at the topic menu
         chosen = {rng.choices(slugs, weights)[0] for _ in range(2 if rng.random() < 0.1 else 1)}
@@ -174,6 +223,8 @@ def generate(n_calls: int, topic_ids: dict[str, int], now: datetime, seed: int =
                 recording_id += 1
                 rsid = f"RE{i:030x}{step:02x}"
                 seconds = 0 if rng.random() < 0.05 else rng.randint(3, 120)
+                if seconds and mix.random() < 0.03:
+                    seconds = 1  # a short comment
                 status = "completed" if seconds else "absent"
                 at += timedelta(seconds=seconds + 5)
                 yield (
@@ -211,6 +262,9 @@ def generate(n_calls: int, topic_ids: dict[str, int], now: datetime, seed: int =
                             at,
                         ),
                     )
+            if mix.random() < 0.01:
+                step += 1
+                yield "callback_requests", (sid, step, topic_ids[slug], None, at)
 
 
 TABLES = {
@@ -219,6 +273,7 @@ TABLES = {
     "call_topics": CALL_TOPIC_COLUMNS,
     "recordings": RECORDING_COLUMNS,
     "transcriptions": TRANSCRIPTION_COLUMNS,
+    "callback_requests": CALLBACK_COLUMNS,
 }
 
 
@@ -385,6 +440,36 @@ def inbox_pages(db: Database, day: str) -> dict[str, tuple[dict, tuple[str, ...]
     }
 
 
+def count_windows(now: datetime, peak) -> dict[str, dict]:
+    """The windows the counts are timed for, by name: the calendar ones (all time, a UTC day,
+    an ISO week from Monday, a month), whose target is 100 ms, and others (1 s)."""
+    monday = peak - timedelta(days=peak.weekday())
+    month = peak.replace(day=1)
+    next_month = (month + timedelta(days=32)).replace(day=1)
+    seven = peak - timedelta(days=3)
+    if seven.weekday() == 0:
+        seven -= timedelta(days=1)  # seven days that are not a calendar week
+    return {
+        "all time": {},
+        "a UTC day": {"since": peak.isoformat(), "until": (peak + timedelta(days=1)).isoformat()},
+        "a calendar week": {"since": monday.isoformat(), "until": (monday + timedelta(days=7)).isoformat()},
+        "a month": {"since": month.isoformat(), "until": next_month.isoformat()},
+        "last hour": {"since": (now - timedelta(hours=1)).isoformat(timespec="seconds") + "Z"},
+        "an afternoon": {"since": f"{peak.isoformat()}T13:00:00Z", "until": f"{peak.isoformat()}T17:00:00Z"},
+        "seven days": {"since": seven.isoformat(), "until": (seven + timedelta(days=7)).isoformat()},
+    }
+
+
+CALENDAR_WINDOWS = ("all time", "a UTC day", "a calendar week", "a month")
+
+
+def line_district(script_path: str) -> str | None:
+    """The name of the first district of the line's script file (None when it has none)."""
+    with open(script_path, encoding="utf-8") as file:
+        districts = districts_of((yaml.safe_load(file) or {}).get("districts"))
+    return min(districts) if districts else None
+
+
 def run_bulk(
     db: Database, workdir: Path, line: LineFacts, *, n_calls: int, workers: int, threads: int, say=print
 ) -> dict:
@@ -398,13 +483,8 @@ def run_bulk(
     say(f"  {db.kind}: filled {rows} in {fill_seconds:.1f} s")
     api = api_token(db, "bench-bulk")
     peak = (now - timedelta(days=PEAK_DAY)).date()
-    windows = {
-        "all time": {},
-        "one whole day": {"since": peak.isoformat(), "until": (peak + timedelta(days=1)).isoformat()},
-        "last hour": {"since": (now - timedelta(hours=1)).isoformat(timespec="seconds") + "Z"},
-        "one week": {"since": (peak - timedelta(days=3)).isoformat(), "until": (peak + timedelta(days=4)).isoformat()},
-        "an afternoon": {"since": f"{peak.isoformat()}T13:00:00Z", "until": f"{peak.isoformat()}T17:00:00Z"},
-    }
+    windows = count_windows(now, peak)
+    district = line_district(os.environ.get("LINE_CONFIG") or DEFAULT_LINE_CONFIG)
     timings: dict[str, dict] = {}
     server = Server(OURS, db, workdir / f"gunicorn-bulk-{db.kind}.log", workers=workers, threads=threads)
     record = Record()
@@ -412,11 +492,12 @@ def run_bulk(
         fresh = Driver(server.base, TOKEN, line, seed=99, run_id="bulk")
         bearer = {"Authorization": f"Bearer {api}"}
         for name, params in windows.items():
-            timings[f"counts, {name}"] = asyncio.run(
-                timed_gets(server, "/api/v1/counts", params, fresh, record, headers=bearer)
-            )
-            say(f"  {db.kind}: counts, {name}: p95 {timings[f'counts, {name}']['p95_ms']:.0f} ms")
-        comments = {"unfiltered": {}, "topic": {"topic": "transit"}, "window": windows["one whole day"]}
+            for inside in (None, district) if district else (None,):
+                key = f"counts, {name}" + (f", district={inside}" if inside else "")
+                asked = {**params, "district": inside} if inside else params
+                timings[key] = asyncio.run(timed_gets(server, "/api/v1/counts", asked, fresh, record, headers=bearer))
+                say(f"  {db.kind}: {key}: p95 {timings[key]['p95_ms']:.0f} ms")
+        comments = {"unfiltered": {}, "topic": {"topic": "transit"}, "window": windows["a UTC day"]}
         for name, params in comments.items():
             key = f"API comments first page, {name}"
             timings[key] = asyncio.run(timed_gets(server, "/api/v1/comments", params, fresh, record, headers=bearer))

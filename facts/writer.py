@@ -41,7 +41,7 @@ from sqlalchemy import insert, select
 from models.base import utcnow
 from models.holds import HeldTranscript, LegalHold, covers_recording, is_active
 from models.recordings import Recording, is_comment
-from models.summary import COUNTED, STANCE_NAMES, ZIP_COUNTED
+from models.summary import COUNTED, STANCE_NAMES, ZIP_COUNTED, hour_of
 
 from . import rules
 from .record import Fact
@@ -160,6 +160,7 @@ class _Writer:
         self.known: dict[str, tuple[datetime, str | None, int, str | None, bool]] = {}
         self.voices_touched: set[tuple[int, str]] = set()  # (topic, caller) whose latest may have moved
         self.voice_changes: Counter = Counter()  # (period, start, topic, zip, stance) -> callers
+        self.former_hours: set[datetime] = set()  # the hours moved calls started in before
 
     def run(self) -> dict[str, int]:
         try:
@@ -181,6 +182,7 @@ class _Writer:
         self.note_callers()
         self.note_voices()
         self.add_summaries()
+        self.note_hour_changes()
         return numbers
 
     def started(self, call_sid: str) -> datetime | None:
@@ -237,6 +239,7 @@ class _Writer:
             # a caller's latest.
             if any(after[f] != before[f] for f in ("started_at", "caller_hash", "entered_zip", "is_test")):
                 moved.append((sid, before, after))
+                self.former_hours.add(hour_of(before["started_at"]))
         if updates:
             self.db.update_rows("calls", CALL_FIELDS, ("call_sid",), updates)
         if moved:
@@ -850,6 +853,20 @@ class _Writer:
             if change:
                 voices.setdefault((period, start, topic_id, entered), Counter())[stance] += change
         self.add_keyed("voice_counts", STANCE_NAMES, {k: v for k, v in voices.items() if any(v.values())})
+
+    def note_hour_changes(self) -> None:
+        """One more change for each UTC hour a call the batch named started in (and the hour
+        a moved call started in before): what makes a kept figure of that hour computed
+        again (models/kept_counts.py). One upsert, last, in hour order."""
+        b, s = self.batch, self.sql
+        self.learn_calls([sid for sid, _ in b.choices] + [sid for sid, _ in b.callbacks])
+        hours = {hour_of(known[0]) for known in self.known.values()} | self.former_hours
+        if hours:
+            self.db.many_rows(
+                "INSERT INTO hour_changes (hour, changes)",
+                [(s.stamp(h), 1) for h in sorted(hours)],
+                "ON CONFLICT (hour) DO UPDATE SET changes = hour_changes.changes + excluded.changes",
+            )
 
     def add_keyed(self, table: str, names: tuple[str, ...], changes: dict[tuple, Counter]) -> None:
         """Add `changes` ((period, start, topic, zip) -> {name: change}) to `table`'s rows."""

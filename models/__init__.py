@@ -9,6 +9,7 @@ from .comments import CommentState
 from .drafts import ScriptVersion
 from .holds import HeldTranscript, LegalHold
 from .jobs import Job
+from .kept_counts import HourChanges, KeptCount
 from .line import LineSettings, Topic
 from .prompts import Prompt, PromptAudio, PromptCode, PromptCodeFailure, PromptTake
 from .receipts import TallyReceipt
@@ -32,6 +33,8 @@ __all__ = [
     "HeldTranscript",
     "HourlyCount",
     "Job",
+    "HourChanges",
+    "KeptCount",
     "LegalHold",
     "LineSettings",
     "Prompt",

@@ -333,7 +333,8 @@ def stored_summaries(session) -> tuple[dict, dict, Counter, Counter]:
 
 
 def verify(session) -> list[str]:
-    """Every difference between the stored summaries and the facts, described."""
+    """Every difference between the stored summaries and the facts, described; and every
+    figure of past days kept (models/kept_counts.py) that differs from them."""
     states = call_states(session)
     want_hourly, want_callers, want_hours, want_days, want_zips, (want_periods, want_period_callers) = _expected(states)
     have_periods, have_period_callers = stored_caller_periods(session)
@@ -364,11 +365,17 @@ def verify(session) -> list[str]:
         differing = sum(1 for key in want.keys() & have.keys() if want[key] != have[key])
         if extra or missing or differing:
             problems.append(f"{name}: {extra} extra, {missing} missing, {differing} differing")
-    return problems
+    from .kept_counts import verify_kept
+
+    return problems + verify_kept(session)
 
 
 def rebuild(session) -> None:
-    """Replace every summary row with what the facts say (in the caller's transaction)."""
+    """Replace every summary row with what the facts say (in the caller's transaction), and
+    forget every figure kept of past days (models/kept_counts.py)."""
+    from .kept_counts import forget_all
+
+    forget_all(session)
     states = call_states(session)
     hourly, topic_callers, caller_hours, caller_days, zips, (caller_periods, period_callers) = _expected(states)
     voices, voice_counts = expected_voices(states)

@@ -47,26 +47,29 @@ Districts and voices, at a million calls:
   caller), the latest of the `caller_voices` rows of the window's whole months, then whole
   ISO weeks, then whole UTC days (`voice_pieces`; each row the caller's latest in its
   period) and of the facts of its ragged ends: one ranked query.
-- With `inside`, the distinct callers are counted from the facts of the window's calls
-  in the district (no summary keeps callers by ZIP code): seconds for a busy month at a
-  million calls, where everything else is read from summaries.
-- Measured in process on a loaded 2-core machine at 200,000 bulk calls (SQLite): a UTC day,
-  calendar week, month and all time 18-26 ms, 30-92 ms with the district split; a 7-day
-  window not starting on a Monday about 2.5 s (distinct callers from `caller_days`, as
-  before, about 1.2 s; one voice per caller about 1.3 s); with `inside` 1-5 s. On SQLite
-  the latest row per caller is taken with a bare column beside max(), on PostgreSQL by
-  ranking.
+- With `inside`, the distinct callers are counted from the facts of the window's calls in
+  the district (no summary keeps callers by ZIP code); over a window that is not a
+  calendar one (several days, a day in another time zone), distinct callers from the facts
+  and one voice per caller from `caller_voices` and the facts; the flags from the facts.
+  Each of these, for the part of a window before today (an hour or more), is counted once
+  and kept (models/kept_counts.py), exact while no fact about those days changes; today's
+  part is counted from the facts and merged (a caller counts once, their latest position
+  stands). On SQLite the latest row per caller is taken with a bare column beside max(),
+  on PostgreSQL by ranking.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, time, timedelta
+from functools import partial
 
 from sqlalchemy import and_, case, distinct, exists, false, func, literal, or_, select, union_all
+from sqlalchemy.orm import aliased
 
 from .calls import Call, CallTopic
 from .flags import FlagCounts, FlagRules, count_blocked, count_callbacks, count_flagged
+from .kept_counts import KEPT_FROM, Stamps, by_topic, kept_or_computed, today, topics_of
 from .line import District, Topic
 from .recordings import NOT_A_COMMENT, Recording
 from .summary import (
@@ -254,6 +257,8 @@ def distinct_callers(session, whole: tuple | None, ends: list[tuple]) -> dict[in
         )
         return {topic_id: int(n or 0) for topic_id, n in rows}
     if whole is not None and not ends and all(is_midnight(end) for end in whole):
+        if whole[1] - whole[0] > timedelta(days=1):
+            return callers_kept(session, whole[0], whole[1], None)
         return callers_on_days(session, whole[0].date(), whole[1].date())
     both = _topic_callers(whole, ends).subquery()
     rows = session.execute(select(both.c.topic_id, func.count(distinct(both.c.caller_hash))).group_by(both.c.topic_id))
@@ -372,7 +377,12 @@ def tally(
             total.add(from_summaries(session, *whole))
         for start, end in ends:
             total.add(from_facts(session, start, end))
-        callers = distinct_callers(session, whole, ends) if callers_known else {}
+        if not callers_known:
+            callers = {}
+        elif calendar_period(since, until) is None:  # any other window: its past part kept
+            callers = callers_kept(session, since, until, None)
+        else:
+            callers = distinct_callers(session, whole, ends)
     per_caller = caller_voices(session, since, until) if voices else {}
     if inside is not None:
         per_caller = {t: {z: c for z, c in by_zip.items() if z in inside.zips} for t, by_zip in per_caller.items()}
@@ -480,13 +490,17 @@ def call_span(session) -> tuple[datetime | None, datetime | None]:
 
 
 def closed_window(session, since: datetime | None, until: datetime | None) -> tuple | None:
-    """[since, until) with open ends closed at the stored calls' span; None when it holds none."""
+    """[since, until) with open ends closed: at the start of the first call's UTC day (no
+    call lies before it: a whole day), and just after the last call; None when it holds
+    none. A bound given is kept, so that a calendar month or day stays one."""
     first, after_last = call_span(session)
     if first is None:
         return None
-    since = first if since is None else max(since, first)
-    until = after_last if until is None else min(until, after_last)
-    return (since, until) if since < until else None
+    since = _floor_day(first) if since is None else since
+    until = after_last if until is None else until
+    if since >= min(until, after_last) or until <= first:
+        return None
+    return since, until
 
 
 def zip_split(session, since: datetime | None, until: datetime | None) -> dict[int, dict[str, dict[str, int]]]:
@@ -566,22 +580,91 @@ def zips_from_facts(session, start: datetime, end: datetime, add) -> None:
 
 def callers_inside(session, since: datetime | None, until: datetime | None, district: District) -> dict[int, int]:
     """Distinct callers per topic (and topic 0, the whole line) among the calls of [since,
-    until) whose caller entered one of the district's ZIP codes, from the facts."""
-    window = [*_between(Call.started_at, since, until), counted_call()]
-    zips = sorted(district.zips)
+    until) whose caller entered one of the district's ZIP codes."""
+    return callers_kept(session, since, until, tuple(sorted(district.zips)))
+
+
+def callers_kept(
+    session, since: datetime | None, until: datetime | None, zips: tuple[str, ...] | None
+) -> dict[int, int]:
+    """Distinct callers per topic (topic 0: the whole line) of the calls of [since, until)
+    (with `zips`, only those whose caller entered one of them). The part of the window
+    before today, when it holds a day or more, is counted once and kept
+    (models/kept_counts.py, stamped with its days' changes); today's callers are added to it,
+    each only when they made no call counted in the kept part (a caller counts once).
+    A part before today shorter than `KEPT_FROM` is counted from the facts each time."""
+    if until is None:  # closed at the last call: a window bounded at both ends is read by its start
+        until = call_span(session)[1]
+        if until is None:
+            return {}
+    cut = min(until, today())
+    if since is not None and cut - since < KEPT_FROM:
+        return callers_from_facts(session, since, until, zips)
+    stamp = span_stamp(session, since, cut)
+    key = f"{','.join(zips) if zips is not None else '*'}|{since or ''}|{cut}"
+    compute = by_topic(partial(callers_from_facts, session, since, cut, zips))
+    found = topics_of(kept_or_computed(session, "callers", {key: (stamp, compute)})[key])
+    if cut < until:
+        for topic_id, n in new_callers(session, since, cut, until, zips).items():
+            found[topic_id] = found.get(topic_id, 0) + n
+    return found
+
+
+def _calls_of(call, since, until, zips) -> list:
+    return [
+        *_between(call.started_at, since, until),
+        call.caller_hash.is_not(None),
+        call.is_test.is_(False),
+        *([call.entered_zip.in_(zips)] if zips is not None else []),
+    ]
+
+
+def callers_from_facts(
+    session, since: datetime | None, until: datetime | None, zips: tuple[str, ...] | None
+) -> dict[int, int]:
+    """Distinct callers per topic (topic 0: the whole line) of the calls of [since, until)
+    (with `zips`, of those whose caller entered one of them), from the facts."""
+    window = _calls_of(Call, since, until, zips)
     rows = session.execute(
         select(CallTopic.topic_id, func.count(distinct(Call.caller_hash)))
         .join(Call, Call.call_sid == CallTopic.call_sid)
-        .where(*window, Call.entered_zip.in_(zips), Call.caller_hash.is_not(None))
+        .where(*window)
+        .group_by(CallTopic.topic_id)
+    )
+    found = dict(rows.all())
+    found[WHOLE_LINE] = session.execute(select(func.count(distinct(Call.caller_hash))).where(*window)).scalar_one()
+    return {topic_id: n for topic_id, n in found.items() if n}
+
+
+def new_callers(
+    session, since: datetime | None, cut: datetime, until: datetime | None, zips: tuple[str, ...] | None
+) -> dict[int, int]:
+    """Per topic (topic 0: the whole line), the distinct callers of [cut, until) who made no
+    call of [since, cut) (about that topic), as `callers_from_facts` counts calls. Each
+    caller is looked for by `ix_calls_caller_hash_started_at`."""
+    earlier, earlier_topic = aliased(Call), aliased(CallTopic)
+    before = _calls_of(earlier, since, cut, zips)
+    rows = session.execute(
+        select(CallTopic.topic_id, func.count(distinct(Call.caller_hash)))
+        .join(Call, Call.call_sid == CallTopic.call_sid)
+        .where(
+            *_calls_of(Call, cut, until, zips),
+            ~select(literal(1))
+            .select_from(earlier)
+            .join(earlier_topic, earlier_topic.call_sid == earlier.call_sid)
+            .where(earlier.caller_hash == Call.caller_hash, earlier_topic.topic_id == CallTopic.topic_id, *before)
+            .exists(),
+        )
         .group_by(CallTopic.topic_id)
     )
     found = dict(rows.all())
     found[WHOLE_LINE] = session.execute(
         select(func.count(distinct(Call.caller_hash))).where(
-            *window, Call.entered_zip.in_(zips), Call.caller_hash.is_not(None)
+            *_calls_of(Call, cut, until, zips),
+            ~exists().select_from(earlier).where(earlier.caller_hash == Call.caller_hash, *before),
         )
     ).scalar_one()
-    return found
+    return {topic_id: n for topic_id, n in found.items() if n}
 
 
 # --- one voice per caller -------------------------------------------------------------------------
@@ -630,7 +713,117 @@ def voice_pieces(first_day: datetime, end_day: datetime) -> list[tuple[str, date
 
 def caller_voices(session, since: datetime | None, until: datetime | None) -> dict[int, dict[str, dict[str, int]]]:
     """{topic: {entered ZIP code: {support, oppose, other}}}: each caller once per topic,
-    with the position of their latest call in [since, until) that gave one."""
+    with the position of their latest call in [since, until) that gave one.
+
+    A calendar window is read from `voice_counts`. Any other whose part before today lasts
+    `KEPT_FROM` or more: that part is counted once and kept (models/kept_counts.py), then each
+    caller who gave a position today replaces their voice in it by their latest of today."""
+    if calendar_period(since, until) is None:
+        window = closed_window(session, since, until)
+        if window is None:
+            return {}
+        since, until = window
+        cut = min(until, today())
+        if cut - since >= KEPT_FROM:
+            return voices_kept(session, since, cut, until)
+    return voices_between(session, since, until)
+
+
+def voices_kept(session, since: datetime, cut: datetime, until: datetime) -> dict[int, dict[str, dict[str, int]]]:
+    """`caller_voices` of [since, until) as those of [since, cut), kept, and the positions
+    of [cut, until): a caller's latest there replaces their latest before `cut`."""
+    stamp = span_stamp(session, since, cut)
+
+    key = f"{since}|{cut}"
+    figures = kept_or_computed(session, "voices", {key: (stamp, partial(voice_figures, session, since, cut))})[key]
+    found: dict[int, dict[str, dict[str, int]]] = {}
+
+    def add(topic_id: int, entered: str, stance: str, n: int) -> None:
+        by_stance = found.setdefault(topic_id, {}).setdefault(entered, dict.fromkeys(STANCE_NAMES, 0))
+        by_stance[stance] += n
+
+    for (topic_id, part), n in figures.items():
+        entered, _, stance = part.rpartition(":")
+        add(topic_id, entered, stance, n)
+    if cut < until:
+        today_latest = latest_positions_from_facts(session, cut, until)
+        callers = sorted({caller for _, caller in today_latest})
+        earlier = latest_positions_from_facts(session, since, cut, callers)
+        for pair, (_, _, stance, entered) in today_latest.items():
+            add(pair[0], entered, stance, 1)
+            if pair in earlier:
+                _, _, stance_before, entered_before = earlier[pair]
+                add(pair[0], entered_before, stance_before, -1)
+    return found
+
+
+def voice_figures(session, since: datetime, until: datetime) -> dict[tuple[int, str], int]:
+    """`voices_between` as kept figures: {(topic, "ZIP code:stance"): callers}."""
+    return {
+        (topic_id, f"{entered}:{stance}"): n
+        for topic_id, by_zip in voices_between(session, since, until).items()
+        for entered, by_stance in by_zip.items()
+        for stance, n in by_stance.items()
+    }
+
+
+def span_stamp(session, since: datetime | None, cut: datetime) -> int:
+    """The changes of the hours of [since, cut) (since None: every hour before `cut`)."""
+    first, last = (hour_of(since) if since is not None else None), hour_of(cut - timedelta(microseconds=1))
+    return Stamps(session, first, last).stamp(first, last)
+
+
+def recount_callers(session, key: str) -> tuple[int, dict[tuple[int, str], int]]:
+    """(stamp now, figures) from the facts, for a key `callers_kept` kept."""
+    zips, since, cut = key.split("|")
+    since, cut = (datetime.fromisoformat(since) if since else None), datetime.fromisoformat(cut)
+    found = callers_from_facts(session, since, cut, None if zips == "*" else tuple(zips.split(",")))
+    return span_stamp(session, since, cut), {(topic_id, ""): n for topic_id, n in found.items()}
+
+
+def recount_voices(session, key: str) -> tuple[int, dict[tuple[int, str], int]]:
+    """(stamp now, figures) from the facts, for a key `voices_kept` kept."""
+    since, cut = (datetime.fromisoformat(moment) for moment in key.split("|"))
+    return span_stamp(session, since, cut), voice_figures(session, since, cut)
+
+
+def latest_positions_from_facts(
+    session, since: datetime, until: datetime, callers: list[str] | None = None
+) -> dict[tuple[int, str], tuple]:
+    """{(topic, caller): (start, CallSid, stance, ZIP code)} of each caller's latest call in
+    [since, until) that gave a position on the topic (with `callers`, only theirs, each
+    read by `ix_calls_caller_hash_started_at`), from the facts."""
+    latest: dict[tuple[int, str], tuple] = {}
+    chunks = [None] if callers is None else [callers[i : i + 500] for i in range(0, len(callers), 500)]
+    for chunk in chunks:
+        if chunk == []:
+            continue
+        rows = session.execute(
+            select(
+                CallTopic.topic_id,
+                Call.caller_hash,
+                Call.started_at,
+                Call.call_sid,
+                CallTopic.stance,
+                func.coalesce(Call.entered_zip, ""),
+            )
+            .join(Call, Call.call_sid == CallTopic.call_sid)
+            .where(
+                *_between(Call.started_at, since, until),
+                CallTopic.stance.is_not(None),
+                Call.caller_hash.is_not(None) if chunk is None else Call.caller_hash.in_(chunk),
+                counted_call(),
+            )
+        )
+        for topic_id, caller, started, sid, stance, entered in rows:
+            position = (started, sid, stance, entered)
+            if (topic_id, caller) not in latest or latest[(topic_id, caller)][:2] < position[:2]:
+                latest[(topic_id, caller)] = position
+    return latest
+
+
+def voices_between(session, since: datetime | None, until: datetime | None) -> dict[int, dict[str, dict[str, int]]]:
+    """`caller_voices` from the summaries and the facts, nothing kept."""
     found: dict[int, dict[str, dict[str, int]]] = {}
 
     def add(topic_id: int, entered: str, stance: str, n: int) -> None:

@@ -187,7 +187,7 @@ def empty(app, url: str) -> None:
         for table in (
             "calls choices call_topics recordings recording_aliases transcriptions jobs hourly_counts "
             "topic_callers caller_hours caller_days zip_counts caller_voices voice_counts caller_periods "
-            "period_callers callback_requests"
+            "period_callers callback_requests kept_counts hour_changes"
         ).split():
             db.session.execute(text(f"DELETE FROM {table}"))
         db.session.commit()

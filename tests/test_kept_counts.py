@@ -1,0 +1,171 @@
+"""Figures of past days kept once counted (models/kept_counts.py) equal the same figures
+counted from the facts, for any window, before and after a late fact changes a past day:
+flags (with and without a district), distinct callers inside a district and over several
+days, one voice per caller."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select, update
+
+from models import Call, Recording, db, summary
+from models.flags import FlagRules, _flagged_counts, count_flagged
+from models.kept_counts import HourChanges, KeptCount, today
+from models.tally import caller_voices, callers_from_facts, callers_kept, tally, voices_between
+from tests import load
+
+ZIPS = ["97201", "97204", "97209", None]
+DISTRICT = ("97201", "97204")
+DAYS = 3  # the calls lie on the three days before today, and today
+# Repeat callers and bursts: the flags' rules, with a burst of 3 calls within 10 minutes.
+RULES = FlagRules(repeat_calls_per_day=2, burst_calls=2, burst_minutes=10)
+
+
+def spread_over_past_days(app, seed: int = 3) -> datetime:
+    """Play calls, then place them on the days before today and earlier today, with ZIP
+    codes and a few silent comments, as if they had come in then; return the first day."""
+    first = today() - timedelta(days=DAYS)
+    rng = random.Random(seed)
+    with app.app_context():
+        today_minutes = max(1, int((datetime.utcnow() - today()).total_seconds() // 60))
+        for sid in db.session.scalars(select(Call.call_sid).order_by(Call.call_sid)).all():
+            minutes = rng.randrange(DAYS * 1440) if rng.random() < 0.85 else DAYS * 1440 + rng.randrange(today_minutes)
+            if rng.random() < 0.2:  # a run of calls around midnight: bursts across two days
+                minutes = rng.choice([1439, 1440, 2879, 2880]) * 1 - rng.randrange(3)
+            moment = first + timedelta(minutes=minutes, seconds=rng.randrange(60))
+            db.session.execute(
+                update(Call).where(Call.call_sid == sid).values(started_at=moment, entered_zip=rng.choice(ZIPS))
+            )
+        summary.rebuild(db.session)
+        db.session.commit()
+    return first
+
+
+def flags_both_ways(session, since, until, within) -> tuple[dict, dict]:
+    kept = count_flagged(session, RULES, since, until, within)
+    return (
+        {0: kept.flagged, **kept.by_topic} if kept.flagged else {},
+        {t: n for t, n in _flagged_counts(session, RULES, since, until, within).items() if n},
+    )
+
+
+def voices(found: dict) -> dict:
+    return {
+        (t, z, s): n
+        for t, by_zip in found.items()
+        for z, by_stance in by_zip.items()
+        for s, n in by_stance.items()
+        if n
+    }
+
+
+def assert_kept_equal_facts(session, since, until) -> None:
+    for within in (None, frozenset(DISTRICT)):
+        kept, facts = flags_both_ways(session, since, until, within)
+        assert kept == facts, ("flags", since, until, within)
+    for zips in (None, DISTRICT):
+        assert callers_kept(session, since, until, zips) == callers_from_facts(session, since, until, zips), (
+            "callers",
+            since,
+            until,
+            zips,
+        )
+    assert voices(caller_voices(session, since, until)) == voices(voices_between(session, since, until)), (
+        "voices",
+        since,
+        until,
+    )
+
+
+def changes_on(day: datetime) -> int:
+    """The writer's changes counted for the hours of `day`."""
+    hours = (HourChanges.hour >= day, HourChanges.hour < day + timedelta(days=1))
+    return db.session.scalar(select(func.coalesce(func.sum(HourChanges.changes), 0)).where(*hours))
+
+
+def play_calls(twilio, count: int, seed: int) -> None:
+    for plan in load.plans(count, seed=seed):
+        twilio.play(plan.mind(), plan.phone(), call_sid=plan.sid)
+
+
+window_starts = st.one_of(st.none(), st.integers(-90, (DAYS + 1) * 1440))
+window_lengths = st.one_of(st.none(), st.sampled_from([30, 60, 61, 240, 1440, 1441, 2 * 1440, 3 * 1440 + 17, 5000]))
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(starts=st.lists(st.tuples(window_starts, window_lengths), min_size=4, max_size=4))
+def test_kept_figures_equal_the_facts_for_any_window(app, twilio, starts):
+    with app.app_context():
+        fresh = db.session.scalar(select(func.count()).select_from(Call)) == 0
+    if fresh:
+        play_calls(twilio, 50, seed=11)
+        spread_over_past_days(app)
+    first = today() - timedelta(days=DAYS)
+    with app.app_context():
+        for start, length in starts:
+            since = first + timedelta(minutes=start) if start is not None else None
+            until = (since or first) + timedelta(minutes=length) if length is not None else None
+            assert_kept_equal_facts(db.session, since, until)  # computed, then kept
+            assert_kept_equal_facts(db.session, since, until)  # read back
+
+
+def test_a_late_fact_about_a_past_day_makes_its_figures_counted_again(app, twilio):
+    play_calls(twilio, 40, seed=12)
+    first = spread_over_past_days(app, seed=4)
+    with app.app_context():
+        # Silent comments on the first past day, their recordings' "completed" not yet come.
+        silent = db.session.execute(
+            select(Recording.recording_sid, Recording.call_sid)
+            .join(Call, Call.call_sid == Recording.call_sid)
+            .where(Call.started_at >= first, Call.started_at < first + timedelta(days=1), Recording.duration > 0)
+        ).all()
+        assert silent
+        db.session.execute(
+            update(Recording)
+            .where(Recording.recording_sid.in_([sid for sid, _ in silent]))
+            .values(status="absent", duration=0)
+        )
+        summary.rebuild(db.session)
+        db.session.commit()
+        windows = [(None, None), (first, first + timedelta(days=1)), (first, None), (first, first + timedelta(days=2))]
+        windows.append((first + timedelta(hours=2), first + timedelta(hours=6)))
+        for since, until in windows:
+            assert_kept_equal_facts(db.session, since, until)
+        flagged_before = count_flagged(db.session, RULES, first, first + timedelta(days=1)).flagged
+        changes_before = changes_on(first)
+        assert db.session.scalar(select(func.count()).select_from(KeptCount)) > 0
+    for recording_sid, call_sid in silent:  # Twilio's callbacks come at last
+        twilio.call(call_sid=call_sid).recording_status(recording_sid, "completed", seconds=12)
+    play_calls(twilio, 5, seed=13)  # and today's calls go on
+    with app.app_context():
+        db.session.expire_all()
+        assert changes_on(first) > changes_before
+        assert count_flagged(db.session, RULES, first, first + timedelta(days=1)).flagged < flagged_before
+        for since, until in windows:
+            assert_kept_equal_facts(db.session, since, until)
+        counted = tally(db.session, first, first + timedelta(days=1), flag_rules=RULES)
+        assert counted.flagged == count_flagged(db.session, RULES, first, first + timedelta(days=1)).flagged
+
+
+def test_counts_verify_finds_a_kept_figure_that_differs_from_the_facts(app, twilio):
+    play_calls(twilio, 20, seed=14)
+    first = spread_over_past_days(app, seed=5)
+    with app.app_context():
+        count_flagged(db.session, RULES, first, first + timedelta(days=1))
+        callers_kept(db.session, None, None, DISTRICT)
+        assert summary.verify(db.session) == []
+        db.session.execute(update(KeptCount).where(KeptCount.topic_id == 0).values(value=KeptCount.value + 1))
+        db.session.commit()
+        problems = summary.verify(db.session)
+        assert [p.split(" ")[:2] for p in problems] == [["kept", "callers"], ["kept", "flagged"]]
+        summary.rebuild(db.session)  # forgets them
+        db.session.commit()
+        assert summary.verify(db.session) == []

@@ -39,6 +39,10 @@ from .base import db, utcnow
 log = logging.getLogger(__name__)
 KEEP_BUSY_MS = 100  # how long keeping a figure may wait for SQLite's write lock
 KEPT_FROM = timedelta(hours=1)  # a window's part before today this long or longer is kept once counted
+# At most this many keys (days, windows) kept per kind: a client asking for a window that
+# slides with the clock makes a new key each time; past the bound, the kind's kept figures
+# are all forgotten and counted again as they are asked for.
+MAX_KEPT_KEYS = 5000
 
 
 class HourChanges(db.Model):
@@ -125,6 +129,11 @@ def keep(session, kind: str, figures: dict[str, tuple[int, Figures]]) -> None:
                 connection.exec_driver_sql(f"PRAGMA busy_timeout = {KEEP_BUSY_MS}")
                 connection.commit()
             try:
+                held = connection.execute(
+                    select(func.count()).where(KeptCount.kind == kind, KeptCount.topic_id == 0, KeptCount.part == "")
+                ).scalar_one()
+                if held + len(figures) > MAX_KEPT_KEYS:
+                    connection.execute(delete(KeptCount).where(KeptCount.kind == kind))
                 connection.execute(delete(KeptCount).where(KeptCount.kind == kind, KeptCount.key.in_(list(figures))))
                 connection.execute(KeptCount.__table__.insert(), rows)
                 connection.commit()

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select, update
 
-from models import Call, Recording, db, summary
+from models import Call, Recording, db, kept_counts, summary
 from models.flags import FlagRules, _flagged_counts, count_flagged
 from models.kept_counts import HourChanges, KeptCount, today
 from models.tally import caller_voices, callers_from_facts, callers_kept, tally, voices_between
@@ -169,3 +169,20 @@ def test_counts_verify_finds_a_kept_figure_that_differs_from_the_facts(app, twil
         summary.rebuild(db.session)  # forgets them
         db.session.commit()
         assert summary.verify(db.session) == []
+
+
+def test_windows_that_slide_with_the_clock_keep_a_bounded_number_of_figures(app, twilio, monkeypatch):
+    """A client asking for "the last N hours" makes a new key with every request: past
+    MAX_KEPT_KEYS per kind, what is kept of that kind is forgotten, and counts stay exact."""
+    monkeypatch.setattr(kept_counts, "MAX_KEPT_KEYS", 4)
+    play_calls(twilio, 20, seed=21)
+    first = spread_over_past_days(app, seed=5)
+    with app.app_context():
+        for minutes in range(0, 70, 7):  # ten windows, each starting a few minutes later
+            since = first + timedelta(hours=1, minutes=minutes)
+            until = since + timedelta(days=2)
+            assert callers_kept(db.session, since, until, None) == callers_from_facts(db.session, since, until, None)
+            keys = db.session.scalar(
+                select(func.count()).where(KeptCount.kind == "callers", KeptCount.topic_id == 0, KeptCount.part == "")
+            )
+            assert 1 <= keys <= 4

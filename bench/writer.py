@@ -18,7 +18,6 @@ on a shared machine (±10 %).
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import time
@@ -31,7 +30,7 @@ from facts.record import loads
 from facts.writer import write
 
 from .inprocess import answer, one_call
-from .servers import SECRETS, TOKEN, drop_database, fresh_database
+from .servers import TOKEN, drop_database, fresh_database
 
 
 def spooled_webhooks(calls: int, kind: str, pg_url: str, workdir: Path) -> list[list]:
@@ -90,7 +89,6 @@ def writer_cost(webhooks: list[list], batch: int, kind: str, pg_url: str, workdi
 
 
 def main(kind: str, calls: int, batches: list[int], pg_url: str) -> int:
-    os.environ.update(SECRETS)
     workdir = Path(tempfile.mkdtemp(prefix="commentline-writer-"))
     try:
         webhooks = spooled_webhooks(calls, kind, pg_url, workdir)

@@ -787,6 +787,23 @@ def recount_voices(session, key: str) -> tuple[int, dict[tuple[int, str], int]]:
     return span_stamp(session, since, cut), voice_figures(session, since, cut)
 
 
+def positions_in(since: datetime | None, until: datetime | None, callers):
+    """Each position a counted call of [since, until) gave on a topic, of the callers
+    `callers` selects: (topic, caller, start, CallSid, stance, entered ZIP code or "")."""
+    return (
+        select(
+            CallTopic.topic_id,
+            Call.caller_hash,
+            Call.started_at,
+            Call.call_sid,
+            CallTopic.stance,
+            func.coalesce(Call.entered_zip, "").label("zip"),
+        )
+        .join(Call, Call.call_sid == CallTopic.call_sid)
+        .where(*_between(Call.started_at, since, until), CallTopic.stance.is_not(None), callers, counted_call())
+    )
+
+
 def latest_positions_from_facts(
     session, since: datetime, until: datetime, callers: list[str] | None = None
 ) -> dict[tuple[int, str], tuple]:
@@ -799,21 +816,7 @@ def latest_positions_from_facts(
         if chunk == []:
             continue
         rows = session.execute(
-            select(
-                CallTopic.topic_id,
-                Call.caller_hash,
-                Call.started_at,
-                Call.call_sid,
-                CallTopic.stance,
-                func.coalesce(Call.entered_zip, ""),
-            )
-            .join(Call, Call.call_sid == CallTopic.call_sid)
-            .where(
-                *_between(Call.started_at, since, until),
-                CallTopic.stance.is_not(None),
-                Call.caller_hash.is_not(None) if chunk is None else Call.caller_hash.in_(chunk),
-                counted_call(),
-            )
+            positions_in(since, until, Call.caller_hash.is_not(None) if chunk is None else Call.caller_hash.in_(chunk))
         )
         for topic_id, caller, started, sid, stance, entered in rows:
             position = (started, sid, stance, entered)
@@ -866,23 +869,7 @@ def voices_between(session, since: datetime | None, until: datetime | None) -> d
             ).where(or_(*pieces))
         )
     for start, end in ends:
-        parts.append(
-            select(
-                CallTopic.topic_id,
-                Call.caller_hash,
-                Call.started_at,
-                Call.call_sid,
-                CallTopic.stance,
-                func.coalesce(Call.entered_zip, "").label("zip"),
-            )
-            .join(Call, Call.call_sid == CallTopic.call_sid)
-            .where(
-                *_between(Call.started_at, start, end),
-                CallTopic.stance.is_not(None),
-                Call.caller_hash.is_not(None),
-                counted_call(),
-            )
-        )
+        parts.append(positions_in(start, end, Call.caller_hash.is_not(None)))
     both = union_all(*parts).subquery()
     if session.get_bind().dialect.name == "sqlite":
         # SQLite takes a bare column's value from the row that holds the group's max(): each

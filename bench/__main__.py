@@ -40,7 +40,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     run.add_argument("--calls", type=int, default=2000, help="whole calls per round (default %(default)s)")
     run.add_argument("--first", type=int, default=6000, help="first webhooks per round (default %(default)s)")
-    run.add_argument("--rounds", type=int, default=3, help="ours/ceiling alternations (default %(default)s)")
+    run.add_argument(
+        "--rounds",
+        type=int,
+        default=4,
+        help="rounds of ours and the ceiling, who goes first swapping (default %(default)s)",
+    )
     run.add_argument("--in-flight", type=int, default=64, help="calls in flight (default %(default)s)")
     run.add_argument("--seed", type=int, default=1)
     run.add_argument("--workers", type=int, default=os.cpu_count(), help="WEB_WORKERS (default: cores)")
@@ -117,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     for kind in databases:
         out = results["databases"].setdefault(kind, {})
         if not args.no_load:
-            print(f"{kind}: ours and the ceiling, {args.rounds} times")
+            print(f"{kind}: ours and the ceiling, {args.rounds} rounds, who goes first swapping each round")
             db = fresh_database(kind, workdir, args.pg_url)
             result = load.run_load(
                 db,

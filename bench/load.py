@@ -101,14 +101,18 @@ def run_load(
     say=print,
 ) -> LoadResult:
     """Alternate ours and the ceiling `rounds` times, each playing `calls` whole calls and
-    then `first_calls` first webhooks; then check the counts against what ours was played."""
+    then `first_calls` first webhooks; then check the counts against what ours was played.
+
+    The order swaps every round (ours first, then the ceiling first, ...): the machine's speed
+    drifts over minutes, and a fixed order would hand whichever runs second the drift of every
+    round; swapped, a steady drift cancels over each pair of rounds."""
     result = LoadResult(db.kind)
     ours_record = Record()
     token = api_token(db, "bench-load")
     log = workdir / f"gunicorn-{db.kind}.log"
     round_base = 0
     for r in range(rounds):
-        for name, spec in (("ours", OURS), ("ceiling", CEILING)):
+        for name, spec in serving_order(r):
             record = ours_record if name == "ours" else Record()
             server = Server(spec, db, log, workers=workers, threads=threads)
             try:
@@ -137,6 +141,12 @@ def run_load(
             result.errors += record.errors
     result.calls_checked = len(ours_record.calls)
     return result
+
+
+def serving_order(round_no: int) -> tuple[tuple[str, object], ...]:
+    """Who serves first in round `round_no` (from 0): ours in even rounds, the ceiling in odd."""
+    pair = (("ours", OURS), ("ceiling", CEILING))
+    return pair if round_no % 2 == 0 else pair[::-1]
 
 
 def all_p(stats: RoundStats, q: float) -> float:

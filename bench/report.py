@@ -168,7 +168,8 @@ def markdown(results: dict) -> str:
         "",
         f"gunicorn as the Procfile runs it: {results['workers']} workers × {results['threads']} threads (gthread); "
         f"{results['in_flight']} calls in flight; {results['calls']} whole calls and {results['first_calls']} "
-        f"first webhooks per round; ours and the ceiling alternated {results['rounds']} times.",
+        f"first webhooks per round; {results['rounds']} rounds of ours and the ceiling, "
+        "who goes first swapping each round.",
         "",
     ]
     for d, r in results["databases"].items():

@@ -80,3 +80,13 @@ def test_the_writer_bench_replays_every_webhook_of_the_calls_it_played(tmp_path,
     assert sum(1 for facts in webhooks for fact in facts if fact.name == "recording_action") == 5
     assert writer.main("sqlite", 5, [10], DEFAULT_PG) == 0
     assert re.search(r"batches of +10: +[\d.]+ µs", capsys.readouterr().out)
+
+
+def test_ours_and_the_ceiling_take_turns_going_first():
+    """A drift in the machine's speed over a run must not favour one side: who serves first
+    swaps every round, so over each pair of rounds both go first once."""
+    from bench.load import serving_order
+
+    firsts = [serving_order(r)[0][0] for r in range(4)]
+    assert firsts == ["ours", "ceiling", "ours", "ceiling"]
+    assert all({name for name, _ in serving_order(r)} == {"ours", "ceiling"} for r in range(4))

@@ -199,19 +199,25 @@ def burst_runs(
         )
         for caller, started in rows:
             by_caller[caller].append(started)
-    runs: list[tuple[str, datetime, datetime]] = []  # (caller, first start, last start), merged
-    for caller, calls in sorted(by_caller.items()):
-        calls.sort()
-        first = 0
-        for last in range(len(calls)):  # the run calls[first..last] spans at most `span`
-            while calls[last] - calls[first] > span:
-                first += 1
-            if last - first + 1 > limit:
-                lo, hi = calls[first], calls[last]
-                if runs and runs[-1][0] == caller and runs[-1][2] >= lo:
-                    runs[-1] = (caller, runs[-1][1], hi)
-                else:
-                    runs.append((caller, lo, hi))
+    return [(caller, lo, hi) for caller, starts in sorted(by_caller.items()) for lo, hi in runs_in(starts, limit, span)]
+
+
+def runs_in(starts: list[datetime], limit: int, span: timedelta) -> list[tuple[datetime, datetime]]:
+    """The runs of more than `limit` of one number's call starts within `span` of each other,
+    as (first start, last start), overlapping ones merged, in order. Every start between a
+    run's two is in it."""
+    starts = sorted(starts)
+    runs: list[tuple[datetime, datetime]] = []
+    first = 0
+    for last in range(len(starts)):  # the run starts[first..last] spans at most `span`
+        while starts[last] - starts[first] > span:
+            first += 1
+        if last - first + 1 > limit:
+            lo, hi = starts[first], starts[last]
+            if runs and runs[-1][1] >= lo:
+                runs[-1] = (runs[-1][0], hi)
+            else:
+                runs.append((lo, hi))
     return runs
 
 
@@ -449,26 +455,88 @@ def _flagged_counts(
 
 
 def flags_of(session, rules: FlagRules, call_sids: list[str]) -> dict[str, set[str]]:
-    """Each call's flags, for the calls named (a page of the inbox)."""
-    if not call_sids:
+    """Each named call's flags (a page of the inbox), as `flag_rows` gives them for those
+    calls over any window that holds them; calls with none are left out.
+
+    Read from the calls themselves and, for `repeat` and `burst`, from their numbers'
+    `caller_days` rows and their numbers' calls within `burst_minutes` of theirs: a page
+    costs the same however many other calls its hours hold."""
+    wanted = sorted(set(call_sids))
+    if not wanted:
         return {}
-    starts = session.execute(
-        select(func.min(Call.started_at), func.max(Call.started_at)).where(Call.call_sid.in_(call_sids))
-    ).one()
-    if starts[0] is None:
-        return {}
-    rows = flag_rows(session, rules, starts[0], starts[1] + timedelta(microseconds=1))
-    found: dict[str, set[str]] = {}
-    if rows is None:
-        return found
-    flagged = rows.subquery()
-    wanted = set(call_sids)
-    for sid, flag in session.execute(
-        select(flagged.c.call_sid, flagged.c.flag).where(flagged.c.call_sid.in_(call_sids))
+    calls = session.execute(
+        select(Call.call_sid, Call.caller_hash, Call.started_at, Call.stir_verstat, Call.caller_withheld).where(
+            Call.call_sid.in_(wanted)
+        )
+    ).all()
+    found: dict[str, set[str]] = defaultdict(set)
+    if rules.unverified_callers:
+        for sid, _, _, verstat, withheld in calls:
+            if verstat in UNVERIFIED_VERSTATS or withheld:
+                found[sid].add("unverified")
+    if rules.short_comments:
+        short = or_(Recording.duration <= rules.short_comment_seconds, Recording.status == "absent")
+        for sid in session.scalars(select(Recording.call_sid).where(Recording.call_sid.in_(wanted), short)):
+            found[sid].add("short")
+    numbered = [(sid, caller, started) for sid, caller, started, _, _ in calls if caller and started]
+    if numbered and rules.repeat_calls_per_day:
+        for sid in _repeated(session, rules.repeat_calls_per_day, numbered):
+            found[sid].add("repeat")
+    if numbered and rules.burst_calls and rules.burst_minutes:
+        for sid in _in_bursts(session, rules.burst_calls, timedelta(minutes=rules.burst_minutes), numbered):
+            found[sid].add("burst")
+    return dict(found)
+
+
+def _repeated(session, limit: int, numbered: list[tuple[str, str, datetime]]) -> set[str]:
+    """Those of the calls (call_sid, caller, start) whose number called about one of their
+    topics more than `limit` times on their UTC day (`caller_days`)."""
+    topics: dict[str, set[int]] = defaultdict(set)
+    for sid, topic_id in session.execute(
+        select(CallTopic.call_sid, CallTopic.topic_id).where(CallTopic.call_sid.in_([sid for sid, _, _ in numbered]))
     ):
-        if sid in wanted:
-            found.setdefault(sid, set()).add(flag)
-    return found
+        topics[sid].add(topic_id)
+    keys = sorted({(started.date(), topic_id, caller) for sid, caller, started in numbered for topic_id in topics[sid]})
+    heavy = set()
+    for chunk in range(0, len(keys), SPANS_PER_SELECT):  # each row by its primary key
+        rows = select(CallerDay.day, CallerDay.topic_id, CallerDay.caller_hash).where(
+            or_(
+                *(
+                    and_(CallerDay.day == day, CallerDay.topic_id == topic_id, CallerDay.caller_hash == caller)
+                    for day, topic_id, caller in keys[chunk : chunk + SPANS_PER_SELECT]
+                )
+            ),
+            CallerDay.calls > limit,
+        )
+        heavy |= {(_as_date(day), topic_id, caller) for day, topic_id, caller in session.execute(rows)}
+    return {
+        sid
+        for sid, caller, started in numbered
+        if any((started.date(), topic_id, caller) in heavy for topic_id in topics[sid])
+    }
+
+
+def _in_bursts(session, limit: int, span: timedelta, numbered: list[tuple[str, str, datetime]]) -> set[str]:
+    """Those of the calls (call_sid, caller, start) in a run of more than `limit` of their
+    number's calls within `span`. Every call of a run that holds a start t lies within `span`
+    of t, so each number's calls within `span` of the calls named are all it takes."""
+    reach: dict[str, tuple[datetime, datetime]] = {}
+    for _, caller, started in numbered:
+        lo, hi = reach.get(caller, (started, started))
+        reach[caller] = (min(lo, started), max(hi, started))
+    spans = sorted((caller, lo - span, hi + span) for caller, (lo, hi) in reach.items())
+    starts: dict[str, list[datetime]] = defaultdict(list)
+    for chunk in range(0, len(spans), SPANS_PER_SELECT):
+        near = or_(
+            *(
+                and_(Call.caller_hash == caller, Call.started_at >= lo, Call.started_at <= hi)
+                for caller, lo, hi in spans[chunk : chunk + SPANS_PER_SELECT]
+            )
+        )
+        for caller, started in session.execute(select(Call.caller_hash, Call.started_at).where(near)):
+            starts[caller].append(started)
+    runs = {caller: runs_in(found, limit, span) for caller, found in starts.items()}
+    return {sid for sid, caller, started in numbered if any(lo <= started <= hi for lo, hi in runs.get(caller, ()))}
 
 
 def _zip_condition(within: frozenset[str] | None) -> list:

@@ -6,21 +6,27 @@ setting between two readings of the same window to see the flags follow."""
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
+from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, true, update
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select, true, update
 
 from ivr.caller import NO_VALIDATION, UNVERIFIED, VERIFIED, Phone, Script, Take
-from models import db
+from models import db, summary
 from models.blocklist import block_list, block_number
 from models.callbacks import CallbackRequest, open_number
 from models.calls import Call
-from models.flags import FlagRules, flags_of
+from models.flags import FLAG_NAMES, FlagRules, flag_rows, flags_of
+from models.kept_counts import today
 from models.line import Topic, bump_version, line_script
 from models.users import User
 
 from .conftest import CALLER, LINE
+from .test_kept_counts import play_calls
 
 BUDGET_SUPPORT = ["1", "1", "1"]  # English, the budget, "support"
 
@@ -203,3 +209,79 @@ def test_call_backs_need_a_key_of_their_own_in_production(tmp_path, database_url
         write_path(app).replayer.stop()
         with app.app_context():
             db.engine.dispose()
+
+
+def crowd_calls(app, seed: int) -> None:
+    """Give the played calls a few numbers and crowd their starts around two midnights and a
+    noon of the days before today: runs, repeats and days with both, as floods make them."""
+    rng = random.Random(seed)
+    first = today() - timedelta(days=3)
+    with app.app_context():
+        calls = db.session.execute(select(Call.call_sid, Call.caller_hash).order_by(Call.call_sid)).all()
+        numbers = sorted({caller for _, caller in calls if caller})[:4]
+        for sid, caller in calls:
+            minutes = (
+                rng.choice([720, 1440, 2880]) + rng.randrange(-40, 40) if rng.random() < 0.7 else rng.randrange(4320)
+            )
+            db.session.execute(
+                update(Call)
+                .where(Call.call_sid == sid)
+                .values(
+                    started_at=first + timedelta(minutes=minutes, seconds=rng.randrange(60)),
+                    caller_hash=rng.choice(numbers) if caller else None,
+                )
+            )
+        summary.rebuild(db.session)
+        db.session.commit()
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    rules=st.builds(
+        FlagRules,
+        repeat_calls_per_day=st.integers(0, 3),
+        burst_calls=st.integers(0, 4),
+        burst_minutes=st.sampled_from([0, 1, 10, 90, 24 * 60 + 30]),
+        short_comments=st.booleans(),
+        short_comment_seconds=st.integers(0, 20),
+        unverified_callers=st.booleans(),
+    ),
+    picks=st.lists(st.integers(0, 10**6), min_size=1, max_size=30),
+)
+def test_a_pages_flags_are_those_its_calls_have_in_any_window(app, twilio, rules, picks):
+    """The inbox's flags for a page of calls (`flags_of`, read from those calls and their
+    numbers' neighbours) are the flags the counts give the same calls (`flag_rows`, read
+    from the rules' indexes over all time), for any rules and any page."""
+    with app.app_context():
+        fresh = db.session.scalar(select(func.count()).select_from(Call)) == 0
+    if fresh:
+        play_calls(twilio, 60, seed=31)
+        crowd_calls(app, seed=6)
+    with app.app_context():
+        sids = db.session.scalars(select(Call.call_sid).order_by(Call.call_sid)).all()
+        page = sorted({sids[pick % len(sids)] for pick in picks})
+        expected: dict[str, set[str]] = {}
+        rows = flag_rows(db.session, rules, None, None)
+        if rows is not None:
+            flagged = rows.subquery()
+            for sid, flag in db.session.execute(select(flagged.c.call_sid, flagged.c.flag)):
+                if sid in page:
+                    expected.setdefault(sid, set()).add(flag)
+        assert flags_of(db.session, rules, page) == expected
+
+
+def test_each_flag_holds_for_a_call_alone_on_its_page(app, twilio):
+    """A call's flags do not depend on which other calls share its page; and the crowded
+    calls the property above is tried on do carry every kind of flag."""
+    rules = FlagRules(repeat_calls_per_day=3, burst_calls=2, burst_minutes=10)
+    play_calls(twilio, 60, seed=31)
+    crowd_calls(app, seed=6)
+    with app.app_context():
+        every = flags_of(db.session, rules, db.session.scalars(select(Call.call_sid)).all())
+        assert {flag for flags in every.values() for flag in flags} == set(FLAG_NAMES)
+        for sid, flags in every.items():
+            assert flags_of(db.session, rules, [sid]) == {sid: flags}

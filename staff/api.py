@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from flask import Blueprint, Response, abort, current_app, g, jsonify, request
-from sqlalchemy import exists, select
+from sqlalchemy import exists, select, tuple_
 from werkzeug.exceptions import HTTPException
 
 from models import Call, CommentState, Recording, Topic, Transcription, db, utcnow
@@ -146,7 +146,9 @@ def _limit() -> int:
 
 @api.get("/comments")
 def comments():
-    """Comments newest first; `next_cursor` fetches the next page."""
+    """Comments newest first (by when each was recorded, then by id); `next_cursor` (the last
+    comment's id) fetches the next page: the comments recorded before that one. Each page is
+    read from the index on (created_at, id), however many comments its window holds."""
     since, until = window()
     limit = _limit()
     topic = text(request.args.get("topic"), "topic", 64)
@@ -163,13 +165,23 @@ def comments():
     if until is not None:
         query = query.where(Recording.created_at < until)
     if cursor is not None:
-        query = query.where(Recording.id < cursor)
-    rows = db.session.execute(query.order_by(Recording.id.desc()).limit(limit + 1)).all()
+        query = query.where(older_than(cursor))
+    newest_first = (Recording.created_at.desc(), Recording.id.desc())
+    rows = db.session.execute(query.order_by(*newest_first).limit(limit + 1)).all()
     page = rows[:limit]
     transcripts = _transcripts([r.recording_sid for r, _ in page])
     items = [_comment(recording, slug, transcripts.get(recording.recording_sid)) for recording, slug in page]
     next_cursor = str(page[-1][0].id) if len(rows) > limit else None
     return jsonify(comments=items, next_cursor=next_cursor)
+
+
+def older_than(cursor: int):
+    """The condition for the comments after the one whose id is `cursor` in the newest-first
+    order; a cursor naming no stored comment (no `next_cursor` does): those with smaller ids."""
+    at = db.session.scalar(select(Recording.created_at).where(Recording.id == cursor))
+    if at is None:
+        return Recording.id < cursor
+    return tuple_(Recording.created_at, Recording.id) < tuple_(at, cursor)
 
 
 def _transcripts(sids: list[str]) -> dict[str, Transcription]:

@@ -6,9 +6,10 @@ import csv
 import io
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
-from models import Call, db, summary
+from models import Call, Recording, db, summary
+from models.recordings import reference_for
 
 
 def test_api_needs_a_valid_bearer_token(client, api_token):
@@ -142,3 +143,40 @@ def test_comments_newest_first_with_cursor(twilio, api):
     assert [c["topic"] for c in api("/api/v1/comments", topic="budget").json["comments"]] == ["budget"]
     assert api("/api/v1/comments", limit=0).status_code == 400
     assert api("/api/v1/comments", cursor="x").status_code == 400
+
+
+def test_comments_pages_hold_each_comment_once_newest_first_by_when_recorded(app, twilio, api):
+    """Pages follow when each comment was recorded, not the order its row was made in (a
+    recording's row can be made by a late callback), in a window too; every comment once."""
+    for keys in (["1", "3"], ["1", "1", "2"], ["2", "9"], ["1", "2", "1"], ["1", "9"], ["2", "3"]):
+        play(twilio, keys)
+    with app.app_context():
+        ids = db.session.scalars(select(Recording.id).order_by(Recording.id)).all()
+        base = datetime(2026, 11, 20, 12)
+        minutes = [50, 10, 40, 10, 30, 20]  # two recorded in the same instant
+        for recording_id, minute in zip(ids, minutes, strict=True):
+            db.session.execute(
+                update(Recording)
+                .where(Recording.id == recording_id)
+                .values(created_at=base + timedelta(minutes=minute))
+            )
+        db.session.commit()
+        recorded = db.session.execute(
+            select(Recording.number, Recording.created_at).order_by(Recording.created_at.desc(), Recording.id.desc())
+        ).all()
+    assert len(recorded) == len(minutes)
+    for window in ({}, {"since": "2026-11-20T12:15:00Z", "until": "2026-11-20T12:45:00Z"}):
+        for limit in (1, 2, 4):
+            seen, cursor = [], None
+            while True:
+                page = api("/api/v1/comments", limit=limit, **window, **({"cursor": cursor} if cursor else {})).json
+                seen += [c["reference"] for c in page["comments"]]
+                cursor = page["next_cursor"]
+                if cursor is None:
+                    break
+            wanted = [
+                reference_for(number)
+                for number, at in recorded
+                if not window or timedelta(minutes=15) <= at - base < timedelta(minutes=45)
+            ]
+            assert seen == wanted, (window, limit)

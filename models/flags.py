@@ -31,7 +31,9 @@ calls' starts; `short` reads recordings by `ix_recordings_duration_created_at` a
 `ix_recordings_absent` (a narrow window, with few of all the calls: its calls, then their
 recordings); `unverified` reads `ix_calls_stir_verstat_started_at` and the partial
 `ix_calls_withheld_started_at`. And a window's flagged calls are the sum of its days': each
-past day's are counted once per setting and kept (`count_flagged`, models/kept_counts.py).
+past day's are counted once per setting and kept (`count_flagged`, models/kept_counts.py), and
+so are today's completed hours but the last (`flags_today`): a read counts the current hour
+and the one before it.
 """
 
 from __future__ import annotations

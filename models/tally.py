@@ -54,8 +54,10 @@ Districts and voices, at a million calls:
   Each of these, for the part of a window before today (an hour or more), is counted once
   and kept (models/kept_counts.py), exact while no fact about those days changes; today's
   part is counted from the facts and merged (a caller counts once, their latest position
-  stands). On SQLite the latest row per caller is taken with a bare column beside max(),
-  on PostgreSQL by ranking.
+  stands); of the distinct callers and the flags, today's completed hours are kept too,
+  so that a read counts only the current hour (the flags: and the hour before it). On
+  SQLite the latest row per caller is taken with a bare column beside max(), on
+  PostgreSQL by ranking.
 """
 
 from __future__ import annotations

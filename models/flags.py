@@ -266,13 +266,13 @@ def unverified_callers(rules: FlagRules, start: datetime | None, end: datetime |
     ]
 
 
-def flag_rows(session, rules: FlagRules, start: datetime | None, end: datetime | None):
+def flag_rows(session, rules: FlagRules, start: datetime | None, end: datetime | None, repeats: list | None = None):
     """A SELECT of (call_sid, flag) for every flag of every call in [start, end) (a call
     appears once per rule that flags it, maybe more), or None when every rule is off."""
     narrow = is_narrow(session, start, end)  # few calls: each rule reads the window's rows, not its index
     parts = [*short_comments(rules, start, end, narrow), *unverified_callers(rules, start, end)]
     window = _between(Call.started_at, start, end)
-    spans = repeat_spans(session, rules, start, end, narrow) or []
+    spans = (repeat_spans(session, rules, start, end, narrow) if repeats is None else repeats) or []
     for chunk in range(0, len(spans), SPANS_PER_SELECT):  # each span by ix_calls_caller_hash_started_at
         parts.append(
             select(Call.call_sid, literal("repeat").label("flag"))
@@ -309,10 +309,17 @@ def flag_rows(session, rules: FlagRules, start: datetime | None, end: datetime |
     return union_all(*parts) if len(parts) > 1 else parts[0]
 
 
-def flagged_calls(session, rules: FlagRules, start: datetime | None, end: datetime | None, flag: str | None = None):
+def flagged_calls(
+    session,
+    rules: FlagRules,
+    start: datetime | None,
+    end: datetime | None,
+    flag: str | None = None,
+    repeats: list | None = None,
+):
     """A SELECT of the distinct call_sids in [start, end) with any flag, or with `flag` (None:
     no call can have one, every rule being off)."""
-    rows = flag_rows(session, rules, start, end)
+    rows = flag_rows(session, rules, start, end, repeats)
     if rows is None:
         return None
     flagged = rows.subquery()
@@ -359,16 +366,17 @@ def summed_by_days(
     within: frozenset[str] | None,
     count: Callable[[datetime | None, datetime | None, frozenset[str] | None], dict[int, int]],
     hours: Callable[[datetime, datetime], tuple[datetime, datetime]],
-    recent: Callable[[], tuple[datetime, Callable[[datetime, datetime], tuple[datetime, datetime]], str]] | None = None,
+    recent: Callable[[], tuple[datetime, Callable, str, Callable]] | None = None,
 ) -> dict[int, int]:
     """`count(lo, hi, within)` ({topic: calls}, topic 0 all of them) over [start, end), a
     figure that is a sum over calls: each whole past UTC day's, and each part of a past day
     an hour long or longer, counted once and kept (models/kept_counts.py), stamped with the
     changes of the hours `hours(lo, hi)` gives (first, last). Today's part up to the end
-    `recent()` gives ((end, hours, key suffix): an hour boundary whose stamp hours, by its
-    own `hours`, leave out the current hour) is kept the same way when an hour or longer;
-    the rest (the current hour, short parts) is counted from the facts each time. By
-    default today's part is kept up to the current hour, by `hours`. `setting` names what
+    `recent()` gives ((end, hours, key suffix, count): an hour boundary whose stamp hours,
+    by its own `hours`, leave out the current hour) is kept the same way when an hour or
+    longer, and the rest of today counted by its own `count`; other parts (short ones) are
+    counted from the facts each time. By default today's part is kept up to the current
+    hour, by `hours` and `count`. `setting` names what
     else the figure depends on."""
     first_call = first_call_start(session)
     if first_call is None:
@@ -398,11 +406,14 @@ def summed_by_days(
                     kept_parts.append((lo, hi, hours, ""))
                     continue
             else:  # today's: its hours up to the recent end kept, the rest counted
-                today_rule = today_rule or (recent() if recent else (hour_floor(utcnow()), hours, ""))
-                cut, today_hours, suffix = today_rule
+                today_rule = today_rule or (recent() if recent else (hour_floor(utcnow()), hours, "", count))
+                cut, today_hours, suffix, count_today = today_rule
                 if cut - lo >= KEPT_FROM:
                     kept_parts.append((lo, min(cut, hi), today_hours, suffix))
                     lo = min(cut, hi)
+                if lo < hi:
+                    add(count_today(lo, hi, within))
+                continue
             if lo < hi:
                 add(count(lo, hi, within))
     if kept_parts:
@@ -431,7 +442,7 @@ def recount_by_days(session, kind: str, key: str) -> tuple[int | None, dict[tupl
         rules = FlagRules.from_key(setting)
         count, hours = partial(_flagged_counts, session, rules), partial(flag_hours, rules)
         if suffix:  # a part of today, kept by `flags_today`
-            _, hours, suffix_now = flags_today(session, rules)
+            _, hours, suffix_now, _ = flags_today(session, rules)
             if suffix != [suffix_now]:
                 return None, {}
     else:
@@ -469,25 +480,38 @@ def near_hours(rules: FlagRules, start: datetime, end: datetime) -> tuple[dateti
     return hour_floor(start - reach), hour_floor(end - timedelta(microseconds=1) + reach)
 
 
-def flags_today(session, rules: FlagRules) -> tuple[datetime, Callable, str]:
+def flags_today(session, rules: FlagRules) -> tuple[datetime, Callable, str, Callable]:
     """How today's flags are kept (`summed_by_days`'s `recent`): up to the hour boundary
     whose calls and those within `burst_minutes` of them lie before the current hour,
     stamped by those hours (`near_hours`), the rest of the day standing in the key: which
     (caller, topic) pairs `repeat` flags today, as a SHA-256 digest. A call later today
-    changes a kept figure only by making a new pair (or unmaking one), and then the key."""
-    end = hour_floor(hour_floor(utcnow()) - burst_reach(rules))
-    pairs = sorted(
-        {(caller, topic_id) for caller, topic_id, _, _ in repeat_spans(session, rules, today(), today(), True) or []}
-    )
+    changes a kept figure only by making a new pair (or unmaking one), and then the key.
+    The rest of today is counted with the repeats read for the digest (`repeat_spans`
+    read once)."""
+    end, day = hour_floor(hour_floor(utcnow()) - burst_reach(rules)), today()
+    spans = repeat_spans(session, rules, day, day, True)
+    pairs = sorted({(caller, topic_id) for caller, topic_id, _, _ in spans or []})
     digest = hashlib.sha256(repr(pairs).encode()).hexdigest()[:40]
-    return end, partial(near_hours, rules), f"repeats {digest}"
+
+    def count_today(start: datetime, until: datetime, within: frozenset[str] | None) -> dict[int, int]:
+        """The rest of today counted, with the repeats just read (they are today's)."""
+        inside_today = start >= day and until - timedelta(microseconds=1) < day + timedelta(days=1)
+        return _flagged_counts(session, rules, start, until, within, spans if inside_today else None)
+
+    return end, partial(near_hours, rules), f"repeats {digest}", count_today
 
 
 def _flagged_counts(
-    session, rules: FlagRules, start: datetime | None, end: datetime | None, within: frozenset[str] | None
+    session,
+    rules: FlagRules,
+    start: datetime | None,
+    end: datetime | None,
+    within: frozenset[str] | None,
+    repeats: list | None = None,
 ) -> dict[int, int]:
-    """{topic: flagged calls} with topic 0 for all of them, counted from the facts."""
-    calls = flagged_calls(session, rules, start, end)
+    """{topic: flagged calls} with topic 0 for all of them, counted from the facts (with
+    `repeats`, `repeat_spans`' answer for the window, already read)."""
+    calls = flagged_calls(session, rules, start, end, repeats=repeats)
     if calls is None:
         return {}
     flagged = calls.subquery()

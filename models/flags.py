@@ -31,11 +31,14 @@ calls' starts; `short` reads recordings by `ix_recordings_duration_created_at` a
 `ix_recordings_absent` (a narrow window, with few of all the calls: its calls, then their
 recordings); `unverified` reads `ix_calls_stir_verstat_started_at` and the partial
 `ix_calls_withheld_started_at`. And a window's flagged calls are the sum of its days': each
-past day's are counted once per setting and kept (`count_flagged`, models/kept_counts.py).
+past day's are counted once per setting and kept (`count_flagged`, models/kept_counts.py), and
+so are today's completed hours but the last (`flags_today`): a read counts the current hour
+and the one before it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Callable
@@ -45,6 +48,7 @@ from functools import partial
 
 from sqlalchemy import and_, exists, false, func, literal, literal_column, or_, select, true, union_all
 
+from .base import utcnow
 from .calls import Call, CallTopic
 from .kept_counts import (
     KEPT_FROM,
@@ -173,7 +177,9 @@ def burst_suspects(
         window = _between(moment, lo.date() if lo else None, hi.date() + timedelta(days=1) if hi else None)
     else:
         need, table, window = 1, CallerDay, []
-    conditions = [table.topic_id == WHOLE_LINE, table.calls >= need, *window]
+    # The topic as no index holds it: `ix_caller_hours_caller` (topic, caller, hour) would
+    # otherwise lead SQLite through every row of the whole line's callers.
+    conditions = [_not_by_index(table.topic_id) == WHOLE_LINE, table.calls >= need, *window]
     if need > 1:
         conditions.append(table.calls > literal_column("1"))  # as the partial index says it
     return list(session.scalars(select(table.caller_hash).where(*conditions).distinct()))
@@ -266,13 +272,13 @@ def unverified_callers(rules: FlagRules, start: datetime | None, end: datetime |
     ]
 
 
-def flag_rows(session, rules: FlagRules, start: datetime | None, end: datetime | None):
+def flag_rows(session, rules: FlagRules, start: datetime | None, end: datetime | None, repeats: list | None = None):
     """A SELECT of (call_sid, flag) for every flag of every call in [start, end) (a call
     appears once per rule that flags it, maybe more), or None when every rule is off."""
     narrow = is_narrow(session, start, end)  # few calls: each rule reads the window's rows, not its index
     parts = [*short_comments(rules, start, end, narrow), *unverified_callers(rules, start, end)]
     window = _between(Call.started_at, start, end)
-    spans = repeat_spans(session, rules, start, end, narrow) or []
+    spans = (repeat_spans(session, rules, start, end, narrow) if repeats is None else repeats) or []
     for chunk in range(0, len(spans), SPANS_PER_SELECT):  # each span by ix_calls_caller_hash_started_at
         parts.append(
             select(Call.call_sid, literal("repeat").label("flag"))
@@ -309,10 +315,17 @@ def flag_rows(session, rules: FlagRules, start: datetime | None, end: datetime |
     return union_all(*parts) if len(parts) > 1 else parts[0]
 
 
-def flagged_calls(session, rules: FlagRules, start: datetime | None, end: datetime | None, flag: str | None = None):
+def flagged_calls(
+    session,
+    rules: FlagRules,
+    start: datetime | None,
+    end: datetime | None,
+    flag: str | None = None,
+    repeats: list | None = None,
+):
     """A SELECT of the distinct call_sids in [start, end) with any flag, or with `flag` (None:
     no call can have one, every rule being off)."""
-    rows = flag_rows(session, rules, start, end)
+    rows = flag_rows(session, rules, start, end, repeats)
     if rows is None:
         return None
     flagged = rows.subquery()
@@ -345,6 +358,7 @@ def count_flagged(
         within,
         partial(_flagged_counts, session, rules),
         partial(flag_hours, rules),
+        partial(flags_today, session, rules),
     )
     return FlagCounts(found.pop(WHOLE_LINE, 0), found)
 
@@ -358,12 +372,18 @@ def summed_by_days(
     within: frozenset[str] | None,
     count: Callable[[datetime | None, datetime | None, frozenset[str] | None], dict[int, int]],
     hours: Callable[[datetime, datetime], tuple[datetime, datetime]],
+    recent: Callable[[], tuple[datetime, Callable, str, Callable]] | None = None,
 ) -> dict[int, int]:
     """`count(lo, hi, within)` ({topic: calls}, topic 0 all of them) over [start, end), a
     figure that is a sum over calls: each whole past UTC day's, and each part of a past day
     an hour long or longer, counted once and kept (models/kept_counts.py), stamped with the
-    changes of the hours `hours(lo, hi)` gives (first, last); the rest (today, short parts)
-    counted from the facts each time. `setting` names what else the figure depends on."""
+    changes of the hours `hours(lo, hi)` gives (first, last). Today's part up to the end
+    `recent()` gives ((end, hours, key suffix, count): an hour boundary whose stamp hours,
+    by its own `hours`, leave out the current hour) is kept the same way when an hour or
+    longer, and the rest of today counted by its own `count`; other parts (short ones) are
+    counted from the facts each time. By default today's part is kept up to the current
+    hour, by `hours` and `count`. `setting` names what
+    else the figure depends on."""
     first_call = first_call_start(session)
     if first_call is None:
         return {}
@@ -374,7 +394,8 @@ def summed_by_days(
         for topic_id, n in counts.items():
             total[topic_id] += n
 
-    kept_parts = [(day, day + timedelta(days=1)) for day in days]
+    kept_parts = [(day, day + timedelta(days=1), hours, "") for day in days]
+    midnight, today_rule = today(), None
     after_last = None
     for lo, hi in rest:
         if hi is None:  # closed at the last call, so that a short end is read as one
@@ -382,31 +403,54 @@ def summed_by_days(
                 microseconds=1
             )
             hi = max(after_last, lo) if lo is not None else after_last
-        if lo is not None and hi <= today() and hi - lo >= KEPT_FROM:  # part of a past day: kept too
-            kept_parts.append((lo, hi))
-        else:
-            add(count(lo, hi, within))
+        if lo is None:  # no call lies before the first one's day
+            lo = min(datetime.combine(first_call.date(), datetime.min.time()), hi)
+        for a, b in [(lo, midnight), (midnight, hi)] if lo < midnight < hi else [(lo, hi)]:
+            lo, hi = a, b
+            if hi <= midnight:  # a past day's part
+                if hi - lo >= KEPT_FROM:
+                    kept_parts.append((lo, hi, hours, ""))
+                    continue
+            else:  # today's: its hours up to the recent end kept, the rest counted
+                today_rule = today_rule or (recent() if recent else (hour_floor(utcnow()), hours, "", count))
+                cut, today_hours, suffix, count_today = today_rule
+                if cut - lo >= KEPT_FROM:
+                    kept_parts.append((lo, min(cut, hi), today_hours, suffix))
+                    lo = min(cut, hi)
+                if lo < hi:
+                    add(count_today(lo, hi, within))
+                continue
+            if lo < hi:
+                add(count(lo, hi, within))
     if kept_parts:
-        spans = [hours(lo, hi) for lo, hi in kept_parts]
+        spans = [part_hours(lo, hi) for lo, hi, part_hours, _ in kept_parts]
         stamps = Stamps(session, min(first for first, _ in spans), max(last for _, last in spans))
         zips = ",".join(sorted(within)) if within is not None else "*"
         wanted = {
-            f"{setting}|{zips}|{lo}|{hi}": (stamps.stamp(*span), by_topic(partial(count, lo, hi, within)))
-            for (lo, hi), span in zip(kept_parts, spans, strict=True)
+            f"{setting}|{zips}|{lo}|{hi}" + (f"|{suffix}" if suffix else ""): (
+                stamps.stamp(*span),
+                by_topic(partial(count, lo, hi, within)),
+            )
+            for (lo, hi, _, suffix), span in zip(kept_parts, spans, strict=True)
         }
         for figures in kept_or_computed(session, kind, wanted).values():
             add(topics_of(figures))
     return {topic_id: n for topic_id, n in total.items() if n}
 
 
-def recount_by_days(session, kind: str, key: str) -> tuple[int, dict[tuple[int, str], int]]:
-    """(stamp now, figures) from the facts, for a key `summed_by_days` kept."""
-    setting, zips, lo, hi = key.split("|")
+def recount_by_days(session, kind: str, key: str) -> tuple[int | None, dict[tuple[int, str], int]]:
+    """(stamp now, figures) from the facts, for a key `summed_by_days` kept; the stamp is
+    None when the key is no longer the one asked for (today's flags, the repeats changed)."""
+    setting, zips, lo, hi, *suffix = key.split("|")
     lo, hi = datetime.fromisoformat(lo), datetime.fromisoformat(hi)
     within = None if zips == "*" else frozenset(zips.split(",")) - {""}
     if kind == "flagged":
         rules = FlagRules.from_key(setting)
         count, hours = partial(_flagged_counts, session, rules), partial(flag_hours, rules)
+        if suffix:  # a part of today, kept by `flags_today`
+            _, hours, suffix_now, _ = flags_today(session, rules)
+            if suffix != [suffix_now]:
+                return None, {}
     else:
         count, hours = DAY_SUMS[kind], call_hours
         count = partial(count, session)
@@ -430,11 +474,50 @@ def flag_hours(rules: FlagRules, start: datetime, end: datetime) -> tuple[dateti
     return min(first_day, hour_floor(start - reach)), max(last_hour, hour_floor(last_moment + reach))
 
 
+def burst_reach(rules: FlagRules) -> timedelta:
+    """How far from a call the calls that can make it part of a burst lie."""
+    return timedelta(minutes=rules.burst_minutes) if rules.burst_calls and rules.burst_minutes else timedelta()
+
+
+def near_hours(rules: FlagRules, start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """The first and last hour of the calls of [start, end) and of those within
+    `burst_minutes` of them: all that can flag them but `repeat`'s day."""
+    reach = burst_reach(rules)
+    return hour_floor(start - reach), hour_floor(end - timedelta(microseconds=1) + reach)
+
+
+def flags_today(session, rules: FlagRules) -> tuple[datetime, Callable, str, Callable]:
+    """How today's flags are kept (`summed_by_days`'s `recent`): up to the hour boundary
+    whose calls and those within `burst_minutes` of them lie before the current hour,
+    stamped by those hours (`near_hours`), the rest of the day standing in the key: which
+    (caller, topic) pairs `repeat` flags today, as a SHA-256 digest. A call later today
+    changes a kept figure only by making a new pair (or unmaking one), and then the key.
+    The rest of today is counted with the repeats read for the digest (`repeat_spans`
+    read once)."""
+    end, day = hour_floor(hour_floor(utcnow()) - burst_reach(rules)), today()
+    spans = repeat_spans(session, rules, day, day, True)
+    pairs = sorted({(caller, topic_id) for caller, topic_id, _, _ in spans or []})
+    digest = hashlib.sha256(repr(pairs).encode()).hexdigest()[:40]
+
+    def count_today(start: datetime, until: datetime, within: frozenset[str] | None) -> dict[int, int]:
+        """The rest of today counted, with the repeats just read (they are today's)."""
+        inside_today = start >= day and until - timedelta(microseconds=1) < day + timedelta(days=1)
+        return _flagged_counts(session, rules, start, until, within, spans if inside_today else None)
+
+    return end, partial(near_hours, rules), f"repeats {digest}", count_today
+
+
 def _flagged_counts(
-    session, rules: FlagRules, start: datetime | None, end: datetime | None, within: frozenset[str] | None
+    session,
+    rules: FlagRules,
+    start: datetime | None,
+    end: datetime | None,
+    within: frozenset[str] | None,
+    repeats: list | None = None,
 ) -> dict[int, int]:
-    """{topic: flagged calls} with topic 0 for all of them, counted from the facts."""
-    calls = flagged_calls(session, rules, start, end)
+    """{topic: flagged calls} with topic 0 for all of them, counted from the facts (with
+    `repeats`, `repeat_spans`' answer for the window, already read)."""
+    calls = flagged_calls(session, rules, start, end, repeats=repeats)
     if calls is None:
         return {}
     flagged = calls.subquery()

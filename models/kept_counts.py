@@ -17,6 +17,13 @@ they still hold:
   any of those calls (a replayed spool, a recording's status) makes it computed again,
   exactly; a stamp read before the figure can only make it recomputed needlessly.
 
+Today's completed hours are kept the same way (models/flags.py `summed_by_days`, models/tally.py
+`callers_kept`): their figure is stamped with the hours before the current one, so that only
+the current hour (for the flags, the hour before it too, which a burst reaches across) is
+counted from the facts on each read. A `repeat` flag depends on its caller's calls of the
+whole day: today's kept flags name in their key the (caller, topic) pairs `repeat` flags
+today (a digest), and a call that makes a new pair makes them counted again.
+
 A figure is kept by its own short transaction on its own connection (never the caller's,
 which may be a read-only request); when the database is busy it is not kept, and the next
 request computes it again. `flask counts rebuild` forgets every kept figure.

@@ -54,12 +54,15 @@ Districts and voices, at a million calls:
   Each of these, for the part of a window before today (an hour or more), is counted once
   and kept (models/kept_counts.py), exact while no fact about those days changes; today's
   part is counted from the facts and merged (a caller counts once, their latest position
-  stands). On SQLite the latest row per caller is taken with a bare column beside max(),
-  on PostgreSQL by ranking.
+  stands); of the distinct callers and the flags, today's completed hours are kept too,
+  so that a read counts only the current hour (the flags: and the hour before it). On
+  SQLite the latest row per caller is taken with a bare column beside max(), on
+  PostgreSQL by ranking.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import partial
@@ -67,6 +70,7 @@ from functools import partial
 from sqlalchemy import and_, case, distinct, exists, false, func, literal, or_, select, union_all
 from sqlalchemy.orm import aliased
 
+from .base import utcnow
 from .calls import Call, CallTopic
 from .flags import FlagCounts, FlagRules, count_blocked, count_callbacks, count_flagged
 from .kept_counts import KEPT_FROM, Stamps, by_topic, kept_or_computed, today, topics_of
@@ -589,10 +593,13 @@ def callers_kept(
 ) -> dict[int, int]:
     """Distinct callers per topic (topic 0: the whole line) of the calls of [since, until)
     (with `zips`, only those whose caller entered one of them). The part of the window
-    before today, when it holds a day or more, is counted once and kept
-    (models/kept_counts.py, stamped with its days' changes); today's callers are added to it,
-    each only when they made no call counted in the kept part (a caller counts once).
-    A part before today shorter than `KEPT_FROM` is counted from the facts each time."""
+    before today, when it lasts `KEPT_FROM` or more, is counted once and kept
+    (models/kept_counts.py, stamped with its hours' changes); today's callers are added to
+    it, each only when they made no call counted earlier in the window (a caller counts
+    once): those of today's completed hours (an hour or more) kept too, stamped with the
+    changes of every hour before the current one, those of the current hour counted from
+    the facts each time. A part before today shorter than `KEPT_FROM` is counted from the
+    facts each time."""
     if until is None:  # closed at the last call: a window bounded at both ends is read by its start
         until = call_span(session)[1]
         if until is None:
@@ -604,9 +611,19 @@ def callers_kept(
     key = f"{','.join(zips) if zips is not None else '*'}|{since or ''}|{cut}"
     compute = by_topic(partial(callers_from_facts, session, since, cut, zips))
     found = topics_of(kept_or_computed(session, "callers", {key: (stamp, compute)})[key])
+    later = {}
+    hour = min(until, hour_of(utcnow()))  # today's completed hours
+    if hour - cut >= KEPT_FROM:
+        later_key = f"{key}|{hour}"
+        compute = by_topic(partial(new_callers, session, since, cut, hour, zips))
+        later = topics_of(
+            kept_or_computed(session, "callers", {later_key: (span_stamp(session, since, hour), compute)})[later_key]
+        )
+        cut = hour
     if cut < until:
-        for topic_id, n in new_callers(session, since, cut, until, zips).items():
-            found[topic_id] = found.get(topic_id, 0) + n
+        later = dict(Counter(later) + Counter(new_callers(session, since, cut, until, zips)))
+    for topic_id, n in later.items():
+        found[topic_id] = found.get(topic_id, 0) + n
     return found
 
 
@@ -774,10 +791,16 @@ def span_stamp(session, since: datetime | None, cut: datetime) -> int:
 
 
 def recount_callers(session, key: str) -> tuple[int, dict[tuple[int, str], int]]:
-    """(stamp now, figures) from the facts, for a key `callers_kept` kept."""
-    zips, since, cut = key.split("|")
+    """(stamp now, figures) from the facts, for a key `callers_kept` kept: the callers of
+    [since, cut), or with a last hour, the new callers of [cut, hour)."""
+    zips, since, cut, *hour = key.split("|")
     since, cut = (datetime.fromisoformat(since) if since else None), datetime.fromisoformat(cut)
-    found = callers_from_facts(session, since, cut, None if zips == "*" else tuple(zips.split(",")))
+    within = None if zips == "*" else tuple(zips.split(","))
+    if hour:
+        hour = datetime.fromisoformat(hour[0])
+        found = new_callers(session, since, cut, hour, within)
+        return span_stamp(session, since, hour), {(topic_id, ""): n for topic_id, n in found.items()}
+    found = callers_from_facts(session, since, cut, within)
     return span_stamp(session, since, cut), {(topic_id, ""): n for topic_id, n in found.items()}
 
 

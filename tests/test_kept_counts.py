@@ -83,6 +83,18 @@ def assert_kept_equal_facts(session, since, until) -> None:
     )
 
 
+def silence_then_check(session, recording_sids: list[str], windows: list[tuple]) -> None:
+    """Make the recordings silent comments whose "completed" has not come yet (as if stored
+    so), rebuild the summaries, and check every window's kept figures against the facts."""
+    session.execute(
+        update(Recording).where(Recording.recording_sid.in_(recording_sids)).values(status="absent", duration=0)
+    )
+    summary.rebuild(session)
+    session.commit()
+    for since, until in windows:
+        assert_kept_equal_facts(session, since, until)
+
+
 def changes_on(day: datetime) -> int:
     """The writer's changes counted for the hours of `day`."""
     hours = (HourChanges.hour >= day, HourChanges.hour < day + timedelta(days=1))
@@ -130,17 +142,9 @@ def test_a_late_fact_about_a_past_day_makes_its_figures_counted_again(app, twili
             .where(Call.started_at >= first, Call.started_at < first + timedelta(days=1), Recording.duration > 0)
         ).all()
         assert silent
-        db.session.execute(
-            update(Recording)
-            .where(Recording.recording_sid.in_([sid for sid, _ in silent]))
-            .values(status="absent", duration=0)
-        )
-        summary.rebuild(db.session)
-        db.session.commit()
         windows = [(None, None), (first, first + timedelta(days=1)), (first, None), (first, first + timedelta(days=2))]
         windows.append((first + timedelta(hours=2), first + timedelta(hours=6)))
-        for since, until in windows:
-            assert_kept_equal_facts(db.session, since, until)
+        silence_then_check(db.session, [sid for sid, _ in silent], windows)
         flagged_before = count_flagged(db.session, RULES, first, first + timedelta(days=1)).flagged
         changes_before = changes_on(first)
         assert db.session.scalar(select(func.count()).select_from(KeptCount)) > 0
@@ -221,17 +225,9 @@ def test_a_late_fact_about_an_earlier_hour_of_today_makes_its_figures_counted_ag
                     caller_withheld=False,
                 )
             )
-        db.session.execute(
-            update(Recording)
-            .where(Recording.recording_sid.in_([sid for sid, _ in silent]))
-            .values(status="absent", duration=0)
-        )
-        summary.rebuild(db.session)
-        db.session.commit()
         windows = [(None, None), (first, None), (midnight, None), (midnight, midnight + timedelta(hours=1))]
         windows.append((midnight - timedelta(hours=5), midnight + timedelta(hours=1, minutes=30)))
-        for since, until in windows:
-            assert_kept_equal_facts(db.session, since, until)
+        silence_then_check(db.session, [sid for sid, _ in silent], windows)
         kept_today = db.session.scalars(
             select(KeptCount.kind).where(KeptCount.key.like(f"%|{midnight}|%")).distinct()
         ).all()

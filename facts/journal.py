@@ -180,7 +180,7 @@ class WriteBehind(WritePath):
         if self._stopping or not self.numbers.running_low():
             return
         with self.app.app_context():
-            numbers = self._take_block(self.numbers.block)
+            numbers = self._take_block(self.numbers.next_block())
         if numbers:
             self.numbers.add(numbers)
 

@@ -4,6 +4,10 @@ give numbers from blocks they took in advance (facts/numbers.py)."""
 
 from __future__ import annotations
 
+import itertools
+import sys
+import threading
+
 from flask_migrate import downgrade, upgrade
 from sqlalchemy import func, select, text
 
@@ -95,7 +99,7 @@ def test_processes_take_numbers_in_blocks_and_never_share_one(app):
                 blocks.append(take_numbers(connection, count))
             return blocks[-1]
 
-        one, two = Numbers(block=3), Numbers(block=3)
+        one, two = Numbers(block=3, max_block=3), Numbers(block=3, max_block=3)
         given = [numbers.for_recording(f"RE{i}", take) for numbers in (one, two) for i in range(4)]
         assert len(blocks) == 4 and all(len(block) == 3 for block in blocks)
         assert len(set(given)) == 8
@@ -103,6 +107,85 @@ def test_processes_take_numbers_in_blocks_and_never_share_one(app):
         assert one.for_recording("RE9", lambda count: None) == blocks[1][1]  # the block's next
         assert one.for_recording("RE10", lambda count: None) == blocks[1][2]
         assert one.for_recording("RE11", lambda count: None) is None  # none left, and none to take
+
+
+def test_blocks_follow_the_pace_numbers_are_given_at():
+    """Each block holds about BLOCK_SECONDS of the pace since the last was asked for, in sizes
+    doubling from the smallest and never beyond the largest; a process back to a slow pace
+    goes back to small blocks."""
+    now = [0.0]
+    numbers = Numbers(block=10, max_block=80, clock=lambda: now[0])
+    counter, taken = itertools.count(1), []
+
+    def take(count: int) -> list[int]:
+        taken.append(count)
+        return [next(counter) for _ in range(count)]
+
+    def give(count: int, every: float) -> list[int]:
+        given = []
+        for _ in range(count):
+            given.append(numbers.for_recording(f"RE{next(sids)}", take))
+            now[0] += every
+        return given
+
+    sids = itertools.count()
+    given = give(10, 1.0)  # the first block: the smallest; then one a second
+    given += give(10, 0.0)  # ten in no time at all: 1 a second over the last 10 s, still 10
+    assert taken == [10, 10]
+    given += give(1, 0.0)  # the 10 before it in 0.001 s: far beyond the largest
+    assert taken == [10, 10, 80] and numbers.block == 80
+    given += give(80, 10.0)  # one every ten seconds: 1 a block's worth of BLOCK_SECONDS
+    assert taken == [10, 10, 80, 10]
+    assert numbers.next_block() == 10  # the writer's ask, at the same slow pace
+    assert len(given) == len(set(given)) == 101
+
+
+def test_threads_giving_numbers_at_once_give_each_recording_one():
+    """Eight threads give numbers at once, switching as often as Python lets them, each
+    recording asked for by two threads (a retry racing its original): every recording gets
+    one number whichever thread asks, no two recordings share one, and the blocks they came
+    from were taken one at a time."""
+    switching = sys.getswitchinterval()
+    counter, taking, blocks = itertools.count(1), threading.Lock(), []
+
+    def take(count: int) -> list[int]:
+        assert taking.acquire(blocking=False), "two threads took a block at once"
+        try:
+            blocks.append(count)
+            return [next(counter) for _ in range(count)]
+        finally:
+            taking.release()
+
+    numbers = Numbers(block=7, max_block=56, remembered=100_000)
+    answers: list[list[tuple[str, int]]] = [[] for _ in range(8)]
+
+    failures: list[BaseException] = []
+
+    def give(thread: int) -> None:
+        try:
+            for i in range(5000):
+                sid = f"RE{i}-{thread // 2}"  # threads 2k and 2k + 1 ask for the same, in order
+                answers[thread].append((sid, numbers.for_recording(sid, take)))
+        except BaseException as exc:  # noqa: BLE001 - a thread's failure is the test's
+            failures.append(exc)
+
+    threads = [threading.Thread(target=give, args=(t,)) for t in range(8)]
+    sys.setswitchinterval(1e-6)
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(switching)
+    assert not failures, failures
+    by_sid: dict[str, set[int]] = {}
+    for sid, number in itertools.chain.from_iterable(answers):
+        by_sid.setdefault(sid, set()).add(number)
+    assert all(len(given) == 1 and None not in given for given in by_sid.values())
+    given = [number for (number,) in by_sid.values()]
+    assert len(given) == len(set(given)) == 20_000
+    assert sum(blocks) >= len(given)
 
 
 def test_a_process_takes_its_next_block_before_it_runs_out(settings, app):
@@ -115,7 +198,8 @@ def test_a_process_takes_its_next_block_before_it_runs_out(settings, app):
     assert write_path(behind).flush()  # the batch, then the block ahead, in the writer's thread
     with app.app_context():
         first = recording_for_reference(db.session, references[0]).number
-        assert db.session.scalar(text("SELECT next_number FROM recording_numbers")) == first + 2 * BLOCK
+        # the first block, and the next one ahead (at least as big: sized to the pace)
+        assert db.session.scalar(text("SELECT next_number FROM recording_numbers")) >= first + 2 * BLOCK
     references += [heard(at_the_recording(line).speak()[0]) for _ in range(BLOCK)]
     assert write_path(behind).flush()
     with app.app_context():

@@ -179,8 +179,11 @@ class WriteBehind(WritePath):
         in a transaction of its own (so a request thread seldom waits for one)."""
         if self._stopping or not self.numbers.running_low():
             return
+        size = self.numbers.next_block()
+        if not size:
+            return
         with self.app.app_context():
-            numbers = self._take_block(self.numbers.next_block())
+            numbers = self._take_block(size)
         if numbers:
             self.numbers.add(numbers)
 

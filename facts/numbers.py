@@ -64,19 +64,20 @@ class Numbers:
     def _forked(self) -> None:
         """A forked process must not give its parent's numbers (call with the lock held)."""
         if self._pid != os.getpid():
-            self._pid = os.getpid()
             self._free.clear()
             self._given.clear()
             self._gives = False
             self.block, self._asked_at, self._given_since = self.smallest, None, 0
+            self._pid = os.getpid()  # last: the lock-free path trusts what it sees only then
 
     def _size_next(self) -> int:
         """The size of the block to ask for now (call with the lock held): the smallest that
-        holds `BLOCK_SECONDS` of the numbers given since the last was asked for, doubling
-        from the smallest, at most the largest."""
+        holds `BLOCK_SECONDS` of the numbers given since the last was asked for (over a
+        second at least, so that two asks close together do not make a pace of one number),
+        doubling from the smallest, at most the largest."""
         now = self._clock()
         if self._asked_at is not None:
-            elapsed = max(now - self._asked_at, 1e-3)
+            elapsed = max(now - self._asked_at, 1.0)
             wanted = self._given_since / elapsed * BLOCK_SECONDS
             size = self.smallest
             while size < wanted and size < self.largest:
@@ -86,10 +87,11 @@ class Numbers:
         return self.block
 
     def next_block(self) -> int:
-        """The size of the block to ask for now, for a thread taking one ahead of need."""
+        """The size of the block to take ahead of need now; 0 when the process is no longer
+        running low (a request thread that ran out took one meanwhile)."""
         with self._lock:
             self._forked()
-            return self._size_next()
+            return self._size_next() if self.running_low() else 0
 
     def running_low(self) -> bool:
         """Whether this process gives numbers and has less than half a block left to give."""
@@ -116,6 +118,7 @@ class Numbers:
         if self._pid == os.getpid():
             number = self._given.get(recording_sid)
             if number is not None:
+                self._keep(recording_sid)
                 return number
             try:
                 number = self._free.popleft()
@@ -123,6 +126,13 @@ class Numbers:
                 return self._from_new_block(recording_sid, take)
             return self._give(recording_sid, number)
         return self._from_new_block(recording_sid, take)
+
+    def _keep(self, recording_sid: str) -> None:
+        """Remember a recording asked for again the longest (Twilio retrying its action)."""
+        try:
+            self._given.move_to_end(recording_sid)
+        except KeyError:  # forgotten meanwhile: it was the oldest
+            pass
 
     def _give(self, recording_sid: str, number: int) -> int:
         given = self._given.setdefault(recording_sid, number)
@@ -145,11 +155,15 @@ class Numbers:
             while True:
                 number = self._given.get(recording_sid)
                 if number is not None:
+                    self._keep(recording_sid)
                     return number
                 if not self._free:
                     block = take(self._size_next())
-                    if not block:
-                        return None
+                    if not block:  # the database is away: a number another thread gave back?
+                        try:
+                            return self._give(recording_sid, self._free.popleft())
+                        except IndexError:
+                            return None
                     self._free.extend(block)
                     self._gives = True
                 try:

@@ -110,12 +110,13 @@ def test_processes_take_numbers_in_blocks_and_never_share_one(app):
 
 
 def test_blocks_follow_the_pace_numbers_are_given_at():
-    """Each block holds about BLOCK_SECONDS of the pace since the last was asked for, in sizes
-    doubling from the smallest and never beyond the largest; a process back to a slow pace
-    goes back to small blocks."""
+    """Each block holds about BLOCK_SECONDS of the pace since the last was asked for (over a
+    second at least), in sizes doubling from the smallest and never beyond the largest; a
+    process back to a slow pace goes back to small blocks; the writer takes a block ahead
+    only while the process is still running low."""
     now = [0.0]
     numbers = Numbers(block=10, max_block=80, clock=lambda: now[0])
-    counter, taken = itertools.count(1), []
+    counter, sids, taken = itertools.count(1), itertools.count(), []
 
     def take(count: int) -> list[int]:
         taken.append(count)
@@ -128,16 +129,21 @@ def test_blocks_follow_the_pace_numbers_are_given_at():
             now[0] += every
         return given
 
-    sids = itertools.count()
     given = give(10, 1.0)  # the first block: the smallest; then one a second
-    given += give(10, 0.0)  # ten in no time at all: 1 a second over the last 10 s, still 10
+    given += give(10, 0.4)  # ten in the ten seconds since: one a second, 10 again
     assert taken == [10, 10]
-    given += give(1, 0.0)  # the 10 before it in 0.001 s: far beyond the largest
-    assert taken == [10, 10, 80] and numbers.block == 80
-    given += give(80, 10.0)  # one every ten seconds: 1 a block's worth of BLOCK_SECONDS
-    assert taken == [10, 10, 80, 10]
-    assert numbers.next_block() == 10  # the writer's ask, at the same slow pace
-    assert len(given) == len(set(given)) == 101
+    given += give(1, 0.0)  # ten in the four seconds since: 25 in ten seconds, so 40
+    assert taken == [10, 10, 40]
+    given += give(39, 0.0)
+    given += give(1, 0.0)  # forty in no time, counted over a second: beyond the largest
+    assert taken == [10, 10, 40, 80]
+    given += give(79, 10.0)
+    given += give(1, 0.0)  # one every ten seconds: back to the smallest
+    assert taken == [10, 10, 40, 80, 10]
+    assert not numbers.running_low() and numbers.next_block() == 0  # 9 of 10 left: no need
+    given += give(5, 1.0)
+    assert numbers.running_low() and numbers.next_block() == 20  # 4 left; 6 in 5 s: 12 in 10 s
+    assert len(given) == len(set(given)) == 146
 
 
 def test_threads_giving_numbers_at_once_give_each_recording_one():
@@ -161,10 +167,13 @@ def test_threads_giving_numbers_at_once_give_each_recording_one():
 
     failures: list[BaseException] = []
 
+    together = [threading.Barrier(2) for _ in range(4)]
+
     def give(thread: int) -> None:
         try:
             for i in range(5000):
-                sid = f"RE{i}-{thread // 2}"  # threads 2k and 2k + 1 ask for the same, in order
+                sid = f"RE{i}-{thread // 2}"  # threads 2k and 2k + 1 ask for the same...
+                together[thread // 2].wait(timeout=30)  # ...at the same moment
                 answers[thread].append((sid, numbers.for_recording(sid, take)))
         except BaseException as exc:  # noqa: BLE001 - a thread's failure is the test's
             failures.append(exc)
@@ -186,6 +195,18 @@ def test_threads_giving_numbers_at_once_give_each_recording_one():
     given = [number for (number,) in by_sid.values()]
     assert len(given) == len(set(given)) == 20_000
     assert sum(blocks) >= len(given)
+
+
+def test_a_thread_that_lost_the_race_for_a_recording_gives_its_number_back():
+    """The race the threads test can only hope to meet, played step by step: a thread has
+    taken a number for a recording (`popleft`) when another gives that recording one first.
+    It answers with the other's, and its own is the next given."""
+    counter = itertools.count(1)
+    numbers = Numbers(block=5, max_block=5)
+    first = numbers.for_recording("RE-retried", lambda count: [next(counter) for _ in range(count)])
+    taken = numbers._free.popleft()  # the slower thread's step before it gives
+    assert numbers._give("RE-retried", taken) == first
+    assert numbers.for_recording("RE-next", lambda count: None) == taken
 
 
 def test_a_process_takes_its_next_block_before_it_runs_out(settings, app):

@@ -135,6 +135,9 @@ class Numbers:
             pass
 
     def _give(self, recording_sid: str, number: int) -> int:
+        """The recording's number: `number`, taken from the block by this thread, unless
+        another thread gave the recording one first (then `number` goes back to the front
+        of the block)."""
         given = self._given.setdefault(recording_sid, number)
         if given != number:
             self._free.appendleft(number)

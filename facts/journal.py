@@ -177,9 +177,9 @@ class WriteBehind(WritePath):
     def _take_numbers_ahead(self) -> None:
         """The writer's: take this process's next block of comment numbers when it runs low,
         in a transaction of its own (so a request thread seldom waits for one)."""
-        if self._stopping or not self.numbers.running_low():
+        if self._stopping:
             return
-        size = self.numbers.next_block()
+        size = self.numbers.next_block()  # 0 unless running low
         if not size:
             return
         with self.app.app_context():

@@ -160,19 +160,17 @@ class Numbers:
                 if number is not None:
                     self._keep(recording_sid)
                     return number
-                if not self._free:
-                    block = take(self._size_next())
-                    if not block:  # the database is away: a number another thread gave back?
-                        try:
-                            return self._give(recording_sid, self._free.popleft())
-                        except IndexError:
-                            return None
+                asked = not self._free
+                block = take(self._size_next()) if asked else None
+                if block:
                     self._free.extend(block)
                     self._gives = True
-                try:
+                try:  # a number of this block, or one another thread gave back
                     return self._give(recording_sid, self._free.popleft())
-                except IndexError:  # threads that take no lock gave the whole block meanwhile
-                    continue
+                except IndexError:
+                    if asked and not block:
+                        return None  # the database is away
+                    # threads that take no lock gave the whole block meanwhile: take another
 
 
 __all__ = ["BLOCK", "BLOCK_SECONDS", "MAX_BLOCK", "Numbers"]

@@ -164,9 +164,7 @@ def test_threads_giving_numbers_at_once_give_each_recording_one():
 
     numbers = Numbers(block=7, max_block=56, remembered=100_000)
     answers: list[list[tuple[str, int]]] = [[] for _ in range(8)]
-
     failures: list[BaseException] = []
-
     together = [threading.Barrier(2) for _ in range(4)]
 
     def give(thread: int) -> None:

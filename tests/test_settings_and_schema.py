@@ -155,6 +155,35 @@ def test_every_numeric_setting_is_checked_and_named(tmp_path, name, value):
         load_settings({"APP_ENV": "development", "INSTANCE_DIR": str(tmp_path), name: value})
 
 
+def test_a_gunicorn_worker_freezes_what_it_loaded(tmp_path):
+    """gunicorn calls `post_worker_init` once a worker has loaded the app: afterwards what was
+    loaded is frozen (no collection traverses it) and the youngest generation is collected
+    less often; collection itself stays on."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import gc, runpy\n"
+        "import app\n"
+        "app.create_app()\n"
+        "hooks = runpy.run_path('config/gunicorn.py')\n"
+        "before = gc.get_freeze_count()\n"
+        "hooks['post_worker_init'](None)\n"
+        "print(before, gc.get_freeze_count(), gc.get_threshold()[0], gc.isenabled())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=PROJECT_DIR,
+        env={**os.environ, "APP_ENV": "development", "INSTANCE_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    before, frozen, young, enabled = done.stdout.split()
+    assert (int(before), young, enabled) == (0, "7000", "True")
+    assert int(frozen) > 50_000
+
+
 def test_gunicorn_settings_are_checked_too(tmp_path):
     import subprocess
     import sys

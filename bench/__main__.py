@@ -80,7 +80,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     batches.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     batches.add_argument("--calls", type=int, default=1000, help="whole calls played (default %(default)s)")
     batches.add_argument(
-        "--batch", type=int, action="append", help="webhooks per batch (repeat; default 50, 100, 250, 500)"
+        "--batch", type=int, action="append", help="webhooks per batch (repeat; default 100, 250, 500, 1000)"
     )
     batches.add_argument(
         "--pg-url",
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "public":
         return public.main(args.db, args.calls, args.views, args.pg_url)
     if args.command == "writer":
-        return writer.main(args.db, args.calls, args.batch or [50, 100, 250, 500], args.pg_url)
+        return writer.main(args.db, args.calls, args.batch or [100, 250, 500, 1000], args.pg_url)
     # A TERM (e.g. from a CI timeout) unwinds normally, so every gunicorn started is stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     databases = args.db or ["sqlite", "postgresql"]

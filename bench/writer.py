@@ -10,8 +10,8 @@ writer's CPU per webhook (the thread's, the database driver's work included; Pos
 backend not) and, apart, the commit's.
 
 Under load a web worker's writer takes whatever its threads journalled in the last
-`WRITE_BEHIND_GATHER_MS`: at 500 webhooks a second per worker, 100 at 200 ms and 250 at
-500 ms. A batch costs nearly the same whatever its size, so this is where the gather time
+`WRITE_BEHIND_GATHER_MS`: at 500 webhooks a second per worker, 250 at 500 ms and 500 at
+1,000 ms (the default). A batch costs nearly the same whatever its size, so this is where the gather time
 shows. One thread and no HTTP make the figure steadier than the load's, though still CPU time
 on a shared machine (±10 %).
 """

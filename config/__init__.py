@@ -140,7 +140,8 @@ def load_settings(env: dict[str, str] | None = None, instance_dir: Path | None =
         "WRITE_BEHIND": _flag(env, "WRITE_BEHIND", app_env != "test"),
         "JOURNAL_FSYNC": _flag(env, "JOURNAL_FSYNC", False),
         # How long the writer lets a batch fill: the counts lag the calls by about this much.
-        "WRITE_BEHIND_GATHER_MS": number_setting(env, "WRITE_BEHIND_GATHER_MS", 500),
+        # A batch costs nearly the same whatever its size (docs/benchmark.md).
+        "WRITE_BEHIND_GATHER_MS": number_setting(env, "WRITE_BEHIND_GATHER_MS", 1000),
         "LOG_FORMAT": env.get("LOG_FORMAT") or ("json" if app_env == "production" else "text"),
         "LOG_LEVEL": (env.get("LOG_LEVEL") or "INFO").upper(),
         "METRICS_TOKEN": env.get("METRICS_TOKEN", "").strip(),

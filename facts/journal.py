@@ -28,7 +28,7 @@ makes them queue behind whichever holds it while the writer has Python's GIL); t
 `deque`, whose appends need none. A journal's own lock is taken by the writer only to delete
 it, so that its thread never appends to a file being deleted.
 
-What it costs: the counts lag the calls by one batch (half a second; seconds after a
+What it costs: the counts lag the calls by one batch (a second; seconds after a
 process was killed, until a replayer takes its journals).
 """
 

@@ -6,8 +6,9 @@ away, so that each webhook's facts land in the spool exactly as its journal line
 them. Then, for each `--batch` size, it writes those facts into a fresh database with
 `facts.writer.write`, in batches of that many webhooks, one transaction each, in one thread
 (nothing else running in the process), after a warm-up of a tenth of them. It prints the
-writer's CPU per webhook (the thread's, the database driver's work included; PostgreSQL's
-backend not) and, apart, the commit's.
+writer's CPU per webhook (the thread's, the database driver's work included) and, apart, the
+commit's; on PostgreSQL, when its server runs on this machine, also the CPU of the backend
+process that served the writer's connection (the same two cores do that work under load).
 
 Under load a web worker's writer takes whatever its threads journalled in the last
 `WRITE_BEHIND_GATHER_MS`: at 500 webhooks a second per worker, 250 at 500 ms and 500 at
@@ -21,6 +22,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from twilio.request_validator import RequestValidator
@@ -30,7 +32,18 @@ from facts.record import loads
 from facts.writer import write
 
 from .inprocess import answer, one_call
-from .servers import TOKEN, drop_database, fresh_database
+from .servers import TOKEN, drop_database, fresh_database, proc_cpu_seconds
+
+
+@dataclass
+class WriterCost:
+    """CPU seconds per webhook: the writer's thread (the driver's work included), of which
+    committing, and PostgreSQL's backend for the connection (None on SQLite, or when the server
+    is not on this machine: its process cannot be read)."""
+
+    writing: float
+    committing: float
+    backend: float | None
 
 
 def spooled_webhooks(calls: int, kind: str, pg_url: str, workdir: Path) -> list[list]:
@@ -60,19 +73,25 @@ def spooled_webhooks(calls: int, kind: str, pg_url: str, workdir: Path) -> list[
         drop_database(db)
 
 
-def writer_cost(webhooks: list[list], batch: int, kind: str, pg_url: str, workdir: Path) -> tuple[float, float]:
-    """(CPU seconds per webhook writing, of which committing) for batches of `batch` webhooks,
-    into a fresh database, after a warm-up of the first tenth."""
-    from sqlalchemy import create_engine
+def writer_cost(webhooks: list[list], batch: int, kind: str, pg_url: str, workdir: Path) -> WriterCost:
+    """What batches of `batch` webhooks cost, per webhook, written into a fresh database after a
+    warm-up of the first tenth."""
+    from sqlalchemy import create_engine, text
 
     db = fresh_database(kind, workdir, pg_url, name="_writer")
     url = db.url.replace("postgresql://", "postgresql+psycopg://", 1)
-    engine = create_engine(url)
+    engine = create_engine(url, pool_size=1, max_overflow=0)  # one connection: one backend to read
     warm, measured = webhooks[: len(webhooks) // 10], webhooks[len(webhooks) // 10 :]
     try:
         for start in range(0, len(warm), batch):
             with engine.begin() as connection:
                 write(connection, warm[start : start + batch])
+        backend = None
+        if kind == "postgresql":
+            with engine.connect() as connection:
+                pid = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            backend = pid if is_local_backend(pid) else None
+        backend_before = proc_cpu_seconds(backend) if backend else 0.0
         writing = committing = 0.0
         for start in range(0, len(measured), batch):
             with engine.connect() as connection:
@@ -82,10 +101,20 @@ def writer_cost(webhooks: list[list], batch: int, kind: str, pg_url: str, workdi
                 connection.commit()
                 writing += time.thread_time() - began
                 committing += time.thread_time() - written
-        return writing / len(measured), committing / len(measured)
+        n = len(measured)
+        backend_cpu = (proc_cpu_seconds(backend) - backend_before) / n if backend else None
+        return WriterCost(writing / n, committing / n, backend_cpu)
     finally:
         engine.dispose()
         drop_database(db)
+
+
+def is_local_backend(pid: int) -> bool:
+    """Whether PostgreSQL's backend process `pid` runs on this machine (its CPU time readable)."""
+    try:
+        return "postgres" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
+    except OSError:
+        return False
 
 
 def main(kind: str, calls: int, batches: list[int], pg_url: str) -> int:
@@ -94,10 +123,11 @@ def main(kind: str, calls: int, batches: list[int], pg_url: str) -> int:
         webhooks = spooled_webhooks(calls, kind, pg_url, workdir)
         print(f"{kind}: {len(webhooks):,} webhooks of {calls:,} whole calls")
         for batch in batches:
-            per_webhook, commit = writer_cost(webhooks, batch, kind, pg_url, workdir)
+            cost = writer_cost(webhooks, batch, kind, pg_url, workdir)
+            backend = "" if cost.backend is None else f"; PostgreSQL's backend {cost.backend * 1e6:5.1f}"
             print(
-                f"  batches of {batch:>4}: {per_webhook * 1e6:6.1f} µs of the writer's CPU per webhook "
-                f"(committing {commit * 1e6:5.1f})"
+                f"  batches of {batch:>4}: {cost.writing * 1e6:6.1f} µs of the writer's CPU per webhook "
+                f"(committing {cost.committing * 1e6:5.1f}{backend})"
             )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -7,10 +7,13 @@ from __future__ import annotations
 import asyncio
 import re
 
+import pytest
+
 from bench.ceiling import create_app as create_ceiling
 from bench.driver import Driver, LineFacts, Record, compare_counts, expected_counts, settled_counts
 from ivr.caller import CallPlayer, Phone, Response, Script, SimulatedCall, Take, TwilioAccount, play
 from ivr.menu import NO_KEY
+from tests.conftest import PG_URL
 
 
 def test_short_load_counts_exactly(app, served_line, api_token):
@@ -80,6 +83,18 @@ def test_the_writer_bench_replays_every_webhook_of_the_calls_it_played(tmp_path,
     assert sum(1 for facts in webhooks for fact in facts if fact.name == "recording_action") == 5
     assert writer.main("sqlite", 5, [10], DEFAULT_PG) == 0
     assert re.search(r"batches of +10: +[\d.]+ µs", capsys.readouterr().out)
+
+
+@pytest.mark.skipif(not PG_URL, reason="needs PostgreSQL (TEST_DATABASE_URL)")
+def test_the_writer_bench_counts_postgresqls_backend_too(tmp_path):
+    """On PostgreSQL the writer's cost includes the backend's CPU, when it runs here."""
+    from bench import writer
+
+    bench_url = PG_URL + "_writer_bench"  # its own databases, beside the suite's
+    webhooks = writer.spooled_webhooks(150, "postgresql", bench_url, tmp_path)
+    cost = writer.writer_cost(webhooks, 100, "postgresql", bench_url, tmp_path)
+    assert cost.writing > cost.committing > 0
+    assert cost.backend is not None and cost.backend > 0
 
 
 def test_ours_and_the_ceiling_take_turns_going_first():

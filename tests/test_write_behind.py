@@ -363,6 +363,26 @@ def test_a_journal_line_gives_back_the_facts_it_was_written_from():
     assert loads(earlier) == [Fact("choice", {"call_sid": sid, "at": now, "step": 2})]
 
 
+def test_a_journal_line_holds_no_more_memory_than_its_text():
+    """The writer's queue keeps each webhook's line until its batch is written (to spool it if
+    the database refuses the batch): a line must cost about its length, not the serializer's
+    working buffer."""
+    import tracemalloc
+    from datetime import datetime
+
+    from facts.record import Fact, line_of
+
+    values = {"call_sid": "CA" + "1" * 32, "from_number": "+15035550100", "started_at": datetime(2026, 12, 2)}
+    facts = [Fact("call", {"values": values, "language": "en-US"})]
+    tracemalloc.start()
+    try:
+        lines = [line_of(facts) for _ in range(200)]
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held < len(lines) * (len(lines[0]) + 200)
+
+
 def test_a_forked_process_knows_its_own_id():
     """Journals are per process: a fork (gunicorn's preload) must not append to its parent's."""
     from facts.journal import This

@@ -1,7 +1,9 @@
 """What the caller hears: pure builders from (script, base URL, language, step) to TwiML.
 
 No database and no `request` here. Each builder's answer depends only on its arguments, so
-it is cached per process: the script is hashable by version, and a new version misses.
+it is cached per process: the script is hashable by version, and a new version misses. The
+replies after a comment are not: each reads back its own reference number, so a cache would
+only hold the last few thousand and push out the menus that do repeat.
 Every URL is absolute (Twilio resolves relative ones, but the recording callbacks and the
 signature check are simpler with the exact URL), and carries the call's state: the step
 that keys the next choice, the misses so far, the language, topic and stance.
@@ -232,17 +234,15 @@ def spoken_digits(reference: str) -> str:
     return ", ".join(reference)
 
 
-@lru_cache(maxsize=CACHE_SIZE)
 def comment_saved(script: LineScript, base: str, language: str, step: int, reference: str | None) -> str:
     """Thanks, the reference number digit by digit, and the choice of another topic."""
     lang = script.language(language)
     lead = [line(script, lang.code, "thanks")]
     if reference:
         lead.append(said(script.say(lang.code, "reference", reference=spoken_digits(reference))))
-    return another_menu(script, base, lang.code, step, 0, lead=tuple(lead))
+    return _another_menu(script, base, lang.code, step, 0, lead=tuple(lead))
 
 
-@lru_cache(maxsize=CACHE_SIZE)
 def comment_saved_offer_callback(
     script: LineScript, base: str, language: str, step: int, reference: str | None, topic: str, recording_sid: str
 ) -> str:
@@ -269,6 +269,13 @@ def blocked(script: LineScript) -> str:
 
 @lru_cache(maxsize=CACHE_SIZE)
 def another_menu(
+    script: LineScript, base: str, language: str, step: int, misses: int, notice: str = "", lead: tuple[Line, ...] = ()
+) -> str:
+    """The choice of another topic (after `lead`, then `notice`), then goodbye."""
+    return _another_menu(script, base, language, step, misses, notice, lead)
+
+
+def _another_menu(
     script: LineScript, base: str, language: str, step: int, misses: int, notice: str = "", lead: tuple[Line, ...] = ()
 ) -> str:
     lang = script.language(language)

@@ -111,6 +111,22 @@ def test_references_are_unique(twilio):
     assert len(seen) == 5
 
 
+def test_replies_read_back_a_reference_are_not_kept(twilio):
+    """Each comment's reply reads back its own number: keeping them would only fill the
+    process's cache of replies and push out the menus that repeat."""
+    from ivr import twiml
+
+    before = twiml.another_menu.cache_info().currsize
+    for _ in range(3):
+        call = twilio.call()
+        call.dial()
+        call.press("1")
+        call.press("9")
+        reply, _ = call.speak()
+        assert "Your reference number is " in reply.said
+    assert twiml.another_menu.cache_info().currsize == before
+
+
 def test_star_repeats_the_topic_menu_without_counting_a_miss(twilio):
     call = twilio.call()
     call.dial()

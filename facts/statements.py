@@ -18,7 +18,10 @@ from typing import NoReturn
 
 from sqlalchemy.exc import DBAPIError
 
-CHUNK = 256  # most rows per multi-row statement on SQLite (it allows 32,766 parameters)
+# Most rows per multi-row statement on SQLite (it allows 32,766 parameters). Each connection
+# keeps its prepared statements, and a statement's size grows with its rows: at 256 one web
+# worker held 13 MB more after 10,000 calls, for no writer time that could be measured.
+CHUNK = 64
 INSERT_HEAD = re.compile(r"INSERT INTO (?P<table>\w+) \((?P<columns>[\w, ]+)\)")
 
 

@@ -13,8 +13,8 @@ process that served the writer's connection (the same two cores do that work und
 Under load a web worker's writer takes whatever its threads journalled in the last
 `WRITE_BEHIND_GATHER_MS`: at 500 webhooks a second per worker, 250 at 500 ms and 500 at
 1,000 ms (the default). A batch costs nearly the same whatever its size, so this is where
-the gather time shows. One thread and no HTTP make the figure steadier than the load's, though still CPU time
-on a shared machine (±10 %).
+the gather time shows. One thread and no HTTP make the figure steadier than the load's,
+though still CPU time on a shared machine (±10 %).
 """
 
 from __future__ import annotations

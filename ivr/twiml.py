@@ -240,7 +240,7 @@ def comment_saved(script: LineScript, base: str, language: str, step: int, refer
     lead = [line(script, lang.code, "thanks")]
     if reference:
         lead.append(said(script.say(lang.code, "reference", reference=spoken_digits(reference))))
-    return _another_menu(script, base, lang.code, step, 0, lead=tuple(lead))
+    return another_menu.__wrapped__(script, base, lang.code, step, 0, lead=tuple(lead))  # not cached
 
 
 def comment_saved_offer_callback(
@@ -272,12 +272,6 @@ def another_menu(
     script: LineScript, base: str, language: str, step: int, misses: int, notice: str = "", lead: tuple[Line, ...] = ()
 ) -> str:
     """The choice of another topic (after `lead`, then `notice`), then goodbye."""
-    return _another_menu(script, base, language, step, misses, notice, lead)
-
-
-def _another_menu(
-    script: LineScript, base: str, language: str, step: int, misses: int, notice: str = "", lead: tuple[Line, ...] = ()
-) -> str:
     lang = script.language(language)
     lines = list(lead)
     if notice:

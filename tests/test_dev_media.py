@@ -66,7 +66,9 @@ def test_a_call_played_in_development_has_audio_the_worker_copies_and_the_consol
     load_settings(env)  # the development secrets, made once, before any process reads them
     line = ServedLine(env, workers=1, threads=4)
     try:
-        env["PORT"] = str(line.port)  # as `make run` serves it, and so TWILIO_API_BASE's default
+        # As `make run` serves it, and so TWILIO_API_BASE's default: WEB_PORT wins over the
+        # .flaskenv a `make run` in this folder left behind (for another port).
+        env["WEB_PORT"] = env["PORT"] = str(line.port)
         called = flask(env, "line", "call", "--press", language, "3", "--seconds", "4", "--url", line.base)
         assert called.returncode == 0, called.stdout + called.stderr
         assert "Its audio is in" in called.stdout

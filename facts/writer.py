@@ -142,8 +142,9 @@ def take_numbers(connection, count: int) -> list[int]:
     """`count` comment numbers no one else has or will get, from the one-row counter, in the
     connection's transaction: numbers taken in a transaction that rolls back are given again,
     so a web process keeps a block (facts/numbers.py) only once its transaction committed. On
-    PostgreSQL the counter's row stays locked until then; the writer takes it after the
-    recordings' rows and before the transcripts', so batches cannot deadlock over it."""
+    PostgreSQL the counter's row stays locked until then; the writer takes it after locking
+    the stored recordings' rows and before inserting new ones and the transcripts', so
+    batches cannot deadlock over it."""
     mark = "%s" if connection.dialect.name == "postgresql" else "?"
     statement = f"UPDATE recording_numbers SET next_number = next_number + {mark} RETURNING next_number"
     (after,) = connection.exec_driver_sql(statement, (count,)).one()
@@ -521,25 +522,42 @@ class _Writer:
     # --- recordings -----------------------------------------------------------------------
 
     def note_recordings(self, topics: dict[str, int]) -> dict[str, int]:
-        """Make sure each recording's row exists, lock it, fill it from the batch's facts by
-        the rules, and move the comment counts where a comment was made or unmade. Return
-        each recording's number."""
-        b, s = self.batch, self.sql
+        """Lock each stored recording's row, fill it from the batch's facts by the rules, and
+        move the comment counts where a comment was made or unmade; insert each new one
+        whole, in one write. Return each recording's number.
+
+        A recording another batch inserts between this one's read and its insert (PostgreSQL,
+        several writers, facts of one recording in both) is read again, locked, and filled as
+        a stored one; the number this batch took for it is not given to anyone."""
+        b = self.batch
         if not b.recordings:
             return {}
-        sids = sorted(b.recordings)
-        firsts = {sid: min(args["at"] for _, args in b.recordings[sid]) for sid in sids}
-        self.make_recordings([(sid, b.recordings[sid][0][1]["call_sid"], firsts[sid]) for sid in sids])
+        firsts = {sid: min(args["at"] for _, args in facts) for sid, facts in b.recordings.items()}
+        numbers: dict[str, int] = {}
+        pending = sorted(b.recordings)
+        while pending:
+            pending = self.fill_recordings(pending, topics, firsts, numbers)
+        return numbers
+
+    def fill_recordings(
+        self, sids: list[str], topics: dict[str, int], firsts: dict[str, datetime], numbers: dict[str, int]
+    ) -> list[str]:
+        """One pass of `note_recordings` over `sids`; returns those it found inserted meanwhile."""
+        b, s = self.batch, self.sql
         query = f"SELECT id, recording_sid, call_sid, {', '.join(RECORDING_FIELDS)} FROM recordings WHERE recording_sid"
         stored = {row[1]: row for row in self.db.select_in(query, sids, " ORDER BY recording_sid" + s.for_update)}
-        self.learn_calls(row[2] for row in stored.values())
-        numbers, updates, filled, aliases = {}, [], [], []
+        empty = dict.fromkeys(RECORDING_FIELDS)
+        filled, aliases = [], []
         for sid in sids:
-            row = stored[sid]
-            before = {
-                f: s.moment(value) if f.endswith("_at") else value
-                for f, value in zip(RECORDING_FIELDS, row[3:], strict=True)
-            }
+            row = stored.get(sid)
+            if row is None:  # new: made from the batch's facts alone
+                call_sid, before = b.recordings[sid][0][1]["call_sid"], empty
+            else:
+                call_sid = row[2]
+                before = {
+                    f: s.moment(value) if f.endswith("_at") else value
+                    for f, value in zip(RECORDING_FIELDS, row[3:], strict=True)
+                }
             after = dict(before)
             after["created_at"] = rules.earliest(after["created_at"], firsts[sid])
             # Actions first, then statuses: each rule is a join, so their order is no matter
@@ -549,28 +567,52 @@ class _Writer:
                     continue
                 topic_id = topics.get(args["topic"]) if name == "recording_action" and args.get("topic") else None
                 aliases += [(number, sid) for number in rules.fill_recording(after, name, args, topic_id)]
-            filled.append((sid, row, before, after))
+            filled.append((sid, call_sid, row, before, after))
+        self.learn_calls(call_sid for _, call_sid, _, _, _ in filled)
         self.check_numbers_given(filled, [number for number, _ in aliases])
         # A row a callback made, or an action whose process had no number to give: one now.
-        unnumbered = [after for _, _, _, after in filled if after["number"] is None]
+        unnumbered = [after for _, _, _, _, after in filled if after["number"] is None]
         if unnumbered:
             for after, number in zip(unnumbered, take_numbers(self.connection, len(unnumbered)), strict=True):
                 after["number"] = number
-        for sid, row, before, after in filled:
+        fresh = [(sid, call_sid, after) for sid, call_sid, row, _, after in filled if row is None]
+        inserted = self.insert_recordings(fresh) if fresh else set()
+        lost = {sid for sid, _, _ in fresh if sid not in inserted}  # the next pass fills them
+        updates = []
+        for sid, call_sid, row, before, after in filled:
+            if sid in lost:
+                continue
             numbers[sid] = after["number"]
-            if after != before:
+            if row is not None and after != before:
                 values = tuple(s.stamp(after[f]) if f.endswith("_at") else after[f] for f in RECORDING_FIELDS)
                 updates.append((*values, row[0]))
-                self.recount(row[2], before, after)
+            if after != before:
+                self.recount(call_sid, before, after)
         if updates:
             self.db.update_rows("recordings", RECORDING_FIELDS, ("id",), updates)
+        aliases = [(number, sid) for number, sid in aliases if sid not in lost]
         if aliases:
             self.db.many_rows(
                 "INSERT INTO recording_aliases (number, recording_sid)",
                 sorted(aliases),
                 "ON CONFLICT (number) DO NOTHING",
             )
-        return numbers
+        return sorted(lost)
+
+    def insert_recordings(self, fresh: list[tuple[str, str, dict]]) -> set[str]:
+        """Insert new recordings, whole: (RecordingSid, CallSid, fields); return the
+        RecordingSids inserted (not those another batch inserted first)."""
+        s = self.sql
+        rows = [
+            (sid, call_sid, *(s.stamp(after[f]) if f.endswith("_at") else after[f] for f in RECORDING_FIELDS))
+            for sid, call_sid, after in sorted(fresh, key=lambda row: row[0])
+        ]
+        found = self.db.many_rows(
+            f"INSERT INTO recordings (recording_sid, call_sid, {', '.join(RECORDING_FIELDS)})",
+            rows,
+            "ON CONFLICT (recording_sid) DO NOTHING RETURNING recording_sid",
+        )
+        return {sid for (sid,) in found}
 
     def learn_calls(self, call_sids: Iterable[str]) -> None:
         wanted = sorted(set(call_sids) - self.known.keys())
@@ -579,14 +621,14 @@ class _Writer:
             for sid, started, caller, topics, entered_zip, is_test in self.db.select_in(query, wanted):
                 self.known[sid] = (self.sql.moment(started), caller, topics or 0, entered_zip, bool(is_test))
 
-    def check_numbers_given(self, filled: list[tuple[str, tuple, dict, dict]], others: list[int]) -> None:
+    def check_numbers_given(self, filled: list[tuple[str, str, tuple | None, dict, dict]], others: list[int]) -> None:
         """The numbers actions gave are unique as long as they come from this database's
         counter. One that does not (a journal replayed into a database restored from an
         older backup, whose counter went back) and is another recording's already is not
         taken: the recording gets a number of its own, and no fact is lost. The counter is
         kept above every number given (`others`: those kept as aliases), so that it never gives
         one of them again."""
-        given = {after["number"]: sid for sid, _, before, after in filled if after["number"] != before["number"]}
+        given = {after["number"]: sid for sid, _, _, before, after in filled if after["number"] != before["number"]}
         given.pop(None, None)
         if not given and not others:
             return
@@ -594,7 +636,7 @@ class _Writer:
         found = self.db.select_in(query, sorted(given)) if given else []
         taken = {number for number, sid in found if sid != given[number]}
         claimed: set[int] = set()
-        for sid, _, before, after in filled:
+        for sid, _, _, before, after in filled:
             number = after["number"]
             if number != before["number"] and (number in taken or number in claimed):
                 log.warning("comment number %s is taken; recording %s gets another", number, sid)
@@ -604,14 +646,6 @@ class _Writer:
         highest = max([*given, *others])
         self.db.execute(
             f"UPDATE recording_numbers SET next_number = {mark} + 1 WHERE next_number <= {mark}", (highest, highest)
-        )
-
-    def make_recordings(self, rows: list[tuple[str, str, datetime]]) -> None:
-        """Make the rows of recordings not yet stored, empty: (RecordingSid, CallSid, at)."""
-        self.db.many_rows(
-            "INSERT INTO recordings (recording_sid, call_sid, created_at)",
-            [(sid, call_sid, self.sql.stamp(at)) for sid, call_sid, at in sorted(rows)],
-            "ON CONFLICT (recording_sid) DO NOTHING",
         )
 
     def recount(self, call_sid: str, before: dict, after: dict) -> None:

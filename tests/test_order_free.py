@@ -37,7 +37,7 @@ from models.calls import verify_call_topics
 from models.line import District, LineSettings, bump_version, line_script, load_script, read_script_file
 from models.tally import tally
 
-from .conftest import ACCOUNT, PG_URL, SECRETS, Reply, Twilio, line_env, recording_url
+from .conftest import ACCOUNT, PG_URL, SECRETS, Reply, Twilio, eventually, line_env, recording_url
 
 EXAMPLES = int(os.environ.get("ORDER_FREE_EXAMPLES", "25"))
 NUMBERS = ("+15035550101", "+15035550102", "+15035550103", "anonymous")
@@ -376,6 +376,62 @@ def test_two_writers_at_once_count_as_one(app, lines_of, database_url):
     for thread in threads:
         thread.join()
     assert snapshot(app) == in_order
+
+
+@pytest.mark.skipif(not PG_URL, reason="two writers at once: PostgreSQL (SQLite takes one writer at a time)")
+def test_a_recording_inserted_meanwhile_is_filled_as_stored(app, lines_of, database_url):
+    """A writer that finds a recording missing, then finds it inserted by another writer
+    before its own insert (facts of one recording that do not name its call, so nothing
+    else puts the two one after the other), fills the other's row: the same rows and counts
+    as the facts written one after the other."""
+    import threading
+
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only")
+    plan = {
+        "number": NUMBERS[0],
+        "keys": ["1", "1", "1", "#"],  # English, the budget, a position, the comment
+        "seconds": 7,
+        "recording_status": "completed",
+        "transcription": "completed",
+        "status_callback": True,
+        "retry": False,
+        "start": STARTS[2],
+    }
+    lines = lines_of([plan])
+    # The writer held open: every webhook up to the recording's action, which inserts its row.
+    action_at = next(i for i, line in enumerate(lines) if any(f.name == "recording_action" for f in line))
+    held = lines[: action_at + 1]
+    # The other: the recording's status and transcript, without the webhooks' facts of the call.
+    late = [f for line in lines[action_at + 1 :] for f in line if f.name in ("recording_status", "transcription")]
+    rest = [[f for f in line if f.name not in ("recording_status", "transcription")] for line in lines[action_at + 1 :]]
+    assert {f.name for f in late} == {"recording_status", "transcription"}
+    deliver(app, [held, [late], rest])
+    one_after_the_other = snapshot(app)
+    empty(app, database_url)
+
+    def waiting_for_a_lock() -> bool:
+        with app.app_context():
+            return db.session.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar_one() > 0
+
+    with app.app_context():
+        apply(db.session, *held)  # not committed: its recording's row is not seen by others yet
+        other = threading.Thread(target=deliver, args=(app, [[late]]))
+        other.start()
+        assert eventually(waiting_for_a_lock, bool, timeout=10), "the other writer did not wait for the first"
+        db.session.commit()
+    other.join(timeout=30)
+    assert not other.is_alive()
+    deliver(app, [rest])
+    assert snapshot(app) == one_after_the_other
+    with app.app_context():
+        status, transcripts = db.session.execute(
+            text(
+                "SELECT r.status, count(t.id) FROM recordings r LEFT JOIN transcriptions t "
+                "ON t.recording_sid = r.recording_sid GROUP BY r.status"
+            )
+        ).one()
+    assert (status, transcripts) == ("completed", 1)
 
 
 def is_test_call(facts: list) -> bool:

@@ -156,32 +156,24 @@ class Statements:
         return found
 
     def update_rows(
-        self,
-        table: str,
-        columns: tuple[str, ...],
-        keys: tuple[str, ...],
-        rows: list[tuple],
-        *,
-        where: str = "",
-        **exprs,
+        self, table: str, columns: tuple[str, ...], keys: tuple[str, ...], rows: list[tuple], *, where: str = ""
     ) -> None:
-        """Update one row of `table` per tuple (the `columns`' new values, then the `keys`'),
-        no two tuples naming the same row. A column is set to its value, or to its `exprs`
-        with the value for `{}` (`topics="calls.topics + {}"`); `where` adds a condition, in
-        which the table's columns are named with the table's name. SQLite runs the statement
-        for each row (in C, prepared once). PostgreSQL takes the rows as arrays, one per
-        column, in one statement of the same text for any number of rows: a statement per
-        row cost the writer and the server more than the rest of a batch together."""
+        """Set the `columns` of one row of `table` per tuple (the columns' new values, then the
+        `keys`'), no two tuples naming the same row; `where` adds a condition, in which the
+        table's columns are named with the table's name. SQLite runs the statement for each
+        row (in C, prepared once). PostgreSQL takes the rows as arrays, one per column, in one
+        statement of the same text for any number of rows: a statement per row cost the
+        writer and the server more than the rest of a batch together."""
         s = self.sql
         if s.postgres:
-            sets = ", ".join(f"{c} = " + exprs.get(c, "{}").format(f"v.{c}") for c in columns)
+            sets = ", ".join(f"{c} = v.{c}" for c in columns)
             arrays, match = keyed_arrays(table, (*columns, *keys), keys)
             self.execute(
                 f"UPDATE {table} SET {sets} FROM {arrays} WHERE {match}{where}",
                 [list(column) for column in zip(*rows, strict=True)],
             )
         else:
-            sets = ", ".join(f"{c} = " + exprs.get(c, "{}").format(s.mark) for c in columns)
+            sets = ", ".join(f"{c} = {s.mark}" for c in columns)
             match = " AND ".join(f"{k} = {s.mark}" for k in keys)
             self.execute_many(f"UPDATE {table} SET {sets} WHERE {match}{where}", rows)
 

@@ -35,6 +35,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
+from typing import NamedTuple
 
 from sqlalchemy import insert, select
 
@@ -64,6 +65,19 @@ RECORDING_FIELDS = (
     "number",
     "created_at",
 )
+
+
+class KnownCall(NamedTuple):
+    """What the writer needs to know of a call its batch names, as stored or about to be."""
+
+    started_at: datetime
+    caller: str | None
+    entered_zip: str | None
+    is_test: bool
+
+
+def known_call(values: dict) -> KnownCall:
+    return KnownCall(values["started_at"], values["caller_hash"], values["entered_zip"], values["is_test"])
 
 
 class Batch:
@@ -157,8 +171,7 @@ class _Writer:
         self.sql, self.connection = self.db.sql, self.db.connection
         self.batch = batch
         self.counts = Counts()
-        # call -> (started, caller, topics, entered ZIP code, is_test)
-        self.known: dict[str, tuple[datetime, str | None, int, str | None, bool]] = {}
+        self.known: dict[str, KnownCall] = {}  # the batch's calls as stored (or about to be)
         self.voices_touched: set[tuple[int, str]] = set()  # (topic, caller) whose latest may have moved
         self.voice_changes: Counter = Counter()  # (period, start, topic, zip, stance) -> callers
         self.former_hours: set[datetime] = set()  # the hours moved calls started in before
@@ -189,7 +202,7 @@ class _Writer:
     def started(self, call_sid: str) -> datetime | None:
         """When a counted call started; None for a test call or one not stored."""
         known = self.known.get(call_sid)
-        return known[0] if known and not known[4] else None
+        return known.started_at if known and not known.is_test else None
 
     # --- calls ----------------------------------------------------------------------------
 
@@ -204,36 +217,30 @@ class _Writer:
         rows = []
         for sid in sids:
             values = b.calls[sid]
-            rows.append((sid, *(s.stamp(values[f]) if f == "started_at" else values[f] for f in CALL_FIELDS), 0))
+            rows.append((sid, *(s.stamp(values[f]) if f == "started_at" else values[f] for f in CALL_FIELDS)))
         # PostgreSQL: "DO UPDATE … WHERE false" locks a stored call without writing it.
         tail = "ON CONFLICT (call_sid) DO " + (
             "UPDATE SET call_sid = excluded.call_sid WHERE false" if s.postgres else "NOTHING"
         )
         new = self.db.many_rows(
-            f"INSERT INTO calls (call_sid, {', '.join(CALL_FIELDS)}, topics)", rows, tail + " RETURNING call_sid"
+            f"INSERT INTO calls (call_sid, {', '.join(CALL_FIELDS)})", rows, tail + " RETURNING call_sid"
         )
         inserted = {sid for (sid,) in new}
         for sid in inserted:
             values = b.calls[sid]
             if not values["is_test"]:
                 self.counts.add_call(values["started_at"], values["caller_hash"], zip=values["entered_zip"])
-            self.known[sid] = (values["started_at"], values["caller_hash"], 0, values["entered_zip"], values["is_test"])
+            self.known[sid] = known_call(values)
         stored = [sid for sid in sids if sid not in inserted]
         if not stored:
             return
-        query = f"SELECT call_sid, {', '.join(CALL_FIELDS)}, topics FROM calls WHERE call_sid"
+        query = f"SELECT call_sid, {', '.join(CALL_FIELDS)} FROM calls WHERE call_sid"
         updates, moved = [], []
-        for sid, *values, topics in self.db.select_in(query, stored):
+        for sid, *values in self.db.select_in(query, stored):
             before = dict(zip(CALL_FIELDS, values, strict=True))
             before["started_at"], before["is_test"] = s.moment(before["started_at"]), bool(before["is_test"])
             after = rules.merge_call(before, b.calls[sid])
-            self.known[sid] = (
-                after["started_at"],
-                after["caller_hash"],
-                topics or 0,
-                after["entered_zip"],
-                after["is_test"],
-            )
+            self.known[sid] = known_call(after)
             if after != before:
                 updates.append((*(s.stamp(after[f]) if f == "started_at" else after[f] for f in CALL_FIELDS), sid))
             # A start moved within its hour changes no sum, but may change whose position is
@@ -353,19 +360,20 @@ class _Writer:
         query = "SELECT call_sid, topic_id, stance, stance_step FROM call_topics WHERE call_sid"
         for sid, topic_id, stance, stance_step in self.db.select_in(query, call_sids):
             pairs[(sid, topic_id)] = [stance, stance_step, "stored"]
-        added: dict[str, int] = Counter()
+        # A call's first topic routes it: none stored yet, none added by this batch before.
+        stored_topics, added = Counter(sid for sid, _ in pairs), Counter()
         for sid, step, topic_id in fresh:
             stance = b.choices[(sid, step)].get("stance")
             started = self.started(sid) or b.choices[(sid, step)]["at"]  # (a test call's: unused)
             known = self.known.get(sid)
-            counted = not (known and known[4])  # a test call counts for nothing
+            counted = not (known and known.is_test)  # a test call counts for nothing
             pair = pairs.get((sid, topic_id))
-            caller, entered_zip = (known[1], known[3]) if known else (None, None)
+            caller, entered_zip = (known.caller, known.entered_zip) if known else (None, None)
             if counted and stance is not None and (pair is None or pair[1] < step):
                 self.touch_voice(topic_id, caller)
             if pair is None:  # the call's first choice of this topic
                 pairs[(sid, topic_id)] = [stance, step if stance else 0, "new"]
-                routed = known is not None and known[2] + added[sid] == 0
+                routed = known is not None and stored_topics[sid] + added[sid] == 0
                 added[sid] += 1
                 if counted:
                     self.counts.add_topic(started, caller, topic_id, stance, routed, zip=entered_zip)
@@ -375,9 +383,9 @@ class _Writer:
                 pair[0], pair[1] = stance, step
                 if pair[2] == "stored":
                     pair[2] = "changed"
-        self.write_pairs(pairs, added)
+        self.write_pairs(pairs)
 
-    def write_pairs(self, pairs: dict[tuple[str, int], list], added: dict[str, int]) -> None:
+    def write_pairs(self, pairs: dict[tuple[str, int], list]) -> None:
         new = [(sid, tid, p[0], p[1]) for (sid, tid), p in sorted(pairs.items()) if p[2] == "new"]
         if new:
             self.db.many_rows(
@@ -388,14 +396,6 @@ class _Writer:
         changed = [(p[0], p[1], sid, tid) for (sid, tid), p in sorted(pairs.items()) if p[2] == "changed"]
         if changed:
             self.db.update_rows("call_topics", ("stance", "stance_step"), ("call_sid", "topic_id"), changed)
-        if added:
-            self.db.update_rows(
-                "calls",
-                ("topics",),
-                ("call_sid",),
-                [(count, sid) for sid, count in sorted(added.items())],
-                topics="calls.topics + {}",
-            )
 
     # --- callers --------------------------------------------------------------------------
 
@@ -617,9 +617,9 @@ class _Writer:
     def learn_calls(self, call_sids: Iterable[str]) -> None:
         wanted = sorted(set(call_sids) - self.known.keys())
         if wanted:
-            query = "SELECT call_sid, started_at, caller_hash, topics, entered_zip, is_test FROM calls WHERE call_sid"
-            for sid, started, caller, topics, entered_zip, is_test in self.db.select_in(query, wanted):
-                self.known[sid] = (self.sql.moment(started), caller, topics or 0, entered_zip, bool(is_test))
+            query = "SELECT call_sid, started_at, caller_hash, entered_zip, is_test FROM calls WHERE call_sid"
+            for sid, started, caller, entered_zip, is_test in self.db.select_in(query, wanted):
+                self.known[sid] = KnownCall(self.sql.moment(started), caller, entered_zip, bool(is_test))
 
     def check_numbers_given(self, filled: list[tuple[str, str, tuple | None, dict, dict]], others: list[int]) -> None:
         """The numbers actions gave are unique as long as they come from this database's
@@ -654,7 +654,7 @@ class _Writer:
         started = self.started(call_sid)
         if was == now or started is None:
             return  # no change; a test call; or no call row, which `flask counts verify` would report
-        entered_zip = self.known[call_sid][3]
+        entered_zip = self.known[call_sid].entered_zip
         if was is not None:
             self.counts.add_comment(started, was, -1, entered_zip)
         if now is not None:

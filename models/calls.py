@@ -88,7 +88,6 @@ class Call(db.Model):
     ended_at: Mapped[datetime | None]
     duration: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[str | None] = mapped_column(String(16))
-    topics: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # distinct topics chosen
     # Facts for the flags (models/flags.py): Twilio's SHAKEN/STIR verdict on `From`
     # (`StirVerstat`), whether `From` was withheld (None: no request with `From` seen yet), and
     # whether the line answered the call with the block list's message.

@@ -61,7 +61,6 @@ def number_for(reference: str) -> int | None:
 class Recording(db.Model):
     __tablename__ = "recordings"
     __table_args__ = (
-        Index("ix_recordings_topic_id", "topic_id"),
         Index("ix_recordings_duration_created_at", "duration", "created_at"),  # short comments (models/flags.py)
         Index(
             "ix_recordings_absent",
@@ -84,7 +83,7 @@ class Recording(db.Model):
     finished_by: Mapped[str | None] = mapped_column(String(16))  # the key pressed, or "hangup"
     media_url: Mapped[str | None] = mapped_column(String(512))
     error_code: Mapped[str | None] = mapped_column(String(16))
-    created_at: Mapped[datetime] = mapped_column(index=True)
+    created_at: Mapped[datetime]  # indexed with the id, alone and by topic (models/comments.py)
     action_at: Mapped[datetime | None]
     status_at: Mapped[datetime | None]
     # Our own copy of the audio (see storage/), once the worker has fetched it.
@@ -148,10 +147,10 @@ def recording_for_reference(session, reference: str) -> Recording | None:
 
 class Transcription(db.Model):
     __tablename__ = "transcriptions"
-    __table_args__ = (UniqueConstraint("recording_sid", "source"),)
+    __table_args__ = (UniqueConstraint("recording_sid", "source"),)  # also its index by recording
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    recording_sid: Mapped[str] = mapped_column(String(64), index=True)
+    recording_sid: Mapped[str] = mapped_column(String(64))
     source: Mapped[str] = mapped_column(String(32))  # twilio | whisper | staff
     transcription_sid: Mapped[str | None] = mapped_column(String(64), unique=True)
     language: Mapped[str | None] = mapped_column(String(16))

@@ -144,7 +144,7 @@ def snapshot(app) -> dict:
     depend on the order numbers were handed out, left aside)."""
     queries = {
         "calls": "SELECT call_sid, account_sid, from_number, caller_hash, to_number, from_city, from_state, from_zip, "
-        "from_country, caller_name, language, entered_zip, zip_step, started_at, ended_at, duration, status, topics, "
+        "from_country, caller_name, language, entered_zip, zip_step, started_at, ended_at, duration, status, "
         "stir_verstat, caller_withheld, blocked FROM calls",
         "callback_requests": "SELECT call_sid, step, topic_id, recording_sid, requested_at, "
         "number_sealed IS NULL FROM callback_requests",

@@ -584,8 +584,7 @@ class _Writer:
                 continue
             numbers[sid] = after["number"]
             if row is not None and after != before:
-                values = tuple(s.stamp(after[f]) if f.endswith("_at") else after[f] for f in RECORDING_FIELDS)
-                updates.append((*values, row[0]))
+                updates.append((*self.recording_values(after), row[0]))
             if after != before:
                 self.recount(call_sid, before, after)
         if updates:
@@ -602,9 +601,8 @@ class _Writer:
     def insert_recordings(self, fresh: list[tuple[str, str, dict]]) -> set[str]:
         """Insert new recordings, whole: (RecordingSid, CallSid, fields); return the
         RecordingSids inserted (not those another batch inserted first)."""
-        s = self.sql
         rows = [
-            (sid, call_sid, *(s.stamp(after[f]) if f.endswith("_at") else after[f] for f in RECORDING_FIELDS))
+            (sid, call_sid, *self.recording_values(after))
             for sid, call_sid, after in sorted(fresh, key=lambda row: row[0])
         ]
         found = self.db.many_rows(
@@ -613,6 +611,10 @@ class _Writer:
             "ON CONFLICT (recording_sid) DO NOTHING RETURNING recording_sid",
         )
         return {sid for (sid,) in found}
+
+    def recording_values(self, fields: dict) -> tuple:
+        """A recording's `RECORDING_FIELDS` as statement parameters."""
+        return tuple(self.sql.stamp(fields[f]) if f.endswith("_at") else fields[f] for f in RECORDING_FIELDS)
 
     def learn_calls(self, call_sids: Iterable[str]) -> None:
         wanted = sorted(set(call_sids) - self.known.keys())

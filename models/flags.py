@@ -20,7 +20,9 @@ The rules (each on by default; `.env.example` has the settings):
   `models.calls.WITHHELD_NUMBERS`). `FLAG_UNVERIFIED_CALLERS=false`: off.
 
 `repeat` and `burst` need the number's keyed hash: with `CALLER_NUMBERS=none` no number is
-kept and they flag nothing.
+kept and they flag nothing. "Try the line" calls count for nothing here either: they are
+never flagged, and a number's test calls make none of its real calls part of a repeat or a
+burst.
 
 Speed at millions of calls: every rule starts from a narrow index, not from the window's
 calls. `repeat` reads the `caller_days` rows above the limit (`ix_caller_days_repeats`, a
@@ -70,6 +72,9 @@ SPANS_PER_SELECT = 200  # (number, times) spans OR-ed in one SELECT of the union
 # The conditions of the partial indexes the rules read (written as the indexes say them, so
 # that SQLite, which matches them by their text, uses the index).
 REPEATED = CallerDay.calls > literal_column("1")
+# "Try the line" calls count for nothing: they are never flagged, and make no real call part
+# of a repeat or a burst (the summaries the rules start from leave them out too).
+COUNTED_CALL = Call.is_test == false()
 ABSENT = Recording.status == literal_column("'absent'")
 UNVERIFIED_VERSTATS = (
     "TN-Validation-Failed",
@@ -200,7 +205,9 @@ def burst_runs(
     for chunk in range(0, len(suspects), 500):
         rows = session.execute(
             select(Call.caller_hash, Call.started_at).where(
-                Call.caller_hash.in_(suspects[chunk : chunk + 500]), *_between(Call.started_at, wide_start, wide_end)
+                Call.caller_hash.in_(suspects[chunk : chunk + 500]),
+                *_between(Call.started_at, wide_start, wide_end),
+                COUNTED_CALL,
             )
         )
         for caller, started in rows:
@@ -295,6 +302,7 @@ def flag_rows(session, rules: FlagRules, start: datetime | None, end: datetime |
                     )
                 ),
                 *window,
+                COUNTED_CALL,
             )
         )
     runs = burst_runs(session, rules, start, end, narrow) or []
@@ -308,6 +316,7 @@ def flag_rows(session, rules: FlagRules, start: datetime | None, end: datetime |
                     )
                 ),
                 *window,
+                COUNTED_CALL,
             )
         )
     if not parts:
@@ -543,13 +552,13 @@ def flags_of(session, rules: FlagRules, call_sids: list[str]) -> dict[str, set[s
 
     Read from the calls themselves and, for `repeat` and `burst`, from their numbers'
     `caller_days` rows and their numbers' calls within `burst_minutes` of theirs: a page
-    costs the same however many other calls its hours hold."""
+    costs the same however many other calls its hours hold. A test call has none."""
     wanted = sorted(set(call_sids))
     if not wanted:
         return {}
     calls = session.execute(
         select(Call.call_sid, Call.caller_hash, Call.started_at, Call.stir_verstat, Call.caller_withheld).where(
-            Call.call_sid.in_(wanted)
+            Call.call_sid.in_(wanted), COUNTED_CALL
         )
     ).all()
     found: dict[str, set[str]] = defaultdict(set)
@@ -559,7 +568,8 @@ def flags_of(session, rules: FlagRules, call_sids: list[str]) -> dict[str, set[s
                 found[sid].add("unverified")
     if rules.short_comments:
         short = or_(Recording.duration <= rules.short_comment_seconds, Recording.status == "absent")
-        for sid in session.scalars(select(Recording.call_sid).where(Recording.call_sid.in_(wanted), short)):
+        counted = [sid for sid, *_ in calls]
+        for sid in session.scalars(select(Recording.call_sid).where(Recording.call_sid.in_(counted), short)):
             found[sid].add("short")
     numbered = [(sid, caller, started) for sid, caller, started, _, _ in calls if caller and started]
     if numbered and rules.repeat_calls_per_day:
@@ -616,7 +626,7 @@ def _in_bursts(session, limit: int, span: timedelta, numbered: list[tuple[str, s
                 for caller, lo, hi in spans[chunk : chunk + SPANS_PER_SELECT]
             )
         )
-        for caller, started in session.execute(select(Call.caller_hash, Call.started_at).where(near)):
+        for caller, started in session.execute(select(Call.caller_hash, Call.started_at).where(near, COUNTED_CALL)):
             starts[caller].append(started)
     runs = {caller: runs_in(found, limit, span) for caller, found in starts.items()}
     return {sid for sid, caller, started in numbered if any(lo <= started <= hi for lo, hi in runs.get(caller, ()))}

@@ -15,7 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select, true, update
 
+from facts import write_path
 from ivr.caller import NO_VALIDATION, UNVERIFIED, VERIFIED, Phone, Script, Take
+from ivr.trial import TRIAL_HEADER, trial_mark
 from models import db, summary
 from models.blocklist import block_list, block_number
 from models.callbacks import CallbackRequest, open_number
@@ -25,7 +27,7 @@ from models.kept_counts import today
 from models.line import Topic, bump_version, line_script
 from models.users import User
 
-from .conftest import CALLER, LINE
+from .conftest import CALLER, LINE, Twilio
 from .test_kept_counts import play_calls
 
 BUDGET_SUPPORT = ["1", "1", "1"]  # English, the budget, "support"
@@ -80,6 +82,39 @@ def test_a_burst_is_flagged_and_the_setting_moves_it(app, twilio, api):
     assert api("/api/v1/counts").json["flagged"] == 7
     app.config["FLAG_BURST_CALLS"] = 4
     assert api("/api/v1/counts").json["flagged"] == 0
+
+
+def test_a_numbers_try_the_line_calls_make_no_burst_of_its_real_ones(app, twilio, api):
+    """Three real calls and a "Try the line" call from one number within seconds: more than
+    three calls, but the test call counts for nothing, so no burst; a fourth real call makes
+    one of the four real calls, the test call still unflagged."""
+    client = app.test_client()
+
+    def marked(url, params, headers):  # as the console's "Try the line" sends: a test call
+        mark = trial_mark(app.config["SECRET_KEY"], "live", params["CallSid"])
+        response = client.post(url, data=params, headers={**headers, TRIAL_HEADER: mark})
+        write_path(app).flush()
+        return response
+
+    trial = Twilio(marked)
+    no_flag_rules(app)
+    app.config.update(FLAG_BURST_CALLS=3, FLAG_BURST_MINUTES=10)  # more than three in ten minutes
+    for _ in range(3):
+        twilio.play(Script(["1", "3"], [Take(seconds=9)]), CALLER)
+    tried = trial.play(Script(["1", "3"], [Take(seconds=9)]), CALLER)
+    body = api("/api/v1/counts").json
+    assert (body["calls"], body["flagged"]) == (3, 0)
+    with app.app_context():
+        assert db.session.get(Call, tried.call_sid).is_test
+        sids = list(db.session.scalars(select(Call.call_sid)))
+        assert flags_of(db.session, FlagRules.from_config(app.config), sids) == {}
+    twilio.play(Script(["1", "3"], [Take(seconds=9)]), CALLER)
+    body = api("/api/v1/counts").json
+    assert (body["calls"], body["flagged"], topic_counts(body, "housing")["flagged"]) == (4, 4, 4)
+    with app.app_context():
+        sids = list(db.session.scalars(select(Call.call_sid)))
+        flags = flags_of(db.session, FlagRules.from_config(app.config), sids)
+    assert len(sids) == 5 and tried.call_sid not in flags and list(flags.values()) == [{"burst"}] * 4
 
 
 def test_silent_and_one_second_comments_are_flagged(app, twilio, api):

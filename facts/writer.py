@@ -16,10 +16,10 @@ another hour or learns its caller, what the call already counted for moves with 
 One voice per caller: for each (caller, topic) whose positions a batch changed (a new or
 changed position, a call whose start, caller or ZIP code moved), `note_voices` reads the
 caller's stored positions on the topic and derives their latest per day, week, month and all
-time again (`rules.latest_positions`), then moves `voice_counts` by the difference. It
-first takes the (caller, topic)'s all-time row in `caller_voices` (inserting it, or on
-PostgreSQL locking it), so two batches about one caller's calls derive one after the other,
-the second from what the first committed.
+time again (`rules.latest_positions`), then moves `voice_counts` by the difference. On
+PostgreSQL it first takes the (caller, topic)'s all-time row in `caller_voices` (inserting or
+locking it), so two batches about one caller's calls derive one after the other, the second
+from what the first committed; SQLite runs one batch at a time.
 
 Concurrency (PostgreSQL, several processes or instances writing at once): the batch first
 locks the rows of every call it names, in `CallSid` order, with one statement; everything
@@ -152,6 +152,19 @@ def status_rank(expression: str) -> str:
     return f"(CASE {expression} {ranks} ELSE 0 END)"
 
 
+NO_STATUS: tuple[None, None, None] = (None, None, None)
+
+
+def new_call_status(status: tuple | None) -> tuple:
+    """The (status, duration, ended_at) a call stored first by this batch is inserted with:
+    the batch's standing status when it would replace none stored (`note_statuses`' rule
+    against a row with no status), so that a call whose status callback comes in the batch
+    that stores it is written once, not inserted and then updated."""
+    if status is None or rules.status_key(status[0], status[2], status[1]) <= rules.status_key(None, None, None):
+        return NO_STATUS
+    return status
+
+
 def take_numbers(connection, count: int) -> list[int]:
     """`count` comment numbers no one else has or will get, from the one-row counter, in the
     connection's transaction: numbers taken in a transaction that rolls back are given again,
@@ -175,6 +188,7 @@ class _Writer:
         self.voices_touched: set[tuple[int, str]] = set()  # (topic, caller) whose latest may have moved
         self.voice_changes: Counter = Counter()  # (period, start, topic, zip, stance) -> callers
         self.former_hours: set[datetime] = set()  # the hours moved calls started in before
+        self.inserted_calls: set[str] = set()  # the calls this batch stored first
 
     def run(self) -> dict[str, int]:
         try:
@@ -217,15 +231,21 @@ class _Writer:
         rows = []
         for sid in sids:
             values = b.calls[sid]
-            rows.append((sid, *(s.stamp(values[f]) if f == "started_at" else values[f] for f in CALL_FIELDS)))
+            status = new_call_status(b.statuses.get(sid))
+            rows.append(
+                (sid, *(s.stamp(values[f]) if f == "started_at" else values[f] for f in CALL_FIELDS))
+                + (status[0], status[1], s.stamp(status[2]))
+            )
         # PostgreSQL: "DO UPDATE … WHERE false" locks a stored call without writing it.
         tail = "ON CONFLICT (call_sid) DO " + (
             "UPDATE SET call_sid = excluded.call_sid WHERE false" if s.postgres else "NOTHING"
         )
         new = self.db.many_rows(
-            f"INSERT INTO calls (call_sid, {', '.join(CALL_FIELDS)})", rows, tail + " RETURNING call_sid"
+            f"INSERT INTO calls (call_sid, {', '.join(CALL_FIELDS)}, status, duration, ended_at)",
+            rows,
+            tail + " RETURNING call_sid",
         )
-        inserted = {sid for (sid,) in new}
+        self.inserted_calls = inserted = {sid for (sid,) in new}
         for sid in inserted:
             values = b.calls[sid]
             if not values["is_test"]:
@@ -299,14 +319,16 @@ class _Writer:
     def note_statuses(self) -> None:
         """Status callbacks: the batch's standing status (`rules.status_key`) replaces the
         stored one only when it ranks higher, or as high with a later end; so a final status
-        is never replaced by a passing one, in any order."""
+        is never replaced by a passing one, in any order. (A call the batch inserted got its
+        status with its row.)"""
         s = self.sql
-        if not self.batch.statuses:
-            return
         rows = [
             (status, duration, s.stamp(ended_at), sid)
             for sid, (status, duration, ended_at) in sorted(self.batch.statuses.items())
+            if sid not in self.inserted_calls  # inserted with it (`new_call_status`)
         ]
+        if not rows:
+            return
         stored_rank = status_rank("calls.status")
         if s.postgres:
             rank, end, length, dawn = status_rank("v.status"), "v.ended_at", "v.duration", "'0001-01-01'::timestamp"
@@ -783,12 +805,12 @@ class _Writer:
             return
         s, touched = self.sql, sorted(self.voices_touched)
         key = ", ".join(self.VOICE_KEY)
-        self.db.many_rows(
-            f"INSERT INTO caller_voices ({key}, zip)",
-            [("a", s.stamp(rules.ALL_TIME), topic_id, caller, "") for topic_id, caller in touched],
-            f"ON CONFLICT ({key}) DO "
-            + ("UPDATE SET caller_hash = excluded.caller_hash WHERE false" if s.postgres else "NOTHING"),
-        )
+        if s.postgres:  # SQLite's batches run one at a time (`BEGIN IMMEDIATE`): no lock to take
+            self.db.many_rows(
+                f"INSERT INTO caller_voices ({key}, zip)",
+                [("a", s.stamp(rules.ALL_TIME), topic_id, caller, "") for topic_id, caller in touched],
+                f"ON CONFLICT ({key}) DO UPDATE SET caller_hash = excluded.caller_hash WHERE false",
+            )
         query = (
             "SELECT caller_voices.period, caller_voices.period_start, caller_voices.topic_id, "
             "caller_voices.caller_hash, caller_voices.stance, caller_voices.zip, caller_voices.started_at, "

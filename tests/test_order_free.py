@@ -109,8 +109,9 @@ def play(twilio: Twilio, plan: dict) -> None:
                 TranscriptionUrl=recording_url(sid) + "/Transcriptions",
                 TranscriptionType="fast",
             )
-    if plan["status_callback"]:
-        caller.hang_up(duration=20)
+    callbacks = plan["status_callback"]
+    for status in ["completed"] if callbacks is True else callbacks or []:
+        caller.hang_up(duration=20, status=status)
 
 
 def at_moments(lines: list[list], starts: dict[str, datetime]) -> list[list]:
@@ -207,7 +208,12 @@ call_plan = st.fixed_dictionaries(
         "seconds": st.sampled_from([0, 7]),
         "recording_status": st.sampled_from([None, "completed", "absent"]),
         "transcription": st.sampled_from([None, "completed", "failed"]),
-        "status_callback": st.booleans(),
+        # The call status callbacks' CallStatus: none, one or two, passing or final, or one the
+        # line does not know ("answered" is an event, not a status: it ranks below every status).
+        "status_callback": st.one_of(
+            st.just(False),
+            st.lists(st.sampled_from(["ringing", "in-progress", "completed", "no-answer", "answered"]), max_size=2),
+        ),
         "retry": st.booleans(),
         "start": st.sampled_from(STARTS),
         "zips": st.lists(st.sampled_from(ZIP_ENTRIES), min_size=1, max_size=2),

@@ -31,6 +31,9 @@ SECRETS = {
 }
 TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
+# The servers and commands the benchmark starts read no `.flaskenv` or `.env` kept in this
+# folder: the figures are the line's defaults, with the settings the benchmark gives.
+NO_DOTENV = {"FLASK_SKIP_DOTENV": "1"}
 OURS = "app:create_app()"
 CEILING = "bench.ceiling:create_app()"
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/commentline_bench"
@@ -52,7 +55,7 @@ def flask(db: Database, *args: str, timeout: float = 300, stdin: str | None = No
     done = subprocess.run(
         [sys.executable, "-m", "flask", "--app", "app", *args],
         cwd=PROJECT_DIR,
-        env={**os.environ, **db.env()},
+        env={**os.environ, **db.env(), **NO_DOTENV},
         input=stdin,
         capture_output=True,
         text=True,
@@ -166,6 +169,7 @@ class Server:
             "HOST": "127.0.0.1",
             "WEB_WORKERS": str(workers),
             "WEB_THREADS": str(threads),
+            **NO_DOTENV,
             **(extra_env or {}),
         }
         self.log = open(log, "ab")  # noqa: SIM115 - closed in stop()

@@ -8,11 +8,14 @@ import sys
 import tempfile
 
 from dotenv import load_dotenv
+from flask.helpers import get_load_dotenv
 
 from config import SettingsError, number_setting
 
-# Settings from a .env file in the working directory, as `flask` reads them (the environment wins).
-load_dotenv(os.path.join(os.getcwd(), ".env"))
+# Settings from a .env file in the working directory, as `flask` reads them (the environment
+# wins); `FLASK_SKIP_DOTENV=1` skips it, as it does for `flask`.
+if get_load_dotenv():
+    load_dotenv(os.path.join(os.getcwd(), ".env"))
 
 try:
     port = number_setting(os.environ, "PORT", 5000, int)

@@ -53,6 +53,9 @@ CALLER = Phone("+15035550100", "PORTLAND", "OR", "97201", "US")
 LINE = LineFacts.from_file(DEFAULT_LINE_CONFIG)
 TWILIO_ACCOUNT = TwilioAccount(ACCOUNT, TOKEN)
 PG_URL = os.environ.get("TEST_DATABASE_URL")
+# Every process the suite starts (gunicorn, `flask`) reads no `.flaskenv` or `.env` a developer
+# keeps in this folder: each test gives its processes the settings it means them to have.
+os.environ["FLASK_SKIP_DOTENV"] = "1"
 DATABASES = ["sqlite"] + (["postgresql"] if PG_URL else [])
 
 

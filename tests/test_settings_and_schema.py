@@ -197,3 +197,30 @@ def test_gunicorn_settings_are_checked_too(tmp_path):
     )
     assert done.returncode == 1
     assert done.stderr.strip() == "commentline: WEB_THREADS must be a whole number, not 'four'"
+
+
+@pytest.mark.parametrize(("skip", "threads"), [("", "7"), ("1", "4")])
+def test_gunicorn_reads_the_folders_env_unless_told_not_to(tmp_path, skip, threads):
+    """gunicorn, started in a folder with a `.env`, takes its settings from it, as `flask`
+    does; `FLASK_SKIP_DOTENV=1` makes it read none (the suite's own processes run so)."""
+    import subprocess
+    import sys
+
+    (tmp_path / ".env").write_text("WEB_THREADS=7\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "--config", str(PROJECT_DIR / "config/gunicorn.py"), "--print-config"]
+        + ["app:create_app()"],
+        cwd=tmp_path,
+        env={
+            **{name: value for name, value in os.environ.items() if name != "WEB_THREADS"},
+            "PYTHONPATH": str(PROJECT_DIR),
+            "APP_ENV": "development",
+            "INSTANCE_DIR": str(tmp_path / "instance"),
+            "FLASK_SKIP_DOTENV": skip,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^threads\s+= (\d+)$", done.stdout, re.MULTILINE)[1] == threads

@@ -72,8 +72,9 @@ SPANS_PER_SELECT = 200  # (number, times) spans OR-ed in one SELECT of the union
 # The conditions of the partial indexes the rules read (written as the indexes say them, so
 # that SQLite, which matches them by their text, uses the index).
 REPEATED = CallerDay.calls > literal_column("1")
-# "Try the line" calls count for nothing: they are never flagged, and make no real call part
-# of a repeat or a burst (the summaries the rules start from leave them out too).
+# "Try the line" calls count for nothing: they are never flagged, blocked or counted as asking
+# for a call back, and make no real call part of a repeat or a burst (the summaries the rules
+# start from leave them out too).
 COUNTED_CALL = Call.is_test == false()
 ABSENT = Recording.status == literal_column("'absent'")
 UNVERIFIED_VERSTATS = (
@@ -532,7 +533,7 @@ def _flagged_counts(
     flagged = calls.subquery()
     rows = session.execute(
         select(flagged.c.call_sid, CallTopic.topic_id)
-        .join(Call, and_(Call.call_sid == flagged.c.call_sid, Call.is_test == false()))  # not "Try the line"
+        .join(Call, and_(Call.call_sid == flagged.c.call_sid, COUNTED_CALL))
         .outerjoin(CallTopic, CallTopic.call_sid == flagged.c.call_sid)
         .where(*_zip_condition(within))
     )
@@ -650,7 +651,7 @@ def _blocked(session, start: datetime | None, end: datetime | None, within: froz
         .select_from(Call)
         .where(
             Call.blocked == true(),
-            Call.is_test == false(),
+            COUNTED_CALL,
             *_between(Call.started_at, start, end),
             *_zip_condition(within),
         )
@@ -680,7 +681,7 @@ def _callbacks(session, start: datetime | None, end: datetime | None, within: fr
         .join(Call, Call.call_sid == CallbackRequest.call_sid)
         .where(
             CallbackRequest.topic_id.is_not(None),
-            Call.is_test == false(),
+            COUNTED_CALL,
             *_between(Call.started_at if narrow else _not_by_index(Call.started_at), start, end),
             *_zip_condition(within),
         )

@@ -41,6 +41,7 @@ from ivr.caller import (
 )
 from ivr.caller import Reply as TwiML
 from ivr.menu import FINISH_KEY
+from ivr.trial import TRIAL_HEADER, trial_mark
 from models import db, summary
 from models.calls import verify_call_topics
 from models.line import load_script, read_script_file
@@ -313,13 +314,16 @@ def twilio(app) -> Twilio:
     return in_process_twilio(app)
 
 
-def in_process_twilio(app, **kwargs) -> Twilio:
+def in_process_twilio(app, *, trial: bool = False, **kwargs) -> Twilio:
     """Twilio, posting to the app's test client; each webhook's facts are written (by the
     write-behind writer, as in production) before the next request, so that a test reads what
-    it played."""
+    it played. `trial`: every webhook carries the mark the console's "Try the line" sends
+    (a test call, on the live script)."""
     client = app.test_client()
 
     def send(url, params, headers):
+        if trial:
+            headers = {**headers, TRIAL_HEADER: trial_mark(app.config["SECRET_KEY"], "live", params["CallSid"])}
         response = client.post(url, data=params, headers=headers)
         write_path(app).flush()
         return response

@@ -15,9 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select, true, update
 
-from facts import write_path
 from ivr.caller import NO_VALIDATION, UNVERIFIED, VERIFIED, Phone, Script, Take
-from ivr.trial import TRIAL_HEADER, trial_mark
 from models import db, summary
 from models.blocklist import block_list, block_number
 from models.callbacks import CallbackRequest, open_number
@@ -27,7 +25,7 @@ from models.kept_counts import today
 from models.line import Topic, bump_version, line_script
 from models.users import User
 
-from .conftest import CALLER, LINE, Twilio
+from .conftest import CALLER, LINE, in_process_twilio
 from .test_kept_counts import play_calls
 
 BUDGET_SUPPORT = ["1", "1", "1"]  # English, the budget, "support"
@@ -88,15 +86,7 @@ def test_a_numbers_try_the_line_calls_make_no_burst_of_its_real_ones(app, twilio
     """Three real calls and a "Try the line" call from one number within seconds: more than
     three calls, but the test call counts for nothing, so no burst; a fourth real call makes
     one of the four real calls, the test call still unflagged."""
-    client = app.test_client()
-
-    def marked(url, params, headers):  # as the console's "Try the line" sends: a test call
-        mark = trial_mark(app.config["SECRET_KEY"], "live", params["CallSid"])
-        response = client.post(url, data=params, headers={**headers, TRIAL_HEADER: mark})
-        write_path(app).flush()
-        return response
-
-    trial = Twilio(marked)
+    trial = in_process_twilio(app, trial=True)
     no_flag_rules(app)
     app.config.update(FLAG_BURST_CALLS=3, FLAG_BURST_MINUTES=10)  # more than three in ten minutes
     for _ in range(3):

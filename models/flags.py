@@ -138,20 +138,18 @@ def _not_by_index(column):
     return func.coalesce(column, column)
 
 
-def repeat_spans(
-    session, rules: FlagRules, start: datetime | None, end: datetime | None, narrow: bool = False
-) -> list | None:
+def repeat_spans(session, rules: FlagRules, start: datetime | None, end: datetime | None) -> list | None:
     """The (caller, topic, day's start, next day's start) that `repeat` flags, or None (off):
-    the `caller_days` rows above the limit, read from the partial index of rows above one
-    call. Few: one per number and topic that called too often that day."""
+    the `caller_days` rows above the limit, read from the window's range of the partial index
+    of rows above one call (`ix_caller_days_repeats`, which holds all that is read). Few: one
+    per number and topic that called too often that day."""
     if not rules.repeat_calls_per_day:
         return None
     heavy = [REPEATED, CallerDay.calls > rules.repeat_calls_per_day, CallerDay.topic_id != WHOLE_LINE]
-    day = CallerDay.day if narrow else _not_by_index(CallerDay.day)  # a narrow window: its days' rows
     if start is not None:
-        heavy.append(day >= start.date())
+        heavy.append(CallerDay.day >= start.date())
     if end is not None:
-        heavy.append(day <= end.date())
+        heavy.append(CallerDay.day <= end.date())
     rows = session.execute(select(CallerDay.day, CallerDay.topic_id, CallerDay.caller_hash).where(*heavy))
     spans = []
     for d, topic_id, caller in rows:
@@ -164,23 +162,22 @@ def _as_date(value) -> date:
     return value if isinstance(value, date) else date.fromisoformat(value)
 
 
-def burst_suspects(
-    session, rules: FlagRules, start: datetime | None, end: datetime | None, narrow: bool = False
-) -> list[str]:
+def burst_suspects(session, rules: FlagRules, start: datetime | None, end: datetime | None) -> list[str]:
     """The callers who can have a burst in [start, end): a run of more than `limit` calls
     within `span` lies in two consecutive hours (a span of at most an hour) or days (less
     than a day), one of which then holds at least half of the run. Such hours are few, and
-    the partial index `ix_caller_hours_repeats` holds only them."""
+    the partial index `ix_caller_hours_repeats` holds only them, by hour, with all that is
+    read (`ix_caller_days_repeats` the days)."""
     limit, span = rules.burst_calls, timedelta(minutes=rules.burst_minutes)
     need = (limit + 2) // 2
     lo = start - span if start is not None else None
     hi = end + span if end is not None else None
     if span <= timedelta(hours=1):
-        table, moment = CallerHour, CallerHour.hour if narrow else _not_by_index(CallerHour.hour)
-        window = _between(moment, lo.replace(minute=0, second=0, microsecond=0) if lo else None, hi)
+        table = CallerHour
+        window = _between(CallerHour.hour, lo.replace(minute=0, second=0, microsecond=0) if lo else None, hi)
     elif span < timedelta(days=1):
-        table, moment = CallerDay, CallerDay.day if narrow else _not_by_index(CallerDay.day)
-        window = _between(moment, lo.date() if lo else None, hi.date() + timedelta(days=1) if hi else None)
+        table = CallerDay
+        window = _between(CallerDay.day, lo.date() if lo else None, hi.date() + timedelta(days=1) if hi else None)
     else:
         need, table, window = 1, CallerDay, []
     # The topic as no index holds it: `ix_caller_hours_caller` (topic, caller, hour) would
@@ -191,15 +188,13 @@ def burst_suspects(
     return list(session.scalars(select(table.caller_hash).where(*conditions).distinct()))
 
 
-def burst_runs(
-    session, rules: FlagRules, start: datetime | None, end: datetime | None, narrow: bool = False
-) -> list | None:
+def burst_runs(session, rules: FlagRules, start: datetime | None, end: datetime | None) -> list | None:
     """The runs `burst` flags, as (caller, first call's start, last call's start), overlapping
     ones merged; None (off). Every call of the caller's between the two is in the run."""
     limit, span = rules.burst_calls, timedelta(minutes=rules.burst_minutes)
     if not limit or not rules.burst_minutes:
         return None
-    suspects = burst_suspects(session, rules, start, end, narrow)
+    suspects = burst_suspects(session, rules, start, end)
     wide_start = start - span if start is not None else None
     wide_end = end + span if end is not None else None
     by_caller: dict[str, list[datetime]] = defaultdict(list)
@@ -286,7 +281,7 @@ def flag_rows(session, rules: FlagRules, start: datetime | None, end: datetime |
     narrow = is_narrow(session, start, end)  # few calls: each rule reads the window's rows, not its index
     parts = [*short_comments(rules, start, end, narrow), *unverified_callers(rules, start, end)]
     window = _between(Call.started_at, start, end)
-    spans = (repeat_spans(session, rules, start, end, narrow) if repeats is None else repeats) or []
+    spans = (repeat_spans(session, rules, start, end) if repeats is None else repeats) or []
     for chunk in range(0, len(spans), SPANS_PER_SELECT):  # each span by ix_calls_caller_hash_started_at
         parts.append(
             select(Call.call_sid, literal("repeat").label("flag"))
@@ -306,7 +301,7 @@ def flag_rows(session, rules: FlagRules, start: datetime | None, end: datetime |
                 COUNTED_CALL,
             )
         )
-    runs = burst_runs(session, rules, start, end, narrow) or []
+    runs = burst_runs(session, rules, start, end) or []
     for chunk in range(0, len(runs), SPANS_PER_SELECT):
         parts.append(
             select(Call.call_sid, literal("burst").label("flag")).where(
@@ -505,7 +500,7 @@ def flags_today(session, rules: FlagRules) -> tuple[datetime, Callable, str, Cal
     The rest of today is counted with the repeats read for the digest (`repeat_spans`
     read once)."""
     end, day = hour_floor(hour_floor(utcnow()) - burst_reach(rules)), today()
-    spans = repeat_spans(session, rules, day, day, True)
+    spans = repeat_spans(session, rules, day, day)
     pairs = sorted({(caller, topic_id) for caller, topic_id, _, _ in spans or []})
     digest = hashlib.sha256(repr(pairs).encode()).hexdigest()[:40]
 

@@ -75,12 +75,15 @@ class TopicCaller(db.Model):
 
 class CallerHour(db.Model):
     __tablename__ = "caller_hours"
-    # The hours a caller called more than once: where the flags' `burst` rule looks first.
+    # The hours a caller called more than once (few rows), by hour and holding every column
+    # the flags' `burst` rule reads there: any window's are a range of it, read alone.
     __table_args__ = (
         Index(
             "ix_caller_hours_repeats",
-            "calls",
             "hour",
+            "calls",
+            "topic_id",
+            "caller_hash",
             sqlite_where=text("calls > 1"),
             postgresql_where=text("calls > 1"),
         ),
@@ -98,10 +101,17 @@ class CallerHour(db.Model):
 class CallerDay(db.Model):
     __tablename__ = "caller_days"
     # The days a caller called about a topic more than once: where the flags' `repeat` rule
-    # looks first (models/flags.py). Partial: most rows hold one call.
+    # looks first (models/flags.py). Partial (most rows hold one call), by day, and holding
+    # every column the rule reads: any window's are a range of it, read alone.
     __table_args__ = (
         Index(
-            "ix_caller_days_repeats", "calls", "day", sqlite_where=text("calls > 1"), postgresql_where=text("calls > 1")
+            "ix_caller_days_repeats",
+            "day",
+            "calls",
+            "topic_id",
+            "caller_hash",
+            sqlite_where=text("calls > 1"),
+            postgresql_where=text("calls > 1"),
         ),
     )
 

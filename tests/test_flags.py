@@ -13,14 +13,15 @@ from datetime import timedelta
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select, true, update
+from sqlalchemy import event, func, select, true, update
 
 from ivr.caller import NO_VALIDATION, UNVERIFIED, VERIFIED, Phone, Script, Take
 from models import db, summary
+from models.base import utcnow
 from models.blocklist import block_list, block_number
 from models.callbacks import CallbackRequest, open_number
 from models.calls import Call
-from models.flags import FLAG_NAMES, FlagRules, flag_rows, flags_of
+from models.flags import FLAG_NAMES, FlagRules, burst_suspects, flag_rows, flags_of, repeat_spans
 from models.kept_counts import today
 from models.line import Topic, bump_version, line_script
 from models.users import User
@@ -310,3 +311,38 @@ def test_each_flag_holds_for_a_call_alone_on_its_page(app, twilio):
         assert {flag for flags in every.values() for flag in flags} == set(FLAG_NAMES)
         for sid, flags in every.items():
             assert flags_of(db.session, rules, [sid]) == {sid: flags}
+
+
+@pytest.mark.parametrize("burst_minutes", [10, 180])  # a burst found by its hours, or by its days
+def test_repeats_and_bursts_read_only_their_partial_index_whatever_the_window(app, database_url, burst_minutes):
+    """The `repeat` and `burst` rules find a window's callers in one range of the partial
+    index of rows above one call (`ix_caller_days_repeats`, `ix_caller_hours_repeats`),
+    reading nothing else: not every row of the window's days by the primary key (at a million
+    calls, seconds for a busy day), nor every row above the limit, whatever the window. SQLite
+    keeps no statistics, so its plan is fixed by the schema and the query: checked here."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite's plans (PostgreSQL plans by its statistics)")
+    rules = FlagRules(repeat_calls_per_day=5, burst_calls=5, burst_minutes=burst_minutes)
+    now = utcnow()
+    windows = [(None, None), (today(), today()), (now - timedelta(hours=2), now), (now - timedelta(days=30), now)]
+    with app.app_context():
+        statements: list[tuple[str, tuple]] = []
+
+        def keep(conn, cursor, statement, parameters, context, executemany):
+            if "caller_days" in statement or "caller_hours" in statement:
+                statements.append((statement, parameters))
+
+        event.listen(db.engine, "before_cursor_execute", keep)
+        try:
+            for start, end in windows:
+                repeat_spans(db.session, rules, start, end)
+                burst_suspects(db.session, rules, start, end)
+        finally:
+            event.remove(db.engine, "before_cursor_execute", keep)
+        assert len(statements) == 2 * len(windows)
+        for statement, parameters in statements:
+            plan = [
+                row[3] for row in db.session.connection().exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+            ]
+            index = "ix_caller_days_repeats" if "FROM caller_days" in statement else "ix_caller_hours_repeats"
+            assert len(plan) in (1, 2) and f"USING COVERING INDEX {index}" in plan[0], (statement, plan)

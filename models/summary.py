@@ -65,6 +65,11 @@ class HourlyCount(db.Model):
     callers_day_new: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
+# The condition of the partial indexes of `caller_hours` and `caller_days`: the rows a caller's
+# one call does not make (few). A query reads them only by saying it too (models/flags.py).
+SEVERAL_CALLS = text("calls > 1")
+
+
 class TopicCaller(db.Model):
     __tablename__ = "topic_callers"
 
@@ -84,8 +89,8 @@ class CallerHour(db.Model):
             "calls",
             "topic_id",
             "caller_hash",
-            sqlite_where=text("calls > 1"),
-            postgresql_where=text("calls > 1"),
+            sqlite_where=SEVERAL_CALLS,
+            postgresql_where=SEVERAL_CALLS,
         ),
         # A caller's hours on a topic: where the writer finds the earliest left when a call
         # stops counting (facts/writer.py `note_callers_gone`).
@@ -110,8 +115,8 @@ class CallerDay(db.Model):
             "calls",
             "topic_id",
             "caller_hash",
-            sqlite_where=text("calls > 1"),
-            postgresql_where=text("calls > 1"),
+            sqlite_where=SEVERAL_CALLS,
+            postgresql_where=SEVERAL_CALLS,
         ),
     )
 

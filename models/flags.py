@@ -69,6 +69,7 @@ from .summary import WHOLE_LINE, CallerDay, CallerHour, HourlyCount
 FLAG_NAMES = ("repeat", "burst", "short", "unverified")
 NARROW_SHARE = 20  # a window with fewer than 1/20 of all calls is read from its calls, not the rules' indexes
 SPANS_PER_SELECT = 200  # (number, times) spans OR-ed in one SELECT of the union
+NUMBERS_PER_SELECT = 500  # numbers (or calls) named in one SELECT's IN (...)
 # The conditions of the partial indexes the rules read (written as the indexes say them, so
 # that SQLite, which matches them by their text, uses the index).
 REPEATED = CallerDay.calls > literal_column("1")
@@ -198,10 +199,10 @@ def burst_runs(session, rules: FlagRules, start: datetime | None, end: datetime 
     wide_start = start - span if start is not None else None
     wide_end = end + span if end is not None else None
     by_caller: dict[str, list[datetime]] = defaultdict(list)
-    for chunk in range(0, len(suspects), 500):
+    for chunk in range(0, len(suspects), NUMBERS_PER_SELECT):
         rows = session.execute(
             select(Call.caller_hash, Call.started_at).where(
-                Call.caller_hash.in_(suspects[chunk : chunk + 500]),
+                Call.caller_hash.in_(suspects[chunk : chunk + NUMBERS_PER_SELECT]),
                 *_between(Call.started_at, wide_start, wide_end),
                 COUNTED_CALL,
             )
@@ -275,10 +276,20 @@ def unverified_callers(rules: FlagRules, start: datetime | None, end: datetime |
     ]
 
 
-def flag_rows(session, rules: FlagRules, start: datetime | None, end: datetime | None, repeats: list | None = None):
+def flag_rows(
+    session,
+    rules: FlagRules,
+    start: datetime | None,
+    end: datetime | None,
+    repeats: list | None = None,
+    narrow: bool | None = None,
+):
     """A SELECT of (call_sid, flag) for every flag of every call in [start, end) (a call
-    appears once per rule that flags it, maybe more), or None when every rule is off."""
-    narrow = is_narrow(session, start, end)  # few calls: each rule reads the window's rows, not its index
+    appears once per rule that flags it, maybe more), or None when every rule is off.
+    `narrow`: whether the window has few calls (`is_narrow`, asked when None); then each
+    rule reads the window's rows, not its index."""
+    if narrow is None:
+        narrow = is_narrow(session, start, end)
     parts = [*short_comments(rules, start, end, narrow), *unverified_callers(rules, start, end)]
     window = _between(Call.started_at, start, end)
     spans = (repeat_spans(session, rules, start, end) if repeats is None else repeats) or []
@@ -327,10 +338,11 @@ def flagged_calls(
     end: datetime | None,
     flag: str | None = None,
     repeats: list | None = None,
+    narrow: bool | None = None,
 ):
     """A SELECT of the distinct call_sids in [start, end) with any flag, or with `flag` (None:
-    no call can have one, every rule being off)."""
-    rows = flag_rows(session, rules, start, end, repeats)
+    no call can have one, every rule being off); `narrow` as `flag_rows` takes it."""
+    rows = flag_rows(session, rules, start, end, repeats, narrow)
     if rows is None:
         return None
     flagged = rows.subquery()
@@ -521,8 +533,26 @@ def _flagged_counts(
     repeats: list | None = None,
 ) -> dict[int, int]:
     """{topic: flagged calls} with topic 0 for all of them, counted from the facts (with
-    `repeats`, `repeat_spans`' answer for the window, already read)."""
-    calls = flagged_calls(session, rules, start, end, repeats=repeats)
+    `repeats`, `repeat_spans`' answer for the window, already read): a narrow window's
+    (`is_narrow`) from its calls (`flagged_among_calls`), any other's from the rules'
+    indexes (`flagged_by_rules`)."""
+    if not rules.any_on():
+        return {}
+    if is_narrow(session, start, end):
+        return flagged_among_calls(session, rules, start, end, within, repeats)
+    return flagged_by_rules(session, rules, start, end, within, repeats)
+
+
+def flagged_by_rules(
+    session,
+    rules: FlagRules,
+    start: datetime | None,
+    end: datetime | None,
+    within: frozenset[str] | None,
+    repeats: list | None = None,
+) -> dict[int, int]:
+    """`_flagged_counts` from the rules' indexes (`flag_rows`), for a window of many calls."""
+    calls = flagged_calls(session, rules, start, end, repeats=repeats, narrow=False)
     if calls is None:
         return {}
     flagged = calls.subquery()
@@ -540,6 +570,74 @@ def _flagged_counts(
             counts[topic_id] += 1
     counts[WHOLE_LINE] = len(sids)
     return dict(counts)
+
+
+def flagged_among_calls(
+    session,
+    rules: FlagRules,
+    start: datetime | None,
+    end: datetime | None,
+    within: frozenset[str] | None,
+    repeats: list | None = None,
+) -> dict[int, int]:
+    """`_flagged_counts` for a window of few calls, from one read of its counted calls (by
+    `ix_calls_started_at`): those a rule of their own flags (`short`, `unverified`) and those
+    of the numbers in the window's `repeat` spans and `burst` runs, then checked here against
+    the runs and, by the calls' topics, the spans. The same figures as `flagged_by_rules`
+    (a figure of 0 may be left out by either), without a union of the rules' index reads,
+    each of which costs as much to plan and start as reading the window's few calls."""
+    spans = (repeat_spans(session, rules, start, end) if repeats is None else repeats) or []
+    repeated = {(caller, topic_id, first) for caller, topic_id, first, _ in spans}
+    runs: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)
+    for caller, lo, hi in burst_runs(session, rules, start, end) or []:
+        runs[caller].append((lo, hi))
+    own = []  # the rules that a call's own facts decide
+    if rules.unverified_callers:
+        own += [Call.stir_verstat.in_(UNVERIFIED_VERSTATS), Call.caller_withheld == true()]
+    if rules.short_comments:
+        short = or_(_not_by_index(Recording.duration) <= rules.short_comment_seconds, Recording.status == "absent")
+        own.append(exists().where(Recording.call_sid == Call.call_sid, short))
+    itself = or_(*own) if own else false()
+    suspects = sorted({caller for caller, _, _ in repeated} | set(runs))
+    wanted = list(own)
+    if suspects:  # a window of few calls has few numbers: past a bound, all its numbered calls
+        few = len(suspects) <= NUMBERS_PER_SELECT
+        wanted.append(Call.caller_hash.in_(suspects) if few else Call.caller_hash.is_not(None))
+    if not wanted:
+        return {}
+    candidates = session.execute(
+        select(Call.call_sid, Call.caller_hash, Call.started_at, itself.label("itself")).where(
+            *_between(Call.started_at, start, end), COUNTED_CALL, *_zip_condition(within), or_(*wanted)
+        )
+    )
+    flagged: set[str] = set()
+    maybe_repeated: list[tuple[str, str, datetime]] = []  # (call, number, its day): by its topics
+    for sid, caller, started, flagged_itself in candidates:
+        if flagged_itself or any(lo <= started <= hi for lo, hi in runs.get(caller, ())):
+            flagged.add(sid)
+        elif caller is not None:
+            maybe_repeated.append((sid, caller, datetime.combine(started.date(), datetime.min.time())))
+    topics = _topics_of(session, sorted(flagged | {sid for sid, _, _ in maybe_repeated}))
+    for sid, caller, day in maybe_repeated:
+        if any((caller, topic_id, day) in repeated for topic_id in topics.get(sid, ())):
+            flagged.add(sid)
+    counts: dict[int, int] = defaultdict(int)
+    for sid in flagged:
+        for topic_id in topics.get(sid, ()):
+            counts[topic_id] += 1
+    counts[WHOLE_LINE] = len(flagged)
+    return dict(counts)
+
+
+def _topics_of(session, call_sids: list[str]) -> dict[str, list[int]]:
+    """{call: its topics} for the calls named (each by `pk_call_topics`)."""
+    topics: dict[str, list[int]] = defaultdict(list)
+    for chunk in range(0, len(call_sids), NUMBERS_PER_SELECT):
+        named = call_sids[chunk : chunk + NUMBERS_PER_SELECT]
+        rows = select(CallTopic.call_sid, CallTopic.topic_id).where(CallTopic.call_sid.in_(named))
+        for sid, topic_id in session.execute(rows):
+            topics[sid].append(topic_id)
+    return topics
 
 
 def flags_of(session, rules: FlagRules, call_sids: list[str]) -> dict[str, set[str]]:

@@ -20,8 +20,17 @@ from models import db, summary
 from models.base import utcnow
 from models.blocklist import block_list, block_number
 from models.callbacks import CallbackRequest, open_number
-from models.calls import Call
-from models.flags import FLAG_NAMES, FlagRules, burst_suspects, flag_rows, flags_of, repeat_spans
+from models.calls import Call, CallTopic
+from models.flags import (
+    FLAG_NAMES,
+    FlagRules,
+    burst_suspects,
+    flag_rows,
+    flagged_among_calls,
+    flagged_by_rules,
+    flags_of,
+    repeat_spans,
+)
 from models.kept_counts import today
 from models.line import Topic, bump_version, line_script
 from models.users import User
@@ -239,8 +248,9 @@ def test_call_backs_need_a_key_of_their_own_in_production(tmp_path, database_url
 
 def crowd_calls(app, seed: int) -> None:
     """Give the played calls a few numbers and crowd their starts around two midnights and a
-    noon of the days before today: runs, repeats and days with both, as floods make them."""
-    rng = random.Random(seed)
+    noon of the days before today: runs, repeats and days with both, as floods make them;
+    and a ZIP code entered (or none) to most."""
+    rng, zips = random.Random(seed), random.Random(seed + 1)
     first = today() - timedelta(days=3)
     with app.app_context():
         calls = db.session.execute(select(Call.call_sid, Call.caller_hash).order_by(Call.call_sid)).all()
@@ -255,10 +265,37 @@ def crowd_calls(app, seed: int) -> None:
                 .values(
                     started_at=first + timedelta(minutes=minutes, seconds=rng.randrange(60)),
                     caller_hash=rng.choice(numbers) if caller else None,
+                    entered_zip=zips.choice([None, "97201", "97202", "97210"]),
                 )
             )
         summary.rebuild(db.session)
         db.session.commit()
+
+
+any_rules = st.builds(
+    FlagRules,
+    repeat_calls_per_day=st.integers(0, 3),
+    burst_calls=st.integers(0, 4),
+    burst_minutes=st.sampled_from([0, 1, 10, 90, 24 * 60 + 30]),
+    short_comments=st.booleans(),
+    short_comment_seconds=st.integers(0, 20),
+    unverified_callers=st.booleans(),
+)
+
+
+def crowd_once(app, twilio) -> None:
+    """The crowded calls (`crowd_calls`), played on the first example only; a fifth of them
+    comment on two topics (housing, then the budget)."""
+    with app.app_context():
+        fresh = db.session.scalar(select(func.count()).select_from(Call)) == 0
+    if fresh:
+        play_calls(twilio, 48, seed=31)
+        rng = random.Random(31)
+        for i in range(12):
+            two_topics = Script(["1", "3", "1", "1", "1"], [Take(4), Take(4)], then="2")
+            number = replace(CALLER, number=f"+1503555{rng.randrange(40):04d}")
+            twilio.play(two_topics, number, call_sid=f"CA2{i:031x}")
+        crowd_calls(app, seed=6)
 
 
 @settings(
@@ -266,27 +303,12 @@ def crowd_calls(app, seed: int) -> None:
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(
-    rules=st.builds(
-        FlagRules,
-        repeat_calls_per_day=st.integers(0, 3),
-        burst_calls=st.integers(0, 4),
-        burst_minutes=st.sampled_from([0, 1, 10, 90, 24 * 60 + 30]),
-        short_comments=st.booleans(),
-        short_comment_seconds=st.integers(0, 20),
-        unverified_callers=st.booleans(),
-    ),
-    picks=st.lists(st.integers(0, 10**6), min_size=1, max_size=30),
-)
+@given(rules=any_rules, picks=st.lists(st.integers(0, 10**6), min_size=1, max_size=30))
 def test_a_pages_flags_are_those_its_calls_have_in_any_window(app, twilio, rules, picks):
     """The inbox's flags for a page of calls (`flags_of`, read from those calls and their
     numbers' neighbours) are the flags the counts give the same calls (`flag_rows`, read
     from the rules' indexes over all time), for any rules and any page."""
-    with app.app_context():
-        fresh = db.session.scalar(select(func.count()).select_from(Call)) == 0
-    if fresh:
-        play_calls(twilio, 60, seed=31)
-        crowd_calls(app, seed=6)
+    crowd_once(app, twilio)
     with app.app_context():
         sids = db.session.scalars(select(Call.call_sid).order_by(Call.call_sid)).all()
         page = sorted({sids[pick % len(sids)] for pick in picks})
@@ -298,6 +320,50 @@ def test_a_pages_flags_are_those_its_calls_have_in_any_window(app, twilio, rules
                 if sid in page:
                     expected.setdefault(sid, set()).add(flag)
         assert flags_of(db.session, rules, page) == expected
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    rules=any_rules,
+    start=st.integers(-120, 4 * 1440),
+    minutes=st.integers(1, 3 * 1440),
+    inside=st.booleans(),
+)
+def test_a_windows_flagged_calls_are_the_same_read_from_its_calls_or_the_rules(
+    app, twilio, rules, start, minutes, inside
+):
+    """Counted from the window's calls (`flagged_among_calls`, for windows of few calls) or
+    from the rules' indexes (`flagged_by_rules`), a window's flagged calls per topic are the
+    same, for any rules, any window of the crowded days (runs and repeats across midnights)
+    and with or without a district's ZIP codes."""
+    crowd_once(app, twilio)
+    with app.app_context():
+        since = today() - timedelta(days=3) + timedelta(minutes=start)
+        until = since + timedelta(minutes=minutes)
+        entered = sorted(set(db.session.scalars(select(Call.entered_zip).where(Call.entered_zip.is_not(None)))))
+        within = frozenset(entered[::2]) if inside else None
+        by_calls = flagged_among_calls(db.session, rules, since, until, within)
+        by_rules = flagged_by_rules(db.session, rules, since, until, within)
+        assert {t: n for t, n in by_calls.items() if n} == {t: n for t, n in by_rules.items() if n}
+
+
+def test_the_crowded_days_give_every_window_kind_of_flag_and_district(app, twilio):
+    """The property above is tried on calls that do have each flag, on both sides of a
+    midnight, calls about two topics and ZIP codes entered: else it would hold of nothing."""
+    crowd_once(app, twilio)
+    rules = FlagRules(repeat_calls_per_day=3, burst_calls=2, burst_minutes=10)
+    with app.app_context():
+        assert len(set(db.session.scalars(select(Call.entered_zip).where(Call.entered_zip.is_not(None))))) >= 2
+        two_topics = select(CallTopic.call_sid).group_by(CallTopic.call_sid).having(func.count() == 2)
+        assert len(db.session.scalars(two_topics).all()) == 12
+        midnight = today() - timedelta(days=1)
+        window = (midnight - timedelta(hours=2), midnight + timedelta(hours=2))
+        flagged = flagged_among_calls(db.session, rules, *window, None)
+        assert flagged.get(0, 0) > 0 and flagged == flagged_by_rules(db.session, rules, *window, None)
 
 
 def test_each_flag_holds_for_a_call_alone_on_its_page(app, twilio):

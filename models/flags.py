@@ -30,12 +30,13 @@ partial index of the rows above one call) and then those callers' calls
 (`ix_calls_caller_hash_started_at`); `burst` first finds the callers with two calls or more
 in one hour (or day) of the window (`ix_caller_hours_repeats`), and only then reads their
 calls' starts; `short` reads recordings by `ix_recordings_duration_created_at` and the partial
-`ix_recordings_absent` (a narrow window, with few of all the calls: its calls, then their
-recordings); `unverified` reads `ix_calls_stir_verstat_started_at` and the partial
-`ix_calls_withheld_started_at`. And a window's flagged calls are the sum of its days': each
-past day's are counted once per setting and kept (`count_flagged`, models/kept_counts.py), and
-so are today's completed hours but the last (`flags_today`): a read counts the current hour
-and the one before it.
+`ix_recordings_absent`; `unverified` reads `ix_calls_stir_verstat_started_at` and the partial
+`ix_calls_withheld_started_at`. A narrow window, with few of all the calls (today's last
+hours, an afternoon), is counted from one read of its calls instead, the rules applied to
+them in Python (`flagged_among_calls`). And a window's flagged calls are the sum of its
+days': each past day's are counted once per setting and kept (`count_flagged`,
+models/kept_counts.py), and so are today's completed hours but the last (`flags_today`): a
+read counts the current hour and the one before it.
 """
 
 from __future__ import annotations

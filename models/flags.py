@@ -599,7 +599,8 @@ def flagged_among_calls(
         short = or_(_not_by_index(Recording.duration) <= rules.short_comment_seconds, Recording.status == "absent")
         own.append(exists().where(Recording.call_sid == Call.call_sid, short))
     itself = or_(*own) if own else false()
-    suspects = sorted({caller for caller, _, _ in repeated} | set(runs))
+    repeating = {caller for caller, _, _ in repeated}
+    suspects = sorted(repeating | set(runs))
     wanted = list(own)
     if suspects:  # a window of few calls has few numbers: past a bound, all its numbered calls
         few = len(suspects) <= NUMBERS_PER_SELECT
@@ -616,7 +617,7 @@ def flagged_among_calls(
     for sid, caller, started, flagged_itself in candidates:
         if flagged_itself or any(lo <= started <= hi for lo, hi in runs.get(caller, ())):
             flagged.add(sid)
-        elif caller is not None:
+        elif caller in repeating:
             maybe_repeated.append((sid, caller, datetime.combine(started.date(), datetime.min.time())))
     topics = _topics_of(session, sorted(flagged | {sid for sid, _, _ in maybe_repeated}))
     for sid, caller, day in maybe_repeated:

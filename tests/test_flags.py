@@ -351,12 +351,15 @@ def test_a_windows_flagged_calls_are_the_same_read_from_its_calls_or_the_rules(
         assert {t: n for t, n in by_calls.items() if n} == {t: n for t, n in by_rules.items() if n}
 
 
-def test_the_crowded_days_give_every_window_kind_of_flag_and_district(app, twilio):
-    """The property above is tried on calls that do have each flag, on both sides of a
-    midnight, calls about two topics and ZIP codes entered: else it would hold of nothing."""
+def test_the_crowded_calls_carry_every_flag_two_topics_and_zip_codes(app, twilio):
+    """The properties above are tried on calls that do carry each flag (flagged on both sides
+    of a midnight), calls about two topics and ZIP codes entered: else they would hold of
+    nothing."""
     crowd_once(app, twilio)
     rules = FlagRules(repeat_calls_per_day=3, burst_calls=2, burst_minutes=10)
     with app.app_context():
+        every = flags_of(db.session, rules, db.session.scalars(select(Call.call_sid)).all())
+        assert {flag for flags in every.values() for flag in flags} == set(FLAG_NAMES)
         assert len(set(db.session.scalars(select(Call.entered_zip).where(Call.entered_zip.is_not(None))))) >= 2
         two_topics = select(CallTopic.call_sid).group_by(CallTopic.call_sid).having(func.count() == 2)
         assert len(db.session.scalars(two_topics).all()) == 12

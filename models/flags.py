@@ -245,6 +245,12 @@ def is_narrow(session, start: datetime | None, end: datetime | None) -> bool:
     return inside * NARROW_SHARE < (session.execute(select(func.sum(HourlyCount.calls)).where(line)).scalar() or 0)
 
 
+def _short_recording(rules: FlagRules):
+    """A recording `short` flags, its duration as no index holds it (so that each is read by
+    its call, not by `ix_recordings_duration_created_at`)."""
+    return or_(_not_by_index(Recording.duration) <= rules.short_comment_seconds, Recording.status == "absent")
+
+
 def short_comments(rules: FlagRules, start: datetime | None, end: datetime | None, narrow: bool = False) -> list:
     """Two SELECTs, each driven by its own index on `recordings` (the call's window checked
     per recording: the short and silent ones are few); for a `narrow` window (few calls),
@@ -252,11 +258,10 @@ def short_comments(rules: FlagRules, start: datetime | None, end: datetime | Non
     if not rules.short_comments:
         return []
     if narrow:  # the window's calls first, each call's recordings by their call
-        short = or_(_not_by_index(Recording.duration) <= rules.short_comment_seconds, Recording.status == "absent")
         return [
             select(Recording.call_sid, literal("short").label("flag"))
             .join(Call, Call.call_sid == Recording.call_sid)
-            .where(short, *_between(Call.started_at, start, end))
+            .where(_short_recording(rules), *_between(Call.started_at, start, end))
         ]
     in_window = exists().where(Call.call_sid == Recording.call_sid, *_between(Call.started_at, start, end))
     return [
@@ -596,8 +601,7 @@ def flagged_among_calls(
     if rules.unverified_callers:
         own += [Call.stir_verstat.in_(UNVERIFIED_VERSTATS), Call.caller_withheld == true()]
     if rules.short_comments:
-        short = or_(_not_by_index(Recording.duration) <= rules.short_comment_seconds, Recording.status == "absent")
-        own.append(exists().where(Recording.call_sid == Call.call_sid, short))
+        own.append(exists().where(Recording.call_sid == Call.call_sid, _short_recording(rules)))
     itself = or_(*own) if own else false()
     repeating = {caller for caller, _, _ in repeated}
     suspects = sorted(repeating | set(runs))
@@ -680,12 +684,10 @@ def flags_of(session, rules: FlagRules, call_sids: list[str]) -> dict[str, set[s
 def _repeated(session, limit: int, numbered: list[tuple[str, str, datetime]]) -> set[str]:
     """Those of the calls (call_sid, caller, start) whose number called about one of their
     topics more than `limit` times on their UTC day (`caller_days`)."""
-    topics: dict[str, set[int]] = defaultdict(set)
-    for sid, topic_id in session.execute(
-        select(CallTopic.call_sid, CallTopic.topic_id).where(CallTopic.call_sid.in_([sid for sid, _, _ in numbered]))
-    ):
-        topics[sid].add(topic_id)
-    keys = sorted({(started.date(), topic_id, caller) for sid, caller, started in numbered for topic_id in topics[sid]})
+    topics = _topics_of(session, sorted({sid for sid, _, _ in numbered}))
+    keys = sorted(
+        {(started.date(), topic_id, caller) for sid, caller, started in numbered for topic_id in topics.get(sid, ())}
+    )
     heavy = set()
     for chunk in range(0, len(keys), SPANS_PER_SELECT):  # each row by its primary key
         rows = select(CallerDay.day, CallerDay.topic_id, CallerDay.caller_hash).where(
@@ -701,7 +703,7 @@ def _repeated(session, limit: int, numbered: list[tuple[str, str, datetime]]) ->
     return {
         sid
         for sid, caller, started in numbered
-        if any((started.date(), topic_id, caller) in heavy for topic_id in topics[sid])
+        if any((started.date(), topic_id, caller) in heavy for topic_id in topics.get(sid, ()))
     }
 
 

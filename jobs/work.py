@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from flask import current_app
 from sqlalchemy import and_, exists, or_, select
 
 from models import Recording, Transcription, utcnow
@@ -13,8 +14,10 @@ from models.audit import audit
 from models.callbacks import purge_numbers
 from models.holds import destroy_released_originals
 from models.jobs import Job
+from models.line import line_script
 from models.prompts import takes_to_fetch
 from models.recordings import NOT_A_COMMENT
+from models.tally import keep_all_time
 
 from .runner import queue
 from .transcripts import plan_transcription
@@ -56,7 +59,9 @@ def sweep(session, config) -> int:
     """Queue the work no job exists for yet, and make the receipts of days that have ended
     (receipts/chain.py `close_due`); return how many jobs and receipts were made. Also
     destroys the kept originals of redacted transcripts whose legal hold has expired, and
-    erases call-back numbers kept longer than CALLBACK_KEEP_DAYS."""
+    erases call-back numbers kept longer than CALLBACK_KEEP_DAYS, and counts all time so that
+    the figures of past days the counts keep are kept before a request asks for them
+    (models/tally.py `keep_all_time`)."""
     destroy_released_originals(session, "system:worker")
     sids = missing_audio(session, unqueued_only=True)
     for sid in sids:
@@ -76,4 +81,5 @@ def sweep(session, config) -> int:
     from receipts.publish import queue_publication
 
     made = close_due(session, config, after_made=lambda s, receipt: queue_publication(s, config, receipt))
+    keep_all_time(session, config, line_script(current_app).get(session).districts)
     return len(sids) + len(rows) + len(takes) + len(made)

@@ -423,6 +423,21 @@ def tally(
     return Tally(calls=total.calls, unrouted=unrouted, topics=counts, flagged=flagged.flagged, blocked=blocked)
 
 
+def keep_all_time(session, config, districts: tuple[District, ...]) -> None:
+    """Count all time as the API and the counts page count it (the whole line, then inside
+    each of `districts`, flags by `config`'s rules), for the figures it keeps: each past day's
+    flags, blocked calls and call-backs, distinct callers inside a district, today's completed
+    hours (models/kept_counts.py). The worker's sweep and `flask counts rebuild` call it, so
+    that no request pays for counting every past day from the facts after the kept figures
+    were forgotten (a rebuild, a migration), nor the day just ended after midnight. Where the
+    figures are kept already, it reads them back. Ends the session's read transaction."""
+    callers_known = config["CALLER_NUMBERS"] != "none"
+    rules = FlagRules.from_config(config)
+    for inside in (None, *districts):
+        tally(session, callers_known=callers_known, districts=districts, inside=inside, flag_rules=rules)
+        session.rollback()  # no snapshot held between counts (PostgreSQL keeps old rows for it)
+
+
 def district_split(by_zip: dict[str, dict[str, int]], districts: tuple[District, ...]) -> dict:
     """A topic's calls and positions per place (inside, outside, unknown), for one district,
     or keyed by district name for several."""

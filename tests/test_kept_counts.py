@@ -18,7 +18,10 @@ from models.flags import FlagRules, _flagged_counts, count_flagged
 from models.kept_counts import HourChanges, KeptCount, today
 from models.summary import hour_of
 from models.tally import caller_voices, callers_from_facts, callers_kept, tally, voices_between
+from jobs.work import sweep
 from tests import load
+
+from .test_districts import set_line
 
 ZIPS = ["97201", "97204", "97209", None]
 DISTRICT = ("97201", "97204")
@@ -289,3 +292,49 @@ def play_one(twilio, number: str) -> str:
         call.speak(seconds=10)
     call.hang_up()
     return call.sid
+
+
+def kept_past_days() -> set[tuple[str, str]]:
+    """(kind, key) of every kept figure about past days only (no time in its key after
+    today's midnight: today's completed hours are kept too, and change with the clock)."""
+    keys = db.session.execute(select(KeptCount.kind, KeptCount.key).distinct()).all()
+
+    def past(key: str) -> bool:
+        moments = []
+        for part in key.split("|"):
+            try:
+                moments.append(datetime.fromisoformat(part))
+            except ValueError:
+                continue
+        return all(moment <= today() for moment in moments)
+
+    return {(kind, key) for kind, key in keys if past(key)}
+
+
+def test_the_rebuild_and_the_worker_keep_what_an_all_time_count_keeps(app, twilio, api, runner):
+    """After the kept figures are forgotten, `flask counts rebuild` and the worker's sweep
+    each keep every past day's figure that the API's all-time counts (the line's, and inside
+    the district) would otherwise count from the facts on the request."""
+    set_line(app, "off", {"district": list(DISTRICT)})  # ZIP codes set below, as entered
+    play_calls(twilio, 40, seed=15)
+    spread_over_past_days(app, seed=6)  # summaries rebuilt: nothing kept
+    with app.app_context():
+        assert kept_past_days() == set()
+    assert api("/api/v1/counts").status_code == 200
+    assert api("/api/v1/counts", district="district").status_code == 200
+    with app.app_context():
+        asked = kept_past_days()
+        assert {kind for kind, _ in asked} >= {"flagged", "blocked", "callbacks", "callers"}
+        kept_counts.forget_all(db.session)
+        db.session.commit()
+
+    rebuilt = runner.invoke(args=["counts", "rebuild"])
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert "figures of past days were counted again and kept" in rebuilt.output
+    with app.app_context():
+        assert kept_past_days() == asked
+        kept_counts.forget_all(db.session)
+        db.session.commit()
+        sweep(db.session, app.config)
+        assert kept_past_days() == asked
+        assert kept_counts.verify_kept(db.session) == []  # each equal to the facts

@@ -13,12 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select, update
 
+from jobs.work import sweep
 from models import Call, Recording, db, kept_counts, summary, utcnow
 from models.flags import FlagRules, _flagged_counts, count_flagged
 from models.kept_counts import HourChanges, KeptCount, today
 from models.summary import hour_of
 from models.tally import caller_voices, callers_from_facts, callers_kept, tally, voices_between
-from jobs.work import sweep
 from tests import load
 
 from .test_districts import set_line

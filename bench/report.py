@@ -139,7 +139,12 @@ def bulk_table(results: dict) -> list[str]:
         lines.append("")
         lines.append(
             f"{NAMES[d]}: {b['rows']['calls']:,} calls, {b['rows']['recordings']:,} recordings, "
-            f"{b['rows']['choices']:,} choices filled in {b['fill_seconds']:.0f} s."
+            f"{b['rows']['choices']:,} choices filled in {b['fill_seconds']:.0f} s"
+            + (
+                f" (of which {b['kept_seconds']:.0f} s counting the past days' kept figures)."
+                if b.get("kept_seconds") is not None
+                else "."
+            )
         )
     return lines
 

@@ -54,8 +54,8 @@ Districts and voices, at a million calls:
   Each of these, for the part of a window before today (an hour or more), is counted once
   and kept (models/kept_counts.py), exact while no fact about those days changes; today's
   part is counted from the facts and merged (a caller counts once, their latest position
-  stands); of the distinct callers and the flags, today's completed hours are kept too,
-  so that a read counts only the current hour (the flags: and the hour before it). On
+  stands); today's completed hours are kept too, so that a read counts only the current
+  hour (the flags: and the hour before it). On
   SQLite the latest row per caller is taken with a bare column beside max(), on
   PostgreSQL by ranking.
 """
@@ -73,7 +73,7 @@ from sqlalchemy.orm import aliased
 from .base import utcnow
 from .calls import Call, CallTopic
 from .flags import FlagCounts, FlagRules, count_blocked, count_callbacks, count_flagged
-from .kept_counts import KEPT_FROM, Stamps, by_topic, kept_or_computed, today, topics_of
+from .kept_counts import KEPT_FROM, Figures, Stamps, by_topic, kept_or_computed, today, topics_of
 from .line import District, Topic
 from .recordings import NOT_A_COMMENT, Recording
 from .summary import (
@@ -763,30 +763,43 @@ def caller_voices(session, since: datetime | None, until: datetime | None) -> di
 
 def voices_kept(session, since: datetime, cut: datetime, until: datetime) -> dict[int, dict[str, dict[str, int]]]:
     """`caller_voices` of [since, until) as those of [since, cut), kept, and the positions
-    of [cut, until): a caller's latest there replaces their latest before `cut`."""
-    stamp = span_stamp(session, since, cut)
-
+    of [cut, until): a caller's latest there replaces their latest before `cut`. Today's
+    completed hours (an hour or more) are kept the same way, stamped with the changes of
+    every hour before the current one, so that each read looks up only the current hour's
+    callers."""
     key = f"{since}|{cut}"
-    figures = kept_or_computed(session, "voices", {key: (stamp, partial(voice_figures, session, since, cut))})[key]
+    compute = partial(voice_figures, session, since, cut)
+    figures = kept_or_computed(session, "voices", {key: (span_stamp(session, since, cut), compute)})[key]
+    hour = min(until, hour_of(utcnow()))  # today's completed hours
+    if hour - cut >= KEPT_FROM:
+        later_key = f"{key}|{hour}"
+        compute = partial(voices_moved, session, figures, since, cut, hour)
+        stamp = span_stamp(session, since, hour)
+        figures = kept_or_computed(session, "voices", {later_key: (stamp, compute)})[later_key]
+        cut = hour
+    if cut < until:
+        figures = voices_moved(session, figures, since, cut, until)
     found: dict[int, dict[str, dict[str, int]]] = {}
-
-    def add(topic_id: int, entered: str, stance: str, n: int) -> None:
-        by_stance = found.setdefault(topic_id, {}).setdefault(entered, dict.fromkeys(STANCE_NAMES, 0))
-        by_stance[stance] += n
-
     for (topic_id, part), n in figures.items():
         entered, _, stance = part.rpartition(":")
-        add(topic_id, entered, stance, n)
-    if cut < until:
-        today_latest = latest_positions_from_facts(session, cut, until)
-        callers = sorted({caller for _, caller in today_latest})
-        earlier = latest_positions_from_facts(session, since, cut, callers)
-        for pair, (_, _, stance, entered) in today_latest.items():
-            add(pair[0], entered, stance, 1)
-            if pair in earlier:
-                _, _, stance_before, entered_before = earlier[pair]
-                add(pair[0], entered_before, stance_before, -1)
+        by_stance = found.setdefault(topic_id, {}).setdefault(entered, dict.fromkeys(STANCE_NAMES, 0))
+        by_stance[stance] += n
     return found
+
+
+def voices_moved(session, figures: Figures, since: datetime, cut: datetime, until: datetime) -> Figures:
+    """`figures`, the voices of [since, cut) as `voice_figures` gives them, made those of
+    [since, until): each caller who gave a position on a topic in [cut, until) counts with
+    their latest there instead of their latest before `cut`."""
+    moved = Counter(figures)
+    later = latest_positions_from_facts(session, cut, until)
+    earlier = latest_positions_from_facts(session, since, cut, sorted({caller for _, caller in later}))
+    for pair, (_, _, stance, entered) in later.items():
+        moved[(pair[0], f"{entered}:{stance}")] += 1
+        if pair in earlier:
+            _, _, stance_before, entered_before = earlier[pair]
+            moved[(pair[0], f"{entered_before}:{stance_before}")] -= 1
+    return {part: n for part, n in moved.items() if n}
 
 
 def voice_figures(session, since: datetime, until: datetime) -> dict[tuple[int, str], int]:
@@ -820,9 +833,10 @@ def recount_callers(session, key: str) -> tuple[int, dict[tuple[int, str], int]]
 
 
 def recount_voices(session, key: str) -> tuple[int, dict[tuple[int, str], int]]:
-    """(stamp now, figures) from the facts, for a key `voices_kept` kept."""
-    since, cut = (datetime.fromisoformat(moment) for moment in key.split("|"))
-    return span_stamp(session, since, cut), voice_figures(session, since, cut)
+    """(stamp now, figures) from the facts, for a key `voices_kept` kept: the voices of
+    [since, cut), or with a last hour, of [since, hour)."""
+    since, *_, end = (datetime.fromisoformat(moment) for moment in key.split("|"))
+    return span_stamp(session, since, end), voice_figures(session, since, end)
 
 
 def positions_in(since: datetime | None, until: datetime | None, callers):

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select, update
 
 from jobs.work import sweep
-from models import Call, Recording, db, kept_counts, summary, utcnow
+from models import Call, Recording, Topic, db, kept_counts, summary, utcnow
 from models.flags import FlagRules, _flagged_counts, count_flagged
 from models.kept_counts import HourChanges, KeptCount, today
 from models.summary import hour_of
@@ -234,7 +234,7 @@ def test_a_late_fact_about_an_earlier_hour_of_today_makes_its_figures_counted_ag
         kept_today = db.session.scalars(
             select(KeptCount.kind).where(KeptCount.key.like(f"%|{midnight}|%")).distinct()
         ).all()
-        assert {"flagged", "callers"} <= set(kept_today)  # today's completed hours are kept
+        assert {"flagged", "callers", "voices"} <= set(kept_today)  # today's completed hours are kept
         flagged_before = count_flagged(db.session, RULES, midnight, midnight + timedelta(hours=1)).flagged
         changes_before = changes_on(midnight)
     for recording_sid, call_sid in silent:  # Twilio's callbacks come at last, about today's first hour
@@ -282,11 +282,12 @@ def test_a_caller_passing_the_repeat_limit_now_flags_their_calls_of_an_earlier_h
         assert summary.verify(db.session) == []
 
 
-def play_one(twilio, number: str) -> str:
-    """A call from `number` about the first topic, supporting it, with a 10 s comment."""
+def play_one(twilio, number: str, stance: str = "1") -> str:
+    """A call from `number` about the first topic, supporting it (`stance` "2": opposing
+    it), with a 10 s comment."""
     call = twilio.call(From=number)
     call.dial()
-    for key in ("1", "1", "1"):
+    for key in ("1", "1", stance):
         call.press(key)
     if call.reply.record is not None:
         call.speak(seconds=10)
@@ -338,3 +339,40 @@ def test_the_rebuild_and_the_worker_keep_what_an_all_time_count_keeps(app, twili
         sweep(db.session, app.config)
         assert kept_past_days() == asked
         assert kept_counts.verify_kept(db.session) == []  # each equal to the facts
+
+
+def test_a_caller_who_changed_their_position_today_counts_once_with_the_latest(app, twilio):
+    """One voice per caller over a window from a past day to now: a caller's latest position
+    today (in a completed hour, whose voices are kept, or in the current hour, looked up on
+    each read) replaces the one they gave before, kept with the past days'."""
+    hours_kept_today(2)
+    midnight = today()
+    ann, ben, cay = "+15035550131", "+15035550132", "+15035550133"
+    earlier = {play_one(twilio, number): midnight - timedelta(hours=14) for number in (ann, ben, cay)}
+    earlier[play_one(twilio, ann, stance="2")] = midnight + timedelta(minutes=10)  # today's first hour
+    with app.app_context():
+        for sid, moment in earlier.items():
+            db.session.execute(update(Call).where(Call.call_sid == sid).values(started_at=moment))
+        summary.rebuild(db.session)
+        db.session.commit()
+    since = midnight - timedelta(days=1, hours=-6)  # yesterday from 06:00: no calendar window
+    budget = load_topic_id(app)
+    with app.app_context():
+        for _ in range(2):  # counted and kept, then read back
+            assert voices(caller_voices(db.session, since, None)) == {
+                (budget, "", "support"): 2,
+                (budget, "", "oppose"): 1,
+            }
+    play_one(twilio, ben, stance="2")  # now, in the current hour
+    with app.app_context():
+        db.session.expire_all()
+        for _ in range(2):
+            found = voices(caller_voices(db.session, since, None))
+            assert found == {(budget, "", "support"): 1, (budget, "", "oppose"): 2}
+            assert found == voices(voices_between(db.session, since, None))
+
+
+def load_topic_id(app) -> int:
+    """The id of the line's first topic (the one `play_one` chooses)."""
+    with app.app_context():
+        return db.session.scalar(select(Topic.id).where(Topic.digit == "1"))

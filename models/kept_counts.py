@@ -20,9 +20,10 @@ they still hold:
 Today's completed hours are kept the same way (models/flags.py `summed_by_days`, models/tally.py
 `callers_kept` and `voices_kept`): their figure is stamped with the hours before the current
 one, so that only the current hour (for the flags, the hour before it too, which a burst
-reaches across) is counted from the facts on each read. A `repeat` flag depends on its caller's calls of the
-whole day: today's kept flags name in their key the (caller, topic) pairs `repeat` flags
-today (a digest), and a call that makes a new pair makes them counted again.
+reaches across) is counted from the facts on each read. A `repeat` flag depends on its
+caller's calls of the whole day: today's kept flags name in their key the (caller, topic)
+pairs `repeat` flags today (a digest), and a call that makes a new pair makes them counted
+again.
 
 A figure is kept by its own short transaction on its own connection (never the caller's,
 which may be a read-only request); when the database is busy it is not kept, and the next

@@ -55,9 +55,8 @@ Districts and voices, at a million calls:
   and kept (models/kept_counts.py), exact while no fact about those days changes; today's
   part is counted from the facts and merged (a caller counts once, their latest position
   stands); today's completed hours are kept too, so that a read counts only the current
-  hour (the flags: and the hour before it). On
-  SQLite the latest row per caller is taken with a bare column beside max(), on
-  PostgreSQL by ranking.
+  hour (the flags: and the hour before it). On SQLite the latest row per caller is taken
+  with a bare column beside max(), on PostgreSQL by ranking.
 """
 
 from __future__ import annotations

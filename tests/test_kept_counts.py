@@ -356,7 +356,7 @@ def test_a_caller_who_changed_their_position_today_counts_once_with_the_latest(a
         summary.rebuild(db.session)
         db.session.commit()
     since = midnight - timedelta(days=1, hours=-6)  # yesterday from 06:00: no calendar window
-    budget = load_topic_id(app)
+    budget = first_topic_id(app)
     with app.app_context():
         for _ in range(2):  # counted and kept, then read back
             assert voices(caller_voices(db.session, since, None)) == {
@@ -372,7 +372,7 @@ def test_a_caller_who_changed_their_position_today_counts_once_with_the_latest(a
             assert found == voices(voices_between(db.session, since, None))
 
 
-def load_topic_id(app) -> int:
+def first_topic_id(app) -> int:
     """The id of the line's first topic (the one `play_one` chooses)."""
     with app.app_context():
         return db.session.scalar(select(Topic.id).where(Topic.digit == "1"))

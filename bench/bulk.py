@@ -481,7 +481,7 @@ def run_bulk(
         # The summaries are made from the facts just written (minutes at a million calls),
         # and (where the rebuild does it) every past day's kept figures counted.
         rebuilt = flask(db, "counts", "rebuild", timeout=3600)
-        said = re.search(r"counted again and kept in ([0-9.]+) s", rebuilt)
+        said = re.search(r"figures of all time were counted again in ([0-9.]+) s", rebuilt)
         kept_seconds = float(said.group(1)) if said else None
     if db.kind == "postgresql":
         # The load's and the rebuild's pages written out now, not while the reads are timed (a

@@ -28,9 +28,9 @@ again.
 A figure is kept by its own short transaction on its own connection (never the caller's,
 which may be a read-only request); when the database is busy it is not kept, and the next
 request computes it again. `flask counts rebuild` forgets every kept figure, then counts all
-time again to keep them; the worker's sweep does the same every WORKER_SWEEP_SECONDS (after a
-migration that forgot them, after midnight), so that requests find them kept
-(models/tally.py `keep_all_time`).
+time again to keep those it uses; the worker's sweep does the same every WORKER_SWEEP_SECONDS
+(after a migration that forgot them, after midnight), so that all-time requests find them
+kept (models/tally.py `keep_all_time`). Other windows' figures are kept on first request.
 """
 
 from __future__ import annotations

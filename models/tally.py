@@ -427,9 +427,10 @@ def keep_all_time(session, config, districts: tuple[District, ...]) -> None:
     each of `districts`, flags by `config`'s rules), for the figures it keeps: each past day's
     flags, blocked calls and call-backs, distinct callers inside a district, today's completed
     hours (models/kept_counts.py). The worker's sweep and `flask counts rebuild` call it, so
-    that no request pays for counting every past day from the facts after the kept figures
-    were forgotten (a rebuild, a migration), nor the day just ended after midnight. Where the
-    figures are kept already, it reads them back. Ends the session's read transaction."""
+    that no all-time request pays for counting every past day from the facts after the kept
+    figures were forgotten (a rebuild, a migration), nor the day just ended after midnight.
+    Where the figures are kept already, it reads them back and counts only what is new.
+    Ends the session's read transaction."""
     callers_known = config["CALLER_NUMBERS"] != "none"
     rules = FlagRules.from_config(config)
     for inside in (None, *districts):
@@ -766,15 +767,18 @@ def voices_kept(session, since: datetime, cut: datetime, until: datetime) -> dic
     completed hours (an hour or more) are kept the same way, stamped with the changes of
     every hour before the current one, so that each read looks up only the current hour's
     callers."""
+    hour = min(until, hour_of(utcnow()))  # today's completed hours
+    keep_hours = hour - cut >= KEPT_FROM
+    # Today's hours' figure is made from the past days' one: its stamp is read first, so that
+    # a fact landing between the two reads can only make it counted again needlessly.
+    later_stamp = span_stamp(session, since, hour) if keep_hours else None
     key = f"{since}|{cut}"
     compute = partial(voice_figures, session, since, cut)
     figures = kept_or_computed(session, "voices", {key: (span_stamp(session, since, cut), compute)})[key]
-    hour = min(until, hour_of(utcnow()))  # today's completed hours
-    if hour - cut >= KEPT_FROM:
+    if keep_hours:
         later_key = f"{key}|{hour}"
         compute = partial(voices_moved, session, figures, since, cut, hour)
-        stamp = span_stamp(session, since, hour)
-        figures = kept_or_computed(session, "voices", {later_key: (stamp, compute)})[later_key]
+        figures = kept_or_computed(session, "voices", {later_key: (later_stamp, compute)})[later_key]
         cut = hour
     if cut < until:
         figures = voices_moved(session, figures, since, cut, until)

@@ -103,9 +103,9 @@ def counts_verify() -> None:
 @counts_cli.command("rebuild")
 def counts_rebuild() -> None:
     """Repair what the stored facts can repair (a call's start later than its first keypress),
-    then recompute the summaries from the facts, and count again the figures of past days the
-    counts keep (all time, for the line and each district), so that no request has to. Says
-    what cannot be repaired. Run it while the line is quiet: webhooks wait for it on SQLite."""
+    then recompute the summaries from the facts, and count again the figures of past days an
+    all-time count keeps (for the line and each district), so that its requests need not.
+    Says what cannot be repaired. Run it while the line is quiet: webhooks wait for it on SQLite."""
     repaired, without_caller = repair_starts(db.session)
     summary.rebuild(db.session)
     db.session.commit()
@@ -120,4 +120,7 @@ def counts_rebuild() -> None:
             "from a callback, and no stored fact holds it (replaying the webhooks' journals, if kept, restores it)."
         )
     click.echo("The summaries were rebuilt from the facts.")
-    click.echo(f"The figures of past days were counted again and kept in {kept_seconds:.1f} s.")
+    click.echo(
+        f"The past days' figures of all time were counted again in {kept_seconds:.1f} s "
+        "(kept, unless the database was too busy to take them: then the first request counts them)."
+    )

@@ -14,7 +14,6 @@ from models.audit import audit
 from models.callbacks import purge_numbers
 from models.holds import destroy_released_originals
 from models.jobs import Job
-from models.line import line_script
 from models.prompts import takes_to_fetch
 from models.recordings import NOT_A_COMMENT
 from models.tally import keep_all_time
@@ -81,5 +80,5 @@ def sweep(session, config) -> int:
     from receipts.publish import queue_publication
 
     made = close_due(session, config, after_made=lambda s, receipt: queue_publication(s, config, receipt))
-    keep_all_time(session, config, line_script(current_app).get(session).districts)
+    keep_all_time(session, current_app)
     return len(sids) + len(rows) + len(takes) + len(made)

@@ -73,7 +73,7 @@ from .base import utcnow
 from .calls import Call, CallTopic
 from .flags import FlagCounts, FlagRules, count_blocked, count_callbacks, count_flagged
 from .kept_counts import KEPT_FROM, Figures, Stamps, by_topic, kept_or_computed, today, topics_of
-from .line import District, Topic
+from .line import District, Topic, line_script
 from .recordings import NOT_A_COMMENT, Recording
 from .summary import (
     ALL_TIME,
@@ -422,17 +422,19 @@ def tally(
     return Tally(calls=total.calls, unrouted=unrouted, topics=counts, flagged=flagged.flagged, blocked=blocked)
 
 
-def keep_all_time(session, config, districts: tuple[District, ...]) -> None:
+def keep_all_time(session, app) -> None:
     """Count all time as the API and the counts page count it (the whole line, then inside
-    each of `districts`, flags by `config`'s rules), for the figures it keeps: each past day's
+    each of the live script's districts, flags by the app's rules), for the figures it keeps: each past day's
     flags, blocked calls and call-backs, distinct callers inside a district, today's completed
     hours (models/kept_counts.py). The worker's sweep and `flask counts rebuild` call it, so
     that no all-time request pays for counting every past day from the facts after the kept
     figures were forgotten (a rebuild, a migration), nor the day just ended after midnight.
     Where the figures are kept already, it reads them back and counts only what is new.
     Ends the session's read transaction."""
+    config = app.config
     callers_known = config["CALLER_NUMBERS"] != "none"
     rules = FlagRules.from_config(config)
+    districts = line_script(app).get(session).districts
     for inside in (None, *districts):
         tally(session, callers_known=callers_known, districts=districts, inside=inside, flag_rules=rules)
         session.rollback()  # no snapshot held between counts (PostgreSQL keeps old rows for it)

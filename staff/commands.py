@@ -14,7 +14,6 @@ from models import ApiToken, audit, db, summary, utcnow
 from models.callbacks import purge_numbers
 from models.calls import repair_starts, verify_call_topics
 from models.flags import FlagRules
-from models.line import line_script
 from models.tally import keep_all_time, tally
 from models.tokens import create_token
 
@@ -110,7 +109,7 @@ def counts_rebuild() -> None:
     summary.rebuild(db.session)
     db.session.commit()
     started = time.perf_counter()
-    keep_all_time(db.session, current_app.config, line_script(current_app).get(db.session).districts)
+    keep_all_time(db.session, current_app)
     kept_seconds = time.perf_counter() - started
     if repaired:
         click.echo(f"{repaired} call(s) started later than their first keypress: their start was moved back.")

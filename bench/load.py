@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .driver import KINDS, Driver, LineFacts, Record, RoundStats, compare_counts, expected_counts, settled_counts
 from .driver import percentile as pct
-from .servers import CEILING, OURS, TOKEN, Database, Server, api_token, machine_cpu_seconds
+from .servers import CEILING, OURS, THREAD_KINDS, TOKEN, Database, Server, api_token, machine_cpu_seconds
 
 CORES = os.cpu_count() or 1
 WARMUP_CALLS = 40
@@ -29,6 +29,7 @@ class Measure:
     server_cpu: float
     machine_busy: float
     wall: float
+    server_threads: dict[str, float] = field(default_factory=dict)  # server_cpu by THREAD_KINDS
 
     @property
     def driver_share(self) -> float:
@@ -49,6 +50,9 @@ class Measure:
             "webhooks_per_s": s.webhooks / s.seconds,
             "driver_cpu_share": self.driver_share,
             "server_cpu_ms_per_webhook": 1000 * self.server_cpu / s.webhooks,
+            "server_cpu_ms_per_webhook_by_thread": {
+                kind: 1000 * self.server_threads.get(kind, 0.0) / s.webhooks for kind in THREAD_KINDS
+            },
             "machine_busy_share": self.machine_busy / (self.wall * CORES),
             "other_cpu_share": max(0.0, self.machine_busy - self.driver_cpu - self.server_cpu) / (self.wall * CORES),
         }
@@ -60,19 +64,22 @@ def cpu_now() -> float:
 
 
 def measure(server: Server, name: str, driver: Driver, mode: str, round_no: int, calls: int, record: Record) -> Measure:
-    driver_before, server_before, (busy_before, _) = cpu_now(), server.cpu_seconds(), machine_cpu_seconds()
+    driver_before, server_before, (busy_before, _) = cpu_now(), server.cpu_seconds_by_thread(), machine_cpu_seconds()
     started = time.perf_counter()
     stats = asyncio.run(driver.run(calls, round_no, record, first_only=(mode == "first")))
     wall = time.perf_counter() - started
+    threads = server.cpu_seconds_by_thread()
+    threads.subtract(server_before)
     return Measure(
         name,
         mode,
         round_no,
         stats,
         cpu_now() - driver_before,
-        server.cpu_seconds() - server_before,
+        sum(threads.values()),
         machine_cpu_seconds()[0] - busy_before,
         wall,
+        dict(threads),
     )
 
 
@@ -129,7 +136,7 @@ def run_load(
                         f"  {db.kind:10} {name:7} {mode:5} round {r + 1}: {s['calls_per_s']:7.1f} calls/s "
                         f"{s['webhooks_per_s']:7.1f} webhooks/s  p99 {1000 * all_p(m.stats, 0.99):6.1f} ms  "
                         f"driver {100 * s['driver_cpu_share']:4.1f}% of the machine  server "
-                        f"{s['server_cpu_ms_per_webhook']:.2f} ms CPU/webhook  errors {s['errors']}"
+                        f"{s['server_cpu_ms_per_webhook']:.2f} ms CPU/webhook ({threads_line(s)})  errors {s['errors']}"
                     )
                 if name == "ours":
                     expected = expected_counts(ours_record.calls, line.slugs, drop_one)
@@ -141,6 +148,12 @@ def run_load(
             result.errors += record.errors
     result.calls_checked = len(ours_record.calls)
     return result
+
+
+def threads_line(summary: dict) -> str:
+    """The server's CPU a webhook by kind of thread, the kinds that used any."""
+    by = summary["server_cpu_ms_per_webhook_by_thread"]
+    return ", ".join(f"{kind} {ms:.2f}" for kind, ms in by.items() if ms >= 0.005)
 
 
 def serving_order(round_no: int) -> tuple[tuple[str, object], ...]:
@@ -193,6 +206,9 @@ def pooled(measures: list[Measure]) -> dict:
         "driver_cpu_share": sum(m.driver_cpu for m in measures) / (wall * CORES),
         "driver_cpu_share_max": max(m.driver_share for m in measures),
         "server_cpu_ms_per_webhook": 1000 * sum(m.server_cpu for m in measures) / webhooks,
+        "server_cpu_ms_per_webhook_by_thread": {
+            kind: 1000 * sum(m.server_threads.get(kind, 0.0) for m in measures) / webhooks for kind in THREAD_KINDS
+        },
         "other_cpu_share": sum(m.summary()["other_cpu_share"] * m.wall for m in measures) / wall,
         "per_round_calls_per_s": [m.stats.calls / m.stats.seconds for m in measures],
     }

@@ -16,6 +16,17 @@ DURABILITY = (
 )
 
 
+# The rows under "server CPU per webhook": bench/servers.py THREAD_KINDS, as the table says them.
+THREAD_LABELS = {
+    "requests": "in request threads",
+    "loop": "in gunicorn's loop (each worker's first thread)",
+    "writer": "in the write-behind writer",
+    "replayer": "in the spool replayer",
+    "arbiter": "in gunicorn's master",
+    "ended": "in threads that ended",
+}
+
+
 def _f(value, digits=1) -> str:
     return "–" if value is None else f"{value:,.{digits}f}"
 
@@ -85,6 +96,19 @@ def load_table(results: dict) -> list[str]:
         ),
         digits=2,
     )
+
+    def thread_cpu(kind):
+        def get(c):
+            if "whole" not in c or "server_cpu_ms_per_webhook_by_thread" not in c["whole"]["ours"]:
+                return None, None, None
+            o = c["whole"]["ours"]["server_cpu_ms_per_webhook_by_thread"].get(kind, 0.0)
+            ce = c["whole"]["ceiling"]["server_cpu_ms_per_webhook_by_thread"].get(kind, 0.0)
+            return o, ce, (o / ce if ce else None)
+
+        return get
+
+    for kind, label in THREAD_LABELS.items():
+        row(f"… of it {label}, ms", "", thread_cpu(kind), digits=2)
     row(
         "driver's share of the machine's CPU, %",
         "≤ 50 %",

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,6 +123,29 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+# What each thread of a gunicorn worker does, by the name the kernel knows it by: the worker's
+# first thread runs gunicorn's loop (accepting connections, waiting on kept-alive ones), the
+# line names its own background threads (facts/threads.py), and the rest answer requests.
+NAMED_THREADS = {"write-behind": "writer", "spool-replayer": "replayer"}
+THREAD_KINDS = ("requests", "loop", "writer", "replayer", "arbiter", "ended")
+
+
+def thread_cpu_seconds(pid: int) -> Counter[str]:
+    """CPU seconds of a worker process's threads, by kind (`THREAD_KINDS`); "ended": threads
+    that are gone, whose time only the process's own figure still holds."""
+    used: Counter[str] = Counter()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            name = (task / "comm").read_text().strip()
+        except OSError:  # the thread ended while being read
+            continue
+        kind = "loop" if task.name == str(pid) else NAMED_THREADS.get(name, "requests")
+        used[kind] += (int(fields[11]) + int(fields[12])) / TICKS
+    used["ended"] = max(0.0, proc_cpu_seconds(pid) - sum(used.values()))
+    return used
+
+
 def proc_rss_bytes(pid: int) -> int:
     try:
         return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
@@ -199,6 +223,13 @@ class Server:
 
     def cpu_seconds(self) -> float:
         return proc_cpu_seconds(self.process.pid) + sum(proc_cpu_seconds(p) for p in self.workers())
+
+    def cpu_seconds_by_thread(self) -> Counter[str]:
+        """`cpu_seconds`, by kind of thread (`THREAD_KINDS`; the master process is "arbiter")."""
+        used: Counter[str] = Counter({"arbiter": proc_cpu_seconds(self.process.pid)})
+        for worker in self.workers():
+            used.update(thread_cpu_seconds(worker))
+        return used
 
     def worker_rss(self) -> dict[int, int]:
         return {pid: proc_rss_bytes(pid) for pid in self.workers()}

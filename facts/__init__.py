@@ -18,6 +18,7 @@ webhook --facts--> WritePath.submit(facts) / take_number(sid) / flush()
   handed over. `spool`: where they wait while the database is away, and their replay.
 - `numbers`: comment numbers taken in blocks, for the `<Record>` action's reply.
 - `identity`: which database a journal or spool file was written for.
+- `threads`: the writer's and the replayer's threads, named for the kernel too (`top -H`).
 
 The app holds one `WritePath` (`write_path(app)`); nothing else writes a webhook's facts.
 """

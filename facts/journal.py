@@ -52,6 +52,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from . import WritePath
 from .record import Fact, line_of
 from .spool import Breaker, Replayer, Spool, database_unavailable
+from .threads import start_named
 from .writer import apply, take_numbers
 
 log = logging.getLogger(__name__)
@@ -249,8 +250,7 @@ class WriteBehind(WritePath):
             self._queue.clear()
             self._open, self._busy, self._stopping = {}, False, False
             self.spool.dir.mkdir(parents=True, exist_ok=True)
-            self._thread = threading.Thread(target=self._run, name="write-behind", daemon=True)
-            self._thread.start()
+            self._thread = start_named(self._run, "write-behind")
             self._pid = os.getpid()
             WriteBehind.running.add(self)
             atexit.register(self.close)

@@ -36,6 +36,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from .identity import DatabaseStamp, stamp_of
 from .record import Fact, line_of, loads
+from .threads import start_named
 from .writer import apply
 
 log = logging.getLogger(__name__)
@@ -362,8 +363,7 @@ class Replayer:
             if self._thread and self._thread.is_alive():
                 return
             self._stopping.clear()
-            self._thread = threading.Thread(target=self._run, name="spool-replayer", daemon=True)
-            self._thread.start()
+            self._thread = start_named(self._run, "spool-replayer")
             Replayer.running.add(self)
 
     def stop(self) -> None:

@@ -155,6 +155,17 @@ def test_write_behind_stores_what_the_webhooks_journalled(behind_settings, app, 
     assert list(spool.dir.glob("*.journal")) == []
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="the kernel's thread names are read from /proc")
+def test_the_writer_thread_is_named_for_the_kernel(behind_settings, app, twilio):
+    """`top -H` and the benchmark's per-thread CPU figures tell the writer by its name."""
+    play_to_record(twilio, ("1", "1", "1"))
+    assert write_path(app).flush()
+    writer = write_path(app)._thread
+    assert writer is not None and writer.is_alive()
+    with open(f"/proc/self/task/{writer.native_id}/comm") as comm:
+        assert comm.read().strip() == "write-behind"
+
+
 @pytest.fixture
 def journals(app, twilio):
     """A comment's four webhooks in the journal of a process that died (nobody holds its

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from config import DEFAULT_LINE_CONFIG, PROJECT_DIR
 
-from . import bulk, inprocess, load, public, report, writer
+from . import bulk, inprocess, load, public, report, sidebyside, writer
 from .driver import LineFacts
 from .servers import DEFAULT_PG, drop_database, fresh_database
 
@@ -87,6 +87,20 @@ def parse(argv: list[str]) -> argparse.Namespace:
         default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_PG),
         help="PostgreSQL database it may drop and create, with a suffix (default %(default)s)",
     )
+    paired = sub.add_parser(
+        "side-by-side", help="ours and the ceiling served at once: CPU a webhook by thread (bench/sidebyside.py)"
+    )
+    paired.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    paired.add_argument("--calls", type=int, default=1000, help="whole calls each a round (default %(default)s)")
+    paired.add_argument("--rounds", type=int, default=4, help="rounds (default %(default)s)")
+    paired.add_argument("--in-flight", type=int, default=64, help="calls in flight, the two together (default 64)")
+    paired.add_argument("--workers", type=int, default=os.cpu_count(), help="WEB_WORKERS each (default: cores)")
+    paired.add_argument("--threads", type=int, default=4, help="WEB_THREADS (default %(default)s)")
+    paired.add_argument(
+        "--pg-url",
+        default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_PG),
+        help="PostgreSQL database it may drop and create (default %(default)s)",
+    )
     return parser.parse_args(argv)
 
 
@@ -96,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
         return inprocess.main(args.server, args.calls, args.db, args.instructions, args.prepared)
     if args.command == "public":
         return public.main(args.db, args.calls, args.views, args.pg_url)
+    if args.command == "side-by-side":
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop both servers on a TERM
+        return sidebyside.main(
+            args.db, args.calls, args.rounds, args.in_flight, args.workers, args.threads, args.pg_url
+        )
     if args.command == "writer":
         return writer.main(args.db, args.calls, args.batch or [100, 250, 500, 1000], args.pg_url)
     # A TERM (e.g. from a CI timeout) unwinds normally, so every gunicorn started is stopped.

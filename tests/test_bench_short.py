@@ -105,3 +105,48 @@ def test_ours_and_the_ceiling_take_turns_going_first():
     firsts = [serving_order(r)[0][0] for r in range(4)]
     assert firsts == ["ours", "ceiling", "ours", "ceiling"]
     assert all({name for name, _ in serving_order(r)} == {"ours", "ceiling"} for r in range(4))
+
+
+def test_a_processs_cpu_is_split_by_the_threads_it_names():
+    """The load's per-thread figures: a thread the line names "write-behind" counts as the
+    writer's, the process's first thread as gunicorn's loop, and nothing is lost."""
+    import os
+    import threading
+    import time
+
+    from bench.servers import proc_cpu_seconds, thread_cpu_seconds
+    from facts.threads import start_named
+
+    burnt, done = threading.Event(), threading.Event()
+
+    def busy() -> None:
+        until = time.thread_time() + 0.3
+        while time.thread_time() < until:
+            pass
+        burnt.set()
+        done.wait()
+
+    thread = start_named(busy, "write-behind")
+    assert burnt.wait(30)
+    try:
+        used = thread_cpu_seconds(os.getpid())
+    finally:
+        done.set()
+        thread.join()
+    assert used["writer"] >= 0.2  # the kernel counts in ticks of 10 ms
+    assert used["loop"] > 0
+    assert sum(used.values()) == pytest.approx(proc_cpu_seconds(os.getpid()), abs=0.05)
+
+
+def test_side_by_side_compares_the_cpu_of_both_served_at_once(capsys):
+    """`python -m bench side-by-side`: both servers answer the same calls at once; the
+    figures say what each spent a webhook, by thread, and ours counted every call."""
+    from bench import sidebyside
+    from bench.servers import DEFAULT_PG
+
+    assert sidebyside.main("sqlite", 60, 1, 8, 2, 2, DEFAULT_PG) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"round 1: ours +[\d.]+ calls/s, [\d.]+ ms a webhook .* ceiling +[\d.]+ calls/s", out)
+    ours, ceiling = map(float, re.search(r"requests +([\d.]+) / +([\d.]+)", out).groups())
+    assert ours > 0 and ceiling > 0
+    assert re.search(r"counts after \d+ calls: exact", out)

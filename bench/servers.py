@@ -221,11 +221,9 @@ class Server:
     def workers(self) -> list[int]:
         return children(self.process.pid)
 
-    def cpu_seconds(self) -> float:
-        return proc_cpu_seconds(self.process.pid) + sum(proc_cpu_seconds(p) for p in self.workers())
-
     def cpu_seconds_by_thread(self) -> Counter[str]:
-        """`cpu_seconds`, by kind of thread (`THREAD_KINDS`; the master process is "arbiter")."""
+        """The CPU seconds of the master and its workers, by kind of thread (`THREAD_KINDS`; the
+        master process is "arbiter"); their sum is the server's."""
         used: Counter[str] = Counter({"arbiter": proc_cpu_seconds(self.process.pid)})
         for worker in self.workers():
             used.update(thread_cpu_seconds(worker))

@@ -6,12 +6,22 @@ import asyncio
 import os
 import resource
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .driver import KINDS, Driver, LineFacts, Record, RoundStats, compare_counts, expected_counts, settled_counts
 from .driver import percentile as pct
-from .servers import CEILING, OURS, THREAD_KINDS, TOKEN, Database, Server, api_token, machine_cpu_seconds
+from .servers import (
+    CEILING,
+    OURS,
+    TOKEN,
+    Database,
+    Server,
+    api_token,
+    machine_cpu_seconds,
+    ms_per_webhook_by_thread,
+)
 
 CORES = os.cpu_count() or 1
 WARMUP_CALLS = 40
@@ -50,9 +60,7 @@ class Measure:
             "webhooks_per_s": s.webhooks / s.seconds,
             "driver_cpu_share": self.driver_share,
             "server_cpu_ms_per_webhook": 1000 * self.server_cpu / s.webhooks,
-            "server_cpu_ms_per_webhook_by_thread": {
-                kind: 1000 * self.server_threads.get(kind, 0.0) / s.webhooks for kind in THREAD_KINDS
-            },
+            "server_cpu_ms_per_webhook_by_thread": ms_per_webhook_by_thread(self.server_threads, s.webhooks),
             "machine_busy_share": self.machine_busy / (self.wall * CORES),
             "other_cpu_share": max(0.0, self.machine_busy - self.driver_cpu - self.server_cpu) / (self.wall * CORES),
         }
@@ -206,9 +214,9 @@ def pooled(measures: list[Measure]) -> dict:
         "driver_cpu_share": sum(m.driver_cpu for m in measures) / (wall * CORES),
         "driver_cpu_share_max": max(m.driver_share for m in measures),
         "server_cpu_ms_per_webhook": 1000 * sum(m.server_cpu for m in measures) / webhooks,
-        "server_cpu_ms_per_webhook_by_thread": {
-            kind: 1000 * sum(m.server_threads.get(kind, 0.0) for m in measures) / webhooks for kind in THREAD_KINDS
-        },
+        "server_cpu_ms_per_webhook_by_thread": ms_per_webhook_by_thread(
+            sum((Counter(m.server_threads) for m in measures), Counter()), webhooks
+        ),
         "other_cpu_share": sum(m.summary()["other_cpu_share"] * m.wall for m in measures) / wall,
         "per_round_calls_per_s": [m.stats.calls / m.stats.seconds for m in measures],
     }

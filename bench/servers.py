@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,6 +145,11 @@ def thread_cpu_seconds(pid: int) -> Counter[str]:
         used[kind] += (int(fields[11]) + int(fields[12])) / TICKS
     used["ended"] = max(0.0, proc_cpu_seconds(pid) - sum(used.values()))
     return used
+
+
+def ms_per_webhook_by_thread(used: Mapping[str, float], webhooks: int) -> dict[str, float]:
+    """CPU seconds by kind of thread as milliseconds a webhook, for each of `THREAD_KINDS`."""
+    return {kind: 1000 * used.get(kind, 0.0) / webhooks for kind in THREAD_KINDS}
 
 
 def proc_rss_bytes(pid: int) -> int:

@@ -98,6 +98,11 @@ def configure_sessions(app) -> None:
     app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)
     csrf.init_app(app)
+    # init_app also adds an app-wide `before_request` hook which, with the check off by
+    # default, only returns; Flask would still call it on every webhook.
+    app.before_request_funcs[None] = [
+        hook for hook in app.before_request_funcs.get(None, []) if hook.__name__ != "csrf_protect"
+    ]
 
 
 # --- who is signed in --------------------------------------------------------------------------

@@ -295,3 +295,9 @@ def test_the_console_checks_csrf_and_the_webhooks_and_api_take_none(app, sign_in
     call = twilio.call()
     assert call.dial().status == 200  # a signed webhook, without any CSRF token
     assert api("/api/v1/counts").status_code == 200
+
+
+def test_no_app_wide_hook_runs_before_a_webhook(app):
+    """The CSRF check belongs to the console's blueprints: Flask-WTF's app-wide hook, which
+    would only return, is not called on every webhook."""
+    assert [hook.__name__ for hook in app.before_request_funcs.get(None, [])] == []

@@ -22,6 +22,7 @@ THREAD_LABELS = {
     "loop": "in gunicorn's loop (each worker's first thread)",
     "writer": "in the write-behind writer",
     "replayer": "in the spool replayer",
+    "meter": "in the webhook meter's publisher",
     "arbiter": "in gunicorn's master",
     "ended": "in threads that ended",
 }

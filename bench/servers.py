@@ -127,8 +127,8 @@ def proc_cpu_seconds(pid: int) -> float:
 # What each thread of a gunicorn worker does, by the name the kernel knows it by: the worker's
 # first thread runs gunicorn's loop (accepting connections, waiting on kept-alive ones), the
 # line names its own background threads (facts/threads.py), and the rest answer requests.
-NAMED_THREADS = {"write-behind": "writer", "spool-replayer": "replayer"}
-THREAD_KINDS = ("requests", "loop", "writer", "replayer", "arbiter", "ended")
+NAMED_THREADS = {"write-behind": "writer", "spool-replayer": "replayer", "webhook-meter": "meter"}
+THREAD_KINDS = ("requests", "loop", "writer", "replayer", "meter", "arbiter", "ended")
 
 
 def thread_cpu_seconds(pid: int) -> Counter[str]:

@@ -52,7 +52,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from . import WritePath
 from .record import Fact, line_of
 from .spool import Breaker, Replayer, Spool, database_unavailable
-from .threads import start_named
+from .threads import This, start_named
 from .writer import apply, take_numbers
 
 log = logging.getLogger(__name__)
@@ -62,16 +62,6 @@ log = logging.getLogger(__name__)
 SEGMENT_SECONDS = 2.0
 SEGMENT_LINES = 5000
 SEGMENT_BYTES = 1 << 20  # a line that would not fit starts a new journal
-
-
-class This:
-    """This process's id, kept current across forks: `os.getpid()` is a system call, and
-    every webhook asked it twice."""
-
-    pid = os.getpid()
-
-
-os.register_at_fork(after_in_child=lambda: setattr(This, "pid", os.getpid()))
 
 
 class Segment:

@@ -1,4 +1,4 @@
-"""Background threads the write path starts, named for the operating system as well as for Python.
+"""Background threads, named for the operating system as well as for Python; this process's id.
 
 Python 3.11 names a thread only for itself: `top -H`, `ps -L`, `/proc/<pid>/task/<tid>/comm`
 and the benchmark's per-thread CPU figures (bench/servers.py) see every thread of a web
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -49,3 +50,13 @@ def start_named(target: Callable[[], None], name: str) -> threading.Thread:
     thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
     return thread
+
+
+class This:
+    """This process's id, kept current across forks: `os.getpid()` is a system call, and
+    a webhook would ask it several times."""
+
+    pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=lambda: setattr(This, "pid", os.getpid()))

@@ -11,11 +11,15 @@ it, /metrics answers only requests from loopback.
 
 from __future__ import annotations
 
+import atexit
+import collections
 import hmac
 import ipaddress
+import logging
 import os
+import threading
 import time
-from functools import lru_cache
+from bisect import bisect_left
 
 from flask import Blueprint, Response, abort, current_app, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -23,6 +27,7 @@ from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy.exc import SQLAlchemyError
 
 from facts import write_path
+from facts.threads import This, start_named
 from models import db
 from models.tally import tally
 
@@ -32,12 +37,13 @@ MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 WEBHOOKS = Counter(
     "commentline_webhooks_total", "Twilio webhooks answered, by route and HTTP status", ["route", "status"]
 )
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 LATENCY = Histogram(
-    "commentline_webhook_seconds",
-    "Time to answer a Twilio webhook, by route",
-    ["route"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    "commentline_webhook_seconds", "Time to answer a Twilio webhook, by route", ["route"], buckets=LATENCY_BUCKETS
 )
+UPPER_BOUNDS = (*map(float, LATENCY_BUCKETS), float("inf"))  # the histogram's buckets, in order
+PUBLISH_SECONDS = 1.0
+log = logging.getLogger(__name__)
 
 PUBLIC_CHECKS = Counter(
     "commentline_public_checks_total",
@@ -50,7 +56,7 @@ class WebhookMeter:
     """WSGI middleware: the time to answer each webhook (`/twilio/...`), by route and status,
     from the moment the request reaches the app to the moment its reply is ready, Flask's own
     work included. Outside Flask's request hooks, so that measuring costs the webhook two
-    clock readings and two samples, and no context-local lookups."""
+    clock readings and one sample handed to `SAMPLES`, and no context-local lookups."""
 
     def __init__(self, wsgi_app, routes: frozenset[str], prefix: str = "/twilio/") -> None:
         self.wsgi_app, self.routes, self.prefix = wsgi_app, routes, prefix
@@ -68,17 +74,84 @@ class WebhookMeter:
             return start_response(status_line, headers, exc_info)
 
         reply = self.wsgi_app(environ, starting)
-        latency, count = samples_for(path if path in self.routes else "unmatched", status)
-        latency.observe(time.perf_counter() - started)
-        count.inc()
+        SAMPLES.add(path if path in self.routes else "unmatched", status, time.perf_counter() - started)
         return reply
 
 
-@lru_cache(maxsize=256)
-def samples_for(route: str, status: str):
-    """The latency histogram and the webhook counter of a route and status (looked up once:
-    `labels()` takes a lock and builds a key on every call)."""
-    return LATENCY.labels(route), WEBHOOKS.labels(route, status)
+class WebhookSamples:
+    """The webhooks this process has answered and not yet put into Prometheus' samples.
+
+    A request thread only appends (route, status, seconds) to a queue; `publish` adds them up
+    and moves each count and each latency bucket they touched once. Under gunicorn every
+    sample Prometheus keeps is a locked write to a file mapped into memory, preceded by a
+    system call for the process id: four for each webhook, had they been written as they
+    came. A thread of the process's own ("webhook-meter") publishes once a second, a scrape
+    of /metrics publishes its own process's first, and the process publishes what is left as
+    it exits; so another worker's figures are at most about a second behind."""
+
+    def __init__(self, interval: float = PUBLISH_SECONDS) -> None:
+        self.interval = interval
+        self._pending: collections.deque[tuple[str, str, float]] = collections.deque()
+        self._lock = threading.Lock()  # one publisher at a time; guards the start too
+        self._pid: int | None = None
+
+    def add(self, route: str, status: str, seconds: float) -> None:
+        if self._pid != This.pid:
+            self._start()
+        self._pending.append((route, status, seconds))
+
+    def _start(self) -> None:
+        """First sample in this process (a fork publishes its own, from its own thread)."""
+        with self._lock:
+            if self._pid == This.pid:
+                return
+            self._pending.clear()  # a parent's, copied by the fork: the parent publishes them
+            self._pid = This.pid
+            start_named(self._run, "webhook-meter")
+            atexit.register(self.publish)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.interval)
+            try:
+                self.publish()
+            except Exception:  # noqa: BLE001 - a broken metrics file must not stop the thread
+                log.exception("webhook metrics could not be published")
+
+    def publish(self) -> None:
+        """Put every queued sample into Prometheus' samples."""
+        with self._lock:
+            counts: collections.Counter[tuple[str, str]] = collections.Counter()
+            latencies: dict[str, list[float]] = {}
+            while True:
+                try:
+                    route, status, seconds = self._pending.popleft()
+                except IndexError:
+                    break
+                counts[route, status] += 1
+                latencies.setdefault(route, []).append(seconds)
+            for (route, status), count in counts.items():
+                WEBHOOKS.labels(route, status).inc(count)
+            for route, seconds in latencies.items():
+                observe_all(LATENCY.labels(route), seconds)
+
+
+def observe_all(histogram, seconds: list[float]) -> None:
+    """What `histogram.observe(s)` for each of `seconds` does, each bucket and the sum moved
+    once. Reaches into prometheus_client's histogram (its `_buckets`, one value per upper
+    bound, and `_sum`, as in 0.26), and observes one by one where they are not so."""
+    buckets, total = getattr(histogram, "_buckets", None), getattr(histogram, "_sum", None)
+    if total is None or not isinstance(buckets, list) or len(buckets) != len(UPPER_BOUNDS):
+        for each in seconds:
+            histogram.observe(each)
+        return
+    fell = collections.Counter(bisect_left(UPPER_BOUNDS, each) for each in seconds)  # the first bound >= it
+    total.inc(sum(seconds))
+    for bucket, count in fell.items():
+        buckets[bucket].inc(count)
+
+
+SAMPLES = WebhookSamples()
 
 
 def meter_webhooks(app) -> None:
@@ -150,6 +223,7 @@ def allowed() -> bool:
 def scrape():
     if not allowed():
         abort(403, description="Send the METRICS_TOKEN as a bearer token, or scrape from loopback.")
+    SAMPLES.publish()  # this process's own, at least, are current
     registry = current_app.extensions.get("metrics_registry")
     if registry is None:  # built once per process, not on every scrape
         registry = current_app.extensions["metrics_registry"] = registry_for(current_app._get_current_object())

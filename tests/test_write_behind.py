@@ -396,7 +396,7 @@ def test_a_journal_line_holds_no_more_memory_than_its_text():
 
 def test_a_forked_process_knows_its_own_id():
     """Journals are per process: a fork (gunicorn's preload) must not append to its parent's."""
-    from facts.journal import This
+    from facts.threads import This
 
     read, write = os.pipe()
     child = os.fork()

@@ -67,6 +67,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--instructions", action="store_true", help="count instructions per webhook under valgrind (repeatable)"
     )
     one.add_argument("--prepared", type=int, default=0, help=argparse.SUPPRESS)
+    one.add_argument("--no-collector", dest="collector", action="store_false", help=argparse.SUPPRESS)
     views = sub.add_parser("public", help="a public tally view's cost beside a webhook's (bench/public.py)")
     views.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     views.add_argument("--calls", type=int, default=200, help="whole calls played first (default %(default)s)")
@@ -107,7 +108,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
     if args.command == "inprocess":
-        return inprocess.main(args.server, args.calls, args.db, args.instructions, args.prepared)
+        return inprocess.main(args.server, args.calls, args.db, args.instructions, args.prepared, args.collector)
     if args.command == "public":
         return public.main(args.db, args.calls, args.views, args.pg_url)
     if args.command == "side-by-side":

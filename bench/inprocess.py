@@ -5,18 +5,21 @@ it) or the ceiling in this process, and calls its WSGI callable directly with th
 whole calls, signed as Twilio signs them: the greeting, language, topic, position, recording
 status, transcription and `<Record>` action, and the call status callback. It prints the CPU
 time of the whole process (so ours' write-behind thread is included: it waits for the last
-batch) per webhook.
+batch) per webhook, with the garbage collector settled after the warm-up as a gunicorn worker
+settles it (the ceiling's too, so that both are measured as they are served).
 
 On a noisy machine CPU time moves by ±10 % from run to run. `--instructions` runs this twice
 under valgrind's callgrind (with `--calls` and twice as many calls) and prints the difference
-in instructions per webhook, thread by thread: the request path's (the main thread's) is the
-same from run to run to within a fraction of a percent, the way to tell whether a change to it
-made it cheaper. The writer's is printed apart: its batches gather for a time, so under
-valgrind they are smaller than at full speed and its count varies with the machine's load.
+in instructions per webhook, thread by thread: the request path's (the main thread's), with
+the collector off while it is counted, is the same from run to run to within a fraction of a
+percent, the way to tell whether a change to it made it cheaper. The writer's is printed
+apart: its batches gather for a time, so under valgrind they are smaller than at full speed
+and its count varies with the machine's load.
 """
 
 from __future__ import annotations
 
+import gc
 import io
 import os
 import re
@@ -31,7 +34,7 @@ from urllib.parse import urlencode
 
 from twilio.request_validator import RequestValidator
 
-from config import PROJECT_DIR
+from config import PROJECT_DIR, settle_garbage_collector
 from facts import write_path
 
 from .servers import CEILING, DEFAULT_PG, SECRETS, TOKEN, drop_database, fresh_database
@@ -127,10 +130,14 @@ def build(server: str, workdir: Path, kind: str):
     return create_app(), db
 
 
-def measure(server: str, calls: int, kind: str, prepared: int = 0) -> float:
+def measure(server: str, calls: int, kind: str, prepared: int = 0, collector: bool = True) -> float:
     """CPU seconds of this process per webhook, over `calls` whole calls after a warm-up
     (`prepared`: make the webhooks of that many calls, so that two runs can spend the same
-    on making them)."""
+    on making them). After the warm-up the garbage collector is settled as a gunicorn worker
+    settles it once it has loaded the app (`config.settle_garbage_collector`); `collector`
+    False then turns it off, for counting instructions: when a collection runs depends on the
+    writer thread's allocations too, and moved the request path's count by tens of thousands
+    of instructions a webhook from run to run."""
 
     workdir = Path(tempfile.mkdtemp(prefix="commentline-inprocess-"))
     app, db = build(server, workdir, kind)
@@ -142,6 +149,9 @@ def measure(server: str, calls: int, kind: str, prepared: int = 0) -> float:
                 answer(app, environ)
         if db:
             write_path(app).flush()
+        settle_garbage_collector()
+        if not collector:
+            gc.disable()
         started = time.process_time()
         for environs in played[WARMUP_CALLS : WARMUP_CALLS + calls]:
             for environ in environs:
@@ -150,6 +160,7 @@ def measure(server: str, calls: int, kind: str, prepared: int = 0) -> float:
             raise RuntimeError("the write-behind writer did not finish")
         return (time.process_time() - started) / (calls * WEBHOOKS_PER_CALL)
     finally:
+        gc.enable()
         if db:
             drop_database(db)
         shutil.rmtree(workdir, ignore_errors=True)
@@ -170,7 +181,7 @@ def instructions(server: str, calls: int, kind: str) -> tuple[float, float]:
             subprocess.run(
                 ["valgrind", "--tool=callgrind", "--separate-threads=yes", f"--callgrind-out-file={out}"]
                 + [sys.executable, "-m", "bench", "inprocess", "--server", server, "--db", kind, "--calls", str(n)]
-                + ["--prepared", str(2 * calls)],
+                + ["--prepared", str(2 * calls), "--no-collector"],
                 cwd=PROJECT_DIR,
                 capture_output=True,
                 text=True,
@@ -185,7 +196,9 @@ def instructions(server: str, calls: int, kind: str) -> tuple[float, float]:
     return (counted[1][0] - counted[0][0]) / webhooks, (counted[1][1] - counted[0][1]) / webhooks
 
 
-def main(server: str, calls: int, kind: str, count_instructions: bool, prepared: int = 0) -> int:
+def main(
+    server: str, calls: int, kind: str, count_instructions: bool, prepared: int = 0, collector: bool = True
+) -> int:
     if server not in ("ours", "ceiling"):
         raise SystemExit(f"unknown server {server!r}: ours or the ceiling ({CEILING})")
     if count_instructions:
@@ -195,6 +208,6 @@ def main(server: str, calls: int, kind: str, count_instructions: bool, prepared:
             f"{others / 1000:,.0f} thousand in other threads (the writer)"
         )
     else:
-        per_webhook = measure(server, calls, kind, prepared)
+        per_webhook = measure(server, calls, kind, prepared, collector)
         print(f"{server} ({kind}): {per_webhook * 1e6:,.0f} µs of CPU per webhook, writer included")
     return 0

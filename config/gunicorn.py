@@ -1,6 +1,5 @@
 """gunicorn settings for `web:` (see Procfile). Each can be overridden from the environment."""
 
-import gc
 import multiprocessing
 import os
 import shutil
@@ -10,7 +9,7 @@ import tempfile
 from dotenv import load_dotenv
 from flask.helpers import get_load_dotenv
 
-from config import SettingsError, number_setting
+from config import SettingsError, number_setting, settle_garbage_collector
 
 # Settings from a .env file in the working directory, as `flask` reads them (the environment
 # wins); `FLASK_SKIP_DOTENV=1` skips it, as it does for `flask`.
@@ -61,19 +60,8 @@ def on_starting(server):
     os.makedirs(folder, exist_ok=True)
 
 
-# The youngest generation's threshold once a worker has loaded the app (Python's is 700).
-GC_YOUNG_THRESHOLD = 7000
-
-
 def post_worker_init(worker):
-    """Once a worker has loaded the app: freeze what it loaded (the app, its modules, the
-    line's script; over 100,000 objects) out of the garbage collector's reach, so that no
-    collection traverses them again, and collect the youngest generation a tenth as often.
-    Collection stays on for the reference cycles that requests leave behind. What it saves
-    under load: docs/benchmark.md, "Garbage collection"."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+    settle_garbage_collector()
 
 
 def child_exit(server, worker):

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
+import sys
 
 import pytest
 
 from bench.ceiling import create_app as create_ceiling
 from bench.driver import Driver, LineFacts, Record, compare_counts, expected_counts, settled_counts
+from config import PROJECT_DIR
 from ivr.caller import CallPlayer, Phone, Response, Script, SimulatedCall, Take, TwilioAccount, play
 from ivr.menu import NO_KEY
 from tests.conftest import PG_URL
@@ -95,6 +98,24 @@ def test_the_writer_bench_counts_postgresqls_backend_too(tmp_path):
     cost = writer.writer_cost(webhooks, 100, "postgresql", bench_url, tmp_path)
     assert cost.writing > cost.committing > 0
     assert cost.backend is not None and cost.backend > 0
+
+
+@pytest.mark.parametrize("collector", ["settled", "off"])
+def test_the_inprocess_bench_answers_whole_calls_on_both_servers(collector):
+    """`python -m bench inprocess`, as a user runs it (in a process of its own: it settles
+    or stops the garbage collector there), on ours and the ceiling; every webhook it plays
+    must be answered 200, or it fails."""
+    args = [] if collector == "settled" else ["--no-collector"]
+    for server in ("ours", "ceiling"):
+        done = subprocess.run(
+            [sys.executable, "-m", "bench", "inprocess", "--server", server, "--calls", "3", *args],
+            cwd=PROJECT_DIR,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert re.search(rf"^{server} \(sqlite\): [\d,]+ µs of CPU per webhook", done.stdout, re.MULTILINE)
 
 
 def test_ours_and_the_ceiling_take_turns_going_first():

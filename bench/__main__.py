@@ -88,6 +88,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
         default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_PG),
         help="PostgreSQL database it may drop and create, with a suffix (default %(default)s)",
     )
+    batches.add_argument(
+        "--pages", action="store_true", help="SQLite: count the pages each batch changes, by table, instead"
+    )
     paired = sub.add_parser(
         "side-by-side", help="ours and the ceiling served at once: CPU a webhook by thread (bench/sidebyside.py)"
     )
@@ -117,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             args.db, args.calls, args.rounds, args.in_flight, args.workers, args.threads, args.pg_url
         )
     if args.command == "writer":
-        return writer.main(args.db, args.calls, args.batch or [100, 250, 500, 1000], args.pg_url)
+        return writer.main(args.db, args.calls, args.batch or [100, 250, 500, 1000], args.pg_url, args.pages)
     # A TERM (e.g. from a CI timeout) unwinds normally, so every gunicorn started is stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     databases = args.db or ["sqlite", "postgresql"]

@@ -15,13 +15,21 @@ Under load a web worker's writer takes whatever its threads journalled in the la
 1,000 ms (the default). A batch costs nearly the same whatever its size, so this is where
 the gather time shows. One thread and no HTTP make the figure steadier than the load's,
 though still CPU time on a shared machine (±10 %).
+
+`--pages` (SQLite) counts instead what each batch changes on disk: the database pages that
+differ after it (each one a frame its commit writes to the write-ahead log, and a checkpoint
+copies back), by the table or index they belong to. Nothing is timed then: between batches
+the log is copied back, so that the database file alone holds every page.
 """
 
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import tempfile
 import time
+import zlib
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,6 +117,68 @@ def writer_cost(webhooks: list[list], batch: int, kind: str, pg_url: str, workdi
         drop_database(db)
 
 
+SHOWN_BTREES = 12  # `--pages` names the tables and indexes that change most; the rest in one line
+
+
+@dataclass
+class PagesChanged:
+    """What batches changed on disk, per batch on average: database pages in all, and by the
+    table or index (SQLite's b-tree name) they belong to."""
+
+    pages: float
+    by_btree: dict[str, float]
+    page_size: int
+
+
+def page_digests(path: str) -> tuple[dict[int, int], dict[int, str], int]:
+    """After copying the write-ahead log back: a checksum of each page of the database file,
+    the b-tree each page belongs to (SQLite's `dbstat`), and the page size."""
+    connection = sqlite3.connect(path)
+    try:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        size = connection.execute("PRAGMA page_size").fetchone()[0]
+        try:
+            owners = dict(connection.execute("SELECT pageno, name FROM dbstat"))
+        except sqlite3.OperationalError as exc:  # SQLite built without SQLITE_ENABLE_DBSTAT_VTAB
+            raise SystemExit(f"--pages needs SQLite's dbstat table, which this Python's SQLite lacks ({exc})") from None
+    finally:
+        connection.close()
+    data = Path(path).read_bytes()
+    digests = {n + 1: zlib.crc32(data[n * size : (n + 1) * size]) for n in range(len(data) // size)}
+    return digests, owners, size
+
+
+def pages_changed(webhooks: list[list], batch: int, workdir: Path) -> PagesChanged:
+    """SQLite: the pages each batch of `batch` webhooks changes, written into a fresh database
+    after a warm-up of the first tenth (so that the tables are not empty)."""
+    from sqlalchemy import create_engine
+
+    db = fresh_database("sqlite", workdir, "", name="_pages")
+    path = db.url.removeprefix("sqlite:///")
+    engine = create_engine(db.url)
+    warm, measured = webhooks[: len(webhooks) // 10], webhooks[len(webhooks) // 10 :]
+    try:
+        for start in range(0, len(warm), batch):
+            with engine.begin() as connection:
+                write(connection, warm[start : start + batch])
+        engine.dispose()  # its connection would keep the log from being emptied
+        changed: Counter[str] = Counter()
+        batches = 0
+        before, _, size = page_digests(path)
+        for start in range(0, len(measured), batch):
+            with engine.begin() as connection:
+                write(connection, measured[start : start + batch])
+            engine.dispose()
+            after, owners, size = page_digests(path)
+            changed.update(owners.get(n, "(free)") for n, digest in after.items() if before.get(n) != digest)
+            before, batches = after, batches + 1
+        by_btree = {name: count / batches for name, count in changed.most_common()}
+        return PagesChanged(sum(changed.values()) / batches, by_btree, size)
+    finally:
+        engine.dispose()
+        drop_database(db)
+
+
 def is_local_backend(pid: int) -> bool:
     """Whether PostgreSQL's backend process `pid` runs on this machine (its CPU time readable)."""
     try:
@@ -117,12 +187,26 @@ def is_local_backend(pid: int) -> bool:
         return False
 
 
-def main(kind: str, calls: int, batches: list[int], pg_url: str) -> int:
+def main(kind: str, calls: int, batches: list[int], pg_url: str, pages: bool = False) -> int:
+    if pages and kind != "sqlite":
+        raise SystemExit("--pages counts SQLite's pages: use it with --db sqlite")
     workdir = Path(tempfile.mkdtemp(prefix="commentline-writer-"))
     try:
         webhooks = spooled_webhooks(calls, kind, pg_url, workdir)
         print(f"{kind}: {len(webhooks):,} webhooks of {calls:,} whole calls")
         for batch in batches:
+            if pages:
+                found = pages_changed(webhooks, batch, workdir)
+                print(
+                    f"  batches of {batch:>4}: {found.pages:,.0f} pages changed a batch "
+                    f"({found.pages * found.page_size / 2**20:.1f} MiB, {found.pages / batch:.2f} a webhook)"
+                )
+                named = list(found.by_btree.items())
+                for name, count in named[:SHOWN_BTREES]:
+                    print(f"      {count:8,.0f}  {name}")
+                if rest := named[SHOWN_BTREES:]:
+                    print(f"      {sum(count for _, count in rest):8,.0f}  the other {len(rest)} tables and indexes")
+                continue
             cost = writer_cost(webhooks, batch, kind, pg_url, workdir)
             backend = "" if cost.backend is None else f"; PostgreSQL's backend {cost.backend * 1e6:5.1f}"
             print(

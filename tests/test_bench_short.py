@@ -88,6 +88,23 @@ def test_the_writer_bench_replays_every_webhook_of_the_calls_it_played(tmp_path,
     assert re.search(r"batches of +10: +[\d.]+ µs", capsys.readouterr().out)
 
 
+def test_the_writer_bench_counts_the_pages_each_batch_changes(tmp_path, capsys):
+    """`python -m bench writer --pages`: the pages a batch changes, by the table or index they
+    belong to; every batch stores calls, so the calls table is among them."""
+    from bench import writer
+    from bench.servers import DEFAULT_PG
+
+    webhooks = writer.spooled_webhooks(5, "sqlite", DEFAULT_PG, tmp_path)
+    found = writer.pages_changed(webhooks, 8, tmp_path)
+    assert found.pages > 0 and found.page_size == 4096
+    assert sum(found.by_btree.values()) == pytest.approx(found.pages)
+    assert found.by_btree.get("calls", 0) > 0 and found.by_btree.get("sqlite_autoindex_calls_1", 0) > 0
+    assert writer.main("sqlite", 5, [10], DEFAULT_PG, pages=True) == 0
+    assert re.search(r"batches of +10: +[\d,]+ pages changed a batch", capsys.readouterr().out)
+    with pytest.raises(SystemExit, match="use it with --db sqlite"):
+        writer.main("postgresql", 5, [10], DEFAULT_PG, pages=True)
+
+
 @pytest.mark.skipif(not PG_URL, reason="needs PostgreSQL (TEST_DATABASE_URL)")
 def test_the_writer_bench_counts_postgresqls_backend_too(tmp_path):
     """On PostgreSQL the writer's cost includes the backend's CPU, when it runs here."""

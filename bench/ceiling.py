@@ -24,7 +24,6 @@ from ivr.menu import (
     ANOTHER_TOPIC_KEY,
     END_CALL_KEY,
     HANG_UP,
-    MAX_EMPTY_RECORDINGS,
     MAX_MISSES,
     MAX_ZIP_TRIES,
     REPEAT_KEY,
@@ -145,16 +144,14 @@ def create_app() -> Flask:
         if digits == HANG_UP:
             return answer(twiml.nothing())
         if not duration.isdigit() or int(duration) == 0:
-            return answer(twiml.record_comment(script, base(), language, topic, stance, step, 1, "no_comment"))
+            return answer(twiml.after_empty_recording(script, base(), language, topic, stance, step, state("m", 0) + 1))
         return answer(twiml.comment_saved(script, base(), language, step + 1, reference))
 
     @app.post("/twilio/no-comment")
     def no_comment():
         step, misses, language = state("s"), state("m", 0) + 1, request.args.get("l")
         topic, stance = script.topic(request.args.get("t")), request.args.get("p") or None
-        if misses < MAX_EMPTY_RECORDINGS:
-            return answer(twiml.record_comment(script, base(), language, topic, stance, step, misses, "no_comment"))
-        return answer(twiml.another_menu(script, base(), language, step + 1, 0, "no_comment"))
+        return answer(twiml.after_empty_recording(script, base(), language, topic, stance, step, misses))
 
     @app.post("/twilio/next")
     def another_topic():

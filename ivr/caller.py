@@ -964,11 +964,14 @@ class CallPlayer:
             for request in callbacks:
                 yield from self._exchange(request)
         language, topics = menu.language, menu.topics_chosen
+        # A recording with nothing in it (0 s, or its action skipped) is offered once more,
+        # then the caller hears the choice of another topic.
+        empty = menu.misses + 1
+        offered_again = replace(menu, misses=empty) if empty < MAX_EMPTY_RECORDINGS else Menu("next", language)
+        offered_again = replace(offered_again, topics_chosen=topics)
         if take.skipped:  # Twilio skips the action and follows the redirect
             self._heard("[beep; says nothing, and Twilio skips the action]")
-            empty = menu.misses + 1
-            following = replace(menu, misses=empty) if empty < MAX_EMPTY_RECORDINGS else Menu("next", language)
-            following = replace(following, topics_chosen=topics)
+            following = offered_again
             if not reply.redirect:
                 raise UnexpectedReply(f"no <Redirect> after the <Record>: {reply.body[:300]}")
             answered = yield from self._exchange(self.call.redirect(reply.redirect), following)
@@ -982,7 +985,7 @@ class CallPlayer:
             if take.hang_up:
                 following = Menu("gone", language)
             elif seconds == 0:
-                following = replace(menu, misses=1)
+                following = offered_again
             elif menu.topic in self.line.callbacks and not self.call.caller.withheld:
                 following = Menu("callback", language, topic=menu.topic, topics_chosen=topics)
             else:

@@ -33,7 +33,6 @@ from .menu import (
     ANOTHER_TOPIC_KEY,
     END_CALL_KEY,
     HANG_UP,
-    MAX_EMPTY_RECORDINGS,
     MAX_MISSES,
     MAX_ZIP_TRIES,
     REPEAT_KEY,
@@ -383,8 +382,8 @@ def comment_recorded():
         reference = store_comment(w, sid, utcnow(), script)
     if digits == HANG_UP:
         return answer(twiml.nothing())  # Twilio ignores it; the caller has gone
-    if not duration:
-        return answer(twiml.record_comment(script, base, language, topic, stance, step, 1, "no_comment"))
+    if not duration:  # nothing heard: offered once more, as when Twilio skips the action
+        return answer(twiml.after_empty_recording(script, base, language, topic, stance, step, w.state("m", 0) + 1))
     if sid and topic is not None and topic.callback and offers_callback(w):
         return answer(twiml.comment_saved_offer_callback(script, base, language, step + 1, reference, topic.slug, sid))
     return answer(twiml.comment_saved(script, base, language, step + 1, reference))
@@ -442,9 +441,7 @@ def no_comment():
     script, base = w.script(), w.base
     step, misses, language = w.state("s"), w.state("m", 0) + 1, w.arg("l")
     topic, stance = script.topic(w.arg("t")), w.arg("p") or None
-    if misses < MAX_EMPTY_RECORDINGS:
-        return answer(twiml.record_comment(script, base, language, topic, stance, step, misses, "no_comment"))
-    return answer(twiml.another_menu(script, base, language, step + 1, 0, "no_comment"))
+    return answer(twiml.after_empty_recording(script, base, language, topic, stance, step, misses))
 
 
 @bp.post("/next")

@@ -23,7 +23,7 @@ from twilio.twiml.voice_response import Gather, VoiceResponse
 
 from models.line import TOPIC_LINE, Language, LineScript, TopicScript
 
-from .menu import FINISH_KEY, MENU_KEYS, STAFF_STARS, ZIP_FINISH_KEY, ZIP_KEYS
+from .menu import FINISH_KEY, MAX_EMPTY_RECORDINGS, MENU_KEYS, STAFF_STARS, ZIP_FINISH_KEY, ZIP_KEYS
 
 CACHE_SIZE = 4096
 
@@ -212,7 +212,7 @@ def record_comment(
     _speak(response, lines, lang, base)
     transcribe = lang.code == "en-US"
     response.record(
-        action=url(base, "recorded", s=step, l=lang.code, t=slug, p=stance),
+        action=url(base, "recorded", s=step, m=misses or None, l=lang.code, t=slug, p=stance),
         method="POST",
         max_length=script.record_max_seconds,
         timeout=5,
@@ -228,6 +228,23 @@ def record_comment(
     # Reached only when Twilio skips the action (an empty recording, on some accounts).
     response.redirect(url(base, "no-comment", s=step, m=misses, l=lang.code, t=slug, p=stance), method="POST")
     return str(response)
+
+
+def after_empty_recording(
+    script: LineScript,
+    base: str,
+    language: str | None,
+    topic: TopicScript | None,
+    stance: str | None,
+    step: int,
+    empty: int,
+) -> str:
+    """After the `empty`th recording in a row with nothing in it (0 s, or one whose action
+    Twilio skipped): the recording offered again, or, from the `MAX_EMPTY_RECORDINGS`th, the
+    choice of another topic."""
+    if empty < MAX_EMPTY_RECORDINGS:
+        return record_comment(script, base, language, topic, stance, step, empty, "no_comment")
+    return another_menu(script, base, language, step + 1, 0, "no_comment")
 
 
 def spoken_digits(reference: str) -> str:

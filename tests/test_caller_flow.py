@@ -216,6 +216,34 @@ def test_zero_second_recording_is_not_a_comment(twilio, api):
     assert housing["calls"] == 1 and housing["comments"] == 0
 
 
+def test_a_second_silent_recording_leads_to_the_choice_of_another_topic(twilio, api):
+    """A 0-second recording is offered once more, as one Twilio skips is: after the second
+    the caller hears the choice of another topic, not the recording a third time."""
+    call = twilio.call()
+    call.dial()
+    call.press("1")
+    call.press("3")
+    again, _ = call.speak(seconds=0)
+    assert again.record is not None and "We did not hear a comment." in again.said
+    menu, _ = call.speak(seconds=0)
+    assert menu.record is None and "We did not hear a comment." in menu.said
+    assert "To comment on another topic" in menu.said
+    housing = next(t for t in api("/api/v1/counts").json["topics"] if t["slug"] == "housing")
+    assert housing["calls"] == 1 and housing["comments"] == 0
+
+
+def test_silence_then_a_comment_is_a_comment(twilio, api):
+    call = twilio.call()
+    call.dial()
+    call.press("1")
+    call.press("3")
+    call.speak(seconds=0)
+    thanks, _ = call.speak(seconds=9)
+    assert "Your reference number is" in thanks.said
+    housing = next(t for t in api("/api/v1/counts").json["topics"] if t["slug"] == "housing")
+    assert housing["calls"] == 1 and housing["comments"] == 1
+
+
 def test_one_language_line_skips_the_language_menu(tmp_path, settings):
     import yaml
 

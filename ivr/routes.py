@@ -285,8 +285,8 @@ def ask_about(script: LineScript, base: str, language: str | None, topic: TopicS
 @bp.post("/zip")
 def enter_zip():
     """The ZIP code step. Five digits (not 00000) are the call's entered ZIP code; a short or
-    unreadable entry is asked for once more; pound alone or silence (Twilio's redirect, with no
-    `Digits`) skips it. Then the call goes on as it would have: to the topics, or to the
+    unreadable entry is asked for once more; star alone repeats the prompt, as on every menu;
+    pound alone or silence (Twilio's redirect, with no `Digits`) skips it. Then the call goes on as it would have: to the topics, or to the
     topic chosen just before. Nothing here stops a comment."""
     w = webhook()
     script, base = w.script(), w.base

@@ -232,6 +232,20 @@ def test_a_twilio_reply_to_the_zip_code_is_five_keys_ended_by_pound(app, twilio)
         assert tally(db.session).calls == 1
 
 
+def test_star_repeats_the_zip_prompt_and_a_star_inside_an_entry_is_a_miss(app, twilio):
+    set_line(app, "after_language", {})
+    call = twilio.call()
+    call.dial()
+    first = call.press("1")
+    for _ in range(3):  # star alone: the prompt again, as on every menu, not a miss
+        repeated = call.press("*")
+        assert repeated.menu_path() == "zip" and "not a five-digit ZIP code" not in repeated.said
+        assert repeated.said == first.said
+    again = call.press("12*45")
+    assert "not a five-digit ZIP code" in again.said and again.menu_path() == "zip"
+    assert call.press("1*").menu_path() == "topic"  # a second bad entry: on without one
+
+
 # --- the console ----------------------------------------------------------------------------------
 
 

@@ -207,7 +207,7 @@ def welcome():
     if is_blocked(w):  # stored and counted as blocked; the caller hears why the line ends
         call["blocked"] = True
         store(w, [Fact("call", {"values": call})])
-        return answer(twiml.blocked(script))
+        return answer(twiml.blocked(script, w.base))
     only = script.languages[0].code if len(script.languages) == 1 else None
     store(w, [Fact("call", {"values": call, "language": only})])
     return answer(twiml.welcome(script, w.base))
@@ -286,8 +286,9 @@ def ask_about(script: LineScript, base: str, language: str | None, topic: TopicS
 def enter_zip():
     """The ZIP code step. Five digits (not 00000) are the call's entered ZIP code; a short or
     unreadable entry is asked for once more; star alone repeats the prompt, as on every menu;
-    pound alone or silence (Twilio's redirect, with no `Digits`) skips it. Then the call goes on as it would have: to the topics, or to the
-    topic chosen just before. Nothing here stops a comment."""
+    pound alone or silence (Twilio's redirect, with no `Digits`) skips it. Then the call goes
+    on as it would have: to the topics, or to the topic chosen just before. Nothing here stops
+    a comment."""
     w = webhook()
     script, base = w.script(), w.base
     step, misses, digits, language = w.state("s"), w.state("m", 0), w.pressed(), w.arg("l")

@@ -275,11 +275,12 @@ def comment_saved_offer_callback(
 
 
 @lru_cache(maxsize=CACHE_SIZE)
-def blocked(script: LineScript) -> str:
-    """A number on the block list: a short message, and the line hangs up."""
+def blocked(script: LineScript, base: str) -> str:
+    """A number on the block list: a short message in the first language (played when
+    recorded), and the line hangs up."""
     lang = script.languages[0]
     response = VoiceResponse()
-    _speak(response, [said(script.say(lang.code, "blocked"))], lang, "")  # said: no base URL to play from
+    _speak(response, [line(script, lang.code, "blocked")], lang, base)
     response.hangup()
     return str(response)
 

@@ -38,6 +38,9 @@ WORDING_KEYS = (
     "trouble",
     "zip_prompt",
     "zip_retry",
+    "callback_offer",
+    "callback_taken",
+    "blocked",
 )
 # Wording a script file may leave out: the ZIP step's, the call-back offer's and the block
 # list's, added to the line with those features. A language without its own gets these (by

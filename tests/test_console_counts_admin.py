@@ -228,6 +228,27 @@ def test_editing_the_wording_keeps_placeholders(app, sign_in, twilio):
         assert entry.detail["changes"]["greeting"]["after"] == greeting
 
 
+def test_admins_edit_the_call_back_and_block_list_wording_too(app, sign_in, twilio):
+    """Every line callers can hear is on the wording form, those the ZIP step, the call-back
+    offer and the block list add included."""
+    admin = sign_in("admin")
+    page = admin.get("/admin/topics").get_data(as_text=True)
+    for key in ("zip_prompt", "zip_retry", "callback_offer", "callback_taken", "blocked"):
+        assert f'name="{key}"' in page
+    with app.app_context():
+        wording = dict(db.session.get(LineSettings, 1).wording["en-US"])
+    assert wording["blocked"] == "This line cannot take your call. Goodbye."
+    turned_away = "The comment line cannot take calls from this number. Goodbye."
+    assert admin.post("/admin/wording/en-US", {**wording, "blocked": turned_away}).status_code == 302
+    with app.app_context():
+        entry = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "wording_edit")).one()
+        assert list(entry.detail["changes"]) == ["blocked"]  # the rest, sent as shown, is unchanged
+    publish(admin)
+    admin.get("/admin/blocked")
+    assert admin.post("/admin/blocked", {"number": "+15035550188", "reason": "a test"}).status_code == 302
+    assert turned_away in twilio.call(From="+15035550188").dial().said
+
+
 # --- the audit log page -----------------------------------------------------------------------
 
 

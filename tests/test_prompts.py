@@ -365,3 +365,16 @@ def test_flask_line_sync_keeps_the_recordings_a_file_cannot_have(app, sign_in, r
     assert twilio.call().dial().plays() == live
     with app.app_context():
         assert set(draft_document(db.session)["prompts"]["ht"]) == {"greeting", "thanks"}
+
+
+def test_a_recorded_block_message_plays_to_a_blocked_caller(app, sign_in, twilio):
+    """The block list's message is a line like any other: recorded, it is played."""
+    admin = sign_in("admin")
+    assert "blocked" in dict(recordable_lines(script_of(app), "en-US"))
+    assert upload(admin, "en-US", "blocked", wav_bytes(1.5)).status_code == 302
+    publish(admin)
+    admin.get("/admin/blocked")
+    assert admin.post("/admin/blocked", {"number": "+15035550166", "reason": "a test"}).status_code == 302
+    reply = twilio.call(From="+15035550166").dial()
+    assert len(reply.plays()) == 1 and "This line cannot take your call" not in reply.said
+    assert reply.gather is None and reply.root[-1].tag == "Hangup"

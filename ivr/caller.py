@@ -757,7 +757,8 @@ class CallPlayer:
     sent again; with `failures="raise"` (the default) any of these raises UnexpectedReply.
     `keep_heard` keeps what the caller heard, line by line, in `played.heard`. `blocked`: the
     caller's number is on the line's block list, so the call must hear a short message and
-    the line hang up."""
+    the line hang up; None: it may be (a person trying the line does not know), so either the
+    first menu or that message is right, and `played.blocked` says which it was."""
 
     def __init__(
         self,
@@ -769,7 +770,7 @@ class CallPlayer:
         keep_heard: bool = False,
         max_webhooks: int = 60,
         max_attempts: int = 20,
-        blocked: bool = False,
+        blocked: bool | None = False,
     ) -> None:
         if failures not in ("raise", "fallback"):
             raise ValueError(f"failures must be 'raise' or 'fallback', not {failures!r}")
@@ -833,13 +834,19 @@ class CallPlayer:
             menu = Menu("zip", first)
         if one_language:
             self.played.language = first
-        if self.blocked:
-            reply = yield from self._exchange(self.call.voice(), Menu("goodbye", first))
+        goodbye = Menu("goodbye", first)
+        may_be_blocked = self.blocked is None
+        reply = yield from self._exchange(
+            self.call.voice(), None if may_be_blocked else goodbye if self.blocked else menu
+        )
+        if self.blocked or (may_be_blocked and reply.gather is None and reply.record is None):
+            check(reply, goodbye, self.line)
             self.played.blocked = True
             self._hear(reply)
             self._heard("[the line hangs up]")
             return
-        reply = yield from self._exchange(self.call.voice(), menu)
+        if may_be_blocked:
+            check(reply, menu, self.line)
         while True:
             if menu.kind in MENUS:
                 menu, reply = yield from self._at_menu(menu, reply)

@@ -201,7 +201,7 @@ def call(
     base = url or config["PUBLIC_BASE_URL"] or "http://localhost"
     simulated = SimulatedCall(account, base, Phone(from_number))
     caller = CommandLineCaller(list(keys), seconds, transcript, config)
-    player = CallPlayer(simulated, LineFacts.from_script(script), caller, keep_heard=True)
+    player = CallPlayer(simulated, LineFacts.from_script(script), caller, keep_heard=True, blocked=None)
     try:
         played = play(player, _over_http if url else _in_process(current_app.test_client()))
     except (UnexpectedReply, OSError) as exc:
@@ -214,6 +214,9 @@ def call(
     for line in played.heard:
         click.echo(("  " if line.startswith("[") else "  > ") + line)
     click.echo(f"{played.webhooks} webhooks, all answered.")
+    if played.blocked:
+        click.echo("The number is on the block list: the call is counted as blocked, in no topic.")
+        return
     topics = ", ".join(f"{slug} ({stance or 'no position'})" for slug, stance in played.topics.items())
     click.echo(f"Topics chosen: {topics or 'none'}.")
     if script.zip_step != "off":

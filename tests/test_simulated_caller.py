@@ -346,3 +346,20 @@ def test_the_counts_equal_what_was_played_however_it_was_played(app, twilio, api
             for sid, references in call.references.items():
                 for reference in references:
                     assert recording_for_reference(db.session, reference).recording_sid == sid
+
+
+def test_flask_line_call_from_a_blocked_number_hears_the_block_message(app, sign_in, runner, api):
+    """A person trying the line does not know whether the number is blocked: the simulated
+    caller takes either the first menu or the block message, and says which it heard."""
+    admin = sign_in("admin")
+    admin.get("/admin/blocked")
+    assert admin.post("/admin/blocked", {"number": "+15035550177", "reason": "trying"}).status_code == 302
+    blocked = runner.invoke(args=["line", "call", "--press", "1", "1", "--from", "+15035550177"])
+    assert blocked.exit_code == 0, blocked.output
+    assert "This line cannot take your call" in blocked.output and "counted as blocked" in blocked.output
+    assert "Topics chosen" not in blocked.output
+    free = runner.invoke(args=["line", "call", "--press", "1", "1", "--from", "+15035550178"])
+    assert free.exit_code == 0, free.output
+    assert "Topics chosen: " in free.output and "blocked" not in free.output
+    counts = api("/api/v1/counts").json
+    assert counts["blocked"] == 1 and counts["calls"] == 2

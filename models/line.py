@@ -214,7 +214,13 @@ def districts_of(value: Any) -> dict[str, list[str]]:
         codes = [str(z).strip() for z in zips]
         wrong = [z for z in codes if not is_zip(z)]
         if wrong:
-            raise ScriptError(f"district {name!r}: {', '.join(wrong[:5])} is not a five-digit ZIP code")
+            numbers = any(isinstance(z, int) and not is_zip(str(z)) for z in zips)
+            hint = (
+                " (write ZIP codes in quotes, as '02134': unquoted, YAML reads one that begins with 0 as a number)"
+                if numbers
+                else ""
+            )
+            raise ScriptError(f"district {name!r}: {', '.join(wrong[:5])} is not a five-digit ZIP code{hint}")
         districts[name] = sorted(set(codes))
     return districts
 

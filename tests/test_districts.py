@@ -182,6 +182,18 @@ def test_several_districts_are_keyed_by_name_in_the_json_and_the_csv(app, twilio
     assert "no district 'council'" in wrong.get_json()["error"] and "mayor" in wrong.get_json()["error"]
 
 
+def test_a_zip_code_yaml_read_as_a_number_is_refused_with_how_to_write_it():
+    import yaml
+
+    from models.line import ScriptError, districts_of
+
+    assert districts_of(yaml.safe_load("[97201, '02134']")) == {"district": ["02134", "97201"]}
+    with pytest.raises(ScriptError, match=r"1116 is not a five-digit ZIP code \(write ZIP codes in quotes"):
+        districts_of(yaml.safe_load("[97201, 02134]"))  # YAML 1.1: a leading 0 is octal
+    with pytest.raises(ScriptError, match=r"9720 is not a five-digit ZIP code$"):
+        districts_of(["9720"])
+
+
 def test_a_line_without_districts_or_a_zip_step(app, twilio, api):
     with app.app_context():
         line = LineFacts.from_script(line_script(app).get(db.session))

@@ -32,6 +32,11 @@ TWILIO_API = "https://api.twilio.com"
 # Development's stand-in for Twilio's recording media, on the line itself (ivr/dev_media.py).
 DEV_TWILIO_PATH = "/dev/twilio"
 TRANSCRIBER_NAMES = ("whisper", "none")
+# The flags' settings at most: calls a day or in a burst, a burst's minutes (a day), a short
+# comment's seconds.
+FLAG_COUNT_LIMIT = 1_000_000
+FLAG_BURST_MINUTES_LIMIT = 24 * 60
+FLAG_SHORT_SECONDS_LIMIT = 24 * 60 * 60
 
 
 class SettingsError(click.ClickException, RuntimeError):
@@ -207,10 +212,13 @@ def flag_settings(env: dict[str, str]) -> dict:
     """The rules that flag calls (models/flags.py) and the block list's cache. Each rule is on
     by default; a count of 0 (or false) switches it off."""
     return {
-        "FLAG_REPEAT_CALLS_PER_DAY": number_setting(env, "FLAG_REPEAT_CALLS_PER_DAY", 5, int),
-        "FLAG_BURST_CALLS": number_setting(env, "FLAG_BURST_CALLS", 3, int),
-        "FLAG_BURST_MINUTES": number_setting(env, "FLAG_BURST_MINUTES", 10),
-        "FLAG_SHORT_COMMENT_SECONDS": number_setting(env, "FLAG_SHORT_COMMENT_SECONDS", 1, int),
+        # Bounded so that every figure fits the databases' integers and a burst's window its dates.
+        "FLAG_REPEAT_CALLS_PER_DAY": number_setting(env, "FLAG_REPEAT_CALLS_PER_DAY", 5, int, FLAG_COUNT_LIMIT),
+        "FLAG_BURST_CALLS": number_setting(env, "FLAG_BURST_CALLS", 3, int, FLAG_COUNT_LIMIT),
+        "FLAG_BURST_MINUTES": number_setting(env, "FLAG_BURST_MINUTES", 10, float, FLAG_BURST_MINUTES_LIMIT),
+        "FLAG_SHORT_COMMENT_SECONDS": number_setting(
+            env, "FLAG_SHORT_COMMENT_SECONDS", 1, int, FLAG_SHORT_SECONDS_LIMIT
+        ),
         "FLAG_SHORT_COMMENTS": _flag(env, "FLAG_SHORT_COMMENTS", True),
         "FLAG_UNVERIFIED_CALLERS": _flag(env, "FLAG_UNVERIFIED_CALLERS", True),
         "BLOCK_LIST_CACHE_SECONDS": number_setting(env, "BLOCK_LIST_CACHE_SECONDS", 5),
@@ -298,10 +306,10 @@ def web_port(env: dict[str, str]) -> int:
     return number_setting(env, "WEB_PORT", number_setting(env, "PORT", 5000, int), int)
 
 
-def number_setting(env, name: str, default: float, kind: type = float):
+def number_setting(env, name: str, default: float, kind: type = float, at_most: float | None = None):
     """The setting `name` from `env` as a `kind` (float or int), or `default` when unset.
-    Raises SettingsError naming the setting when it is not a finite number of that kind, or
-    is negative. Every numeric setting is read here."""
+    Raises SettingsError naming the setting when it is not a finite number of that kind, is
+    negative, or is over `at_most`. Every numeric setting is read here."""
     text = (env.get(name) or "").strip()
     try:
         value = kind(text) if text else kind(default)
@@ -311,6 +319,9 @@ def number_setting(env, name: str, default: float, kind: type = float):
         raise SettingsError(f"{name} must be a finite number, not {text!r}")
     if value < 0:
         raise SettingsError(f"{name} must not be negative, not {text!r}")
+    if at_most is not None and value > at_most:
+        limit = int(at_most) if float(at_most).is_integer() else at_most
+        raise SettingsError(f"{name} must be at most {limit:,}, not {text!r}")
     return value
 
 

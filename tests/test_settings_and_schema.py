@@ -51,6 +51,9 @@ def test_development_generates_local_secrets_once_and_says_so(tmp_path, caplog):
         ("PUBLIC_TALLY", "maybe", "PUBLIC_TALLY must be true or false"),
         ("TALLY_SIGNING_KEY", "not-a-key", "TALLY_SIGNING_KEY is not a key"),
         ("TALLY_PUBLISH_URL", "ftp://example.org", "must start with http"),
+        ("FLAG_BURST_MINUTES", "99999999999", "FLAG_BURST_MINUTES must be at most 1,440"),
+        ("FLAG_REPEAT_CALLS_PER_DAY", "10" * 20, "FLAG_REPEAT_CALLS_PER_DAY must be at most 1,000,000"),
+        ("FLAG_SHORT_COMMENT_SECONDS", "86401", "FLAG_SHORT_COMMENT_SECONDS must be at most 86,400"),
     ],
 )
 def test_bad_settings_are_named(tmp_path, name, value, message):
@@ -137,7 +140,7 @@ def test_webhooks_answer_twiml_even_when_the_database_is_gone(settings):
 NUMERIC_SETTINGS = sorted(
     set(
         re.findall(
-            r'number_setting\((?:env|os\.environ), ["\']([A-Z_]+)["\']',
+            r'number_setting\(\s*(?:env|os\.environ),\s*["\']([A-Z_]+)["\']',
             (PROJECT_DIR / "config" / "__init__.py").read_text(),
         )
     )

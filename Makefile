@@ -56,7 +56,8 @@ PROCFILE_RUN := $(DEV) WEB_PORT=$(PORT) PATH="$(abspath $(BIN)):$$PATH" $(BIN)/h
 serve: .flaskenv
 	@$(PROCFILE_RUN) release
 	@echo
-	@echo "The line is starting on http://localhost:$(PORT) with its worker (SQLite: instance/commentline.db)."
+	@echo "The line is starting on http://localhost:$(PORT) with its worker, on DATABASE_URL (from the"
+	@echo "environment or .env) or, without one, SQLite in instance/commentline.db."
 	@echo "Try it without a phone, in another terminal:"
 	@echo "    $(BIN)/flask line call --press 1 2 1 --url http://localhost:$(PORT)"
 	@echo "The staff console is on http://localhost:$(PORT) too; make its first account with"

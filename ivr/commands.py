@@ -168,7 +168,13 @@ def _over_http(request: Request) -> Response:
 @click.argument("keys", nargs=-1)
 @click.option("--url", help="Call a running line at this base URL instead of in this process.")
 @click.option("--from", "from_number", default="+15555550100", show_default=True, help="The caller's number.")
-@click.option("--seconds", default=12, show_default=True, help="Length of the recorded comment.")
+@click.option(
+    "--seconds",
+    default=12,
+    show_default=True,
+    help="Length of the recorded comment; in development at least as long as its spoken words "
+    "(a shorter --transcript makes a shorter one).",
+)
 @click.option(
     "--transcript",
     help="What the caller says (and Twilio's transcription, on English lines) "

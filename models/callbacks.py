@@ -109,13 +109,19 @@ def list_requests(session, key: str, *, include_done: bool = False, limit: int =
     ]
 
 
-def mark_done(session, request_id: int, *, by) -> CallbackRequest | None:
-    """Mark a request done by `by`; None when there is no such request."""
-    row = session.get(CallbackRequest, request_id)
-    if row is not None and row.done_at is None:
-        row.done_at = utcnow()
-        row.done_by_label = getattr(by, "label", str(by))[:254]
-    return row
+def mark_done(session, request_id: int, *, by) -> tuple[CallbackRequest | None, bool]:
+    """Mark a request done by `by`, once: (the request, True) when this marked it; (the
+    request, False) when it was done already, its who and when left as they were; (None,
+    False) when there is no such request. The request is read after the change. One UPDATE
+    that only an open request matches: of two marks at once, one marks it."""
+    marked = session.execute(
+        update(CallbackRequest)
+        .where(CallbackRequest.id == request_id, CallbackRequest.done_at.is_(None))
+        .values(done_at=utcnow(), done_by_label=getattr(by, "label", str(by))[:254])
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    row = session.get(CallbackRequest, request_id, populate_existing=True)
+    return row, row is not None and marked == 1
 
 
 def purge_numbers(session, keep_days: int, now: datetime | None = None) -> int:

@@ -42,7 +42,7 @@ from models.users import (
 
 from .auth import NO_LINK_BASE, admin_required, can_make_links, record, reset_link
 from .console import console, current_script, url_with
-from .params import row_id, text
+from .params import ROW_ID_IN_PATH, row_id, text
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 AUDIT_PAGE = 100
@@ -106,7 +106,7 @@ def keeps_an_admin(user: User) -> bool:
     return not (user.is_admin and user.active and count_admins(db.session) <= 1)
 
 
-@console.post("/admin/users/<int:user_id>/<change>")
+@console.post(f"/admin/users/<{ROW_ID_IN_PATH}:user_id>/<change>")
 @admin_required
 def change_user(user_id: int, change: str):
     user = user_or_404(user_id)
@@ -419,7 +419,7 @@ def publish():
     return redirect(url_for("console.script_versions"))
 
 
-@console.post("/admin/script/versions/<int:version>/publish")
+@console.post(f"/admin/script/versions/<{ROW_ID_IN_PATH}:version>/publish")
 @admin_required
 def publish_again(version: int):
     """Publish a kept version again (how a publish is undone)."""

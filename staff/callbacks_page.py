@@ -1,7 +1,8 @@
 """Call-back requests in the console, for staff with the call-back role only (`User.callbacks`,
 given on the Staff page or with `flask users callbacks EMAIL on`): the numbers, decrypted for
 the page and never stored in the clear, with the comment each was asked after. Every view of
-the list is in the audit log, naming the requests shown; so is marking one done."""
+the list is in the audit log, naming the requests shown; so is marking one done (once: marking
+a request done again says who did and when, and changes and audits nothing)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from models import Recording, db
 from models.callbacks import list_requests, mark_done
 
 from .auth import record
-from .console import all_topics, console, topic_names
+from .console import all_topics, console, local_time, topic_names
+from .params import ROW_ID_IN_PATH, choice
 
 
 def callback_role_required(view):
@@ -32,8 +34,9 @@ def callback_role_required(view):
 @console.get("/callbacks")
 @callback_role_required
 def callbacks():
+    """The open requests, or all with `done=yes` (the page's own link); any other `done` is 400."""
     config = current_app.config
-    include_done = request.args.get("done") == "yes"
+    include_done = choice(request.args.get("done"), "done", ("yes",)) == "yes"
     if not config["CALLBACK_KEY"]:
         flash("CALLBACK_KEY is not set: the line takes no call-back requests and cannot show any.", "error")
         return render_template("callbacks.html", rows=[], references={}, include_done=include_done, names={})
@@ -54,12 +57,17 @@ def callbacks():
     )
 
 
-@console.post("/callbacks/<int:request_id>/done")
+@console.post(f"/callbacks/<{ROW_ID_IN_PATH}:request_id>/done")
 @callback_role_required
 def callback_done(request_id: int):
-    row = mark_done(db.session, request_id, by=g.user)
+    """Mark a request done (audited), once; 404 for no such request."""
+    row, marked = mark_done(db.session, request_id, by=g.user)
     if row is None:
         abort(404, description="There is no such call-back request.")
+    if not marked:
+        flash(f"That request was already marked done, by {row.done_by_label}, {local_time(row.done_at)}.")
+        db.session.rollback()
+        return redirect(url_for("console.callbacks"))
     record("callback_done", f"callback {row.id}")
     db.session.commit()
     flash("Marked done.")

@@ -15,6 +15,10 @@ from models.comments import decode_cursor
 from models.recordings import MAX_INTEGER
 
 MAX_ROW_ID = MAX_INTEGER  # PostgreSQL compares an id with its column's type, int4
+ROW_ID_IN_PATH = f"int(max={MAX_ROW_ID})"
+"""The URL converter for a row id in a route's path: `f"/things/<{ROW_ID_IN_PATH}:thing_id>"`.
+An id above `MAX_ROW_ID` (which no row can have; SQLite cannot even bind one of 2**63 or more)
+matches no route, so it is answered 404 like any other id that names nothing."""
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # PostgreSQL refuses NUL in text; no one types the rest
 
 

@@ -32,13 +32,13 @@ from models.prompts import (
     recordings_of,
     takes_to_review,
 )
-from models.recordings import MAX_INTEGER
 from storage import storage_for
 from storage.prompt_audio import CONTENT_TYPE, PromptAudioError, PromptFile, prepare_prompt, store_prompt_file
 
 from .admin import draft, draft_changed
 from .auth import admin_required, record
 from .console import console
+from .params import ROW_ID_IN_PATH
 
 
 @dataclass(frozen=True)
@@ -220,13 +220,14 @@ def phone_code(language: str, key: str):
 
 
 def take_or_404(take_id: int) -> PromptTake:
-    take = db.session.get(PromptTake, take_id) if take_id <= MAX_INTEGER else None
+    """The take, or 404. `take_id` is at most `MAX_ROW_ID`: the routes' converter says so."""
+    take = db.session.get(PromptTake, take_id)
     if take is None:
         abort(404, description="There is no such take.")
     return take
 
 
-@console.post("/admin/prompts/takes/<int:take_id>/<decision>")
+@console.post(f"/admin/prompts/takes/<{ROW_ID_IN_PATH}:take_id>/<decision>")
 @admin_required
 def review_take(take_id: int, decision: str):
     """Accept a take recorded by phone (it becomes the line's prompt in the draft) or discard it."""
@@ -258,7 +259,7 @@ def review_take(take_id: int, decision: str):
     return redirect(url_for("console.prompts", _anchor=f"{take.language}-{take.key}"))
 
 
-@console.get("/admin/prompts/takes/<int:take_id>.wav")
+@console.get(f"/admin/prompts/takes/<{ROW_ID_IN_PATH}:take_id>.wav")
 @admin_required
 def take_audio(take_id: int):
     """A take's converted audio, to listen to before accepting it."""

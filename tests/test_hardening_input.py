@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from sqlalchemy import update
 
 from models import User, db
+from staff.params import ROW_ID_IN_PATH
 from tests.console_support import leave_comment, wav_bytes
 
 # Every GET page of the console, the API and the probes: its path (with `{reference}` or `{name}`
@@ -200,7 +201,7 @@ def test_every_get_page_is_in_the_property_test(app):
         .replace("<name>", "{name}")
         .replace("<path:filename>", "{name}")
         .replace("<name>", "{name}")
-        .replace("<int:take_id>", "{name}")
+        .replace(f"<{ROW_ID_IN_PATH}:take_id>", "{name}")
         for rule in app.url_map.iter_rules()
         if "GET" in rule.methods and not rule.endpoint.startswith("twilio")
     }

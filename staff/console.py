@@ -195,6 +195,14 @@ def district_choices(script: LineScript) -> dict[str, tuple[str, str, District |
     return choices
 
 
+def district_filter(value: str | None, name: str, choices: dict) -> str | None:
+    """One of the inbox's `district_choices`, or None when empty; on a line with no district
+    any value is a BadParameter saying so (`choice` would list no choices)."""
+    if not choices and (value or "").strip():
+        raise BadParameter(name, "The line has no district, so there is none to filter on.")
+    return choice(value, name, choices)
+
+
 MAX_SEARCH = 200
 FLAG_LABELS = {
     "repeat": "Same number, same topic, many times a day",
@@ -235,7 +243,7 @@ def inbox_filter(args) -> tuple[InboxFilter, dict, list[str]]:
     f.stance = take("stance", choice, (*STANCES.values(), "none"))
     f.language = take("language", text, 16)
     districts = district_choices(current_script())
-    where = take("district", choice, districts)
+    where = take("district", district_filter, districts)
     if where is not None:
         _, f.place, district = districts[where]
         f.district_zips = district.zips if district else frozenset()

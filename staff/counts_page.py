@@ -1,7 +1,15 @@
 """The counts page: `tally()` for a window, a chart of calls per hour or day by topic (each
-bar is `tally()` of its own hour or day), a CSV of exactly the table shown, auto refresh.
+bar is `tally()` of its own hour or day), a CSV of the table shown (with each row's flagged
+calls and call-backs, which the page shows in its second table), auto refresh.
 `show` picks what the table counts: all calls, only the calls inside a district (`district`
 names which when the line has several; the chart too), or positions once per caller.
+
+The table adds up: calls that chose at least one topic, calls that chose no topic and blocked
+calls are all the calls. The topic rows do not: a call that chose several topics counts once
+under each.
+
+`district`, whatever `show` is, must be empty or the name of one of the line's districts (as
+the API's `district` must): anything else is a 400 naming the districts the line has.
 
 Nothing here counts: every number comes from `models.tally.tally`."""
 
@@ -18,24 +26,51 @@ from models.line import District
 from models.summary import WHOLE_LINE
 from models.tally import STANCE_NAMES, Tally, callers_inside, line_callers, tally
 
+from .api import FLAG_COLUMNS
 from .auth import record
 from .console import console, current_script, date_presets, date_window, line_zone, today_local, url_with
 from .csvfiles import csv_text
-from .params import BadParameter, choice, whole_number
+from .params import BadParameter, choice, text, whole_number
 from .windows import local_midnight
 
 MAX_HOURLY_DAYS = 3
 MAX_BARS = 93
 PALETTE = ["#2563eb", "#d97706", "#059669", "#7c3aed", "#db2777", "#0891b2", "#65a30d", "#dc2626", "#4b5563", "#9333ea"]
 REFRESH_SECONDS = 30
-CSV_HEADER = ["topic", "name", "calls", "callers", "comments", "support", "oppose", "other"]
-# With `show=voices` the last three are each caller's latest position, once per caller.
-VOICES_CSV_HEADER = [*CSV_HEADER[:5], *(f"per_caller_{name}" for name in STANCE_NAMES)]
+# The table's columns; with `show=voices` the last three are each caller's latest position,
+# once per caller. The CSV has these, then `FLAG_COLUMNS` (flagged, callbacks), named and
+# ordered as in the API's counts.csv.
+TABLE_COLUMNS = ["topic", "name", "calls", "callers", "comments", "support", "oppose", "other"]
+VOICES_TABLE_COLUMNS = [*TABLE_COLUMNS[:5], *(f"per_caller_{name}" for name in STANCE_NAMES)]
+CSV_HEADER = [*TABLE_COLUMNS, *FLAG_COLUMNS]
+VOICES_CSV_HEADER = [*VOICES_TABLE_COLUMNS, *FLAG_COLUMNS]
+MAX_DISTRICT_NAME = 64  # as the API takes it
 SHOWS = {"all": "All calls", "inside": "Inside the district", "voices": "One voice per caller"}
 NO_NUMBERS = (
     "One voice per caller needs to tell callers apart, and this line keeps no caller numbers "
     "(CALLER_NUMBERS=none): each call counts as its own voice only in the other views."
 )
+
+
+@dataclass(frozen=True)
+class CountsRow:
+    """One row of the counts table. `key` is the topic's slug, or one of "(routed)" (calls
+    that chose at least one topic), "(none)" (calls that chose no topic, blocked ones aside),
+    "(blocked)" (calls from a number on the block list) and "(all)"; `kind` (its CSS class)
+    is "topic", "routed", "unrouted", "blocked" or "total". `figures` are the table's cells
+    after the name (calls, callers, comments, three positions; "" where a figure does not
+    apply). `flagged` and `callbacks` are the second table's figures for the row ("" where it
+    has none): the CSV carries them after the table's columns."""
+
+    key: str
+    name: str
+    kind: str
+    figures: list
+    flagged: int | str = ""
+    callbacks: int | str = ""
+
+    def csv_cells(self) -> list:
+        return [self.key, self.name, *self.figures, self.flagged, self.callbacks]
 
 
 @dataclass
@@ -54,28 +89,54 @@ class CountsView:
 
     @property
     def header(self) -> list[str]:
+        """The CSV's header: the table's columns, then `flagged,callbacks`."""
         return VOICES_CSV_HEADER if self.show == "voices" else CSV_HEADER
 
-    def rows(self) -> list[list]:
-        """The table as shown: one row per topic, then calls with no topic, then the total.
-        With `show` "voices" the position columns count each caller once."""
+    @property
+    def routed(self) -> int:
+        """Calls that chose at least one topic: all calls but the unrouted and the blocked ones
+        (`tally()` counts `unrouted` as exactly those left after these)."""
+        return self.result.calls - self.result.unrouted - self.result.blocked
+
+    @property
+    def callbacks_asked(self) -> int:
+        """Call-backs asked, over all topics (a call that asked about two topics counts twice)."""
+        return sum(t.callbacks for t in self.result.topics)
+
+    def rows(self) -> list[CountsRow]:
+        """The table as shown: one row per topic, then calls that chose at least one topic,
+        calls that chose no topic, blocked calls and all calls. The last four add up: routed +
+        unrouted + blocked = all. The topic rows do not add up to the routed row when a call
+        chose several topics (it counts under each). With `show` "voices" the position
+        columns count each caller once."""
         topics = []
         for t in self.result.topics:
             figures = t.figures()
             if self.show == "voices":
                 figures = [*figures[:3], *t.voice_figures()]
-            topics.append([t.slug, t.name + ("" if t.enabled else " (switched off)"), *figures])
+            name = t.name + ("" if t.enabled else " (switched off)")
+            topics.append(CountsRow(t.slug, name, "topic", figures, t.flagged, t.callbacks))
         # Comments and positions belong to one topic each, so their column sums are totals;
         # calls and callers are not (one call can choose several topics, one caller call about
         # several): those come from tally() and line_callers().
-        sums = [sum(row[i] or 0 for row in topics) for i in (4, 5, 6, 7)]
+        sums = [sum(row.figures[i] or 0 for row in topics) for i in (2, 3, 4, 5)]
         if self.show == "voices" and not self.callers_known:
             sums[1:] = ["", "", ""]
         callers = "" if self.line_callers is None else self.line_callers
+        blank = ["", "", "", "", ""]  # callers, comments and positions: not counted for these rows
         return [
             *topics,
-            ["(none)", "Calls that chose no topic", self.result.unrouted, "", "", "", "", ""],
-            ["(all)", "All calls", self.result.calls, callers, *sums],
+            CountsRow("(routed)", "Calls that chose at least one topic", "routed", [self.routed, *blank]),
+            CountsRow("(none)", "Calls that chose no topic", "unrouted", [self.result.unrouted, *blank]),
+            CountsRow("(blocked)", "Blocked calls", "blocked", [self.result.blocked, *blank]),
+            CountsRow(
+                "(all)",
+                "All calls",
+                "total",
+                [self.result.calls, callers, *sums],
+                self.result.flagged,
+                self.callbacks_asked,
+            ),
         ]
 
 
@@ -191,7 +252,13 @@ def counts_view(args) -> CountsView:
     if by == "hour" and count > MAX_HOURLY_DAYS:
         by = "day"
     show = choice(args.get("show"), "show", SHOWS) or "all"
-    inside = district_shown(args) if show == "inside" else None
+    districts = current_script().districts
+    named = district_named(args.get("district"), districts)  # checked whatever `show` is
+    inside = None
+    if show == "inside":
+        if not districts:
+            raise BadParameter("show", "The line has no district yet: set one in config/line.yaml (flask line sync).")
+        inside = named or districts[0]
     callers_known = current_app.config["CALLER_NUMBERS"] != "none"
     result = tally(
         db.session,
@@ -212,16 +279,29 @@ def counts_view(args) -> CountsView:
     )
 
 
-def district_shown(args) -> District:
-    """The district `district` names (the line's first when it names none); BadParameter when
-    the line has none or not that one."""
-    districts = current_script().districts
-    if not districts:
-        raise BadParameter("show", "The line has no district yet: set one in config/line.yaml (flask line sync).")
-    name = (args.get("district") or "").strip()
-    if not name:
-        return districts[0]
-    return districts[[d.name for d in districts].index(choice(name, "district", [d.name for d in districts]))]
+def district_named(value: str | None, districts: tuple[District, ...]) -> District | None:
+    """The district `value` names, or None when it is empty. A name the line does not have
+    (any name, on a line with no district), a control character or more than
+    `MAX_DISTRICT_NAME` characters is a BadParameter whose message names the line's districts:
+    the API's rule for its `district`."""
+    names = ", ".join(d.name for d in districts)
+    try:
+        name = text(value, "district", MAX_DISTRICT_NAME)
+    except BadParameter as exc:
+        known = f"The line's districts: {names}." if districts else "The line has no district."
+        raise BadParameter("district", f"{exc} {known}") from None
+    if name is None:
+        return None
+    found = next((d for d in districts if d.name == name), None)
+    if found is None and districts:
+        raise BadParameter("district", f"The line has no district {name!r} (its districts: {names}).")
+    if found is None:
+        raise BadParameter(
+            "district",
+            f"The line has no district {name!r}: it has no districts "
+            "(set them in config/line.yaml, then run flask line sync).",
+        )
+    return found
 
 
 def result_line_callers(since: datetime, until: datetime, inside: District) -> int:
@@ -263,7 +343,7 @@ def counts_csv():
         view = counts_view(request.args)
     except BadParameter as exc:
         return Response(f"{exc}\n", 400, mimetype="text/plain")
-    table = csv_text(view.header, view.rows())
+    table = csv_text(view.header, [row.csv_cells() for row in view.rows()])
     name = f"counts_{view.first}_to_{view.last}.csv"
     record("export_counts", f"counts {view.first}..{view.last}")
     db.session.commit()

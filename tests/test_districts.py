@@ -307,7 +307,7 @@ def test_the_counts_page_shows_all_calls_inside_the_district_or_one_voice_per_ca
     voices = counts_table(staff.get("/counts?show=voices"))
     assert voices["budget"][3:] == ["0", "1", "1"]  # Ann's latest (oppose), Ben's (other)
     csv = staff.get("/counts.csv?show=voices").get_data(as_text=True).splitlines()
-    assert csv[0].endswith("per_caller_support,per_caller_oppose,per_caller_other")
+    assert csv[0].endswith("per_caller_support,per_caller_oppose,per_caller_other,flagged,callbacks")
     assert staff.get("/counts?show=everything").status_code == 400
     assert staff.get("/counts?show=inside&district=council").status_code == 400
 

@@ -18,7 +18,7 @@ for the reference check, which is never cached. The session is never opened for 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -34,7 +34,7 @@ from models.line import line_script
 from models.receipts import chain, receipts_of
 from models.recordings import is_comment, number_for, numbered, typed_digits
 from receipts import signing
-from receipts.chain import facts_export, published
+from receipts.chain import facts_export, published, receipt_day
 from staff.api import counts_csv_text
 from staff.counts_page import chart_layout
 from staff.errors import protected
@@ -324,10 +324,7 @@ def receipt_file(name: str):
     day_text, _, kind = name.partition(".")
     if kind not in ("json", "facts.json"):
         return jsonify(error="Ask for YYYY-MM-DD.json or YYYY-MM-DD.facts.json."), 404
-    try:
-        day = date.fromisoformat(day_text) if len(day_text) == 10 else None
-    except ValueError:
-        day = None
+    day = receipt_day(day_text)
     if day is None:
         raise BadParameter("day", f"{day_text!r} is not a day: write it like 2026-11-30.")
     if kind == "json":

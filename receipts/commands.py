@@ -15,7 +15,7 @@ from flask.cli import AppGroup
 from models import db
 
 from . import signing
-from .chain import close_day, facts_export, verify
+from .chain import FIRST_DAY, LAST_DAY, close_day, facts_export, receipt_day, verify
 from .publish import queue_publication
 
 tally_cli = AppGroup("tally", help="Signed daily receipts of the count.")
@@ -41,10 +41,10 @@ def keygen(env_file: Path | None) -> None:
 
 
 def parse_day(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not a day: write it like 2026-11-30") from None
+    day = receipt_day(text)
+    if day is None:
+        raise click.BadParameter(f"{text!r} is not a day: write it like 2026-11-30 (from {FIRST_DAY} to {LAST_DAY})")
+    return day
 
 
 def signing_key_or_exit() -> None:

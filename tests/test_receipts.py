@@ -245,6 +245,10 @@ def test_without_a_key_nothing_is_signed_and_it_says_so(settings, runner, client
 def test_bad_days_are_clear_answers(signed, runner, client):
     assert "is not a day" in runner.invoke(args=["tally", "close", "--day", "yesterday"]).output
     assert runner.invoke(args=["tally", "close", "--day", "2999-01-01"]).exit_code == 1
+    for edge in ("9999-12-31", "0001-01-01", "2026-W49-5"):  # the calendar's ends; a week day
+        closed = runner.invoke(args=["tally", "close", "--day", edge])
+        assert closed.exit_code == 2 and "is not a day" in closed.output, closed.output
+        assert client.get(f"/public/receipts/{edge}.json").status_code == 400
     assert client.get("/public/receipts/2026-13-45.json").status_code == 400
     assert client.get("/public/receipts/nope.json").status_code == 400
     assert client.get("/public/receipts/2026-11-30.txt").status_code == 404
@@ -329,3 +333,48 @@ def test_verify_names_a_comment_removed_by_hand(signed, app, runner, twilio):
         db.session.execute(Recording.__table__.insert().values(**row))
         db.session.commit()
     assert runner.invoke(args=["tally", "verify"]).exit_code == 0
+
+
+def test_the_standalone_checker_reads_a_served_line_and_keeps_a_pinned_key(
+    signed, app, served_line, twilio, client, tmp_path
+):
+    """`--base` downloads what it was not given: a key kept from before (`--key`) is used,
+    not the one the line serves; the export must be of the day asked, and name a receipt of
+    its own day; what cannot be read is said in one line."""
+    play_calls(twilio)
+    day = today(app)
+    close_today_finally(app)
+    base = served_line().base + "/public"
+    checked = standalone(["--base", base, "--day", day.isoformat()])
+    assert checked.returncode == 0, checked.stderr
+    assert "the facts match" in checked.stdout
+
+    other = tmp_path / "other-key.json"
+    other.write_text(json.dumps({**client.get("/public/tally-key").get_json(), "public_key": signing_key_b64()}))
+    pinned = standalone(["--base", base, "--key", str(other)])
+    assert pinned.returncode == 1 and "the signature does not hold" in pinned.stderr
+
+    missing = standalone(["--base", base, "--day", (day - timedelta(days=3)).isoformat()])
+    assert missing.returncode == 1 and "could not check:" in missing.stderr and "404" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    week = standalone(["--base", base, "--day", "2026-W49-5"])
+    assert week.returncode == 1 and "give a day as YYYY-MM-DD" in week.stderr
+
+    args = download(client, tmp_path, day)
+    export = json.loads((tmp_path / "facts.json").read_text())
+    (tmp_path / "facts.json").write_text(json.dumps({**export, "day": (day - timedelta(days=1)).isoformat()}))
+    moved = standalone(args)
+    assert moved.returncode == 1 and f"which is of {day}" in moved.stderr
+    receipts = json.loads((tmp_path / "receipts.json").read_text())
+    del receipts["receipts"][0]["signature"]
+    (tmp_path / "receipts.json").write_text(json.dumps(receipts))
+    unsigned = standalone(args[:4])
+    assert unsigned.returncode == 1 and "a field 'signature' is missing" in unsigned.stderr
+    assert "Traceback" not in unsigned.stderr
+
+
+def signing_key_b64() -> str:
+    """The public key of a new signing key, as the line serves one."""
+    from receipts import signing
+
+    return signing.b64(signing.public_raw(signing.private_key(new_private_key())))

@@ -378,3 +378,25 @@ def signing_key_b64() -> str:
     from receipts import signing
 
     return signing.b64(signing.public_raw(signing.private_key(new_private_key())))
+
+
+def test_verify_names_each_count_that_differs_and_skips_what_the_line_no_longer_keeps(signed, app, runner, twilio):
+    """Receipts made while the line kept callers still verify once it keeps none
+    (CALLER_NUMBERS=none): a figure it cannot know now is not a difference. One it can is
+    named, with both values."""
+    from receipts.chain import counts_differences
+
+    play_calls(twilio)
+    close_today_finally(app)
+    app.config["CALLER_NUMBERS"] = "none"
+    checked = runner.invoke(args=["tally", "verify"])
+    assert checked.exit_code == 0, checked.output
+    was = {"calls": 3, "line_callers": 3, "topics": {"budget": {"calls": 2, "stance": {"support": 1}}}}
+    now = {"calls": 3, "line_callers": None, "topics": {"budget": {"calls": 1, "stance": {"support": 2}}}}
+    assert counts_differences(was, now) == [
+        "topics.budget.calls: 2 in the receipt, 1 now",
+        "topics.budget.stance.support: 1 in the receipt, 2 now",
+    ]
+    assert counts_differences({"topics": {}}, {"topics": {"transit": {"calls": 1}}}) == [
+        "topics.transit.calls: 0 in the receipt, 1 now"
+    ]

@@ -124,9 +124,9 @@ def only_when_published():
 
 @public.after_request
 def public_headers(response: Response) -> Response:
-    """Cacheable by anyone for PUBLIC_CACHE_SECONDS when it is a plain answer to a GET;
-    errors and the reference check are never stored."""
-    if response.status_code == 200 and request.endpoint != "public.check" and request.method == "GET":
+    """Cacheable by anyone for PUBLIC_CACHE_SECONDS when it is a plain answer to a GET (or a
+    HEAD, which must say what the GET would); errors and the reference check are never stored."""
+    if response.status_code == 200 and request.endpoint != "public.check" and request.method in ("GET", "HEAD"):
         response.headers["Cache-Control"] = f"public, max-age={cache_seconds()}"
     else:
         response.headers["Cache-Control"] = "no-store"

@@ -137,6 +137,7 @@ def test_answers_are_cached_for_the_stated_seconds(published, app, client, twili
         assert client.get("/public/counts.json").get_json()["calls"] == 5
     assert cache.computed == computed  # within PUBLIC_CACHE_SECONDS: no new computation
     assert client.get("/public/counts.json").headers["Cache-Control"] == "public, max-age=5"
+    assert client.head("/public/counts.json").headers["Cache-Control"] == "public, max-age=5"  # as its GET
 
 
 def test_admins_choose_which_topics_are_public_and_it_is_audited(published, app, client, twilio, sign_in):

@@ -34,12 +34,12 @@ from models.line import line_script
 from models.receipts import chain, receipts_of
 from models.recordings import is_comment, number_for, numbered, typed_digits
 from receipts import signing
-from receipts.chain import facts_export, published, receipt_day
+from receipts.chain import facts_export, published
 from staff.api import counts_csv_text
 from staff.counts_page import chart_layout
 from staff.errors import protected
 from staff.params import BadParameter
-from staff.windows import parse_window
+from staff.windows import parse_day, parse_window
 
 from .cache import StaleWhileRefreshing
 from .limits import admit_lookup
@@ -324,7 +324,7 @@ def receipt_file(name: str):
     day_text, _, kind = name.partition(".")
     if kind not in ("json", "facts.json"):
         return jsonify(error="Ask for YYYY-MM-DD.json or YYYY-MM-DD.facts.json."), 404
-    day = receipt_day(day_text)
+    day = parse_day(day_text, "day")  # a BadWindow is a 400 naming what is wrong
     if day is None:
         raise BadParameter("day", f"{day_text!r} is not a day: write it like 2026-11-30.")
     if kind == "json":

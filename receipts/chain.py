@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -49,22 +48,6 @@ def iso(moment: datetime) -> str:
 
 def from_iso(text: str) -> datetime:
     return datetime.fromisoformat(text.removesuffix("Z"))
-
-
-# The days a receipt can be made for: each one's window, in any time zone, is in the calendar.
-FIRST_DAY, LAST_DAY = date(1, 1, 2), date(9999, 12, 30)
-
-
-def receipt_day(text: str) -> date | None:
-    """The day `text` writes as YYYY-MM-DD (not another ISO form, such as a week day), between
-    FIRST_DAY and LAST_DAY; None when it is not one."""
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text or ""):
-        return None
-    try:
-        day = date.fromisoformat(text)
-    except ValueError:
-        return None
-    return day if FIRST_DAY <= day <= LAST_DAY else None
 
 
 def day_window(day: date, zone: str) -> tuple[datetime, datetime]:

@@ -13,9 +13,10 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from models import db
+from staff import windows
 
 from . import signing
-from .chain import FIRST_DAY, LAST_DAY, close_day, facts_export, receipt_day, verify
+from .chain import close_day, facts_export, verify
 from .publish import queue_publication
 
 tally_cli = AppGroup("tally", help="Signed daily receipts of the count.")
@@ -41,9 +42,12 @@ def keygen(env_file: Path | None) -> None:
 
 
 def parse_day(text: str) -> date:
-    day = receipt_day(text)
+    try:
+        day = windows.parse_day(text, "--day")
+    except windows.BadWindow as exc:
+        raise click.BadParameter(f"{text!r} is not a day: {exc}") from None
     if day is None:
-        raise click.BadParameter(f"{text!r} is not a day: write it like 2026-11-30 (from {FIRST_DAY} to {LAST_DAY})")
+        raise click.BadParameter(f"{text!r} is not a day: write it like {windows.DAY_EXAMPLE}")
     return day
 
 

@@ -11,6 +11,7 @@ overflow."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -21,6 +22,7 @@ EARLIEST = datetime(1, 1, 2)
 LATEST = datetime(9999, 12, 30)
 TIME_EXAMPLE = "2026-11-30 or 2026-11-30T14:00:00-05:00"
 DAY_EXAMPLE = "2026-11-30"
+DAY_FORM = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 class BadWindow(BadParameter):
@@ -66,12 +68,13 @@ def parse_window(since: str | None, until: str | None, zone: str) -> tuple[datet
 
 
 def parse_day(value: str | None, name: str) -> date | None:
-    """A local day written as an ISO 8601 date, or None when empty; raises BadWindow."""
+    """A local day written YYYY-MM-DD (not another ISO 8601 form, such as a week date), or
+    None when empty; raises BadWindow."""
     text = (value or "").strip()
     if not text:
         return None
     try:
-        day = date.fromisoformat(text) if len(text) == 10 else None
+        day = date.fromisoformat(text) if DAY_FORM.fullmatch(text) else None
     except ValueError:
         day = None
     if day is None:

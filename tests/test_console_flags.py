@@ -56,6 +56,7 @@ def test_a_block_list_entry_that_cannot_be_used_is_refused_plainly(app, sign_in)
         ({"number": "+15035550100", "reason": " "}, "Say why"),
         ({"number": "+15035550100", "reason": "x", "last_day": "2001-01-01"}, "in the future"),
         ({"number": "+15035550100", "reason": "x", "last_day": "tomorrow"}, "is not a date"),
+        ({"number": "+15035550100", "reason": "x", "last_day": "2099-W49-5"}, "is not a date"),  # a week date
     ):
         response = admin.post("/admin/blocked", form)
         assert response.status_code == 400 and said in response.get_data(as_text=True), form

@@ -62,22 +62,31 @@ def current_script() -> LineScript:
     return line_script(current_app).get(db.session)
 
 
-def district_asked(script: LineScript) -> District | None:
-    """The district `?district=NAME` names (None when none is asked); a name the line does
-    not have is a BadParameter (400 saying which it has)."""
-    name = text(request.args.get("district"), "district", 64)
+MAX_DISTRICT_NAME = 64
+
+
+def district_named(value: str | None, script: LineScript) -> District | None:
+    """The district a `district` parameter names (None when empty), for the API and the
+    console's counts alike: a name the line does not have (any name, on a line with none), a
+    control character or more than `MAX_DISTRICT_NAME` characters is a BadParameter (400)
+    whose message names the districts the line has."""
+    known = ", ".join(d.name for d in script.districts)
+    try:
+        name = text(value, "district", MAX_DISTRICT_NAME)
+    except BadParameter as exc:
+        has = f"The line's districts: {known}." if known else "The line has no district."
+        raise BadParameter("district", f"{exc} {has}") from None
     if name is None:
         return None
     found = script.district(name)
     if found is None:
-        known = ", ".join(d.name for d in script.districts) or "none"
-        raise BadParameter("district", f"The line has no district {name!r} (its districts: {known}).")
+        raise BadParameter("district", f"The line has no district {name!r} (its districts: {known or 'none'}).")
     return found
 
 
 def current_tally(script: LineScript) -> Tally:
     since, until = window()
-    inside = district_asked(script)
+    inside = district_named(request.args.get("district"), script)
     config = current_app.config
     return tally(
         db.session,

@@ -26,11 +26,11 @@ from models.line import District
 from models.summary import WHOLE_LINE
 from models.tally import STANCE_NAMES, Tally, callers_inside, line_callers, tally
 
-from .api import FLAG_COLUMNS
+from .api import FLAG_COLUMNS, district_named
 from .auth import record
 from .console import console, current_script, date_presets, date_window, line_zone, today_local, url_with
 from .csvfiles import csv_text
-from .params import BadParameter, choice, text, whole_number
+from .params import BadParameter, choice, whole_number
 from .windows import local_midnight
 
 MAX_HOURLY_DAYS = 3
@@ -44,7 +44,6 @@ TABLE_COLUMNS = ["topic", "name", "calls", "callers", "comments", "support", "op
 VOICES_TABLE_COLUMNS = [*TABLE_COLUMNS[:5], *(f"per_caller_{name}" for name in STANCE_NAMES)]
 CSV_HEADER = [*TABLE_COLUMNS, *FLAG_COLUMNS]
 VOICES_CSV_HEADER = [*VOICES_TABLE_COLUMNS, *FLAG_COLUMNS]
-MAX_DISTRICT_NAME = 64  # as the API takes it
 SHOWS = {"all": "All calls", "inside": "Inside the district", "voices": "One voice per caller"}
 NO_NUMBERS = (
     "One voice per caller needs to tell callers apart, and this line keeps no caller numbers "
@@ -252,8 +251,9 @@ def counts_view(args) -> CountsView:
     if by == "hour" and count > MAX_HOURLY_DAYS:
         by = "day"
     show = choice(args.get("show"), "show", SHOWS) or "all"
-    districts = current_script().districts
-    named = district_named(args.get("district"), districts)  # checked whatever `show` is
+    script = current_script()
+    districts = script.districts
+    named = district_named(args.get("district"), script)  # checked whatever `show` is, as the API does
     inside = None
     if show == "inside":
         if not districts:
@@ -277,31 +277,6 @@ def counts_view(args) -> CountsView:
     return CountsView(
         days.first, days.last, days.since, days.until, result, by, picture, callers_known, callers, show, inside
     )
-
-
-def district_named(value: str | None, districts: tuple[District, ...]) -> District | None:
-    """The district `value` names, or None when it is empty. A name the line does not have
-    (any name, on a line with no district), a control character or more than
-    `MAX_DISTRICT_NAME` characters is a BadParameter whose message names the line's districts:
-    the API's rule for its `district`."""
-    names = ", ".join(d.name for d in districts)
-    try:
-        name = text(value, "district", MAX_DISTRICT_NAME)
-    except BadParameter as exc:
-        known = f"The line's districts: {names}." if districts else "The line has no district."
-        raise BadParameter("district", f"{exc} {known}") from None
-    if name is None:
-        return None
-    found = next((d for d in districts if d.name == name), None)
-    if found is None and districts:
-        raise BadParameter("district", f"The line has no district {name!r} (its districts: {names}).")
-    if found is None:
-        raise BadParameter(
-            "district",
-            f"The line has no district {name!r}: it has no districts "
-            "(set them in config/line.yaml, then run flask line sync).",
-        )
-    return found
 
 
 def result_line_callers(since: datetime, until: datetime, inside: District) -> int:

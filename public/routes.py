@@ -8,6 +8,7 @@
 - `GET /public/tally-key`, `GET /public/receipts`, `GET /public/receipts/YYYY-MM-DD.json` and
   `GET /public/receipts/YYYY-MM-DD.facts.json`: the signed daily receipts (receipts/), the key
   that checks them, and the facts a day's receipt covers, for `scripts/verify_receipts.py`.
+- Any other URL under `/public`: 404, as the public part answers it (`no_such_public_page`).
 
 Everything answers 404 unless PUBLIC_TALLY is on. Answers are cached per process for
 PUBLIC_CACHE_SECONDS (public/cache.py) and sent with `Cache-Control: public, max-age=N`, but
@@ -26,7 +27,7 @@ from zoneinfo import ZoneInfo
 import yaml
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
 from sqlalchemy import or_, select
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, NotFound
 
 from ivr.metrics import PUBLIC_CHECKS
 from models import Call, Recording, Topic, db
@@ -38,7 +39,7 @@ from receipts.chain import facts_export, published
 from staff.api import counts_csv_text
 from staff.counts_page import chart_layout
 from staff.errors import protected
-from staff.params import BadParameter
+from staff.params import BadParameter, shortened
 from staff.windows import parse_day, parse_window
 
 from .cache import StaleWhileRefreshing
@@ -143,6 +144,19 @@ def bad_parameter(error: BadParameter):
 @public.errorhandler(HTTPException)
 def http_error(error: HTTPException):
     return error_answer(error.code or 500, error.description or error.name)
+
+
+EVERY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+@public.route("/", defaults={"path": ""}, methods=EVERY_METHOD)
+@public.route("/<path:path>", methods=EVERY_METHOD)
+def no_such_public_page(path: str):
+    """Any other URL or method under `/public` (`/public/`, `/public/nope`, a POST): the public
+    part's own 404, or while the tally is off what every public URL then gets; never the
+    console's. A route of its own, which matches only what no other public route does, rather
+    than a hook on every request."""
+    raise NotFound()
 
 
 def error_answer(code: int, message: str):
@@ -326,7 +340,7 @@ def receipt_file(name: str):
         return jsonify(error="Ask for YYYY-MM-DD.json or YYYY-MM-DD.facts.json."), 404
     day = parse_day(day_text, "day")  # a BadWindow is a 400 naming what is wrong
     if day is None:
-        raise BadParameter("day", f"{day_text!r} is not a day: write it like 2026-11-30.")
+        raise BadParameter("day", f"{shortened(day_text)!r} is not a day: write it like 2026-11-30.")
     if kind == "json":
         found = answer_cache().get(("receipts", day), lambda: [published(r) for r in receipts_of(db.session, day)])
     else:

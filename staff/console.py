@@ -34,10 +34,12 @@ from models.recordings import number_for
 
 from .auth import check_csrf, load_user, record, safe_next
 from .errors import security_headers
-from .params import BadParameter, choice, keyset_cursor, text
+from .params import ROW_ID_IN_PATH, BadParameter, RowIdConverter, choice, keyset_cursor, shortened, text
 from .windows import Days, parse_days
 
 console = Blueprint("console", __name__)
+# Before any of the console's routes is added: they take row ids in their paths.
+console.record_once(lambda state: state.app.url_map.converters.update({ROW_ID_IN_PATH: RowIdConverter}))
 # Routes that take a file, each up to its own limit rather than MAX_CONTENT_LENGTH: the setting
 # that holds it, and what the file is, for the 413's message.
 UPLOAD_LIMITS = {"console.upload_prompt": ("PROMPT_MAX_BYTES", "a prompt")}
@@ -236,7 +238,7 @@ def inbox_filter(args) -> tuple[InboxFilter, dict, list[str]]:
     if slug is not None:
         topic = db.session.scalar(select(Topic).where(Topic.slug == slug))
         if topic is None:
-            problems.append(f"There is no topic {slug!r}.")
+            problems.append(f"There is no topic {shortened(slug)!r}.")
             kept.pop("topic")
         else:
             f.topic_id = topic.id
@@ -294,7 +296,7 @@ def inbox():
             older = url_with("console.inbox", kept, before=comments[-1].cursor) if more else None
             newer = url_with("console.inbox", kept, after=comments[0].cursor) if before is not None else None
     if reference_in(f.search) and not comments:
-        problems.append(f"No comment has the reference number {f.search}.")
+        problems.append(f"No comment has the reference number {shortened(f.search)}.")
     topics = all_topics()
     rules = FlagRules.from_config(current_app.config)
     return render_template(
@@ -353,7 +355,7 @@ def review_many():
 def comment_or_404(reference: str) -> CommentRow:
     comment = get_comment(db.session, reference)
     if comment is None:
-        abort(404, description=f"No comment has the reference number {reference}.")
+        abort(404, description=f"No comment has the reference number {shortened(reference)}.")
     return comment
 
 

@@ -289,9 +289,11 @@ def counts():
     kept = {k: request.args[k] for k in ("from", "to", "by", "every", "show", "district") if request.args.get(k)}
     try:
         every = whole_number(request.args.get("every"), "every", 2, 3600, default=REFRESH_SECONDS)
-        view, error = counts_view(request.args), None
+        view, error, refused = counts_view(request.args), None, None
     except BadParameter as exc:
-        every, view, error = REFRESH_SECONDS, None, str(exc)
+        every, view, error, refused = REFRESH_SECONDS, None, str(exc), exc.name
+    # The form shows a refused value as typed, to be mended; no link carries it.
+    linked = {name: value for name, value in kept.items() if name != refused}
     template = "counts_live.html" if request.args.get("partial") else "counts.html"
     # The date fields show the window shown (today's when the URL names none).
     shown = {**kept, "from": view.first.isoformat(), "to": view.last.isoformat()} if view else kept
@@ -304,9 +306,9 @@ def counts():
         shows=SHOWS,
         districts=current_script().districts,
         no_numbers=NO_NUMBERS,
-        csv_url=url_with("console.counts_csv", kept),
-        live_url=url_with("console.counts", kept, partial="1"),
-        window_url=lambda first, last: url_with("console.counts", kept, **{"from": first, "to": last}),
+        csv_url=url_with("console.counts_csv", linked),
+        live_url=url_with("console.counts", linked, partial="1"),
+        window_url=lambda first, last: url_with("console.counts", linked, **{"from": first, "to": last}),
         updated=datetime.now(line_zone()).strftime("%H:%M:%S"),
         every=every,
     ), (400 if error else 200)

@@ -1,6 +1,7 @@
 """Parameters as people type them into the console's and the API's URLs: one parser per kind
 (whole numbers, row ids, choices, free text; time windows are in `windows.py`), each giving
 the value or raising `BadParameter` with a message saying what is wrong and how to write it.
+A message that repeats what was typed repeats it `shortened`.
 
 A `BadParameter` that a view does not catch is answered 400 with its message (JSON for the API,
 the error page for pages: see `errors.py`), so no value a person can type reaches the database
@@ -11,14 +12,17 @@ from __future__ import annotations
 import re
 from collections.abc import Collection
 
+from werkzeug.routing import BaseConverter
+
 from models.comments import decode_cursor
 from models.recordings import MAX_INTEGER
 
 MAX_ROW_ID = MAX_INTEGER  # PostgreSQL compares an id with its column's type, int4
-ROW_ID_IN_PATH = f"int(max={MAX_ROW_ID})"
-"""The URL converter for a row id in a route's path: `f"/things/<{ROW_ID_IN_PATH}:thing_id>"`.
-An id above `MAX_ROW_ID` (which no row can have; SQLite cannot even bind one of 2**63 or more)
-matches no route, so it is answered 404 like any other id that names nothing."""
+NO_ROW = 0  # ids start at 1
+ROW_ID_IN_PATH = "row_id"
+"""The URL converter for a row id in a route's path: `f"/things/<{ROW_ID_IN_PATH}:thing_id>"`
+(`RowIdConverter`, which the console's blueprint registers)."""
+ECHO_LENGTH = 40
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # PostgreSQL refuses NUL in text; no one types the rest
 
 
@@ -34,6 +38,25 @@ class BadParameter(ValueError):
 def _ascii_digits(text: str) -> bool:
     """Only 0-9 (`str.isdigit` also takes "²" and "٣", which `int` refuses)."""
     return text.isascii() and text.isdigit()
+
+
+class RowIdConverter(BaseConverter):
+    """Digits in a route's path as a row id. An id above `MAX_ROW_ID`, which no row can have
+    (PostgreSQL's int4 cannot hold it; SQLite cannot even bind one of 2**63 or more), reaches
+    the view as `NO_ROW`, which names no row either: the view answers it as it answers any id
+    that names nothing, with its own 404 saying what it did not find."""
+
+    regex = r"\d+"
+
+    def to_python(self, value: str) -> int:
+        in_range = _ascii_digits(value) and len(value.lstrip("0")) <= len(str(MAX_ROW_ID)) and int(value) <= MAX_ROW_ID
+        return int(value) if in_range else NO_ROW
+
+
+def shortened(value: str) -> str:
+    """`value` as an error message may repeat it: whole when it is at most `ECHO_LENGTH`
+    characters, else its first `ECHO_LENGTH` and "…", so that no message echoes a pasted page."""
+    return value if len(value) <= ECHO_LENGTH else value[:ECHO_LENGTH] + "…"
 
 
 def whole_number(value: str | None, name: str, lowest: int, highest: int, default: int | None = None) -> int | None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from .params import BadParameter
+from .params import BadParameter, shortened
 
 EARLIEST = datetime(1, 1, 2)
 LATEST = datetime(9999, 12, 30)
@@ -30,9 +30,14 @@ class BadWindow(BadParameter):
     the window starts."""
 
 
+def _as_typed(name: str, value: str) -> str:
+    """`name='value'` for a message about what was typed, the value `shortened`."""
+    return f"{name}={shortened(value)!r}"
+
+
 def _outside(name: str, value: str) -> BadWindow:
     first, last = EARLIEST.date().isoformat(), LATEST.date().isoformat()
-    return BadWindow(name, f"{name}={value!r} is outside the calendar the line counts in ({first} to {last}).")
+    return BadWindow(name, f"{_as_typed(name, value)} is outside the calendar the line counts in ({first} to {last}).")
 
 
 def parse_instant(value: str | None, zone: str, name: str) -> datetime | None:
@@ -46,7 +51,8 @@ def parse_instant(value: str | None, zone: str, name: str) -> datetime | None:
         else:
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
     except ValueError:
-        raise BadWindow(name, f"{name}={value!r} is not an ISO 8601 date or time (e.g. {TIME_EXAMPLE})") from None
+        problem = f"{_as_typed(name, value)} is not an ISO 8601 date or time (e.g. {TIME_EXAMPLE})"
+        raise BadWindow(name, problem) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=ZoneInfo(zone))
     try:
@@ -78,7 +84,7 @@ def parse_day(value: str | None, name: str) -> date | None:
     except ValueError:
         day = None
     if day is None:
-        raise BadWindow(name, f"{name}={value!r} is not a date. Dates are written like {DAY_EXAMPLE}.")
+        raise BadWindow(name, f"{_as_typed(name, value)} is not a date. Dates are written like {DAY_EXAMPLE}.")
     if not EARLIEST.date() <= day <= LATEST.date():
         raise _outside(name, value)
     return day

@@ -74,6 +74,8 @@ PAGES: dict[str, tuple[str, ...]] = {
     "/public/receipts": (),
     "/public/receipts/{name}": (),
     "/public/static/{name}": (),
+    "/public/": (),  # any other public URL: the public part's 404
+    "/public/{name}": (),
 }
 
 EDGE_VALUES = [
@@ -200,6 +202,7 @@ def test_every_get_page_is_in_the_property_test(app):
         .replace("<token>", "{name}")
         .replace("<name>", "{name}")
         .replace("<path:filename>", "{name}")
+        .replace("<path:path>", "{name}")
         .replace("<name>", "{name}")
         .replace(f"<{ROW_ID_IN_PATH}:take_id>", "{name}")
         for rule in app.url_map.iter_rules()

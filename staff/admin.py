@@ -42,7 +42,7 @@ from models.users import (
 
 from .auth import NO_LINK_BASE, admin_required, can_make_links, record, reset_link
 from .console import console, current_script, url_with
-from .params import ROW_ID_IN_PATH, row_id, text
+from .params import NO_ROW, ROW_ID_IN_PATH, row_id, shortened, text
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 AUDIT_PAGE = 100
@@ -258,7 +258,7 @@ def topics():
 def draft_topic_or_404(document: dict, slug: str) -> dict:
     topic = next((t for t in document["topics"] if t["slug"] == slug), None)
     if topic is None:
-        abort(404, description=f"There is no topic {slug!r}.")
+        abort(404, description=f"There is no topic {shortened(slug)!r}.")
     return topic
 
 
@@ -424,6 +424,8 @@ def publish():
 def publish_again(version: int):
     """Publish a kept version again (how a publish is undone)."""
     line_settings()
+    if version == NO_ROW:
+        abort(404, description="There is no published version with that number.")
     try:
         published = publish_version(db.session, version, g.user)
     except LookupError as exc:

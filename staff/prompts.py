@@ -38,7 +38,7 @@ from storage.prompt_audio import CONTENT_TYPE, PromptAudioError, PromptFile, pre
 from .admin import draft, draft_changed
 from .auth import admin_required, record
 from .console import console
-from .params import ROW_ID_IN_PATH
+from .params import ROW_ID_IN_PATH, shortened
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ def recordable_or_404(language: str, key: str) -> str:
     """The draft's text of a line a prompt can be recorded for; 404 for any other."""
     text = line_text(draft_script(), language, key)
     if text is None:
-        abort(404, description=f"{language} {key} is not a line a prompt can be recorded for.")
+        abort(404, description=f"{shortened(language)} {shortened(key)} is not a line a prompt can be recorded for.")
     return text
 
 

@@ -178,3 +178,14 @@ def test_an_id_no_row_can_have_says_what_was_not_found(app, sign_in, row_id):
 def test_an_id_no_row_can_have_asks_for_sign_in_as_any_console_url(client):
     response = client.get("/admin/prompts/takes/99999999999999999999.wav")
     assert response.status_code == 302 and "/sign-in" in response.headers["Location"]
+
+
+def test_a_long_slug_or_prompt_line_in_an_admin_url_is_echoed_short(sign_in):
+    admin = sign_in("admin")
+    admin.get("/admin/blocked")  # a valid CSRF token for the posts
+    for path in ("/admin/topics/" + "t" * 500, "/admin/prompts/en/" + "k" * 500 + "/code"):
+        response = admin.post(path)
+        assert response.status_code == 404, path
+        assert "k" * (ECHO_LENGTH + 1) not in message_of(response) and "t" * (ECHO_LENGTH + 1) not in message_of(
+            response
+        )

@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 import yaml
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
 from sqlalchemy import or_, select
-from werkzeug.exceptions import HTTPException, NotFound
+from werkzeug.exceptions import HTTPException
 
 from ivr.metrics import PUBLIC_CHECKS
 from models import Call, Recording, Topic, db
@@ -156,7 +156,8 @@ def no_such_public_page(path: str):
     part's own 404, or while the tally is off what every public URL then gets; never the
     console's. A route of its own, which matches only what no other public route does, rather
     than a hook on every request."""
-    raise NotFound()
+    language, _ = page_language()
+    return error_answer(404, wording_for(language)["not_found"])
 
 
 def error_answer(code: int, message: str):

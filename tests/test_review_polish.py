@@ -15,7 +15,7 @@ from .test_console_review_fixes import ID_ROUTES, give_callback_role
 from .test_counts_page_review_fixes import TWO_DISTRICTS
 from .test_districts import set_line
 
-WERKZEUG_NOT_FOUND = "The requested URL was not found on the server."
+NO_SUCH_PAGE = "There is no such page in the public count."  # public/wording.yaml, not_found
 
 
 @pytest.fixture
@@ -43,10 +43,11 @@ def test_a_public_url_that_matches_no_route_gets_the_public_404(published, clien
         response = client.get(path)
         assert response.status_code == 404, path
         body = assert_public_page(response, "en-US")
-        assert "Public comment line: the count" in body and WERKZEUG_NOT_FOUND in body, path
+        assert "Public comment line: the count" in body and NO_SUCH_PAGE in body, path
     in_spanish = client.get("/public/nope?lang=es-US")
     assert in_spanish.status_code == 404
-    assert "Línea de comentarios públicos" in assert_public_page(in_spanish, "es-US")
+    spanish = assert_public_page(in_spanish, "es-US")
+    assert "Línea de comentarios públicos" in spanish and "No existe esa página en el recuento público." in spanish
     assert client.post("/public/nope").status_code == 404
 
 
@@ -55,7 +56,7 @@ def test_a_receipts_url_that_matches_no_route_is_answered_as_receipts_are(publis
     for path in ("/public/receipts/extra/segments", "/public/receipts/2026-11-30.json/more"):
         response = client.get(path)
         assert response.status_code == 404 and response.is_json, path
-        assert WERKZEUG_NOT_FOUND in response.json["error"]
+        assert NO_SUCH_PAGE in response.json["error"]
         assert response.headers["Cache-Control"] == "no-store"
 
 

@@ -12,6 +12,7 @@ import os
 import platform
 import shlex
 import signal
+import subprocess
 import sys
 import tempfile
 from datetime import UTC, datetime
@@ -19,11 +20,30 @@ from pathlib import Path
 
 from config import DEFAULT_LINE_CONFIG, PROJECT_DIR
 
-from . import bulk, inprocess, load, public, report, sidebyside, writer
+from . import bulk, inprocess, load, public, report, sidebyside, summary, writer
 from .driver import LineFacts
 from .servers import DEFAULT_PG, drop_database, fresh_database
 
 RESULTS = PROJECT_DIR / "bench" / "results"
+
+
+def code_version() -> str:
+    """The commit the code under test is at, `-modified` when the checkout has changes; empty
+    outside a git checkout."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_DIR, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=PROJECT_DIR,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+    return head + ("-modified" if changed else "")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -59,6 +79,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="self-test: leave one comment out of the driver's expectations; the check must fail",
     )
     run.add_argument("--keep", action="store_true", help="keep the databases afterwards")
+    run.add_argument(
+        "--results",
+        type=Path,
+        default=RESULTS,
+        metavar="DIR",
+        help="where the JSON and markdown go (default bench/results)",
+    )
     one = sub.add_parser("inprocess", help="one server's cost per webhook, in this process (bench/inprocess.py)")
     one.add_argument("--server", choices=["ours", "ceiling"], default="ours")
     one.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite", help="ours' database")
@@ -105,6 +132,16 @@ def parse(argv: list[str]) -> argparse.Namespace:
         default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_PG),
         help="PostgreSQL database it may drop and create (default %(default)s)",
     )
+    pooled = sub.add_parser(
+        "summary", help="ours / the ceiling over many runs, with a 95 %% interval (bench/summary.py)"
+    )
+    pooled.add_argument(
+        "files",
+        nargs="*",
+        metavar="FILE",
+        help="result JSON files of `bench run` (a folder: its bench-*.json) or CSV files of recorded runs "
+        "(default: bench/results)",
+    )
     return parser.parse_args(argv)
 
 
@@ -119,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         return sidebyside.main(
             args.db, args.calls, args.rounds, args.in_flight, args.workers, args.threads, args.pg_url
         )
+    if args.command == "summary":
+        return summary.main(args.files)
     if args.command == "writer":
         return writer.main(args.db, args.calls, args.batch or [100, 250, 500, 1000], args.pg_url, args.pages)
     # A TERM (e.g. from a CI timeout) unwinds normally, so every gunicorn started is stopped.
@@ -129,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {
         "started": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "command": "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv),
+        "code": code_version(),
         "machine": f"{os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "
         f"{platform.platform()}",
         "workers": args.workers,
@@ -201,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
                 failed.append(f"{kind}: the memory run did not count exactly")
             if not args.keep:
                 drop_database(db)
-    json_path, md_path = report.write(results, RESULTS)
+    json_path, md_path = report.write(results, args.results)
     print()
     print(report.markdown(results))
     print(f"Written to {json_path} and {md_path}")

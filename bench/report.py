@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .bulk import CALENDAR_WINDOWS
 from .driver import KINDS
+from .summary import spread
 
 NAMES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
 DURABILITY = (
@@ -136,6 +137,24 @@ def load_table(results: dict) -> list[str]:
     return lines
 
 
+def rounds_lines(results: dict) -> list[str]:
+    """Whole calls, ours / the ceiling in each round, and what the rounds say of the ratio: its
+    mean and 95 % interval. One run's rounds move with the machine; `bench summary` pools runs."""
+    lines = []
+    for d, r in results["databases"].items():
+        whole = r.get("load", {}).get("compare", {}).get("whole")
+        if not whole or not whole["ratio"]["per_round"]:
+            continue
+        per_round = whole["ratio"]["per_round"]
+        s = spread(per_round)
+        said = f"mean {s.mean:.2f}" + ("" if s.n == 1 else f", 95 % interval {s.low:.2f}-{s.high:.2f}")
+        each = ", ".join(f"{x:.2f}" for x in per_round)
+        lines.append(f"- {NAMES[d]}, whole calls, ours / the ceiling by round: {each} ({said})")
+    if lines:
+        lines.append("- Many runs together: `python -m bench summary` (docs/benchmark.md).")
+    return lines
+
+
 def bulk_table(results: dict) -> list[str]:
     dbs = [d for d in results["databases"] if "bulk" in results["databases"][d]]
     if not dbs:
@@ -192,7 +211,7 @@ def markdown(results: dict) -> str:
     out = [
         f"# Benchmark, {results['started']}",
         "",
-        f"Command: `{results['command']}`",
+        f"Command: `{results['command']}`" + (f", code at {results['code']}" if results.get("code") else ""),
         "",
         f"Machine: {results['machine']}. {DURABILITY}",
         "",
@@ -212,6 +231,9 @@ def markdown(results: dict) -> str:
             )
     out.append("")
     out += load_table(results)
+    rounds = rounds_lines(results)
+    if rounds:
+        out += [""] + rounds
     bulk = bulk_table(results)
     if bulk:
         out += ["", "## At a million calls", ""] + bulk

@@ -1,11 +1,11 @@
 """`python -m bench summary [FILE ...]`: ours / the ceiling over many runs of the load.
 
-One run's ratio carries the machine's drift: on a shared machine its rounds' ratios spread
-over ±0.15, and a run's over ±0.05 (docs/benchmark.md). What the code costs is the mean over
-runs, known to within its 95 % confidence interval (Student's t over the runs' ratios). The
-verdict against a target says which side of it the interval lies on: `met` when all of it is
-at or above the target, `missed` when all of it is below, `at the target` when it holds the
-target, so that more runs are needed to tell.
+One run's ratio carries the machine's drift between ours' rounds and the ceiling's
+(docs/benchmark.md, "One run and many"). What the code costs is the mean over runs, known to
+within its 95 % confidence interval (Student's t over the runs' ratios). The verdict against
+a target says which side of it the interval lies on: `met` when all of it is at or above the
+target, `missed` when all of it is below, `at the target` when it holds the target, so that
+more runs are needed to tell.
 
 It reads the JSON files `python -m bench run` writes (`bench/results/bench-*.json`, the
 default; a folder named stands for its `bench-*.json`) and CSV files of ratios recorded by
@@ -31,7 +31,8 @@ NAMES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
 CSV_COLUMNS = ("started", "code", "database", "rounds", "whole_calls", "first_webhooks", "where")
 
 # Student's t, two-sided 95 % (the 0.975 quantile), by degrees of freedom; the normal's
-# 1.96 beyond the table.
+# 1.96 beyond the table. A table of constants rather than SciPy, a large dependency for one
+# function.
 T_975 = {
     1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
     10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110,
@@ -143,8 +144,8 @@ def read_runs(paths: list[Path]) -> list[Run]:
 
 
 def summary_lines(runs: list[Run]) -> list[str]:
-    """A markdown table: per database and figure, the runs, their mean, its 95 % interval and
-    the verdict against the target; then the runs that fell short."""
+    """A markdown table: per database and figure, how many runs, their mean, its 95 % interval,
+    a run's standard deviation, how many fell short, and the verdict against the target."""
     lines = [
         "| database | figure | runs | mean | 95 % interval of the mean | SD of a run | runs short | target | verdict |",
         "|---|---|---|---|---|---|---|---|---|",

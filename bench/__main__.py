@@ -23,8 +23,7 @@ from config import DEFAULT_LINE_CONFIG, PROJECT_DIR
 from . import bulk, inprocess, load, public, report, sidebyside, summary, writer
 from .driver import LineFacts
 from .servers import DEFAULT_PG, drop_database, fresh_database
-
-RESULTS = PROJECT_DIR / "bench" / "results"
+from .summary import RESULTS
 
 
 def code_version() -> str:

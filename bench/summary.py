@@ -167,15 +167,19 @@ def summary_lines(runs: list[Run]) -> list[str]:
     return lines
 
 
+def result_files(path: Path) -> list[Path]:
+    """The files a named path stands for: a folder, its `bench-*.json`; a file, itself."""
+    return sorted(path.glob("bench-*.json")) if path.is_dir() else [path]
+
+
 def main(paths: list[str]) -> int:
-    files = [Path(p) for p in paths] or sorted(RESULTS.glob("bench-*.json"))
-    folders = [p for p in files if p.is_dir()]
-    files = [f for p in files for f in (sorted(p.glob("bench-*.json")) if p.is_dir() else [p])]
-    absent = [str(p) for p in files if not p.is_file()]
-    if absent:
+    named = [Path(p) for p in paths] or [RESULTS]
+    absent = [str(p) for p in named if not p.exists()]
+    if absent and paths:
         raise SystemExit(f"no such file: {', '.join(absent)}")
+    files = [f for p in named if p.exists() for f in result_files(p)]
     if not files:
-        where = ", ".join(map(str, folders)) or RESULTS
+        where = ", ".join(map(str, named))
         raise SystemExit(f"no results in {where}: run `python -m bench run` first, or name files")
     try:
         runs = read_runs(files)
